@@ -1,0 +1,64 @@
+package provider
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+)
+
+// maxBody bounds what is read of one vendor response.
+const maxBody = 32 << 20
+
+// ErrorParser extracts a vendor's error code and message from an error body.
+type ErrorParser func(body []byte) (code, message string)
+
+// DoJSON sends req with hc and decodes a 2xx JSON answer into out. A non-2xx
+// answer becomes *HTTPError carrying the vendor's reason (via parse); a body
+// that is not JSON gets an error that says so.
+func DoJSON(hc *http.Client, req *http.Request, vendor string, parse ErrorParser, out any) error {
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s %s: %w", vendor, req.Method, req.URL.Path, stripURL(err))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return fmt.Errorf("%s %s %s: reading response: %w", vendor, req.Method, req.URL.Path, stripURL(err))
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		he := &HTTPError{Vendor: vendor, Method: req.Method, Path: req.URL.Path, Status: resp.StatusCode}
+		if parse != nil {
+			he.Code, he.Message = parse(body)
+		}
+		if he.Message == "" {
+			he.Message = http.StatusText(resp.StatusCode)
+		}
+		return he
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+		if ct != "" && ct != "application/json" {
+			return fmt.Errorf("%s %s %s: expected JSON, got %q (%d bytes): %v", vendor, req.Method, req.URL.Path, ct, len(body), err)
+		}
+		return fmt.Errorf("%s %s %s: response is not valid JSON (%d bytes): %v", vendor, req.Method, req.URL.Path, len(body), err)
+	}
+	return nil
+}
+
+// stripURL drops the URL from a *url.Error: the message stays, and a
+// query string can never carry a credential into a log line.
+func stripURL(err error) error {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			return inner
+		}
+	}
+	return err
+}

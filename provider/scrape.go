@@ -1,0 +1,76 @@
+package provider
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// NewDesc describes a usage metric saas_<name>. Every usage metric carries
+// the "connection" label first; Scrape.Gauge fills it in.
+func NewDesc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("saas_"+name, help, append([]string{"connection"}, labels...), nil)
+}
+
+// Scrape is one collection of one connection. Providers emit metrics through
+// it; the engine owns everything else (deadline, HTTP accounting, state).
+type Scrape struct {
+	Conn Connection
+	// HTTP is the client to call the vendor with: it counts requests by
+	// status, records rate-limit headers and has a timeout.
+	HTTP *http.Client
+	Now  time.Time
+
+	mu      sync.Mutex
+	metrics []prometheus.Metric
+	missing []string
+	updated *Credential
+}
+
+// Gauge emits a gauge for this connection; labels follow the desc's labels
+// after "connection".
+func (s *Scrape) Gauge(d *prometheus.Desc, v float64, labels ...string) {
+	s.emit(d, prometheus.GaugeValue, v, labels)
+}
+
+// Counter emits a counter (a vendor's own running total).
+func (s *Scrape) Counter(d *prometheus.Desc, v float64, labels ...string) {
+	s.emit(d, prometheus.CounterValue, v, labels)
+}
+
+func (s *Scrape) emit(d *prometheus.Desc, t prometheus.ValueType, v float64, labels []string) {
+	m := prometheus.MustNewConstMetric(d, t, v, append([]string{s.Conn.Name}, labels...)...)
+	s.mu.Lock()
+	s.metrics = append(s.metrics, m)
+	s.mu.Unlock()
+}
+
+// ScopeMissing records that the credential lacks a scope, so the metrics
+// that need it are left out (saas_connection_scope_missing says why).
+func (s *Scrape) ScopeMissing(scope string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.missing {
+		if m == scope {
+			return
+		}
+	}
+	s.missing = append(s.missing, scope)
+}
+
+// UpdateCredential stores a renewed credential (refreshed token). The
+// engine saves it before the scrape result is published.
+func (s *Scrape) UpdateCredential(c *Credential) {
+	s.mu.Lock()
+	s.updated = c
+	s.mu.Unlock()
+}
+
+// Result hands the engine what the provider reported.
+func (s *Scrape) Result() (metrics []prometheus.Metric, missingScopes []string, updated *Credential) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.metrics, s.missing, s.updated
+}

@@ -1,0 +1,96 @@
+// Package store keeps connection records. Secrets are sealed with a Keyring
+// before they reach a backend, so no backend ever holds one in clear.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Connection states, exported as saas_connection_state{state=...}.
+const (
+	StateActive      = "active"
+	StateExpired     = "expired"
+	StateRevoked     = "revoked"
+	StateError       = "error"
+	StateRateLimited = "rate_limited"
+)
+
+// States lists every state in the order metrics and pages show them.
+var States = []string{StateActive, StateExpired, StateRevoked, StateError, StateRateLimited}
+
+// Connection is one stored vendor connection.
+type Connection struct {
+	ID         string `json:"id"`
+	Vendor     string `json:"vendor"`
+	Name       string `json:"name"`
+	Account    string `json:"account"`    // human-readable account (name, workspace slug)
+	AccountID  string `json:"account_id"` // vendor's stable id; connecting the same account again updates this record
+	AuthMethod string `json:"auth_method"`
+	// Settings are non-secret, provider-specific values (region, ...).
+	Settings map[string]string `json:"settings,omitempty"`
+	// Secret holds credentials. Backends only ever see it sealed.
+	Secret        map[string]string `json:"-"`
+	Scopes        []string          `json:"scopes,omitempty"`
+	MissingScopes []string          `json:"missing_scopes,omitempty"`
+	Created       time.Time         `json:"created"`
+	// Expiry is when the credential stops working without a person; zero if never.
+	Expiry time.Time `json:"expiry,omitempty"`
+	Status
+}
+
+// Status is what collection learns about a connection.
+type Status struct {
+	State       string    `json:"state"`
+	LastSuccess time.Time `json:"last_success,omitempty"`
+	LastError   string    `json:"last_error,omitempty"` // never contains a secret
+	Updated     time.Time `json:"updated,omitempty"`
+}
+
+// Invite is a single-use link that lets someone connect one vendor.
+type Invite struct {
+	ID      string    `json:"id"`
+	Vendor  string    `json:"vendor"`
+	Name    string    `json:"name"` // connection name to create
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
+	Used    time.Time `json:"used,omitempty"`
+	Revoked bool      `json:"revoked,omitempty"`
+	// ConnectionID is set when the invite reconnects an existing connection.
+	ConnectionID string `json:"connection_id,omitempty"`
+}
+
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrNameTaken = errors.New("a connection with this name already exists")
+)
+
+// Store is implemented by every backend (bbolt, postgres). Every method is
+// safe for concurrent use. A write that returns nil is durable.
+type Store interface {
+	// List returns every connection with its secret opened, ordered by name.
+	List(ctx context.Context) ([]Connection, error)
+	// Get returns one connection or ErrNotFound.
+	Get(ctx context.Context, id string) (Connection, error)
+	// Put creates or replaces the connection with c.ID. It returns
+	// ErrNameTaken if another connection already uses c.Name.
+	Put(ctx context.Context, c Connection) error
+	// SetStatus updates only the status of a connection (ErrNotFound if gone).
+	SetStatus(ctx context.Context, id string, s Status) error
+	// SetSecret replaces a connection's secret and expiry (token refresh).
+	SetSecret(ctx context.Context, id string, secret map[string]string, expiry time.Time) error
+	// Delete removes a connection and its secret. Deleting a missing id is not an error.
+	Delete(ctx context.Context, id string) error
+
+	// UseOnce records a single-use value (flow state, invite id). It
+	// returns true the first time key is used, false afterwards. Records
+	// may be dropped after expires.
+	UseOnce(ctx context.Context, key string, expires time.Time) (bool, error)
+
+	PutInvite(ctx context.Context, inv Invite) error
+	GetInvite(ctx context.Context, id string) (Invite, error)
+	ListInvites(ctx context.Context) ([]Invite, error)
+
+	Close() error
+}
