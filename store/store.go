@@ -64,7 +64,36 @@ type Invite struct {
 var (
 	ErrNotFound  = errors.New("not found")
 	ErrNameTaken = errors.New("a connection with this name already exists")
+	// ErrClosed is returned by every method called after Close.
+	ErrClosed = errors.New("store is closed")
 )
+
+// Clone returns a deep copy of c, so the copy shares no map or slice with c.
+func (c Connection) Clone() Connection {
+	c.Settings = cloneMap(c.Settings)
+	c.Secret = cloneMap(c.Secret)
+	c.Scopes = cloneSlice(c.Scopes)
+	c.MissingScopes = cloneSlice(c.MissingScopes)
+	return c
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func cloneSlice(s []string) []string {
+	if s == nil {
+		return nil
+	}
+	return append(make([]string, 0, len(s)), s...)
+}
 
 // Store is implemented by every backend (bbolt, postgres). Every method is
 // safe for concurrent use. A write that returns nil is durable.
@@ -85,11 +114,15 @@ type Store interface {
 
 	// UseOnce records a single-use value (flow state, invite id). It
 	// returns true the first time key is used, false afterwards. Records
-	// may be dropped after expires.
+	// may be dropped after expires: once expires has passed, the key counts
+	// as unused again, so callers must check expiry themselves.
 	UseOnce(ctx context.Context, key string, expires time.Time) (bool, error)
 
+	// PutInvite creates or replaces the invite with inv.ID.
 	PutInvite(ctx context.Context, inv Invite) error
+	// GetInvite returns one invite or ErrNotFound.
 	GetInvite(ctx context.Context, id string) (Invite, error)
+	// ListInvites returns every invite, newest Created first.
 	ListInvites(ctx context.Context) ([]Invite, error)
 
 	Close() error
