@@ -38,12 +38,12 @@ type Method interface {
 
 // Field is one input of a FormMethod.
 type Field struct {
-	Name     string   // form and JSON key, e.g. "api_key"
-	Label    string   // "API key"
-	Help     string   // one sentence under the input
-	Secret   bool     // rendered as a password input, never echoed back
-	Options  []string // non-empty: a select with these values, the first is the default
-	Optional bool
+	Name      string   // form and JSON key, e.g. "api_key"
+	Label     string   // "API key"
+	Help      string   // one sentence under the input
+	Secret    bool     // rendered as a password input, never echoed back
+	Options   []string // non-empty: a select with these values, the first is the default
+	Optional  bool
 	Multiline bool // textarea (PEM keys)
 }
 

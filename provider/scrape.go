@@ -23,10 +23,11 @@ type Scrape struct {
 	HTTP *http.Client
 	Now  time.Time
 
-	mu      sync.Mutex
-	metrics []prometheus.Metric
-	missing []string
-	updated *Credential
+	mu         sync.Mutex
+	metrics    []prometheus.Metric
+	missing    []string
+	scopesSeen bool
+	updated    *Credential
 }
 
 // Gauge emits a gauge for this connection; labels follow the desc's labels
@@ -47,17 +48,15 @@ func (s *Scrape) emit(d *prometheus.Desc, t prometheus.ValueType, v float64, lab
 	s.mu.Unlock()
 }
 
-// ScopeMissing records that the credential lacks a scope, so the metrics
-// that need it are left out (saas_connection_scope_missing says why).
-func (s *Scrape) ScopeMissing(scope string) {
+// MissingScopes reports the recommended scopes the credential lacks, as
+// learnt on this collection (the metrics needing them are left out). A
+// provider that cannot tell this time does not call it, and the previous
+// list stays.
+func (s *Scrape) MissingScopes(scopes []string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, m := range s.missing {
-		if m == scope {
-			return
-		}
-	}
-	s.missing = append(s.missing, scope)
+	s.missing = append([]string{}, scopes...)
+	s.scopesSeen = true
+	s.mu.Unlock()
 }
 
 // UpdateCredential stores a renewed credential (refreshed token). The
@@ -68,9 +67,13 @@ func (s *Scrape) UpdateCredential(c *Credential) {
 	s.mu.Unlock()
 }
 
-// Result hands the engine what the provider reported.
+// Result hands the engine what the provider reported. missingScopes is nil
+// if the provider did not learn them on this collection.
 func (s *Scrape) Result() (metrics []prometheus.Metric, missingScopes []string, updated *Credential) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.metrics, s.missing, s.updated
+	if s.scopesSeen {
+		missingScopes = s.missing
+	}
+	return s.metrics, missingScopes, s.updated
 }

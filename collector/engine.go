@@ -1,0 +1,395 @@
+// Package collector is the generic collection engine: it runs each
+// vendor's provider over every stored connection on a scrape, concurrently
+// and within the scrape's deadline, reuses fresh results, shares one vendor
+// round trip between concurrent scrapes, honours rate limits, and exports
+// the connection-health metrics.
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/saas-exporter/saas_exporter/provider"
+	"github.com/saas-exporter/saas_exporter/store"
+)
+
+// Options configures an Engine.
+type Options struct {
+	Store     store.Store
+	Providers []provider.Provider
+	// Timeout bounds one connection's collection (scrape.timeout); the
+	// scrape's own timeout header lowers it.
+	Timeout time.Duration
+	// MinInterval: a connection's result younger than this is reused.
+	MinInterval time.Duration
+	// Concurrency bounds connections collected at once.
+	Concurrency int
+	// VendorConcurrency bounds concurrent calls to one vendor account.
+	VendorConcurrency int
+	// Transport is the base transport to every vendor (keep-alive pool).
+	Transport http.RoundTripper
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// Engine collects connections. It is safe for concurrent scrapes.
+type Engine struct {
+	o         Options
+	providers map[string]provider.Provider
+	counts    requestCounter
+	flight    singleflight.Group
+	pool      chan struct{}
+	status    *statusWriter
+
+	mu      sync.Mutex
+	entries map[string]*entry
+	last    []store.Connection // last list read from the store, used while it fails
+	storeOK bool
+}
+
+// entry is what the engine remembers of one connection between scrapes.
+type entry struct {
+	mu          sync.Mutex
+	attemptAt   time.Time // start of the last collection
+	attempted   bool
+	state       string
+	up          bool
+	success     bool
+	duration    time.Duration
+	lastSuccess time.Time
+	collectedAt time.Time
+	until       time.Time // rate limited: no vendor call before this
+	missing     []string
+	remaining   float64
+	usage       []prometheus.Metric
+	lastErr     string
+}
+
+// New builds an engine. Call Close to flush state on shutdown.
+func New(o Options) *Engine {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 64
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 8 * time.Second
+	}
+	if o.Transport == nil {
+		o.Transport = NewTransport()
+	}
+	e := &Engine{
+		o:         o,
+		providers: map[string]provider.Provider{},
+		pool:      make(chan struct{}, o.Concurrency),
+		entries:   map[string]*entry{},
+		storeOK:   true,
+	}
+	for _, p := range o.Providers {
+		e.providers[p.Vendor()] = p
+	}
+	e.status = newStatusWriter(o.Store, o.Logger)
+	return e
+}
+
+// NewTransport is the shared transport to vendors: bounded dial and TLS
+// times, and enough idle connections per host for keep-alive under load.
+func NewTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 512
+	t.MaxIdleConnsPerHost = 128
+	t.IdleConnTimeout = 90 * time.Second
+	t.TLSHandshakeTimeout = 10 * time.Second
+	t.ResponseHeaderTimeout = 30 * time.Second
+	return t
+}
+
+// Close writes pending connection status to the store.
+func (e *Engine) Close() { e.status.close() }
+
+// Client returns an HTTP client for calls outside a scrape (verifying a
+// new credential); its calls are counted in saas_vendor_requests_total.
+func (e *Engine) Client(vendor string) *http.Client {
+	return &http.Client{
+		Transport: newCallRecorder(e.o.Transport, vendor, &e.counts, e.o.VendorConcurrency, e.o.Now),
+		Timeout:   30 * time.Second,
+	}
+}
+
+// Forget drops what the engine remembers of a connection, so a reconnected
+// or deleted connection is collected afresh on the next scrape.
+func (e *Engine) Forget(id string) {
+	e.mu.Lock()
+	delete(e.entries, id)
+	e.mu.Unlock()
+}
+
+// connections lists the store, falling back to the last good list so health
+// series stay while the store is unreachable.
+func (e *Engine) connections(ctx context.Context) ([]store.Connection, bool) {
+	conns, err := e.o.Store.List(ctx)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err != nil {
+		if e.storeOK {
+			e.o.Logger.Error("cannot list connections from the store; exporting the last known list", "err", err)
+		}
+		e.storeOK = false
+		return e.last, false
+	}
+	if !e.storeOK {
+		e.o.Logger.Info("store reachable again")
+	}
+	e.storeOK = true
+	e.last = conns
+	return conns, true
+}
+
+// collectAll collects every connection accepted by keep (nil: all) and
+// sends health and usage metrics to ch. It returns when every connection
+// has answered or ctx is done; late connections report their last result.
+func (e *Engine) collectAll(ctx context.Context, keep func(store.Connection) bool, ch chan<- prometheus.Metric) (found int, storeOK bool) {
+	conns, storeOK := e.connections(ctx)
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		if keep != nil && !keep(c) {
+			continue
+		}
+		found++
+		wg.Add(1)
+		go func(c store.Connection) {
+			defer wg.Done()
+			snap := e.collectOne(ctx, c)
+			snap.emit(ch)
+		}(c)
+	}
+	wg.Wait()
+	return found, storeOK
+}
+
+func (e *Engine) entry(c store.Connection) *entry {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ent, ok := e.entries[c.ID]
+	if !ok {
+		ent = &entry{state: c.State, lastSuccess: c.LastSuccess, remaining: math.NaN(), lastErr: c.LastError, missing: c.MissingScopes}
+		if ent.state == "" {
+			ent.state = store.StateActive
+		}
+		ent.up = ent.state == store.StateActive
+		e.entries[c.ID] = ent
+	}
+	return ent
+}
+
+// collectOne returns a connection's snapshot, calling the vendor only when
+// the last result is too old, no rate limit forbids it, and the credential
+// is not known to be dead.
+func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
+	ent := e.entry(c)
+	now := e.o.Now()
+
+	// Revoked and expired credentials need a person (reconnect), not a call.
+	if c.State == store.StateRevoked || c.State == store.StateExpired {
+		snap := ent.snapshot(c)
+		snap.state, snap.up = c.State, false
+		return snap
+	}
+
+	ent.mu.Lock()
+	fresh := ent.attempted && now.Sub(ent.attemptAt) < e.o.MinInterval
+	limited := now.Before(ent.until)
+	ent.mu.Unlock()
+	if fresh || limited {
+		return ent.snapshot(c)
+	}
+
+	// Concurrent scrapes share one round trip per connection.
+	done := e.flight.DoChan(c.ID, func() (any, error) {
+		// Detach from the first scraper's cancellation: others may wait on
+		// this result, but keep its deadline.
+		actx := context.WithoutCancel(ctx)
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			actx, cancel = context.WithDeadline(actx, dl)
+			defer cancel()
+		}
+		select {
+		case e.pool <- struct{}{}:
+			defer func() { <-e.pool }()
+		case <-actx.Done():
+			ent.record(e, c, now, 0, nil, nil, fmt.Errorf("not started: %d connections were already being collected until the scrape deadline (raise scrape.concurrency)", e.o.Concurrency), nil)
+			return nil, nil
+		}
+		e.attempt(actx, c, ent)
+		return nil, nil
+	})
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	return ent.snapshot(c)
+}
+
+// attempt runs the provider once and records the outcome.
+func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
+	start := e.o.Now()
+	p := e.providers[c.Vendor]
+	if p == nil {
+		ent.record(e, c, start, 0, nil, nil, fmt.Errorf("this exporter has no provider for vendor %q; remove the connection or run a build that supports it", c.Vendor), nil)
+		return
+	}
+	rec := newCallRecorder(e.o.Transport, c.Vendor, &e.counts, e.o.VendorConcurrency, e.o.Now)
+	s := &provider.Scrape{Conn: c, HTTP: &http.Client{Transport: rec}, Now: start}
+	err := safeCollect(ctx, p, s)
+	metrics, missing, updated := s.Result()
+	if updated != nil {
+		// Save a renewed credential before anything uses it again: a
+		// rotated refresh token that is lost cannot be replayed.
+		if serr := e.o.Store.SetSecret(context.WithoutCancel(ctx), c.ID, updated.Secret, updated.Expiry); serr != nil {
+			err = errors.Join(err, fmt.Errorf("saving the renewed credential: %w", serr))
+		}
+	}
+	if err == nil && ctx.Err() != nil {
+		err = fmt.Errorf("collection did not finish before the deadline: %w", ctx.Err())
+	}
+	ent.record(e, c, start, e.o.Now().Sub(start), metrics, missing, err, rec)
+}
+
+func safeCollect(ctx context.Context, p provider.Provider, s *provider.Scrape) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s collector failed unexpectedly: %v", p.Vendor(), r)
+		}
+	}()
+	return p.Collect(ctx, s)
+}
+
+// record stores the outcome of an attempt and queues the status for the store.
+func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur time.Duration, usage []prometheus.Metric, missing []string, err error, rec *callRecorder) {
+	state := store.StateActive
+	accepted := false
+	var until time.Time
+	if rec != nil {
+		rec.mu.Lock()
+		accepted = rec.accepted > 0
+		if rec.limited {
+			until = rec.until
+		}
+		remaining := rec.remaining
+		rec.mu.Unlock()
+		ent.mu.Lock()
+		if !math.IsNaN(remaining) {
+			ent.remaining = remaining
+		}
+		ent.mu.Unlock()
+	}
+	var se *provider.StateError
+	switch {
+	case err == nil:
+	case errors.As(err, &se):
+		state = se.State
+		if se.State == store.StateRateLimited && se.Until.After(until) {
+			until = se.Until
+		}
+	case !until.IsZero():
+		state = store.StateRateLimited
+	case provider.StatusOf(err) == http.StatusUnauthorized:
+		state = store.StateRevoked
+	default:
+		state = store.StateError
+	}
+	if state == store.StateRateLimited && until.IsZero() {
+		until = start.Add(defaultRateLimitWait)
+	}
+	msg := ""
+	if err != nil {
+		msg = redact(err.Error(), c.Secret)
+	}
+
+	ent.mu.Lock()
+	ent.attempted = true
+	ent.attemptAt = start
+	ent.duration = dur
+	ent.success = err == nil
+	prev := ent.state
+	ent.state = state
+	switch state {
+	case store.StateRevoked, store.StateExpired:
+		ent.up = false
+	case store.StateRateLimited:
+		// The vendor said nothing about the credential; keep what we knew.
+		ent.up = ent.up || accepted
+	default:
+		ent.up = accepted || err == nil
+	}
+	ent.until = until
+	if missing != nil {
+		ent.missing = missing
+	}
+	if len(usage) > 0 {
+		ent.usage = usage
+		ent.collectedAt = start
+	}
+	if err == nil {
+		ent.lastSuccess = start
+	}
+	prevErr := ent.lastErr
+	ent.lastErr = msg
+	st := store.Status{State: state, LastSuccess: ent.lastSuccess, LastError: msg, Updated: start}
+	ent.mu.Unlock()
+
+	if err != nil && (msg != prevErr || state != prev) {
+		e.o.Logger.Warn("collection failed", "vendor", c.Vendor, "connection", c.Name, "id", c.ID, "state", state, "err", msg)
+	} else if err == nil && prev != store.StateActive {
+		e.o.Logger.Info("collection recovered", "vendor", c.Vendor, "connection", c.Name, "id", c.ID)
+	}
+	e.status.put(c.ID, st, state != c.State || msg != c.LastError)
+}
+
+func (ent *entry) snapshot(c store.Connection) *snapshot {
+	ent.mu.Lock()
+	defer ent.mu.Unlock()
+	last := ent.lastSuccess
+	if c.LastSuccess.After(last) {
+		last = c.LastSuccess // another replica succeeded more recently
+	}
+	return &snapshot{
+		conn:        c,
+		state:       ent.state,
+		up:          ent.up,
+		success:     ent.success,
+		attempted:   ent.attempted,
+		duration:    ent.duration,
+		lastSuccess: last,
+		collectedAt: ent.collectedAt,
+		missing:     ent.missing,
+		remaining:   ent.remaining,
+		usage:       ent.usage,
+	}
+}
+
+// redact removes every secret value from a message, in case a vendor or a
+// library echoed one back.
+func redact(msg string, secret map[string]string) string {
+	for _, v := range secret {
+		if len(v) >= 4 {
+			msg = strings.ReplaceAll(msg, v, "[redacted]")
+		}
+	}
+	return msg
+}

@@ -1,0 +1,134 @@
+package collector
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// defaultRateLimitWait is how long to leave a connection alone after a 429
+// that named no reset time.
+const defaultRateLimitWait = 60 * time.Second
+
+// callRecorder sees every vendor call of one collection: it counts
+// requests by status, bounds concurrent calls to one account, and records
+// what the vendor said about rate limits.
+type callRecorder struct {
+	base   http.RoundTripper
+	vendor string
+	counts *requestCounter
+	sem    chan struct{} // nil: unbounded
+	now    func() time.Time
+
+	mu        sync.Mutex
+	accepted  int       // 2xx answers: the vendor accepted the credential
+	failed    int       // non-2xx answers and transport errors
+	limited   bool      // saw a 429
+	until     time.Time // no call before this (from a 429)
+	remaining float64   // last X-RateLimit-Remaining, NaN if never seen
+}
+
+func newCallRecorder(base http.RoundTripper, vendor string, counts *requestCounter, limit int, now func() time.Time) *callRecorder {
+	r := &callRecorder{base: base, vendor: vendor, counts: counts, now: now, remaining: math.NaN()}
+	if limit > 0 {
+		r.sem = make(chan struct{}, limit)
+	}
+	return r
+}
+
+func (r *callRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if r.sem != nil {
+		select {
+		case r.sem <- struct{}{}:
+			defer func() { <-r.sem }()
+		case <-req.Context().Done():
+			return nil, req.Context().Err()
+		}
+	}
+	resp, err := r.base.RoundTrip(req)
+	if err != nil {
+		r.counts.inc(r.vendor, "error")
+		r.mu.Lock()
+		r.failed++
+		r.mu.Unlock()
+		return nil, err
+	}
+	r.counts.inc(r.vendor, strconv.Itoa(resp.StatusCode))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		r.accepted++
+	} else {
+		r.failed++
+	}
+	if v, err := strconv.ParseFloat(resp.Header.Get("X-RateLimit-Remaining"), 64); err == nil {
+		r.remaining = v
+	}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		r.limited = true
+		until := resetTime(resp.Header, r.now())
+		if until.After(r.until) {
+			r.until = until
+		}
+	}
+	return resp, nil
+}
+
+// resetTime reads when a rate limit ends from Retry-After (seconds or an
+// HTTP date) or X-RateLimit-Reset (unix seconds, seconds from now, or an
+// RFC 5322 date, as vendors differ).
+func resetTime(h http.Header, now time.Time) time.Time {
+	if t, ok := parseWhen(h.Get("Retry-After"), now); ok {
+		return t
+	}
+	if t, ok := parseWhen(h.Get("X-RateLimit-Reset"), now); ok {
+		return t
+	}
+	return now.Add(defaultRateLimitWait)
+}
+
+func parseWhen(v string, now time.Time) (time.Time, bool) {
+	if v == "" {
+		return time.Time{}, false
+	}
+	if n, err := strconv.ParseFloat(v, 64); err == nil && n >= 0 {
+		if n > 1e9 { // an absolute unix time
+			return time.Unix(int64(n), 0), true
+		}
+		return now.Add(time.Duration(n * float64(time.Second))), true
+	}
+	for _, layout := range []string{http.TimeFormat, time.RFC1123Z, time.RFC1123, time.RFC850, time.ANSIC, time.RFC3339} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// requestCounter backs saas_vendor_requests_total. It is a plain map, not
+// a metric vector, so Collect can emit it as const metrics.
+type requestCounter struct {
+	mu sync.Mutex
+	n  map[[2]string]float64
+}
+
+func (c *requestCounter) inc(vendor, code string) {
+	c.mu.Lock()
+	if c.n == nil {
+		c.n = map[[2]string]float64{}
+	}
+	c.n[[2]string{vendor, code}]++
+	c.mu.Unlock()
+}
+
+func (c *requestCounter) snapshot() map[[2]string]float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[[2]string]float64, len(c.n))
+	for k, v := range c.n {
+		out[k] = v
+	}
+	return out
+}
