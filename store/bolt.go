@@ -1,0 +1,487 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// DefaultBoltFile is the store file name inside data_dir.
+const DefaultBoltFile = "saas_exporter.db"
+
+const boltSchemaVersion = 1
+
+var (
+	bucketMeta        = []byte("meta")
+	bucketConnections = []byte("connections")
+	bucketNonces      = []byte("nonces")
+	bucketInvites     = []byte("invites")
+
+	metaSchema = []byte("schema_version")
+	metaCanary = []byte("canary")
+
+	canaryText = []byte("saas_exporter key canary")
+)
+
+// boltLockTimeout bounds the wait for another process' lock; tests lower it.
+var boltLockTimeout = 5 * time.Second
+
+// noncePurgeBatch bounds how many expired nonces one UseOnce removes, so a
+// call stays cheap however many have piled up.
+const noncePurgeBatch = 64
+
+// Bolt is the embedded Store: one bbolt file, secrets sealed with a Keyring.
+type Bolt struct {
+	db   *bolt.DB
+	kr   *Keyring
+	path string
+	now  func() time.Time
+}
+
+var _ Store = (*Bolt)(nil)
+
+// boltConn is the stored form of a Connection: the secret map is one sealed
+// blob, never in clear.
+type boltConn struct {
+	Connection
+	SealedSecret []byte `json:"sealed_secret"`
+}
+
+// OpenBolt opens (creating if needed) the store file at path. It refuses to
+// start, changing nothing, if the keyring cannot open what the file holds.
+// Once that check passes, values sealed with an older key of the ring are
+// re-sealed with the first key, so the old key can then be dropped.
+func OpenBolt(path string, kr *Keyring) (*Bolt, error) {
+	if kr == nil || len(kr.keys) == 0 {
+		return nil, errors.New("store: OpenBolt needs a keyring (see LoadKeyring)")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating the directory for store file %s: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: boltLockTimeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("store file %s is locked by another process: is another saas_exporter running with the same data_dir?", path)
+	}
+	if errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrVersionMismatch) || errors.Is(err, bolterrors.ErrChecksum) {
+		return nil, fmt.Errorf("store file %s is not a readable saas_exporter store (%v): restore it from a backup or move it away to start empty", path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening store file: %w", err)
+	}
+	s := &Bolt{db: db, kr: kr, path: path, now: time.Now}
+	var fresh, missing bool
+	var stale int
+	// Check everything before writing anything: a wrong key must leave
+	// the file exactly as it was.
+	err = db.View(func(tx *bolt.Tx) error {
+		var err error
+		fresh, stale, err = s.verify(tx)
+		for _, name := range [][]byte{bucketMeta, bucketConnections, bucketNonces, bucketInvites} {
+			missing = missing || tx.Bucket(name) == nil
+		}
+		return err
+	})
+	if err == nil && (fresh || missing || stale > 0) {
+		err = db.Update(func(tx *bolt.Tx) error { return s.initOrReseal(tx, fresh) })
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// verify checks the schema version, the canary and every stored secret.
+// It reports whether the file is new and how many values are sealed with a
+// key other than the first.
+func (s *Bolt) verify(tx *bolt.Tx) (fresh bool, stale int, err error) {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		if tx.Bucket(bucketConnections) != nil {
+			return false, 0, fmt.Errorf("store file %s has connections but no key canary: it is damaged; restore it from a backup", s.path)
+		}
+		return true, 0, nil
+	}
+	if v := meta.Get(metaSchema); v != nil {
+		n, err := strconv.Atoi(string(v))
+		if err != nil {
+			return false, 0, fmt.Errorf("store file %s has an unreadable schema version: it is damaged; restore it from a backup", s.path)
+		}
+		if n > boltSchemaVersion {
+			return false, 0, fmt.Errorf("store file %s has schema version %d, but this saas_exporter reads up to %d: upgrade saas_exporter", s.path, n, boltSchemaVersion)
+		}
+	}
+	canary := meta.Get(metaCanary)
+	if canary == nil {
+		return false, 0, fmt.Errorf("store file %s has no key canary: it is damaged; restore it from a backup", s.path)
+	}
+	pt, err := s.kr.Open(canary)
+	if err != nil {
+		return false, 0, fmt.Errorf("store file %s cannot be read with the configured secret key: %w", s.path, err)
+	}
+	if !bytes.Equal(pt, canaryText) {
+		return false, 0, fmt.Errorf("store file %s has a wrong key canary: it is damaged; restore it from a backup", s.path)
+	}
+	if !s.sealedWithFirst(canary) {
+		stale++
+	}
+	if b := tx.Bucket(bucketConnections); b != nil {
+		err = b.ForEach(func(k, v []byte) error {
+			var rec boltConn
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("store file %s: connection %q is damaged (%v); restore the file from a backup", s.path, k, err)
+			}
+			if _, err := s.kr.Open(rec.SealedSecret); err != nil {
+				return fmt.Errorf("store file %s: the secret of connection %q (%s) cannot be opened: %w", s.path, rec.Name, k, err)
+			}
+			if !s.sealedWithFirst(rec.SealedSecret) {
+				stale++
+			}
+			return nil
+		})
+	}
+	return false, stale, err
+}
+
+func (s *Bolt) sealedWithFirst(sealed []byte) bool {
+	return len(sealed) >= sealHeaderLen && bytes.Equal(sealed[1:sealHeaderLen], s.kr.keys[0].id[:])
+}
+
+func (s *Bolt) initOrReseal(tx *bolt.Tx, fresh bool) error {
+	for _, name := range [][]byte{bucketMeta, bucketConnections, bucketNonces, bucketInvites} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("initialising store file %s: %w", s.path, err)
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	if fresh {
+		if err := meta.Put(metaSchema, []byte(strconv.Itoa(boltSchemaVersion))); err != nil {
+			return err
+		}
+	}
+	if c := meta.Get(metaCanary); c == nil || !s.sealedWithFirst(c) {
+		sealed, err := s.kr.Seal(canaryText)
+		if err != nil {
+			return err
+		}
+		if err := meta.Put(metaCanary, sealed); err != nil {
+			return err
+		}
+	}
+	b := tx.Bucket(bucketConnections)
+	type update struct{ k, v []byte }
+	var updates []update
+	err := b.ForEach(func(k, v []byte) error {
+		var rec boltConn
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return err
+		}
+		if s.sealedWithFirst(rec.SealedSecret) {
+			return nil
+		}
+		pt, err := s.kr.Open(rec.SealedSecret)
+		if err != nil {
+			return err
+		}
+		if rec.SealedSecret, err = s.kr.Seal(pt); err != nil {
+			return err
+		}
+		nv, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		updates = append(updates, update{bytes.Clone(k), nv})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("re-sealing secrets with the newest key: %w", err)
+	}
+	// Writing inside ForEach is not allowed by bbolt; apply afterwards.
+	for _, u := range updates {
+		if err := b.Put(u.k, u.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Path returns the store file's path.
+func (s *Bolt) Path() string { return s.path }
+
+func (s *Bolt) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return closedErr(s.db.View(fn))
+}
+
+func (s *Bolt) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return closedErr(s.db.Update(fn))
+}
+
+func closedErr(err error) error {
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+func (s *Bolt) decodeConn(k, v []byte) (Connection, error) {
+	var rec boltConn
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return Connection{}, fmt.Errorf("store: connection %q is damaged: %v", k, err)
+	}
+	pt, err := s.kr.Open(rec.SealedSecret)
+	if err != nil {
+		return Connection{}, fmt.Errorf("store: opening the secret of connection %q: %w", k, err)
+	}
+	c := rec.Connection
+	if err := json.Unmarshal(pt, &c.Secret); err != nil {
+		return Connection{}, fmt.Errorf("store: the secret of connection %q is damaged", k)
+	}
+	return c, nil
+}
+
+func (s *Bolt) encodeConn(c Connection) ([]byte, error) {
+	pt, err := json.Marshal(c.Secret)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := s.kr.Seal(pt)
+	clear(pt)
+	if err != nil {
+		return nil, err
+	}
+	c.Secret = nil
+	return json.Marshal(boltConn{Connection: c, SealedSecret: sealed})
+}
+
+func (s *Bolt) List(ctx context.Context) ([]Connection, error) {
+	var out []Connection
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketConnections).ForEach(func(k, v []byte) error {
+			c, err := s.decodeConn(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, c)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = []Connection{}
+	}
+	sortConnections(out)
+	return out, nil
+}
+
+func (s *Bolt) Get(ctx context.Context, id string) (Connection, error) {
+	var c Connection
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketConnections).Get([]byte(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		var err error
+		c, err = s.decodeConn([]byte(id), v)
+		return err
+	})
+	return c, err
+}
+
+func (s *Bolt) Put(ctx context.Context, c Connection) error {
+	if c.ID == "" {
+		return errEmptyID
+	}
+	v, err := s.encodeConn(c)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketConnections)
+		// A linear scan keeps names unique without an index to keep in step;
+		// a deployment has at most a few thousand connections.
+		err := b.ForEach(func(k, ov []byte) error {
+			if string(k) == c.ID {
+				return nil
+			}
+			var other struct {
+				Name string `json:"name"`
+			}
+			if err := json.Unmarshal(ov, &other); err != nil {
+				return fmt.Errorf("store: connection %q is damaged: %v", k, err)
+			}
+			if other.Name == c.Name {
+				return ErrNameTaken
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(c.ID), v)
+	})
+}
+
+// modify rewrites one stored connection in a single transaction.
+func (s *Bolt) modify(ctx context.Context, id string, fn func(*Connection)) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketConnections)
+		v := b.Get([]byte(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		c, err := s.decodeConn([]byte(id), v)
+		if err != nil {
+			return err
+		}
+		fn(&c)
+		nv, err := s.encodeConn(c)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(id), nv)
+	})
+}
+
+func (s *Bolt) SetStatus(ctx context.Context, id string, st Status) error {
+	return s.modify(ctx, id, func(c *Connection) { c.Status = st })
+}
+
+func (s *Bolt) SetSecret(ctx context.Context, id string, secret map[string]string, expiry time.Time) error {
+	return s.modify(ctx, id, func(c *Connection) {
+		c.Secret = secret
+		c.Expiry = expiry
+	})
+}
+
+func (s *Bolt) Delete(ctx context.Context, id string) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketConnections).Delete([]byte(id))
+	})
+}
+
+func (s *Bolt) UseOnce(ctx context.Context, key string, expires time.Time) (bool, error) {
+	if key == "" {
+		return false, errors.New("store: UseOnce with an empty key")
+	}
+	first := false
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNonces)
+		now := s.now().UnixNano()
+		if v := b.Get([]byte(key)); len(v) == 8 && now < int64(binary.BigEndian.Uint64(v)) {
+			return nil
+		}
+		purgeNonces(b, []byte(key), now)
+		var exp [8]byte
+		binary.BigEndian.PutUint64(exp[:], uint64(expires.UnixNano()))
+		first = true
+		return b.Put([]byte(key), exp[:])
+	})
+	if err != nil {
+		return false, err
+	}
+	return first, nil
+}
+
+// purgeNonces deletes expired nonces among the noncePurgeBatch entries
+// following from (wrapping round). Keys are random, so starting at the key
+// being used spreads the work over the whole bucket.
+func purgeNonces(b *bolt.Bucket, from []byte, now int64) {
+	var expired [][]byte
+	c := b.Cursor()
+	k, v := c.Seek(from)
+	wrapped := false
+	for i := 0; i < noncePurgeBatch; i++ {
+		if k == nil {
+			if wrapped {
+				break
+			}
+			wrapped = true
+			if k, v = c.First(); k == nil {
+				break
+			}
+		}
+		if wrapped && bytes.Compare(k, from) >= 0 {
+			break // back where we started
+		}
+		if len(v) != 8 || now >= int64(binary.BigEndian.Uint64(v)) {
+			expired = append(expired, bytes.Clone(k))
+		}
+		k, v = c.Next()
+	}
+	// Deleting while a cursor walks makes it skip entries; delete afterwards.
+	for _, k := range expired {
+		if err := b.Delete(k); err != nil {
+			return
+		}
+	}
+}
+
+func (s *Bolt) PutInvite(ctx context.Context, inv Invite) error {
+	if inv.ID == "" {
+		return errEmptyID
+	}
+	v, err := json.Marshal(inv)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketInvites).Put([]byte(inv.ID), v)
+	})
+}
+
+func (s *Bolt) GetInvite(ctx context.Context, id string) (Invite, error) {
+	var inv Invite
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketInvites).Get([]byte(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		if err := json.Unmarshal(v, &inv); err != nil {
+			return fmt.Errorf("store: invite %q is damaged: %v", id, err)
+		}
+		return nil
+	})
+	return inv, err
+}
+
+func (s *Bolt) ListInvites(ctx context.Context) ([]Invite, error) {
+	out := []Invite{}
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketInvites).ForEach(func(k, v []byte) error {
+			var inv Invite
+			if err := json.Unmarshal(v, &inv); err != nil {
+				return fmt.Errorf("store: invite %q is damaged: %v", k, err)
+			}
+			out = append(out, inv)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	sortInvites(out)
+	return out, nil
+}
+
+// Close releases the file; later calls return ErrClosed.
+func (s *Bolt) Close() error {
+	return s.db.Close()
+}
