@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+
+	"github.com/saas-exporter/saas_exporter/auth"
+	"github.com/saas-exporter/saas_exporter/collector"
+	"github.com/saas-exporter/saas_exporter/config"
+	"github.com/saas-exporter/saas_exporter/provider"
+	"github.com/saas-exporter/saas_exporter/provider/sendgrid"
+	"github.com/saas-exporter/saas_exporter/store"
+)
+
+// vendors is the list of supported vendors: adding one is adding its
+// provider package and a line here.
+var vendors = []provider.Factory{
+	sendgrid.Factory,
+}
+
+// app is the wired exporter.
+type app struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	store  store.Store
+	engine *collector.Engine
+	auth   *auth.Server
+	extra  *prometheus.Registry
+}
+
+func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	kr, err := store.LoadKeyring(cfg.SecretKeyFile, os.Getenv("SAAS_EXPORTER_SECRET_KEY"), cfg.DataDir, log)
+	if err != nil {
+		return nil, err
+	}
+	providers, err := provider.Build(vendors, cfg.Vendors, provider.Env{ExternalURL: cfg.ExternalURL, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	admins, err := ensureAdmin(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, "saas_exporter.db"), kr)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{cfg: cfg, log: log, store: st}
+	a.engine = collector.New(collector.Options{
+		Store:             st,
+		Providers:         providers,
+		Timeout:           cfg.Scrape.Timeout,
+		MinInterval:       cfg.Scrape.MinInterval,
+		Concurrency:       cfg.Scrape.Concurrency,
+		VendorConcurrency: cfg.Scrape.VendorConcurrency,
+		Logger:            log,
+	})
+	a.auth, err = auth.New(auth.Options{
+		Store:       st,
+		Providers:   providers,
+		ExternalURL: cfg.ExternalURL,
+		Admins:      admins,
+		SigningKey:  kr.Derive("saas_exporter cookies v1"),
+		Client:      a.engine.Client,
+		Logger:      log,
+		OnChange:    a.engine.Forget,
+		InviteTTL:   cfg.Invites.DefaultTTL,
+	})
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	a.extra = prometheus.NewRegistry()
+	a.extra.MustRegister(
+		versioncollector.NewCollector("saas_exporter"),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return a, nil
+}
+
+func (a *app) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", a.engine.MetricsHandler(a.extra))
+	mux.Handle("GET /probe", a.engine.ProbeHandler())
+	mux.Handle("GET /sd", a.engine.SDHandler())
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "Healthy")
+	})
+	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := a.store.List(r.Context()); err != nil {
+			http.Error(w, "store not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "Ready")
+	})
+	a.auth.Register(mux)
+	return mux
+}
+
+func (a *app) close() {
+	if a.engine != nil {
+		a.engine.Close()
+	}
+	if err := a.store.Close(); err != nil {
+		a.log.Warn("closing the store", "err", err)
+	}
+}

@@ -1,0 +1,109 @@
+// Command saas_exporter exposes usage and connection health of SaaS
+// vendor accounts (Twilio, SendGrid, Segment) to Prometheus.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/saas-exporter/saas_exporter/config"
+)
+
+const program = "saas_exporter"
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, nil))
+}
+
+// run is main without the process around it, so tests can start the
+// exporter in-process. ready, if set, receives the first listen address.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(addr string)) int {
+	app := kingpin.New(program, "Prometheus exporter for SaaS vendor usage and connection health (Twilio, SendGrid, Segment).")
+	app.Writer(stdout)
+	app.ErrorWriter(stderr)
+	configFile := app.Flag("config.file", "Configuration file (YAML).").Default("saas_exporter.yml").String()
+	webFlags := kingpinflag.AddFlags(app, ":9888")
+	logCfg := &promslog.Config{Writer: stderr}
+	promslogflag.AddFlags(app, logCfg)
+	app.Version(version.Print(program))
+	app.HelpFlag.Short('h')
+	exited := false
+	app.Terminate(func(int) { exited = true })
+	if _, err := app.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "%s: %v (see --help)\n", program, err)
+		return 2
+	}
+	if exited { // --help or --version
+		return 0
+	}
+	logger := promslog.New(logCfg)
+
+	cfg, err := config.Load(*configFile)
+	if err != nil {
+		logger.Error("invalid configuration", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	a, err := newApp(ctx, cfg, logger)
+	if err != nil {
+		logger.Error("cannot start", "err", err)
+		return 1
+	}
+	defer a.close()
+
+	var listeners []net.Listener
+	for _, addr := range *webFlags.WebListenAddresses {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			logger.Error("cannot listen", "address", addr, "err", err)
+			return 1
+		}
+		listeners = append(listeners, l)
+	}
+	srv := &http.Server{
+		Handler:           a.handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	logger.Info("starting "+program, version.Slog()...)
+	logger.Info("listening", "address", listeners[0].Addr().String(), "ui", cfg.ExternalURL+"/", "metrics", cfg.ExternalURL+"/metrics")
+	if ready != nil {
+		ready(listeners[0].Addr().String())
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- web.ServeMultiple(listeners, srv, webFlags, logger) }()
+	select {
+	case err := <-errc:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("server failed", "err", err)
+			return 1
+		}
+	case <-ctx.Done():
+		logger.Info("shutting down: waiting for in-flight requests")
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			logger.Warn("shutdown did not finish cleanly", "err", err)
+		}
+	}
+	logger.Info("stopped")
+	return 0
+}
