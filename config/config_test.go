@@ -1,0 +1,144 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+)
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse([]byte(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ExternalURL != DefaultExternalURL || c.DataDir != DefaultDataDir {
+		t.Errorf("defaults: %q %q", c.ExternalURL, c.DataDir)
+	}
+	if c.Scrape.Timeout != 8*time.Second || c.Scrape.MinInterval != 30*time.Second || c.Invites.DefaultTTL != 72*time.Hour {
+		t.Errorf("scrape defaults: %+v %+v", c.Scrape, c.Invites)
+	}
+}
+
+func TestFullConfig(t *testing.T) {
+	t.Setenv("TEST_TWILIO_TOKEN", "tok123")
+	c, err := Parse([]byte(`
+external_url: https://exporter.example.com/
+data_dir: /var/lib/saas
+admins:
+  admin: "$2y$10$abcdefghijklmnopqrstuuJ0123456789abcdefghijklmnopqrstu"
+scrape:
+  timeout: 5s
+  min_interval: 1m
+  concurrency: 8
+vendors:
+  twilio:
+    auth_token: ${TEST_TWILIO_TOKEN}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ExternalURL != "https://exporter.example.com" {
+		t.Errorf("external_url not trimmed: %q", c.ExternalURL)
+	}
+	if c.Scrape.Timeout != 5*time.Second || c.Scrape.MinInterval != time.Minute || c.Scrape.Concurrency != 8 {
+		t.Errorf("scrape: %+v", c.Scrape)
+	}
+	if !strings.HasPrefix(c.Admins["admin"], "$2y$10$abc") {
+		t.Errorf("bcrypt hash was mangled by env expansion: %q", c.Admins["admin"])
+	}
+	n := c.Vendors["twilio"]
+	var tw struct {
+		AuthToken string `yaml:"auth_token"`
+	}
+	if err := Decode(&n, &tw); err != nil {
+		t.Fatal(err)
+	}
+	if tw.AuthToken != "tok123" {
+		t.Errorf("env not expanded in vendor section: %q", tw.AuthToken)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"unknown top key", "external_url: http://x:1\nbogus: 1\n", []string{`line 2`, `unknown key "bogus"`, "at the top level", "external_url"}},
+		{"unknown nested key", "scrape:\n  timeout: 5s\n  timout: 5s\n", []string{`line 3`, `unknown key "timout"`, "in scrape", "known keys: timeout, min_interval"}},
+		{"negative timeout", "scrape:\n  timeout: -1s\n", []string{`scrape.timeout: must be > 0, got "-1s"`}},
+		{"bad duration", "scrape:\n  timeout: soon\n", []string{"line 2", "duration"}},
+		{"bad external url", "external_url: localhost:9888\n", []string{"external_url: must be an absolute http(s) URL"}},
+		{"external url with query", "external_url: http://a/?x=1\n", []string{"must not have a query"}},
+		{"plain password", "admins:\n  bob: hunter2\n", []string{"admins.bob: must be a bcrypt hash"}},
+		{"missing env", "external_url: ${SAAS_TEST_SURELY_UNSET}\n", []string{"line 1", "environment variable SAAS_TEST_SURELY_UNSET is not set"}},
+		{"invalid yaml", "scrape: [\n", []string{"invalid YAML"}},
+		{"postgres without dsn", "store:\n  postgres: {}\n", []string{"store.postgres: set dsn or dsn_file"}},
+		{"negative concurrency", "scrape:\n  concurrency: -2\n", []string{"scrape.concurrency: must be > 0, got -2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestDecodeVendorUnknownKey(t *testing.T) {
+	c, err := Parse([]byte("vendors:\n  sendgrid:\n    api_url: http://x\n    apiurl: http://y\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sg struct {
+		APIURL string `yaml:"api_url"`
+	}
+	n := c.Vendors["sendgrid"]
+	err = Decode(&n, &sg)
+	if err == nil || !strings.Contains(err.Error(), `line 4: unknown key "apiurl"`) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestReadSecret(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "tok")
+	if err := os.WriteFile(f, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := ReadSecret("", f, "vendors.twilio.auth_token"); err != nil || v != "s3cret" {
+		t.Errorf("from file: %q %v", v, err)
+	}
+	if _, err := ReadSecret("a", f, "vendors.twilio.auth_token"); err == nil || !strings.Contains(err.Error(), "either auth_token or auth_token_file") {
+		t.Errorf("both set: %v", err)
+	}
+	_, err := ReadSecret("", filepath.Join(dir, "missing"), "vendors.twilio.auth_token")
+	if err == nil || !strings.Contains(err.Error(), "vendors.twilio.auth_token_file") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestLoadRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.yml")
+	if err := os.WriteFile(p, []byte("data_dir: ./d\nsecret_key_file: k\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != filepath.Join(dir, "d") || c.SecretKeyFile != filepath.Join(dir, "k") {
+		t.Errorf("paths: %q %q", c.DataDir, c.SecretKeyFile)
+	}
+	if _, err := Load(filepath.Join(dir, "nope.yml")); err == nil {
+		t.Error("missing file: no error")
+	}
+}
