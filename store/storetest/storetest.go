@@ -1,0 +1,544 @@
+// Package storetest is the contract every store.Store backend must pass.
+// A backend's test calls Run with a function that opens a fresh, empty store.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/saas-exporter/saas_exporter/store"
+)
+
+// Run runs the contract suite. open must return a new, empty store for each
+// call; Run closes it (Close may therefore be called twice).
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"Empty", testEmpty},
+		{"PutGet", testPutGet},
+		{"PutReplace", testPutReplace},
+		{"PutEmptyID", testPutEmptyID},
+		{"NameTaken", testNameTaken},
+		{"ListOrder", testListOrder},
+		{"SetStatus", testSetStatus},
+		{"SetSecret", testSetSecret},
+		{"Delete", testDelete},
+		{"DeepCopy", testDeepCopy},
+		{"UseOnce", testUseOnce},
+		{"UseOnceExpiry", testUseOnceExpiry},
+		{"UseOnceConcurrent", testUseOnceConcurrent},
+		{"ConcurrentPut", testConcurrentPut},
+		{"Invites", testInvites},
+		{"Closed", testClosed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t)
+			t.Cleanup(func() { s.Close() })
+			tc.fn(t, s)
+		})
+	}
+}
+
+// ts returns a time that survives every backend exactly (UTC, microseconds).
+func ts(offset time.Duration) time.Time {
+	return time.Date(2025, 3, 4, 5, 6, 7, 891011000, time.UTC).Add(offset)
+}
+
+// Sample returns a connection with every field set.
+func Sample(id, name string) store.Connection {
+	return store.Connection{
+		ID:            id,
+		Vendor:        "sendgrid",
+		Name:          name,
+		Account:       "Acme " + name,
+		AccountID:     "acct-" + id,
+		AuthMethod:    "api_key",
+		Settings:      map[string]string{"region": "eu"},
+		Secret:        map[string]string{"api_key": "SG.secret-" + id, "refresh_token": "rt-" + id},
+		Scopes:        []string{"stats.read", "user.profile.read"},
+		MissingScopes: []string{"billing.read"},
+		Created:       ts(0),
+		Expiry:        ts(90 * 24 * time.Hour),
+		Status: store.Status{
+			State:       store.StateActive,
+			LastSuccess: ts(time.Minute),
+			LastError:   "",
+			Updated:     ts(time.Minute),
+		},
+	}
+}
+
+// normalize makes values that backends may legitimately represent
+// differently (nil vs empty, time zone) compare equal.
+func normalize(c store.Connection) store.Connection {
+	c = c.Clone()
+	if len(c.Settings) == 0 {
+		c.Settings = nil
+	}
+	if len(c.Secret) == 0 {
+		c.Secret = nil
+	}
+	if len(c.Scopes) == 0 {
+		c.Scopes = nil
+	}
+	if len(c.MissingScopes) == 0 {
+		c.MissingScopes = nil
+	}
+	for _, p := range []*time.Time{&c.Created, &c.Expiry, &c.LastSuccess, &c.Updated} {
+		*p = p.UTC()
+	}
+	return c
+}
+
+func checkConn(t *testing.T, what string, got, want store.Connection) {
+	t.Helper()
+	if g, w := normalize(got), normalize(want); !reflect.DeepEqual(g, w) {
+		t.Errorf("%s:\n got  %s\n want %s", what, show(g), show(w))
+	}
+}
+
+// show prints a connection with secret values masked, so a failing test
+// does not print them either.
+func show(c store.Connection) string {
+	masked := map[string]string{}
+	for k, v := range c.Secret {
+		masked[k] = fmt.Sprintf("<%d bytes>", len(v))
+	}
+	c.Secret = masked
+	return fmt.Sprintf("%+v", c)
+}
+
+func mustPut(t *testing.T, s store.Store, c store.Connection) {
+	t.Helper()
+	if err := s.Put(context.Background(), c); err != nil {
+		t.Fatalf("Put(%s): %v", c.ID, err)
+	}
+}
+
+func mustGet(t *testing.T, s store.Store, id string) store.Connection {
+	t.Helper()
+	c, err := s.Get(context.Background(), id)
+	if err != nil {
+		t.Fatalf("Get(%s): %v", id, err)
+	}
+	return c
+}
+
+func mustList(t *testing.T, s store.Store) []store.Connection {
+	t.Helper()
+	cs, err := s.List(context.Background())
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	return cs
+}
+
+func ids(cs []store.Connection) []string {
+	out := []string{}
+	for _, c := range cs {
+		out = append(out, c.ID)
+	}
+	return out
+}
+
+func testEmpty(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if cs := mustList(t, s); len(cs) != 0 {
+		t.Errorf("List on empty store = %v", ids(cs))
+	}
+	if _, err := s.Get(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get missing: err = %v, want ErrNotFound", err)
+	}
+	if invs, err := s.ListInvites(ctx); err != nil || len(invs) != 0 {
+		t.Errorf("ListInvites on empty store = %v, %v", invs, err)
+	}
+	if _, err := s.GetInvite(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetInvite missing: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testPutGet(t *testing.T, s store.Store) {
+	want := Sample("c1", "prod")
+	want.LastError = "HTTP 401 from vendor"
+	mustPut(t, s, want)
+	checkConn(t, "Get after Put", mustGet(t, s, "c1"), want)
+	cs := mustList(t, s)
+	if len(cs) != 1 {
+		t.Fatalf("List = %v, want [c1]", ids(cs))
+	}
+	checkConn(t, "List after Put", cs[0], want)
+
+	// A minimal record (no maps, zero times) round-trips too.
+	min := store.Connection{ID: "c2", Vendor: "segment", Name: "min"}
+	mustPut(t, s, min)
+	checkConn(t, "Get minimal", mustGet(t, s, "c2"), min)
+}
+
+func testPutReplace(t *testing.T, s store.Store) {
+	mustPut(t, s, Sample("c1", "prod"))
+	repl := Sample("c1", "production")
+	repl.Secret = map[string]string{"api_key": "SG.rotated"}
+	repl.Settings = nil
+	repl.Scopes = []string{"stats.read"}
+	repl.Status = store.Status{State: store.StateRevoked, LastError: "revoked", Updated: ts(time.Hour)}
+	mustPut(t, s, repl)
+	checkConn(t, "Get after replace", mustGet(t, s, "c1"), repl)
+	if got := ids(mustList(t, s)); !slices.Equal(got, []string{"c1"}) {
+		t.Errorf("List after replace = %v, want [c1]", got)
+	}
+}
+
+func testPutEmptyID(t *testing.T, s store.Store) {
+	if err := s.Put(context.Background(), Sample("", "x")); err == nil {
+		t.Error("Put with empty ID succeeded")
+	}
+	if cs := mustList(t, s); len(cs) != 0 {
+		t.Errorf("List after rejected Put = %v", ids(cs))
+	}
+}
+
+func testNameTaken(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a := Sample("a", "prod")
+	mustPut(t, s, a)
+
+	err := s.Put(ctx, Sample("b", "prod"))
+	if !errors.Is(err, store.ErrNameTaken) {
+		t.Fatalf("Put with a taken name: err = %v, want ErrNameTaken", err)
+	}
+	if _, err := s.Get(ctx, "b"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("rejected connection was stored: err = %v", err)
+	}
+	checkConn(t, "owner of the name after rejected Put", mustGet(t, s, "a"), a)
+
+	// Replacing the same ID with the same name is not a conflict.
+	a.Account = "changed"
+	mustPut(t, s, a)
+	checkConn(t, "same ID same name", mustGet(t, s, "a"), a)
+
+	// Renaming into a taken name is a conflict; renaming away frees it.
+	mustPut(t, s, Sample("b", "staging"))
+	if err := s.Put(ctx, Sample("b", "prod")); !errors.Is(err, store.ErrNameTaken) {
+		t.Errorf("rename into a taken name: err = %v, want ErrNameTaken", err)
+	}
+	if got := mustGet(t, s, "b").Name; got != "staging" {
+		t.Errorf("name after rejected rename = %q, want staging", got)
+	}
+	a.Name = "prod-old"
+	mustPut(t, s, a)
+	mustPut(t, s, Sample("c", "prod"))
+	if got := ids(mustList(t, s)); !slices.Equal(got, []string{"c", "a", "b"}) {
+		t.Errorf("List = %v, want [c a b] (prod, prod-old, staging)", got)
+	}
+}
+
+func testListOrder(t *testing.T, s store.Store) {
+	names := map[string]string{"1": "zeta", "2": "alpha", "3": "Mid", "4": "beta", "5": "alpha-2"}
+	for _, id := range slices.Sorted(maps.Keys(names)) {
+		mustPut(t, s, Sample(id, names[id]))
+	}
+	var got []string
+	for _, c := range mustList(t, s) {
+		got = append(got, c.Name)
+	}
+	want := []string{"Mid", "alpha", "alpha-2", "beta", "zeta"}
+	if !slices.Equal(got, want) {
+		t.Errorf("List names = %v, want %v (ordered by name, bytewise)", got, want)
+	}
+}
+
+func testSetStatus(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := Sample("c1", "prod")
+	mustPut(t, s, c)
+	st := store.Status{State: store.StateRateLimited, LastSuccess: ts(2 * time.Minute), LastError: "HTTP 429", Updated: ts(3 * time.Minute)}
+	if err := s.SetStatus(ctx, "c1", st); err != nil {
+		t.Fatal(err)
+	}
+	c.Status = st
+	checkConn(t, "after SetStatus", mustGet(t, s, "c1"), c)
+
+	if err := s.SetStatus(ctx, "missing", st); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SetStatus on missing id: err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Get(ctx, "missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SetStatus created a record: err = %v", err)
+	}
+}
+
+func testSetSecret(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := Sample("c1", "prod")
+	mustPut(t, s, c)
+	sec := map[string]string{"access_token": "at-new", "refresh_token": "rt-new"}
+	exp := ts(2 * time.Hour)
+	if err := s.SetSecret(ctx, "c1", sec, exp); err != nil {
+		t.Fatal(err)
+	}
+	c.Secret, c.Expiry = sec, exp
+	checkConn(t, "after SetSecret", mustGet(t, s, "c1"), c)
+
+	// A zero expiry means the credential never expires.
+	if err := s.SetSecret(ctx, "c1", sec, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, s, "c1").Expiry; !got.IsZero() {
+		t.Errorf("Expiry after SetSecret with zero time = %v", got)
+	}
+
+	if err := s.SetSecret(ctx, "missing", sec, exp); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SetSecret on missing id: err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Get(ctx, "missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SetSecret created a record: err = %v", err)
+	}
+}
+
+func testDelete(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mustPut(t, s, Sample("c1", "prod"))
+	mustPut(t, s, Sample("c2", "staging"))
+	if err := s.Delete(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "c1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get after Delete: err = %v, want ErrNotFound", err)
+	}
+	if got := ids(mustList(t, s)); !slices.Equal(got, []string{"c2"}) {
+		t.Errorf("List after Delete = %v, want [c2]", got)
+	}
+	if err := s.Delete(ctx, "c1"); err != nil {
+		t.Errorf("second Delete: %v", err)
+	}
+	if err := s.Delete(ctx, "never-existed"); err != nil {
+		t.Errorf("Delete of unknown id: %v", err)
+	}
+	// The name is free again.
+	mustPut(t, s, Sample("c3", "prod"))
+}
+
+func testDeepCopy(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	in := Sample("c1", "prod")
+	want := in.Clone()
+	mustPut(t, s, in)
+	in.Secret["api_key"] = "mutated"
+	in.Settings["region"] = "mutated"
+	in.Scopes[0] = "mutated"
+	in.MissingScopes[0] = "mutated"
+	checkConn(t, "after mutating the value given to Put", mustGet(t, s, "c1"), want)
+
+	got := mustGet(t, s, "c1")
+	got.Secret["api_key"] = "mutated"
+	got.Settings["region"] = "mutated"
+	got.Scopes[0] = "mutated"
+	checkConn(t, "after mutating the value Get returned", mustGet(t, s, "c1"), want)
+
+	l := mustList(t, s)
+	l[0].Secret["api_key"] = "mutated"
+	l[0].Scopes[0] = "mutated"
+	checkConn(t, "after mutating the value List returned", mustGet(t, s, "c1"), want)
+
+	sec := map[string]string{"api_key": "v2"}
+	if err := s.SetSecret(ctx, "c1", sec, want.Expiry); err != nil {
+		t.Fatal(err)
+	}
+	sec["api_key"] = "mutated"
+	if got := mustGet(t, s, "c1").Secret["api_key"]; got != "v2" {
+		t.Errorf("secret after mutating the map given to SetSecret changed (%d bytes, want 2)", len(got))
+	}
+}
+
+func testUseOnce(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	exp := time.Now().Add(time.Hour)
+	for i, want := range []bool{true, false, false} {
+		got, err := s.UseOnce(ctx, "state-abc", exp)
+		if err != nil || got != want {
+			t.Fatalf("UseOnce call %d = %v, %v; want %v", i+1, got, err, want)
+		}
+	}
+	if got, err := s.UseOnce(ctx, "state-other", exp); err != nil || !got {
+		t.Errorf("UseOnce of another key = %v, %v; want true", got, err)
+	}
+	if _, err := s.UseOnce(ctx, "", exp); err == nil {
+		t.Error("UseOnce with an empty key succeeded")
+	}
+}
+
+func testUseOnceExpiry(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	past := time.Now().Add(-time.Minute)
+	future := time.Now().Add(time.Hour)
+	// Many expired records, so backends that purge in batches do purge.
+	for i := range 300 {
+		if ok, err := s.UseOnce(ctx, fmt.Sprintf("old-%03d", i), past); err != nil || !ok {
+			t.Fatalf("UseOnce(old-%03d) = %v, %v", i, ok, err)
+		}
+	}
+	if ok, err := s.UseOnce(ctx, "live", future); err != nil || !ok {
+		t.Fatalf("UseOnce(live) = %v, %v", ok, err)
+	}
+	for i := range 300 {
+		if ok, err := s.UseOnce(ctx, fmt.Sprintf("new-%03d", i), future); err != nil || !ok {
+			t.Fatalf("UseOnce(new-%03d) = %v, %v", i, ok, err)
+		}
+	}
+	// A live record survives every purge.
+	if ok, err := s.UseOnce(ctx, "live", future); err != nil || ok {
+		t.Errorf("second UseOnce(live) = %v, %v; want false", ok, err)
+	}
+	if ok, err := s.UseOnce(ctx, "new-150", future); err != nil || ok {
+		t.Errorf("second UseOnce(new-150) = %v, %v; want false", ok, err)
+	}
+	// An expired record counts as unused; using it again starts a new one.
+	if ok, err := s.UseOnce(ctx, "old-007", future); err != nil || !ok {
+		t.Errorf("UseOnce of an expired key = %v, %v; want true", ok, err)
+	}
+	if ok, err := s.UseOnce(ctx, "old-007", future); err != nil || ok {
+		t.Errorf("UseOnce of a renewed key = %v, %v; want false", ok, err)
+	}
+}
+
+func testUseOnceConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	exp := time.Now().Add(time.Hour)
+	const n = 16
+	var wg sync.WaitGroup
+	results := make(chan bool, n)
+	for range n {
+		wg.Go(func() {
+			ok, err := s.UseOnce(ctx, "contended", exp)
+			if err != nil {
+				t.Error(err)
+			}
+			results <- ok
+		})
+	}
+	wg.Wait()
+	close(results)
+	wins := 0
+	for ok := range results {
+		if ok {
+			wins++
+		}
+	}
+	if wins != 1 {
+		t.Errorf("%d concurrent UseOnce calls of one key returned true %d times, want once", n, wins)
+	}
+}
+
+func testConcurrentPut(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const n = 16
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if err := s.Put(ctx, Sample(fmt.Sprintf("c%02d", i), fmt.Sprintf("name-%02d", i))); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	// Several writers race for one name: exactly one wins.
+	taken := make(chan error, n)
+	for i := range n {
+		wg.Go(func() { taken <- s.Put(ctx, Sample(fmt.Sprintf("x%02d", i), "contested")) })
+	}
+	wg.Wait()
+	close(taken)
+	wins := 0
+	for err := range taken {
+		switch {
+		case err == nil:
+			wins++
+		case !errors.Is(err, store.ErrNameTaken):
+			t.Errorf("contested Put: %v", err)
+		}
+	}
+	if wins != 1 {
+		t.Errorf("%d writers of one name: %d succeeded, want 1", n, wins)
+	}
+	if got := len(mustList(t, s)); got != n+1 {
+		t.Errorf("List has %d connections, want %d", got, n+1)
+	}
+}
+
+func testInvites(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a := store.Invite{ID: "inv-a", Vendor: "twilio", Name: "prod", Created: ts(0), Expires: ts(24 * time.Hour)}
+	b := store.Invite{ID: "inv-b", Vendor: "segment", Name: "eu", Created: ts(time.Hour), Expires: ts(25 * time.Hour), ConnectionID: "c9"}
+	for _, inv := range []store.Invite{a, b} {
+		if err := s.PutInvite(ctx, inv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkInvite := func(what string, got, want store.Invite) {
+		t.Helper()
+		for _, p := range []*time.Time{&got.Created, &got.Expires, &got.Used} {
+			*p = p.UTC()
+		}
+		if got != want {
+			t.Errorf("%s:\n got  %+v\n want %+v", what, got, want)
+		}
+	}
+	got, err := s.GetInvite(ctx, "inv-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInvite("GetInvite", got, b)
+
+	a.Used = ts(2 * time.Hour)
+	a.Revoked = true
+	if err := s.PutInvite(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.GetInvite(ctx, "inv-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInvite("GetInvite after replace", got, a)
+
+	list, err := s.ListInvites(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 {
+		t.Fatalf("ListInvites has %d invites, want 2", len(list))
+	}
+	checkInvite("ListInvites[0] (newest)", list[0], b)
+	checkInvite("ListInvites[1]", list[1], a)
+
+	if _, err := s.GetInvite(ctx, "missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetInvite missing: err = %v, want ErrNotFound", err)
+	}
+	if err := s.PutInvite(ctx, store.Invite{Vendor: "twilio"}); err == nil {
+		t.Error("PutInvite with empty ID succeeded")
+	}
+}
+
+func testClosed(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mustPut(t, s, Sample("c1", "prod"))
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := s.Get(ctx, "c1"); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Get after Close: err = %v, want ErrClosed", err)
+	}
+	if err := s.Put(ctx, Sample("c2", "x")); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Put after Close: err = %v, want ErrClosed", err)
+	}
+	if _, err := s.UseOnce(ctx, "k", time.Now().Add(time.Hour)); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("UseOnce after Close: err = %v, want ErrClosed", err)
+	}
+}
