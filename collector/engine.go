@@ -240,9 +240,17 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 	})
 	select {
 	case <-done:
+		return ent.snapshot(c)
 	case <-ctx.Done():
+		// This scrape cannot wait longer; the collection goes on for
+		// the scrapes after it.
+		snap := ent.snapshot(c)
+		snap.success = false
+		if !snap.attempted {
+			snap.state, snap.up = store.StateError, false
+		}
+		return snap
 	}
-	return ent.snapshot(c)
 }
 
 // attempt runs the provider once and records the outcome.

@@ -1,0 +1,373 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/saas-exporter/saas_exporter/provider"
+	"github.com/saas-exporter/saas_exporter/store"
+)
+
+// fakeVendor answers /usage with a status chosen per connection.
+type fakeVendor struct {
+	srv    *httptest.Server
+	calls  atomic.Int64
+	mu     sync.Mutex
+	status map[string]int         // by key; default 200
+	header map[string]http.Header // extra headers by key
+	block  chan struct{}          // if set, /usage waits for it (or the client)
+}
+
+func newFakeVendor(t *testing.T) *fakeVendor {
+	v := &fakeVendor{status: map[string]int{}, header: map[string]http.Header{}}
+	v.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v.calls.Add(1)
+		key := r.Header.Get("Authorization")
+		v.mu.Lock()
+		st, ok := v.status[key]
+		h := v.header[key]
+		block := v.block
+		v.mu.Unlock()
+		if block != nil {
+			select {
+			case <-block:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		for k, vs := range h {
+			w.Header()[k] = vs
+		}
+		if !ok {
+			st = 200
+		}
+		w.WriteHeader(st)
+		fmt.Fprint(w, `{"used": 42}`)
+	}))
+	t.Cleanup(v.srv.Close)
+	return v
+}
+
+func (v *fakeVendor) set(key string, status int, h http.Header) {
+	v.mu.Lock()
+	v.status[key] = status
+	v.header[key] = h
+	v.mu.Unlock()
+}
+
+var descUsed = provider.NewDesc("fake_used", "Units used.")
+
+// fakeProvider calls the fake vendor once per collection.
+type fakeProvider struct {
+	url   string
+	panic bool
+}
+
+func (p *fakeProvider) Vendor() string              { return "fake" }
+func (p *fakeProvider) Title() string               { return "Fake" }
+func (p *fakeProvider) Methods() []provider.Method { return nil }
+func (p *fakeProvider) Collect(ctx context.Context, s *provider.Scrape) error {
+	if p.panic {
+		panic("boom")
+	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", p.url+"/usage", nil)
+	req.Header.Set("Authorization", s.Conn.Secret["key"])
+	var out struct{ Used float64 }
+	if err := provider.DoJSON(s.HTTP, req, "fake", func(b []byte) (string, string) { return "", "echo " + s.Conn.Secret["key"] }, &out); err != nil {
+		return err
+	}
+	s.Gauge(descUsed, out.Used)
+	s.MissingScopes([]string{"billing.read"})
+	return nil
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time     { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+var t0 = time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)
+
+func setup(t *testing.T, names ...string) (*Engine, *fakeVendor, *store.Memory, *clock) {
+	t.Helper()
+	v := newFakeVendor(t)
+	st := store.NewMemory()
+	for i, n := range names {
+		err := st.Put(context.Background(), store.Connection{
+			ID: fmt.Sprintf("id%d", i), Vendor: "fake", Name: n, Account: "acct-" + n, AuthMethod: "api_key",
+			Secret: map[string]string{"key": "secret-" + n}, Created: t0.Add(-time.Hour),
+			Status: store.Status{State: store.StateActive},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk := &clock{t: t0}
+	e := New(Options{Store: st, Providers: []provider.Provider{&fakeProvider{url: v.srv.URL}}, Timeout: 2 * time.Second,
+		MinInterval: 30 * time.Second, Concurrency: 4, VendorConcurrency: 2, Now: clk.now})
+	t.Cleanup(e.Close)
+	return e, v, st, clk
+}
+
+func scrapeOf(e *Engine, keep func(store.Connection) bool) prometheus.Collector {
+	return &scrape{e: e, ctx: context.Background(), keep: keep}
+}
+
+func TestExposition(t *testing.T) {
+	e, _, _, _ := setup(t, "prod")
+	want := `
+# HELP saas_connection_created_timestamp_seconds When the connection was created (Unix time).
+# TYPE saas_connection_created_timestamp_seconds gauge
+saas_connection_created_timestamp_seconds{connection="prod",vendor="fake"} 1.7735724e+09
+# HELP saas_connection_info Stored vendor connection; always 1.
+# TYPE saas_connection_info gauge
+saas_connection_info{account="acct-prod",auth_method="api_key",connection="prod",vendor="fake"} 1
+# HELP saas_connection_last_success_timestamp_seconds Last successful collection of the connection (Unix time).
+# TYPE saas_connection_last_success_timestamp_seconds gauge
+saas_connection_last_success_timestamp_seconds{connection="prod",vendor="fake"} 1.773576e+09
+# HELP saas_connection_scope_missing 1 for each recommended scope the credential lacks; metrics needing it are left out.
+# TYPE saas_connection_scope_missing gauge
+saas_connection_scope_missing{connection="prod",scope="billing.read",vendor="fake"} 1
+# HELP saas_connection_state Connection state: 1 for the current state, 0 for the others.
+# TYPE saas_connection_state gauge
+saas_connection_state{connection="prod",state="active",vendor="fake"} 1
+saas_connection_state{connection="prod",state="error",vendor="fake"} 0
+saas_connection_state{connection="prod",state="expired",vendor="fake"} 0
+saas_connection_state{connection="prod",state="rate_limited",vendor="fake"} 0
+saas_connection_state{connection="prod",state="revoked",vendor="fake"} 0
+# HELP saas_connection_up 1 if the vendor accepted the connection's credential on the last attempt, 0 otherwise.
+# TYPE saas_connection_up gauge
+saas_connection_up{connection="prod",vendor="fake"} 1
+# HELP saas_fake_used Units used.
+# TYPE saas_fake_used gauge
+saas_fake_used{connection="prod"} 42
+# HELP saas_scrape_success 1 if every vendor call of the connection's last collection succeeded. Results are reused for scrape.min_interval and shared by concurrent scrapes.
+# TYPE saas_scrape_success gauge
+saas_scrape_success{connection="prod",vendor="fake"} 1
+# HELP saas_usage_collected_timestamp_seconds When the exposed usage values were fetched from the vendor (Unix time); cache age is time() minus this.
+# TYPE saas_usage_collected_timestamp_seconds gauge
+saas_usage_collected_timestamp_seconds{connection="prod",vendor="fake"} 1.773576e+09
+`
+	// scrape_duration varies; compare everything else.
+	names := []string{"saas_connection_created_timestamp_seconds", "saas_connection_info", "saas_connection_last_success_timestamp_seconds",
+		"saas_connection_scope_missing", "saas_connection_state", "saas_connection_up", "saas_fake_used", "saas_scrape_success", "saas_usage_collected_timestamp_seconds"}
+	if err := testutil.CollectAndCompare(scrapeOf(e, nil), strings.NewReader(want), names...); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(scrapeOf(e, nil), "saas_scrape_duration_seconds"); n != 1 {
+		t.Errorf("saas_scrape_duration_seconds: %d series", n)
+	}
+	if problems, err := testutil.CollectAndLint(scrapeOf(e, nil)); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
+	}
+}
+
+func TestReuseWithinMinInterval(t *testing.T) {
+	e, v, _, clk := setup(t, "a", "b")
+	testutil.CollectAndCount(scrapeOf(e, nil))
+	testutil.CollectAndCount(scrapeOf(e, nil))
+	if got := v.calls.Load(); got != 2 {
+		t.Fatalf("two scrapes inside min_interval: %d vendor calls, want 2 (one per connection)", got)
+	}
+	clk.add(31 * time.Second)
+	testutil.CollectAndCount(scrapeOf(e, nil))
+	if got := v.calls.Load(); got != 4 {
+		t.Fatalf("after min_interval: %d vendor calls, want 4", got)
+	}
+}
+
+func TestConcurrentScrapesShareOneCall(t *testing.T) {
+	e, v, _, _ := setup(t, "a")
+	v.block = make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 5; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); testutil.CollectAndCount(scrapeOf(e, nil)) }()
+	}
+	// Let every scraper reach the shared flight before the vendor answers.
+	for deadline := time.Now().Add(5 * time.Second); v.calls.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(v.block)
+	wg.Wait()
+	if got := v.calls.Load(); got != 1 {
+		t.Fatalf("5 concurrent scrapes: %d vendor calls, want 1", got)
+	}
+}
+
+func TestSlowConnectionDoesNotBlockOthers(t *testing.T) {
+	e, v, _, _ := setup(t, "fast", "slow")
+	slow := make(chan struct{})
+	defer close(slow)
+	// Only "slow" blocks: a second fake vendor would do, but a per-key block is simpler.
+	v.mu.Lock()
+	v.block = nil
+	v.mu.Unlock()
+	slowSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-slow:
+		case <-r.Context().Done():
+		}
+	}))
+	defer slowSrv.Close()
+	e.providers["slowfake"] = &fakeProvider{url: slowSrv.URL}
+	c, _ := e.o.Store.Get(context.Background(), "id1")
+	c.Vendor = "slowfake"
+	if err := e.o.Store.Put(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	got := gather(t, &scrape{e: e, ctx: ctx})
+	if got[`saas_scrape_success{connection="fast",vendor="fake"}`] != 1 {
+		t.Errorf("fast connection: %v", got)
+	}
+	if got[`saas_scrape_success{connection="slow",vendor="slowfake"}`] != 0 {
+		t.Errorf("slow connection should have failed: %v", got)
+	}
+	if got[`saas_connection_state{connection="slow",state="error",vendor="slowfake"}`] != 1 {
+		t.Errorf("slow connection state: %v", got)
+	}
+}
+
+func TestRevokedKeepsSeries(t *testing.T) {
+	e, v, st, clk := setup(t, "prod")
+	testutil.CollectAndCount(scrapeOf(e, nil))
+	v.set("secret-prod", 401, nil)
+	clk.add(time.Minute)
+	got := gather(t, scrapeOf(e, nil))
+	if got[`saas_connection_state{connection="prod",state="revoked",vendor="fake"}`] != 1 || got[`saas_connection_up{connection="prod",vendor="fake"}`] != 0 {
+		t.Fatalf("after 401: %v", got)
+	}
+	if _, ok := got[`saas_fake_used{connection="prod"}`]; !ok {
+		t.Error("last known usage vanished")
+	}
+	e.Close() // flush status
+	c, _ := st.Get(context.Background(), "id0")
+	if c.State != store.StateRevoked {
+		t.Errorf("stored state %q", c.State)
+	}
+	if strings.Contains(c.LastError, "secret-prod") {
+		t.Errorf("secret in stored error: %q", c.LastError)
+	}
+	// Revoked: no more vendor calls, series still there.
+	calls := v.calls.Load()
+	clk.add(time.Hour)
+	got = gather(t, scrapeOf(e, nil))
+	if v.calls.Load() != calls {
+		t.Error("called the vendor for a revoked connection")
+	}
+	if got[`saas_connection_state{connection="prod",state="revoked",vendor="fake"}`] != 1 {
+		t.Errorf("revoked series gone: %v", got)
+	}
+}
+
+func TestRateLimitHonoured(t *testing.T) {
+	e, v, _, clk := setup(t, "prod")
+	v.set("secret-prod", 429, http.Header{"Retry-After": {"120"}})
+	got := gather(t, scrapeOf(e, nil))
+	if got[`saas_connection_state{connection="prod",state="rate_limited",vendor="fake"}`] != 1 {
+		t.Fatalf("after 429: %v", got)
+	}
+	v.set("secret-prod", 200, http.Header{"X-RateLimit-Remaining": {"17"}})
+	clk.add(90 * time.Second) // past min_interval, before the reset
+	gather(t, scrapeOf(e, nil))
+	if n := v.calls.Load(); n != 1 {
+		t.Fatalf("called before the reset: %d calls", n)
+	}
+	clk.add(31 * time.Second)
+	got = gather(t, scrapeOf(e, nil))
+	if n := v.calls.Load(); n != 2 {
+		t.Fatalf("after the reset: %d calls, want 2", n)
+	}
+	if got[`saas_connection_state{connection="prod",state="active",vendor="fake"}`] != 1 || got[`saas_vendor_rate_limit_remaining{connection="prod",vendor="fake"}`] != 17 {
+		t.Errorf("after reset: %v", got)
+	}
+}
+
+func TestPanicIsAnError(t *testing.T) {
+	e, _, _, _ := setup(t, "prod")
+	e.providers["fake"] = &fakeProvider{panic: true}
+	got := gather(t, scrapeOf(e, nil))
+	if got[`saas_connection_state{connection="prod",state="error",vendor="fake"}`] != 1 {
+		t.Errorf("panic: %v", got)
+	}
+}
+
+func TestParseWhen(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	for in, want := range map[string]time.Time{
+		"30":                            now.Add(30 * time.Second),
+		"1700000100":                    time.Unix(1_700_000_100, 0),
+		"Tue, 14 Nov 2023 22:15:00 GMT": time.Date(2023, 11, 14, 22, 15, 0, 0, time.UTC),
+	} {
+		got, ok := parseWhen(in, now)
+		if !ok || !got.Equal(want) {
+			t.Errorf("parseWhen(%q) = %v %v, want %v", in, got, ok, want)
+		}
+	}
+	if _, ok := parseWhen("soon", now); ok {
+		t.Error("garbage accepted")
+	}
+}
+
+func TestDeadlineFromHeader(t *testing.T) {
+	e := New(Options{Store: store.NewMemory(), Timeout: 8 * time.Second})
+	defer e.Close()
+	r := httptest.NewRequest("GET", "/metrics", nil)
+	if d := e.Deadline(r); d != 8*time.Second {
+		t.Errorf("no header: %v", d)
+	}
+	r.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "5")
+	if d := e.Deadline(r); d != 4500*time.Millisecond {
+		t.Errorf("5s header: %v", d)
+	}
+	r.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "0.6")
+	if d := e.Deadline(r); d != 300*time.Millisecond {
+		t.Errorf("0.6s header: %v", d)
+	}
+	r.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "junk")
+	if d := e.Deadline(r); d != 8*time.Second {
+		t.Errorf("junk header: %v", d)
+	}
+}
+
+// gather collects c and returns "name{labels}" → value.
+func gather(t *testing.T, c prometheus.Collector) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var ls []string
+			for _, l := range m.GetLabel() {
+				ls = append(ls, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
+			out[mf.GetName()+"{"+strings.Join(ls, ",")+"}"] = v
+		}
+	}
+	return out
+}
