@@ -38,7 +38,7 @@ func TestKeyringRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(pt) > 0 && bytes.Contains(sealed, pt) {
+		if len(pt) > 16 && bytes.Contains(sealed, pt) { // short ones may occur by chance
 			t.Fatal("sealed data contains the plaintext")
 		}
 		if sealed[0] != sealVersion || hex.EncodeToString(sealed[1:5]) != kr.KeyIDs()[0] {

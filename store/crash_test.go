@@ -1,0 +1,128 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	crashEnvPath   = "SAAS_EXPORTER_CRASH_CHILD_PATH"
+	crashEnvKey    = "SAAS_EXPORTER_CRASH_CHILD_KEY"
+	crashEnvPrefix = "SAAS_EXPORTER_CRASH_CHILD_PREFIX"
+)
+
+// TestCrashChild is the child process of TestBoltCrash: it writes until it
+// is killed, printing each write after it is acknowledged.
+func TestCrashChild(t *testing.T) {
+	path := os.Getenv(crashEnvPath)
+	if path == "" {
+		t.Skip("helper process for TestBoltCrash; runs only as its child")
+	}
+	kr, err := ParseKeyring(os.Getenv(crashEnvKey))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	s, err := OpenBolt(path, kr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx := context.Background()
+	prefix := os.Getenv(crashEnvPrefix)
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("%s-%05d", prefix, i)
+		c := testConn(id, id)
+		c.Secret = map[string]string{"token": "v1-" + id}
+		if err := s.Put(ctx, c); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		fmt.Fprintf(os.Stdout, "PUT %s\n", id)
+		// Also rewrite the previous record, so a kill can hit an update.
+		if i > 0 {
+			prev := fmt.Sprintf("%s-%05d", prefix, i-1)
+			if err := s.SetSecret(ctx, prev, map[string]string{"token": "v2-" + prev}, time.Time{}); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(2)
+			}
+			fmt.Fprintf(os.Stdout, "SEC %s\n", prev)
+		}
+	}
+}
+
+// TestBoltCrash kills a writing child process at a random moment and checks
+// that the store opens afterwards with every acknowledged write in it.
+func TestBoltCrash(t *testing.T) {
+	if os.Getenv(crashEnvPath) != "" {
+		t.Skip("running as a crash child")
+	}
+	path := filepath.Join(t.TempDir(), DefaultBoltFile)
+	key := mustKey(t)
+	kr := mustRing(t, key)
+	acked := map[string]string{} // id -> the secret it must at least have
+
+	for round := range 4 {
+		want := 20 + rand.IntN(60)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // only against a hung child
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), crashEnvPath+"="+path, crashEnvKey+"="+key, fmt.Sprintf("%s=r%d", crashEnvPrefix, round))
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		n := 0
+		for n < want && sc.Scan() {
+			kind, id, ok := strings.Cut(sc.Text(), " ")
+			switch {
+			case !ok:
+				continue // not one of ours
+			case kind == "PUT":
+				acked[id] = "v1-" + id
+				n++
+			case kind == "SEC":
+				acked[id] = "v2-" + id
+			}
+		}
+		// A little jitter so the kill lands anywhere in a write.
+		time.Sleep(rand.N(2 * time.Millisecond))
+		cmd.Process.Kill()
+		cmd.Wait()
+		cancel()
+		if n < want {
+			t.Fatalf("round %d: child stopped after %d writes: %s", round, n, stderr.String())
+		}
+
+		s, err := OpenBolt(path, kr)
+		if err != nil {
+			t.Fatalf("round %d: store does not open after the kill: %v", round, err)
+		}
+		for id, sec := range acked {
+			c, err := s.Get(context.Background(), id)
+			if err != nil {
+				t.Errorf("round %d: acknowledged connection %s: %v", round, id, err)
+				continue
+			}
+			got := c.Secret["token"]
+			// An update may have landed without its acknowledgement; never older.
+			if got != sec && !(sec == "v1-"+id && got == "v2-"+id) {
+				t.Errorf("round %d: connection %s has secret %q, want %q", round, id, got, sec)
+			}
+		}
+		s.Close()
+	}
+}
