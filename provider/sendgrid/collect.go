@@ -206,51 +206,32 @@ func collectTeammates(ctx context.Context, c *client, s *provider.Scrape) error 
 	if err != nil {
 		return err
 	}
-	var pending int
-	err = pages(ctx, func(ctx context.Context, offset int) (int, error) {
-		var r struct {
-			Result []struct{ Email string } `json:"result"`
-		}
-		if err := c.get(ctx, "/v3/teammates/pending", pageQuery(offset), &r); err != nil {
-			return 0, err
-		}
-		pending += len(r.Result)
-		return len(r.Result), nil
-	})
-	if err != nil {
+	// Pending invitations are not paged by the API: one answer holds them all.
+	var pending struct {
+		Result []struct{ Email string } `json:"result"`
+	}
+	if err := c.get(ctx, "/v3/teammates/pending", nil, &pending); err != nil {
 		return err
 	}
 	for t, n := range byType {
 		s.Gauge(descTeammates, n, t)
 	}
-	s.Gauge(descPending, float64(pending))
+	s.Gauge(descPending, float64(len(pending.Result)))
 	return nil
 }
 
+// collectAPIKeys: the API documents a limit but no offset, so one call
+// with the largest limit is all there is.
 func collectAPIKeys(ctx context.Context, c *client, s *provider.Scrape) error {
-	seen := map[string]bool{}
-	err := pages(ctx, func(ctx context.Context, offset int) (int, error) {
-		var r struct {
-			Result []struct {
-				ID string `json:"api_key_id"`
-			} `json:"result"`
-		}
-		if err := c.get(ctx, "/v3/api_keys", pageQuery(offset), &r); err != nil {
-			return 0, err
-		}
-		n := 0
-		for _, k := range r.Result {
-			if !seen[k.ID] {
-				seen[k.ID] = true
-				n++
-			}
-		}
-		return n, nil // a page of keys already seen ends the list
-	})
-	if err != nil {
+	var r struct {
+		Result []struct {
+			ID string `json:"api_key_id"`
+		} `json:"result"`
+	}
+	if err := c.get(ctx, "/v3/api_keys", map[string]string{"limit": strconv.Itoa(pageSize)}, &r); err != nil {
 		return err
 	}
-	s.Gauge(descAPIKeys, float64(len(seen)))
+	s.Gauge(descAPIKeys, float64(len(r.Result)))
 	return nil
 }
 
