@@ -393,7 +393,11 @@ func (g *sendGrid) WriteFault(w http.ResponseWriter, r *http.Request, e FaultErr
 	}
 	a, _ := g.authenticate(r)
 	g.rateHeaders(w, a)
-	sgError(w, e.Status, "", strings.ToLower(http.StatusText(e.Status)))
+	// No "field" here: the specs' 500 answers (scopes example, api_keys
+	// GlobalError500 schema) carry only a message.
+	writeJSON(w, e.Status, map[string][]map[string]string{
+		"errors": {{"message": strings.ToLower(http.StatusText(e.Status))}},
+	})
 }
 
 func ceilUnix(t time.Time) int64 {

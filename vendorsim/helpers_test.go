@@ -1,0 +1,118 @@
+package vendorsim
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is a settable Options.Now.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// testNow is a Sunday in the middle of a month.
+var testNow = time.Date(2026, 3, 15, 12, 30, 0, 0, time.UTC)
+
+// newSim starts a simulator on loopback with a fake clock at testNow.
+func newSim(t *testing.T, o Options) (*Server, *httptest.Server, *fakeClock) {
+	t.Helper()
+	clock := &fakeClock{t: testNow}
+	if o.Now == nil {
+		o.Now = clock.Now
+	}
+	sim := New(o)
+	ts := httptest.NewServer(sim.Handler())
+	// Cleanups run last-in first-out: release hanging calls, then close.
+	t.Cleanup(ts.Close)
+	t.Cleanup(sim.Close)
+	return sim, ts, clock
+}
+
+type answer struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// get calls the simulator with an optional SendGrid key.
+func get(t *testing.T, ts *httptest.Server, path, key string) answer {
+	t.Helper()
+	return do(t, ts, http.MethodGet, path, key, "", "")
+}
+
+func do(t *testing.T, ts *httptest.Server, method, path, key, contentType, body string) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, ts.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading body: %v", method, path, err)
+	}
+	return answer{resp.StatusCode, resp.Header, b}
+}
+
+// decode unmarshals a's body into out, failing the test on bad JSON.
+func (a answer) decode(t *testing.T, out any) {
+	t.Helper()
+	if err := json.Unmarshal(a.Body, out); err != nil {
+		t.Fatalf("body is not the expected JSON (%v): %s", err, a.Body)
+	}
+}
+
+// specDir is ../shared/vendor-specs/<vendor> next to the repository root.
+func specDir(t *testing.T, vendor string) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("repository root (go.mod) not found above the test directory")
+		}
+		dir = parent
+	}
+	d := filepath.Join(dir, "..", "shared", "vendor-specs", vendor)
+	if _, err := os.Stat(d); err != nil {
+		t.Fatalf("vendor specs missing: %v (the contract test needs them; see vendor-specs/SOURCES.md)", err)
+	}
+	return d
+}
