@@ -63,12 +63,27 @@ func get(t *testing.T, ts *httptest.Server, path, key string) answer {
 
 func do(t *testing.T, ts *httptest.Server, method, path, key, contentType, body string) answer {
 	t.Helper()
+	auth := ""
+	if key != "" {
+		auth = "Bearer " + key
+	}
+	return doAuth(t, ts, method, path, auth, contentType, body)
+}
+
+// doHeader GETs path with a raw Authorization header ("" for none).
+func doHeader(t *testing.T, ts *httptest.Server, path, auth string) answer {
+	t.Helper()
+	return doAuth(t, ts, http.MethodGet, path, auth, "", "")
+}
+
+func doAuth(t *testing.T, ts *httptest.Server, method, path, auth, contentType, body string) answer {
+	t.Helper()
 	req, err := http.NewRequest(method, ts.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)

@@ -17,7 +17,7 @@ import (
 // characters; the 22-character part is the key's api_key_id, as at SendGrid).
 const (
 	// SendGridKeyAcme: account "acme", type paid, reputation 99.5, every
-	// scope the exporter reads.
+	// scope the exporter reads, plus mail.send and user.username.read.
 	SendGridKeyAcme = "SG.vendorsimAcmeTestKey01.notARealSecretAcmeUseWithVendorsimOnly00001"
 	// SendGridKeyBeta: account "beta", type free, reputation 87.25, scopes
 	// stats.read, user.account.read and mail.send only.
@@ -72,6 +72,7 @@ type SendGridAccount struct {
 	Name             string
 	Type             string // free, paid
 	Reputation       float64
+	UserID           int64 // GET /v3/user/username (scope user.username.read) answers Name and UserID
 	Scopes           []string
 	CreditsTotal     int64 // monthly credits; see SendGridCreditsAt
 	Teammates        []SendGridTeammate
@@ -90,8 +91,9 @@ var sendGridAccounts = map[string]*SendGridAccount{
 		Name:       "acme",
 		Type:       "paid",
 		Reputation: 99.5,
+		UserID:     4242001,
 		Scopes: []string{"stats.read", "user.credits.read", "user.account.read", "teammates.read",
-			"api_keys.read", "subusers.read", "mail.send"},
+			"api_keys.read", "subusers.read", "mail.send", "user.username.read"},
 		CreditsTotal: 50000,
 		// Mixed order so every page of 3 holds several user types.
 		Teammates: []SendGridTeammate{
@@ -127,6 +129,7 @@ var sendGridAccounts = map[string]*SendGridAccount{
 		Name:         "beta",
 		Type:         "free",
 		Reputation:   87.25,
+		UserID:       4242002,
 		Scopes:       []string{"stats.read", "user.account.read", "mail.send"},
 		CreditsTotal: 4000,
 		Teammates: []SendGridTeammate{
@@ -463,6 +466,7 @@ var sendGridRoutes = map[string]sgRoute{
 	"/v3/stats":             {"stats.read", (*sendGrid).serveStats},
 	"/v3/user/credits":      {"user.credits.read", (*sendGrid).serveCredits},
 	"/v3/user/account":      {"user.account.read", (*sendGrid).serveAccount},
+	"/v3/user/username":     {"user.username.read", (*sendGrid).serveUsername},
 	"/v3/teammates":         {"teammates.read", (*sendGrid).serveTeammates},
 	"/v3/teammates/pending": {"teammates.read", (*sendGrid).servePending},
 	"/v3/api_keys":          {"api_keys.read", (*sendGrid).serveAPIKeys},
@@ -500,6 +504,10 @@ func (g *sendGrid) serveScopes(w http.ResponseWriter, r *http.Request, a *SendGr
 
 func (g *sendGrid) serveAccount(w http.ResponseWriter, r *http.Request, a *SendGridAccount) {
 	writeJSON(w, http.StatusOK, map[string]any{"type": a.Type, "reputation": a.Reputation})
+}
+
+func (g *sendGrid) serveUsername(w http.ResponseWriter, r *http.Request, a *SendGridAccount) {
+	writeJSON(w, http.StatusOK, map[string]any{"username": a.Name, "user_id": a.UserID})
 }
 
 func (g *sendGrid) serveCredits(w http.ResponseWriter, r *http.Request, a *SendGridAccount) {

@@ -108,7 +108,7 @@ type sgContractCase struct {
 // sgEndpoints are the operations the exporter uses.
 var sgEndpoints = []string{
 	"/v3/scopes", "/v3/stats?start_date=2026-03-01", "/v3/user/credits", "/v3/user/account",
-	"/v3/teammates", "/v3/teammates/pending", "/v3/api_keys", "/v3/subusers",
+	"/v3/user/username", "/v3/teammates", "/v3/teammates/pending", "/v3/api_keys", "/v3/subusers",
 }
 
 // sgDocumented lists, per path, the statuses its operation documents
@@ -142,6 +142,7 @@ func sendGridContractCases() []sgContractCase {
 		{name: "credits acme", key: A, path: "/v3/user/credits", want: 200},
 		{name: "account acme", key: A, path: "/v3/user/account", want: 200},
 		{name: "account beta", key: B, path: "/v3/user/account", want: 200},
+		{name: "username acme", key: A, path: "/v3/user/username", want: 200},
 		// The teammates schema names the array "result", its example says
 		// "results": the simulator sends "result" (checkDeclared rejects
 		// "results"); clients should accept both (SOURCES.md).
@@ -175,7 +176,7 @@ func sendGridContractCases() []sgContractCase {
 		)
 	}
 	// Beta lacks these scopes.
-	for _, p := range []string{"/v3/user/credits", "/v3/teammates", "/v3/teammates/pending", "/v3/api_keys", "/v3/subusers"} {
+	for _, p := range []string{"/v3/user/credits", "/v3/user/username", "/v3/teammates", "/v3/teammates/pending", "/v3/api_keys", "/v3/subusers"} {
 		cs = append(cs, sgContractCase{name: "beta forbidden " + p, key: B, path: p, want: 403})
 	}
 	for i := range cs {
