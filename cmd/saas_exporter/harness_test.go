@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/saas-exporter/saas_exporter/vendorsim"
+)
+
+const (
+	testAdmin    = "admin"
+	testPassword = "correct horse battery staple"
+)
+
+// stack is a vendor simulator and an exporter, both on loopback, started
+// the way a person starts them (the exporter through run, with flags and
+// a config file).
+type stack struct {
+	t      *testing.T
+	Sim    *vendorsim.Server
+	SimURL string
+	URL    string // exporter base URL
+	Dir    string // config and data dir
+	logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan int
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// stackOptions tune startStack.
+type stackOptions struct {
+	ExtraConfig string // appended YAML (top-level keys)
+	MinInterval string // default 1ms: every scrape calls the vendor
+	SimOptions  vendorsim.Options
+}
+
+// vendorConfig returns the vendors: section pointing every vendor at the
+// simulator; vendor test files add their sections through vendorSections.
+func vendorConfig(simURL, exporterURL string) string {
+	var b strings.Builder
+	b.WriteString("vendors:\n")
+	for _, f := range vendorSections {
+		b.WriteString(f(simURL, exporterURL))
+	}
+	return b.String()
+}
+
+// vendorSections: one function per vendor, returning its indented section.
+var vendorSections = []func(simURL, exporterURL string) string{
+	func(sim, _ string) string { return "  sendgrid:\n    api_url: " + sim + "/sendgrid\n" },
+}
+
+func startStack(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	sim := vendorsim.New(o.SimOptions)
+	simSrv := httptest.NewServer(sim.Handler())
+	t.Cleanup(func() { sim.Close(); simSrv.Close() })
+
+	// The exporter's port must be known before its config is written
+	// (external_url): reserve one.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	url := "http://" + addr
+
+	dir := t.TempDir()
+	hash, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.MinInterval == "" {
+		o.MinInterval = "1ms"
+	}
+	cfg := fmt.Sprintf("external_url: %s\ndata_dir: %s\nadmins:\n  %s: %q\nscrape:\n  timeout: 5s\n  min_interval: %s\n%s%s",
+		url, filepath.Join(dir, "data"), testAdmin, hash, o.MinInterval, vendorConfig(simSrv.URL, url), o.ExtraConfig)
+	cfgFile := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	s := &stack{t: t, Sim: sim, SimURL: simSrv.URL, URL: url, Dir: dir, logs: &syncBuffer{}, done: make(chan int, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	ready := make(chan string, 1)
+	go func() {
+		s.done <- run(ctx, []string{"--config.file=" + cfgFile, "--web.listen-address=" + addr, "--log.level=debug"}, io.Discard, s.logs, func(a string) { ready <- a })
+	}()
+	select {
+	case <-ready:
+	case code := <-s.done:
+		t.Fatalf("exporter exited with %d before listening:\n%s", code, s.logs.String())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("exporter did not start:\n%s", s.logs.String())
+	}
+	t.Cleanup(func() { s.stop() })
+	return s
+}
+
+// stop shuts the exporter down as SIGTERM does and returns its exit code.
+func (s *stack) stop() int {
+	if s.cancel == nil {
+		return 0
+	}
+	s.cancel()
+	s.cancel = nil
+	select {
+	case code := <-s.done:
+		return code
+	case <-time.After(40 * time.Second):
+		s.t.Fatal("exporter did not stop")
+		return -1
+	}
+}
+
+// api calls the JSON API as the test admin and decodes the answer.
+func (s *stack) api(method, path string, body any, out any) int {
+	s.t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, s.URL+path, r)
+	req.SetBasicAuth(testAdmin, testPassword)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			s.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// get fetches a path and returns status and body.
+func (s *stack) get(path string) (int, string) {
+	s.t.Helper()
+	resp, err := http.Get(s.URL + path)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// scrape returns /metrics as text.
+func (s *stack) scrape() string {
+	s.t.Helper()
+	code, body := s.get("/metrics")
+	if code != 200 {
+		s.t.Fatalf("/metrics: %d %s", code, body)
+	}
+	return body
+}
+
+// browser is an HTTP client with a cookie jar, logged in to the UI.
+func (s *stack) browser() *http.Client {
+	s.t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	resp, err := c.Get(s.URL + "/login")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	csrf := formValue(string(page), "csrf")
+	resp, err = c.PostForm(s.URL+"/login", map[string][]string{"user": {testAdmin}, "username": {testAdmin}, "password": {testPassword}, "csrf": {csrf}})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Request.URL.Path == "/login" {
+		s.t.Fatalf("login failed: %d", resp.StatusCode)
+	}
+	return c
+}
+
+// formValue finds <input name="NAME" value="..."> in a page.
+func formValue(page, name string) string {
+	i := strings.Index(page, `name="`+name+`"`)
+	if i < 0 {
+		return ""
+	}
+	rest := page[i:]
+	j := strings.Index(rest, `value="`)
+	if j < 0 {
+		return ""
+	}
+	rest = rest[j+len(`value="`):]
+	return rest[:strings.Index(rest, `"`)]
+}
+
+// metricValue finds one sample line "name{labels} value" in a scrape.
+func metricValue(t *testing.T, scrape, series string) string {
+	t.Helper()
+	for _, line := range strings.Split(scrape, "\n") {
+		if strings.HasPrefix(line, series+" ") {
+			return strings.TrimPrefix(line, series+" ")
+		}
+	}
+	t.Fatalf("series %s not in scrape", series)
+	return ""
+}
+
+// requireTool finds an external tool; in CI (CI=true) its absence fails
+// the test instead of skipping it.
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not installed; .ci/run installs it", name)
+		}
+		t.Skipf("%s is not installed (apt-get install prometheus); in CI this fails", name)
+	}
+	return p
+}
+
+// promtoolCheck runs `promtool check metrics` on a scrape.
+func promtoolCheck(t *testing.T, scrape string) {
+	t.Helper()
+	promtool := requireTool(t, "promtool")
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(scrape)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
