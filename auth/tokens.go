@@ -94,6 +94,8 @@ type session struct {
 	// Hash binds the session to the admin's password hash, so changing
 	// the password in the config ends existing sessions.
 	Hash string `json:"h"`
+	// Nonce makes every session (and so its CSRF token) unique.
+	Nonce string `json:"n"`
 }
 
 func hashTag(bcryptHash string) string {
@@ -102,7 +104,7 @@ func hashTag(bcryptHash string) string {
 }
 
 func (s *Server) newSession(user string) string {
-	b, _ := json.Marshal(session{User: user, Expires: s.now().Add(sessionTTL).Unix(), Hash: hashTag(s.o.Admins[user])})
+	b, _ := json.Marshal(session{User: user, Expires: s.now().Add(sessionTTL).Unix(), Hash: hashTag(s.o.Admins[user]), Nonce: b64.EncodeToString(randomBytes(12))})
 	return sign(s.keys.session, b)
 }
 
