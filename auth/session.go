@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -29,7 +30,7 @@ func (s *Server) setCookie(w http.ResponseWriter, name, value, path string, expi
 	c := &http.Cookie{Name: name, Value: value, Path: path, HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode}
 	if !expires.IsZero() {
 		c.Expires = expires
-		c.MaxAge = max(1, int(expires.Sub(s.now()).Seconds()))
+		c.MaxAge = max(1, int(math.Ceil(expires.Sub(s.now()).Seconds())))
 	}
 	http.SetCookie(w, c)
 }
