@@ -252,7 +252,7 @@ func (s *Server) servePutFault(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var f Fault
-	if err := json.Unmarshal(body, &f); err != nil {
+	if err := f.UnmarshalJSON(body); err != nil {
 		simError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
