@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -25,6 +26,24 @@ import (
 )
 
 const program = "saas_exporter"
+
+// Version is set at build time (-ldflags "-X github.com/prometheus/common/version.Version=…");
+// a plain go build reports "dev" and the module's VCS revision if known.
+func init() {
+	if version.Version == "" {
+		version.Version = "dev"
+	}
+	if version.Revision == "" {
+		version.Revision = "unknown"
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			for _, s := range bi.Settings {
+				if s.Key == "vcs.revision" {
+					version.Revision = s.Value
+				}
+			}
+		}
+	}
+}
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, nil))
