@@ -21,21 +21,37 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	// Graceful shutdown on SIGINT/SIGTERM.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+	case errors.As(err, new(usageError)):
+		os.Exit(2) // the flag package already said what was wrong
+	default:
 		fmt.Fprintln(os.Stderr, "vendorsim:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string, stdout, stderr io.Writer) error {
+// usageError is a command-line error the flag package has printed.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// run serves until ctx ends, then shuts down gracefully.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("vendorsim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("listen-address", "127.0.0.1:9800", "address to listen on (keep it on loopback: the simulator has no authentication)")
 	pageSize := fs.Int("page-size", 3, "most items per page of a paginated vendor list")
-	latency := fs.Duration("latency", 0, "delay added to every vendor answer, e.g. 200ms")
+	latency := fs.Duration("latency", 0, "delay added to every vendor answer, e.g. 200ms (set as a fault: DELETE /_sim/faults removes it)")
 	verbose := fs.Bool("verbose", false, "log every vendor call")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return usageError{err}
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q; see --help", fs.Args())
@@ -67,8 +83,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 	printBanner(stdout, sim, base)
 
 	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 
