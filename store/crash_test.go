@@ -19,13 +19,18 @@ const (
 	crashEnvPrefix = "SAAS_EXPORTER_CRASH_CHILD_PREFIX"
 )
 
-// TestCrashChild is the child process of TestBoltCrash: it writes until it
-// is killed, printing each write after it is acknowledged.
-func TestCrashChild(t *testing.T) {
-	path := os.Getenv(crashEnvPath)
-	if path == "" {
-		t.Skip("helper process for TestBoltCrash; runs only as its child")
+// TestMain runs the crash child instead of the tests when TestBoltCrash
+// starts this binary as its child.
+func TestMain(m *testing.M) {
+	if path := os.Getenv(crashEnvPath); path != "" {
+		crashChild(path)
 	}
+	os.Exit(m.Run())
+}
+
+// crashChild writes until it is killed, printing each write after it is
+// acknowledged.
+func crashChild(path string) {
 	kr, err := ParseKeyring(os.Getenv(crashEnvKey))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -62,9 +67,6 @@ func TestCrashChild(t *testing.T) {
 // TestBoltCrash kills a writing child process at a random moment and checks
 // that the store opens afterwards with every acknowledged write in it.
 func TestBoltCrash(t *testing.T) {
-	if os.Getenv(crashEnvPath) != "" {
-		t.Skip("running as a crash child")
-	}
 	path := filepath.Join(t.TempDir(), DefaultBoltFile)
 	key := mustKey(t)
 	kr := mustRing(t, key)
@@ -73,7 +75,7 @@ func TestBoltCrash(t *testing.T) {
 	for round := range 4 {
 		want := 20 + rand.IntN(60)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // only against a hung child
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+		cmd := exec.CommandContext(ctx, os.Args[0])
 		cmd.Env = append(os.Environ(), crashEnvPath+"="+path, crashEnvKey+"="+key, fmt.Sprintf("%s=r%d", crashEnvPrefix, round))
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
