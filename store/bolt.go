@@ -44,8 +44,9 @@ const noncePurgeBatch = 64
 type Bolt struct {
 	db   *bolt.DB
 	kr   *Keyring
-	path string
-	now  func() time.Time
+	path  string
+	now   func() time.Time
+	locks idLocks
 }
 
 var _ Store = (*Bolt)(nil)
@@ -369,6 +370,10 @@ func (s *Bolt) SetSecret(ctx context.Context, id string, secret map[string]strin
 		c.Secret = secret
 		c.Expiry = expiry
 	})
+}
+
+func (s *Bolt) UpdateLocked(ctx context.Context, id string, fn func(Connection) (*Connection, error)) error {
+	return updateLocked(ctx, &s.locks, s, id, fn)
 }
 
 func (s *Bolt) Delete(ctx context.Context, id string) error {

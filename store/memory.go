@@ -19,6 +19,7 @@ type Memory struct {
 	once    map[string]time.Time
 	invites map[string]Invite
 	now     func() time.Time
+	locks   idLocks
 }
 
 var _ Store = (*Memory)(nil)
@@ -117,6 +118,10 @@ func (m *Memory) SetSecret(ctx context.Context, id string, secret map[string]str
 	c.Expiry = expiry
 	m.conns[id] = c
 	return nil
+}
+
+func (m *Memory) UpdateLocked(ctx context.Context, id string, fn func(Connection) (*Connection, error)) error {
+	return updateLocked(ctx, &m.locks, m, id, fn)
 }
 
 func (m *Memory) Delete(ctx context.Context, id string) error {

@@ -109,6 +109,13 @@ type Store interface {
 	SetStatus(ctx context.Context, id string, s Status) error
 	// SetSecret replaces a connection's secret and expiry (token refresh).
 	SetSecret(ctx context.Context, id string, secret map[string]string, expiry time.Time) error
+	// UpdateLocked reads connection id under an exclusive lock that holds
+	// across every process sharing the store (a row lock in PostgreSQL),
+	// calls fn with the current record, and saves the record fn returns
+	// (nil: nothing to save) before the lock is released. It serialises
+	// OAuth refreshes: a rotating refresh token must never be used twice.
+	// fn must not call the store. ErrNotFound if id is gone.
+	UpdateLocked(ctx context.Context, id string, fn func(c Connection) (*Connection, error)) error
 	// Delete removes a connection and its secret. Deleting a missing id is not an error.
 	Delete(ctx context.Context, id string) error
 
