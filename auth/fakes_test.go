@@ -198,3 +198,13 @@ func (hookMethod) Verify(ctx context.Context, hc *http.Client, v map[string]stri
 }
 
 var _ provider.Webhooks = hookProvider{}
+
+// mixedProvider offers a form method and a redirect method.
+type mixedProvider struct{ rp *redirectProvider }
+
+func (mixedProvider) Vendor() string { return "mixed" }
+func (mixedProvider) Title() string  { return "Mixed" }
+func (m mixedProvider) Methods() []provider.Method {
+	return []provider.Method{keyMethod{}, &redirectMethodImpl{p: m.rp, name: "oauth", enabled: true}}
+}
+func (mixedProvider) Collect(context.Context, *provider.Scrape) error { return nil }

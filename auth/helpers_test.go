@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -165,25 +166,35 @@ func (e *env) forbidLog(v string) {
 }
 
 func (e *env) checkNoSecrets() {
+	for _, l := range e.leaks() {
+		e.t.Error(l)
+	}
+}
+
+// leaks lists every secret found in a response or the log, and every
+// state/token value found in the log.
+func (e *env) leaks() []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	var out []string
 	logs := e.logs.String()
 	for _, sec := range secretValues {
 		for _, r := range e.responses {
 			if strings.Contains(r, sec) {
-				e.t.Errorf("secret %q in a response:\n%s", sec, r)
+				out = append(out, fmt.Sprintf("secret %q in a response:\n%s", sec, r))
 				break
 			}
 		}
 		if strings.Contains(logs, sec) {
-			e.t.Errorf("secret %q in the log:\n%s", sec, logs)
+			out = append(out, fmt.Sprintf("secret %q in the log:\n%s", sec, logs))
 		}
 	}
 	for _, v := range e.logOnly {
 		if v != "" && strings.Contains(logs, v) {
-			e.t.Errorf("token/state value %q in the log:\n%s", v, logs)
+			out = append(out, fmt.Sprintf("token/state value %q in the log:\n%s", v, logs))
 		}
 	}
+	return out
 }
 
 func (e *env) changeCount() int {
