@@ -1,0 +1,978 @@
+package vendorsim
+
+import (
+	"crypto/hmac"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Segment test Public API tokens, shaped like real ones ("sgp_" + 64
+// characters). A token belongs to one region: the other region answers 401.
+const (
+	// SegmentTokenAcme: region us, workspace "Acme Analytics"
+	// (acme-analytics), usage periods start on the 1st of each month.
+	SegmentTokenAcme = "sgp_vendorsimAcmeUSTestToken0000notARealSecretUseWithVendorsimOnly1"
+	// SegmentTokenEuro: region eu, workspace "Euro Corp" (euro-corp), usage
+	// periods start on the 10th of each month.
+	SegmentTokenEuro = "sgp_vendorsimEuroEUTestToken0000notARealSecretUseWithVendorsimOnly2"
+)
+
+// Segment test OAuth apps (client credentials with a private_key_jwt
+// assertion). Both use SegmentOAuthTestPrivateKey.
+const (
+	// SegmentOAuthClientAcme is the App ID of an OAuth app of the Acme
+	// workspace, region us.
+	SegmentOAuthClientAcme = "vendorsimAcmeOAuthApp01"
+	// SegmentOAuthKeyIDAcme is the Key ID of its public key.
+	SegmentOAuthKeyIDAcme = "vendorsim-acme-key-1"
+	// SegmentOAuthClientEuro is the App ID of an OAuth app of the Euro Corp
+	// workspace, region eu.
+	SegmentOAuthClientEuro = "vendorsimEuroOAuthApp02"
+	// SegmentOAuthKeyIDEuro is the Key ID of its public key.
+	SegmentOAuthKeyIDEuro = "vendorsim-euro-key-1"
+	// SegmentOAuthScope is the scope of the Public API.
+	SegmentOAuthScope = "public_api:read_write"
+)
+
+// SegmentOAuthTestPrivateKey is the RSA key (PKCS #8 PEM) whose public half
+// the simulator registered for both test OAuth apps. It is published here
+// on purpose: it opens nothing but this simulator.
+const SegmentOAuthTestPrivateKey = `-----BEGIN PRIVATE KEY-----
+MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQC29q9JJqnygKNf
+G2FgUzGp0gMLsC+XjF84eYLfHtc2GK2DgR/rKrKU0BR4E3mj+jGKqROkReZouCxk
+NTc7pcSNRgZINxLl21yNbCa6+4bB5dw9F+xZ1yBPg2XJpFOqf4ACzUG+KtCb94lP
+jNdwppWvZGisiVw7jEVpryYpRnU2NrT2WRV2t/2dWeVl++qXizTWXyht3XOSpUpI
+f4dD6/9rkmYBME1g0GTT4milJf0NtwN1m7XSvYkwfGmbPmZ54Hm/NxgFvTnFzuvX
+9hSYpULjscrxR4dPIm9SzRmkJxJzDj1dGmd26Qw8WEm1ATRcqyiagZw3qSVFTfZJ
+TJJfPRUvAgMBAAECgf9D5Ucm3jIyy4nUwVRhan4Dhuuaasc+ddjgHDd0lP1IFeBN
+7Jzrp+ydTJpL9O4u66l2y0d+rnHSaoYOqbDVca5+vn2WTtm0crLlyDyXJr/bNHGG
+Olp6/FoBJ8GeElz56FaYs5Kx/zFqr3FFE/7ezvK9I4W0gUS41FTt4xFGP98/PmvZ
+ROfPrd9oJqqj5CcGD+CK42e/d4Lr8AtiL76sYknC9kyowfbGjdjPGA5Zl2gFGoYE
+DXAxXM+XrjggMfBQ56K2rFlM6JUkXkLw9ytw78a1jwAFOtVbK7K60sNK4pPpcp4f
+mJfYiFo66xFg2L4csoar9S93in+hi3DS1icrk4kCgYEA91qikhl7gzRzjsjtD36A
+xBn8kIFhXXbuS4ysr/T15k00EWGfVng4jknGPN/IjEJnAFj12u9qkOCNF1vuWV4Q
+0nQNmVtYB+tlv/sIvm5LNkG4YmVeJj75YfaKcmNNKPeC8SFZtRzRm+gCckPBTHmn
+vCA2h8Str81bstSAx7N3NmsCgYEAvVvfmLSWQZald4NNZMI7NoRtg1iea0sCif6R
+0kvrbENro8qHM3NSysg/kPmD0tobWQWJrxxzS/hhAe1aqAaswJMWdqcBzgL256kd
+ivbdgXX0zWLe/nk+drkrxJVWOC1T+doqjiEpxIFqmKoRxPditu+O1VNh86hVxoGF
+yqcc5U0CgYEAiOZw88uGwKdXDb/G9LxfKCn5z0DMUp5wZQAG05wQPNad6sDNH16K
+brYGMcrphDd8KoUSDYpUwLqHXFZVJMEbLl9s52PW5Qsz1X1q6XrBxdW55zuTUDeq
+br21AnpTSkky/6IltEeu+0r9j6BQa7MpUsXBaINCXfqate9HF0AMyuECgYEAqyT7
+bYhiebtPqDobXCMU44xDcsBIxo6QJ+rXHywRBtPU2L/2/LCRtsfQdBagZ5VLvGT9
+8TAUoShHfTdqhY0q3A7U8b62Kd2SDQVTt0KyJw1Wib9/7p3kr+diwJV8zN9jE+J0
+LeuZVYrmrj6gOtag+NiBzxtC37dYd0afhu8Ndc0CgYBES3gLtsBpaDxuAe7b14y4
+SVTo4x3SsOeZ19VdSeXUHgCrc8SZSAV+BP/kcrYEjI7lJ5DMTvlZVFyMREAeZOIc
+XxqpONTk8eiOCvzl+t4UK3oshiqIwoK3A9ZbcunMRk8R8dcfpd0nVadJxFAtCb7L
+0aFYMVuJwzaPaKkcjq35Vw==
+-----END PRIVATE KEY-----
+`
+
+// SegmentRateLimit is the requests per token per minute the simulator
+// reports in X-RateLimit-Remaining. Running out only shows in the header;
+// use the RateLimit fault for 429s, so tests with a frozen clock never
+// throttle by accident.
+const SegmentRateLimit = 600
+
+// DefaultSegmentTokenLifetime is how long an OAuth access token lives
+// unless SetSegmentTokenLifetime says otherwise (Segment's shortest
+// setting is one day).
+const DefaultSegmentTokenLifetime = 24 * time.Hour
+
+// Segment's page size limits: PaginationInput.count is 1..1000 since API
+// 73.x (1..200 in the 32.0.5 spec file; see SOURCES.md).
+const segmentMaxCount = 1000
+
+const segmentVendor = "segment"
+
+// segmentRegions are the regions the simulator serves, each at
+// /segment/{region} with its token endpoint at /segment/oauth/{region}/token.
+var segmentRegions = []string{"us", "eu"}
+
+// SegmentWorkspace is the fixed data behind one test token.
+type SegmentWorkspace struct {
+	ID, Name, Slug string
+	Region         string // us or eu
+	// BillingDay is the day of the month (UTC) usage periods start on.
+	BillingDay int
+	// Numbers of list items.
+	Sources, Destinations, Warehouses, Users int
+	Invites                                  []string // pending invitations (emails)
+
+	// Daily increments of the cumulative usage counts: on the n-th day of
+	// a period (n = 1 on its first day) a count is PerDay*n + the month
+	// number (1..12) of the period's start.
+	IdentifiedPerDay, AnonymousPerDay, AnonymousIdentifiedPerDay, NeverIdentifiedPerDay int64
+	APICallsPerDay                                                                      int64
+}
+
+var segmentWorkspaces = map[string]*SegmentWorkspace{
+	SegmentTokenAcme: {
+		ID: "AcmeVendorsimWs0000001", Name: "Acme Analytics", Slug: "acme-analytics", Region: "us",
+		BillingDay: 1,
+		Sources:    7, Destinations: 8, Warehouses: 4, Users: 5,
+		Invites:          []string{"new-analyst@acme.example", "contractor@acme.example"},
+		IdentifiedPerDay: 41000, AnonymousPerDay: 95000, AnonymousIdentifiedPerDay: 7500, NeverIdentifiedPerDay: 88000,
+		// Large enough that a period's total passes 2^31.
+		APICallsPerDay: 165000000,
+	},
+	SegmentTokenEuro: {
+		ID: "EuroVendorsimWs0000002", Name: "Euro Corp", Slug: "euro-corp", Region: "eu",
+		BillingDay: 10,
+		Sources:    4, Destinations: 2, Warehouses: 0, Users: 3,
+		Invites:          []string{"dpo@euro.example"},
+		IdentifiedPerDay: 2000, AnonymousPerDay: 5000, AnonymousIdentifiedPerDay: 300, NeverIdentifiedPerDay: 4700,
+		APICallsPerDay: 1200000,
+	},
+}
+
+// segmentOAuthApp is a registered OAuth app.
+type segmentOAuthApp struct {
+	ClientID, KeyID, Token string // Token: the workspace's test token
+}
+
+var segmentOAuthApps = map[string]segmentOAuthApp{
+	SegmentOAuthClientAcme: {SegmentOAuthClientAcme, SegmentOAuthKeyIDAcme, SegmentTokenAcme},
+	SegmentOAuthClientEuro: {SegmentOAuthClientEuro, SegmentOAuthKeyIDEuro, SegmentTokenEuro},
+}
+
+// segmentPublicKey is the public half of SegmentOAuthTestPrivateKey.
+var segmentPublicKey = func() *rsa.PublicKey {
+	k, err := jwt.ParseRSAPrivateKeyFromPEM([]byte(SegmentOAuthTestPrivateKey))
+	if err != nil {
+		panic("vendorsim: the embedded Segment test key does not parse: " + err.Error())
+	}
+	return &k.PublicKey
+}()
+
+// SegmentWorkspaceFor returns a copy of the data behind a test token.
+func SegmentWorkspaceFor(token string) (SegmentWorkspace, bool) {
+	w, ok := segmentWorkspaces[token]
+	if !ok {
+		return SegmentWorkspace{}, false
+	}
+	c := *w
+	c.Invites = slices.Clone(w.Invites)
+	return c, true
+}
+
+// PeriodOf returns the usage period holding t: from its first day
+// (inclusive, 00:00 UTC on BillingDay) to the next period's first day.
+func (w SegmentWorkspace) PeriodOf(t time.Time) (start, end time.Time) {
+	d := utcDay(t)
+	start = time.Date(d.Year(), d.Month(), w.BillingDay, 0, 0, 0, 0, time.UTC)
+	if d.Before(start) {
+		start = start.AddDate(0, -1, 0)
+	}
+	return start, start.AddDate(0, 1, 0)
+}
+
+// SegmentMTU is one daily cumulative MTU snapshot.
+type SegmentMTU struct {
+	Identified, Anonymous, AnonymousIdentified, NeverIdentified int64
+}
+
+// MTUOn returns the cumulative MTU counts of day's period up to and
+// including day.
+func (w SegmentWorkspace) MTUOn(day time.Time) SegmentMTU {
+	n, m := w.dayOfPeriod(day)
+	return SegmentMTU{
+		Identified:          w.IdentifiedPerDay*n + m,
+		Anonymous:           w.AnonymousPerDay*n + m,
+		AnonymousIdentified: w.AnonymousIdentifiedPerDay*n + m,
+		NeverIdentified:     w.NeverIdentifiedPerDay*n + m,
+	}
+}
+
+// APICallsOn returns the cumulative API calls of day's period up to and
+// including day.
+func (w SegmentWorkspace) APICallsOn(day time.Time) int64 {
+	n, m := w.dayOfPeriod(day)
+	return w.APICallsPerDay*n + m
+}
+
+// dayOfPeriod returns n (1 on the period's first day) and the month number
+// of the period's start.
+func (w SegmentWorkspace) dayOfPeriod(day time.Time) (n, month int64) {
+	start, _ := w.PeriodOf(day)
+	return int64(utcDay(day).Sub(start)/(24*time.Hour)) + 1, int64(start.Month())
+}
+
+// segment is the simulated Segment Public API and its OAuth server.
+type segment struct {
+	s *Server
+
+	mu       sync.Mutex
+	revoked  map[string]bool // Public API tokens and issued access tokens
+	access   map[string]segmentAccess
+	jtis     map[string]time.Time // assertion ids seen, until their expiry
+	issued   int64
+	lifetime time.Duration
+	refuse   bool
+	windows  map[string]*rateWindow // by workspace id; "" for callers without a valid token
+}
+
+type segmentAccess struct {
+	token   string // the workspace's test token
+	region  string
+	expires time.Time
+}
+
+// Bounds for a long-running demo: expired entries are dropped first, and
+// past these sizes the oldest-expiring ones go.
+const (
+	maxSegmentAccessTokens = 10000
+	maxSegmentJTIs         = 10000
+)
+
+func (s *Server) registerSegment() {
+	g := &segment{s: s, revoked: map[string]bool{}, access: map[string]segmentAccess{}, jtis: map[string]time.Time{},
+		lifetime: DefaultSegmentTokenLifetime, windows: map[string]*rateWindow{}}
+	s.state[segmentVendor] = g
+	for _, region := range segmentRegions {
+		s.Mount(segmentVendor, "/segment/"+region, &segmentAPI{g: g, region: region})
+	}
+	for _, region := range segmentRegions {
+		prefix := "/segment/oauth/" + region
+		s.Mount(segmentVendor, prefix, &segmentOAuth{g: g, region: region, prefix: prefix})
+	}
+	s.control("POST /_sim/segment/revoke", g.serveRevoke(true))
+	s.control("POST /_sim/segment/restore", g.serveRevoke(false))
+	s.control("GET /_sim/segment/oauth", g.serveOAuthSettings)
+	s.control("PUT /_sim/segment/oauth", g.serveOAuthSettings)
+	s.describe(segmentVendor,
+		[]Credential{
+			{Label: "Public API token, region us, workspace Acme Analytics (usage periods start on the 1st)", Value: SegmentTokenAcme},
+			{Label: "Public API token, region eu, workspace Euro Corp (usage periods start on the 10th)", Value: SegmentTokenEuro},
+			{Label: "OAuth app (region us, Acme Analytics): App ID / Key ID", Value: SegmentOAuthClientAcme + " / " + SegmentOAuthKeyIDAcme},
+			{Label: "OAuth app (region eu, Euro Corp): App ID / Key ID", Value: SegmentOAuthClientEuro + " / " + SegmentOAuthKeyIDEuro},
+			{Label: "OAuth private key of both apps (test only)", Value: SegmentOAuthTestPrivateKey},
+		},
+		[]string{
+			"POST /_sim/segment/revoke   form or JSON token=<token or OAuth access token>: it answers 401 until restored",
+			"POST /_sim/segment/restore  form or JSON token=<token>",
+			`PUT /_sim/segment/oauth     JSON {"token_lifetime":"1h","refuse":true}: access-token lifetime; refuse makes the token endpoints answer invalid_client`,
+			"GET /_sim/segment/oauth     current OAuth settings",
+		},
+		func(base string) string {
+			return "  segment:\n" +
+				"    api_url: " + base + "/segment/us\n" +
+				"    eu_api_url: " + base + "/segment/eu\n" +
+				"    token_url: " + base + "/segment/oauth/us/token\n" +
+				"    eu_token_url: " + base + "/segment/oauth/eu/token\n"
+		})
+}
+
+func (s *Server) segment() *segment { return s.state[segmentVendor].(*segment) }
+
+// RevokeSegmentToken makes a Public API token, or an OAuth access token the
+// simulator issued, answer 401 until RestoreSegmentToken.
+func (s *Server) RevokeSegmentToken(token string) { s.segment().setRevoked(token, true) }
+
+// RestoreSegmentToken undoes RevokeSegmentToken.
+func (s *Server) RestoreSegmentToken(token string) { s.segment().setRevoked(token, false) }
+
+// SetSegmentTokenLifetime sets the lifetime of OAuth access tokens issued
+// from now on (d <= 0: DefaultSegmentTokenLifetime).
+func (s *Server) SetSegmentTokenLifetime(d time.Duration) {
+	if d <= 0 {
+		d = DefaultSegmentTokenLifetime
+	}
+	g := s.segment()
+	g.mu.Lock()
+	g.lifetime = d
+	g.mu.Unlock()
+}
+
+// SetSegmentOAuthRefuse makes both token endpoints answer every request
+// with invalid_client (as when the app or its key was deleted), or stops it.
+// Access tokens already issued keep working.
+func (s *Server) SetSegmentOAuthRefuse(refuse bool) {
+	g := s.segment()
+	g.mu.Lock()
+	g.refuse = refuse
+	g.mu.Unlock()
+}
+
+func (g *segment) setRevoked(token string, revoked bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if revoked {
+		g.revoked[token] = true
+	} else {
+		delete(g.revoked, token)
+	}
+}
+
+func (g *segment) serveRevoke(revoke bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxControlBody)
+		var token string
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
+			var in struct {
+				Token string `json:"token"`
+			}
+			b, err := io.ReadAll(r.Body)
+			if err == nil {
+				err = json.Unmarshal(b, &in)
+			}
+			if err != nil {
+				simError(w, http.StatusBadRequest, "the body must be JSON like {\"token\":\"sgp_...\"}: %v", err)
+				return
+			}
+			token = in.Token
+		} else {
+			if err := r.ParseForm(); err != nil {
+				simError(w, http.StatusBadRequest, "reading the form: %v", err)
+				return
+			}
+			token = r.Form.Get("token")
+		}
+		token = strings.TrimSpace(token)
+		if token == "" {
+			simError(w, http.StatusBadRequest, "missing token: send form field token=<token> or JSON {\"token\":\"...\"}")
+			return
+		}
+		ws, _, ok := g.lookup(token)
+		if !ok {
+			// Never echo the token: whatever was pasted may be a real one.
+			simError(w, http.StatusNotFound, "not a Segment test token or access token of this simulator; the test tokens are listed on the index page /")
+			return
+		}
+		g.setRevoked(token, revoke)
+		writeJSON(w, http.StatusOK, map[string]any{"vendor": segmentVendor, "workspace": ws.Slug, "revoked": revoke})
+	}
+}
+
+// segmentOAuthSettings is the body of GET/PUT /_sim/segment/oauth.
+type segmentOAuthSettings struct {
+	TokenLifetime string `json:"token_lifetime"`
+	Refuse        bool   `json:"refuse"`
+}
+
+func (g *segment) serveOAuthSettings(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPut {
+		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxControlBody))
+		if err != nil {
+			simError(w, http.StatusBadRequest, "reading the body: %v", err)
+			return
+		}
+		var raw map[string]json.RawMessage
+		if err := json.Unmarshal(b, &raw); err != nil {
+			simError(w, http.StatusBadRequest, `the body must be JSON like {"token_lifetime":"1h","refuse":false}: %v`, err)
+			return
+		}
+		g.mu.Lock()
+		lifetime, refuse := g.lifetime, g.refuse
+		g.mu.Unlock()
+		for k, v := range raw {
+			switch k {
+			case "token_lifetime":
+				d, err := decodeDuration(k, v)
+				if err != nil || d <= 0 {
+					simError(w, http.StatusBadRequest, `token_lifetime must be a positive duration like "1h" or "10m"`)
+					return
+				}
+				lifetime = d
+			case "refuse":
+				if err := decodeBool(k, v, &refuse); err != nil {
+					simError(w, http.StatusBadRequest, "%v", err)
+					return
+				}
+			default:
+				simError(w, http.StatusBadRequest, "unknown field %q; known fields: refuse, token_lifetime", k)
+				return
+			}
+		}
+		g.mu.Lock()
+		g.lifetime, g.refuse = lifetime, refuse
+		g.mu.Unlock()
+		g.s.log.Info("segment oauth settings", "token_lifetime", lifetime, "refuse", refuse)
+	}
+	g.mu.Lock()
+	out := segmentOAuthSettings{TokenLifetime: g.lifetime.String(), Refuse: g.refuse}
+	g.mu.Unlock()
+	writeJSON(w, http.StatusOK, out)
+}
+
+// lookup finds the workspace of a Public API token or issued access token.
+func (g *segment) lookup(token string) (*SegmentWorkspace, *segmentAccess, bool) {
+	if ws, ok := segmentWorkspaces[token]; ok {
+		return ws, nil, true
+	}
+	g.mu.Lock()
+	a, ok := g.access[token]
+	g.mu.Unlock()
+	if !ok {
+		return nil, nil, false
+	}
+	return segmentWorkspaces[a.token], &a, true
+}
+
+// authenticate returns the workspace of the request's bearer token in
+// region, or nil with a reason for the 401.
+func (g *segment) authenticate(r *http.Request, region string) (*SegmentWorkspace, string) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil, "missing or non-Bearer Authorization header"
+	}
+	token = strings.TrimSpace(token)
+	ws, acc, ok := g.lookup(token)
+	if !ok {
+		return nil, "unknown token"
+	}
+	if ws.Region != region {
+		return nil, "token of another region"
+	}
+	g.mu.Lock()
+	revoked := g.revoked[token] || (acc != nil && g.revoked[acc.token])
+	g.mu.Unlock()
+	if revoked {
+		return nil, "revoked token"
+	}
+	if acc != nil && !g.s.now().Before(acc.expires) {
+		return nil, "expired access token"
+	}
+	return ws, ""
+}
+
+// segmentErrorItem is one item of Segment's {"errors":[...]} envelope.
+type segmentErrorItem struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+	Data    any    `json:"data,omitempty"`
+}
+
+func segmentError(w http.ResponseWriter, status int, typ, message string) {
+	writeJSON(w, status, map[string][]segmentErrorItem{"errors": {{Type: typ, Message: message}}})
+}
+
+// rateHeaders counts a call in the caller's minute window and sets
+// Segment's X-RateLimit-* headers (the reset is an RFC 5322 date).
+func (g *segment) rateHeaders(w http.ResponseWriter, ws *SegmentWorkspace) {
+	id := ""
+	if ws != nil {
+		id = ws.ID
+	}
+	start := g.s.now().UTC().Truncate(time.Minute)
+	g.mu.Lock()
+	win := g.windows[id]
+	if win == nil || !win.start.Equal(start) {
+		win = &rateWindow{start: start}
+		g.windows[id] = win
+	}
+	win.used++
+	used := win.used
+	g.mu.Unlock()
+	h := w.Header()
+	h.Set("X-RateLimit-Consumed", strconv.Itoa(used))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(max(SegmentRateLimit-used, 0)))
+	h.Set("X-RateLimit-Reset", start.Add(time.Minute).Format(http.TimeFormat))
+}
+
+// segmentAPI is one region of the Public API, mounted at /segment/{region}.
+type segmentAPI struct {
+	g      *segment
+	region string
+}
+
+// WriteFault answers a fault in Segment's shape: 429 with X-RateLimit-*
+// headers and msBeforeNext in the body, 5xx with the error envelope.
+func (a *segmentAPI) WriteFault(w http.ResponseWriter, r *http.Request, e FaultError) {
+	if e.Status == http.StatusTooManyRequests {
+		reset := time.Unix(ceilUnix(e.Reset), 0).UTC()
+		h := w.Header()
+		h.Set("X-RateLimit-Consumed", strconv.Itoa(SegmentRateLimit))
+		h.Set("X-RateLimit-Remaining", "0")
+		h.Set("X-RateLimit-Reset", reset.Format(http.TimeFormat))
+		writeJSON(w, e.Status, map[string][]segmentErrorItem{"errors": {{
+			Type:    "RequestError",
+			Message: "Too many requests",
+			Data: map[string]int64{
+				"remainingPoints": 0,
+				"msBeforeNext":    e.RetryAfter.Milliseconds(),
+				"consumedPoints":  SegmentRateLimit,
+			},
+		}}})
+		return
+	}
+	ws, _ := a.g.authenticate(r, a.region)
+	a.g.rateHeaders(w, ws)
+	segmentError(w, e.Status, "InternalServerError", strings.ToLower(http.StatusText(e.Status)))
+}
+
+var segmentRoutes = map[string]func(a *segmentAPI, w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace){
+	"/":                      (*segmentAPI).serveWorkspace,
+	"/usage/mtu/daily":       (*segmentAPI).serveMTU,
+	"/usage/api-calls/daily": (*segmentAPI).serveAPICalls,
+	"/sources":               (*segmentAPI).serveSources,
+	"/destinations":          (*segmentAPI).serveDestinations,
+	"/warehouses":            (*segmentAPI).serveWarehouses,
+	"/users":                 (*segmentAPI).serveUsers,
+	"/invites":               (*segmentAPI).serveInvites,
+}
+
+func (a *segmentAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ws, why := a.g.authenticate(r, a.region)
+	a.g.rateHeaders(w, ws)
+	if ws == nil {
+		a.g.s.log.Debug("segment 401", "region", a.region, "reason", why)
+		segmentError(w, http.StatusUnauthorized, "Unauthorized", "Unauthorized: the token is missing, invalid, expired or not valid in this region")
+		return
+	}
+	path := r.URL.Path
+	if path == "" {
+		path = "/"
+	}
+	serve, ok := segmentRoutes[path]
+	if !ok {
+		segmentError(w, http.StatusNotFound, "NotFound", "Resource not found")
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		segmentError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "the simulator serves only GET here")
+		return
+	}
+	serve(a, w, r, ws)
+}
+
+// segmentData answers Segment's success envelope {"data": v}.
+func segmentData(w http.ResponseWriter, v any) {
+	writeJSON(w, http.StatusOK, map[string]any{"data": v})
+}
+
+func (a *segmentAPI) serveWorkspace(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
+	segmentData(w, map[string]any{"workspace": map[string]string{"id": ws.ID, "name": ws.Name, "slug": ws.Slug}})
+}
+
+// queryParam reads the first non-empty of the given spellings.
+func queryParam(q url.Values, names ...string) string {
+	for _, n := range names {
+		if v := q.Get(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// segmentCursor is the opaque cursor of an offset, as Segment's look
+// ("MA==" is the first page).
+func segmentCursor(offset int) string {
+	return base64.StdEncoding.EncodeToString([]byte(strconv.Itoa(offset)))
+}
+
+// paginate reads pagination.count/cursor (also spelt pagination[count]
+// and pagination[cursor]) and returns the page's bounds and the output
+// pagination object, or answers 422 and returns ok=false. count is capped
+// at the simulator's page size.
+func (a *segmentAPI) paginate(w http.ResponseWriter, r *http.Request, total int) (from, to int, out map[string]any, ok bool) {
+	q := r.URL.Query()
+	countS := queryParam(q, "pagination.count", "pagination[count]")
+	if countS == "" {
+		segmentError(w, http.StatusUnprocessableEntity, "ValidationFailure", "pagination.count is required (1 to 1000)")
+		return 0, 0, nil, false
+	}
+	count, err := strconv.Atoi(countS)
+	if err != nil || count < 1 || count > segmentMaxCount {
+		segmentError(w, http.StatusUnprocessableEntity, "ValidationFailure", fmt.Sprintf("pagination.count must be a whole number from 1 to %d", segmentMaxCount))
+		return 0, 0, nil, false
+	}
+	if cur := queryParam(q, "pagination.cursor", "pagination[cursor]"); cur != "" {
+		b, err := base64.StdEncoding.DecodeString(cur)
+		n, err2 := strconv.Atoi(string(b))
+		if err != nil || err2 != nil || n < 0 {
+			segmentError(w, http.StatusUnprocessableEntity, "ValidationFailure", "pagination.cursor is not a cursor this API returned")
+			return 0, 0, nil, false
+		}
+		from = n
+	}
+	from = min(from, total)
+	to = min(from+min(count, a.g.s.pageSize), total)
+	out = map[string]any{"current": segmentCursor(from), "previous": nil, "totalEntries": total}
+	if from > 0 {
+		out["previous"] = segmentCursor(max(from-(to-from), 0))
+	}
+	if to < total {
+		out["next"] = segmentCursor(to) // left out on the last page, as Segment does
+	}
+	return from, to, out, true
+}
+
+// servePage answers a list: items[from:to] under key, with pagination.
+func servePage[T any](a *segmentAPI, w http.ResponseWriter, r *http.Request, key string, items []T) {
+	from, to, pg, ok := a.paginate(w, r, len(items))
+	if !ok {
+		return
+	}
+	segmentData(w, map[string]any{key: items[from:to], "pagination": pg})
+}
+
+func (a *segmentAPI) serveSources(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
+	kinds := []struct{ slug, name, category string }{
+		{"javascript", "Javascript", "Website"}, {"ios", "iOS", "Mobile"}, {"android", "Android", "Mobile"},
+		{"http-api", "HTTP API", "Server"}, {"node-js", "Node.js", "Server"},
+	}
+	items := make([]map[string]any, ws.Sources)
+	for i := range items {
+		k := kinds[i%len(kinds)]
+		items[i] = map[string]any{
+			"id": segmentID(ws, "src", i), "slug": fmt.Sprintf("%s-%d", k.slug, i+1), "name": fmt.Sprintf("%s %d", k.name, i+1),
+			"workspaceId": ws.ID, "enabled": i%4 != 3, "writeKeys": []string{segmentID(ws, "wk", i)},
+			"metadata": map[string]any{
+				"id": segmentID(ws, "srcmeta", i%len(kinds)), "slug": k.slug, "name": k.name, "categories": []string{k.category},
+				"description": "", "logos": map[string]any{"default": "https://cdn.example/" + k.slug + ".svg"},
+				"options": []any{}, "isCloudEventSource": false,
+			},
+			"settings": map[string]any{}, "labels": []any{},
+		}
+	}
+	servePage(a, w, r, "sources", items)
+}
+
+func (a *segmentAPI) serveDestinations(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
+	kinds := []struct{ slug, name string }{{"google-analytics", "Google Analytics"}, {"amplitude", "Amplitude"}, {"webhooks", "Webhooks"}}
+	items := make([]map[string]any, ws.Destinations)
+	for i := range items {
+		k := kinds[i%len(kinds)]
+		items[i] = map[string]any{
+			"id": segmentID(ws, "dst", i), "name": fmt.Sprintf("%s %d", k.name, i+1), "enabled": i%3 != 2,
+			"sourceId": segmentID(ws, "src", i%max(ws.Sources, 1)), "settings": map[string]any{},
+			"metadata": map[string]any{
+				"id": segmentID(ws, "dstmeta", i%len(kinds)), "name": k.name, "description": "", "slug": k.slug,
+				"logos": map[string]any{"default": "https://cdn.example/" + k.slug + ".svg"}, "options": []any{},
+				"status": "PUBLIC", "previousNames": []string{}, "categories": []string{"Analytics"},
+				"website": "https://" + k.slug + ".example", "components": []any{},
+				"supportedFeatures": map[string]any{}, "supportedMethods": map[string]any{"track": true, "identify": true},
+				"supportedPlatforms": map[string]any{"server": true}, "actions": []any{}, "presets": []any{},
+			},
+		}
+	}
+	servePage(a, w, r, "destinations", items)
+}
+
+func (a *segmentAPI) serveWarehouses(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
+	items := make([]map[string]any, ws.Warehouses)
+	for i := range items {
+		items[i] = map[string]any{
+			"id": segmentID(ws, "wh", i), "workspaceId": ws.ID, "enabled": true, "settings": map[string]any{},
+			"metadata": map[string]any{
+				"id": segmentID(ws, "whmeta", 0), "name": "Postgres", "slug": "postgres", "description": "",
+				"logos": map[string]any{"default": "https://cdn.example/postgres.svg"}, "options": []any{},
+			},
+		}
+	}
+	servePage(a, w, r, "warehouses", items)
+}
+
+func (a *segmentAPI) serveUsers(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
+	items := make([]map[string]any, ws.Users)
+	for i := range items {
+		role, roleName := "owner", "Workspace Owner"
+		if i > 0 {
+			role, roleName = "member", "Workspace Member"
+		}
+		items[i] = map[string]any{
+			"id": segmentID(ws, "usr", i), "name": fmt.Sprintf("User %d", i+1),
+			"email": fmt.Sprintf("user%d@%s.example", i+1, ws.Slug),
+			"permissions": []map[string]any{{
+				"roleId": segmentID(ws, role, 0), "roleName": roleName,
+				"resources": []map[string]string{{"id": ws.ID, "type": "WORKSPACE"}},
+			}},
+		}
+	}
+	servePage(a, w, r, "users", items)
+}
+
+func (a *segmentAPI) serveInvites(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
+	servePage(a, w, r, "invites", ws.Invites)
+}
+
+// segmentID is a deterministic 22-character id, like Segment's.
+func segmentID(ws *SegmentWorkspace, kind string, i int) string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%s/%d", ws.ID, kind, i)))
+	return strings.NewReplacer("+", "A", "/", "B").Replace(base64.RawStdEncoding.EncodeToString(sum[:]))[:22]
+}
+
+// usageDays reads the period parameter (a date, or an ISO-8601 time whose
+// UTC date counts) and returns the days of the usage period holding it,
+// from its first day up to today, or answers 422.
+func (a *segmentAPI) usageDays(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) (days []time.Time, start, end time.Time, ok bool) {
+	p := r.URL.Query().Get("period")
+	if p == "" {
+		segmentError(w, http.StatusUnprocessableEntity, "ValidationFailure", "period is required: the start of the usage month, e.g. 2021-02-01")
+		return nil, start, end, false
+	}
+	d, err := time.Parse(dateLayout, p)
+	if err != nil {
+		t, err2 := time.Parse(time.RFC3339, p)
+		if err2 != nil {
+			segmentError(w, http.StatusUnprocessableEntity, "ValidationFailure", "period must be an ISO-8601 date such as 2021-02-01")
+			return nil, start, end, false
+		}
+		d = t
+	}
+	today := utcDay(a.g.s.now())
+	if utcDay(d).After(today) {
+		segmentError(w, http.StatusUnprocessableEntity, "ValidationFailure", "period must not be in the future")
+		return nil, start, end, false
+	}
+	start, end = ws.PeriodOf(d)
+	for day := start; day.Before(end) && !day.After(today); day = day.AddDate(0, 0, 1) {
+		days = append(days, day)
+	}
+	return days, start, end, true
+}
+
+// segmentTimestamp is how Segment writes snapshot timestamps.
+const segmentTimestamp = "2006-01-02T15:04:05.000Z"
+
+// serveMTU answers daily cumulative MTU snapshots of the usage period
+// holding the period parameter, one per day up to today.
+func (a *segmentAPI) serveMTU(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
+	days, start, end, ok := a.usageDays(w, r, ws)
+	if !ok {
+		return
+	}
+	items := make([]map[string]any, len(days))
+	for i, d := range days {
+		m := ws.MTUOn(d)
+		items[i] = map[string]any{
+			"periodStart": start.Unix(), "periodEnd": end.Unix(),
+			// Bigints travel as strings.
+			"identified": strconv.FormatInt(m.Identified, 10), "anonymous": strconv.FormatInt(m.Anonymous, 10),
+			"anonymousIdentified": strconv.FormatInt(m.AnonymousIdentified, 10), "neverIdentified": strconv.FormatInt(m.NeverIdentified, 10),
+			"timestamp": d.Format(segmentTimestamp),
+		}
+	}
+	servePage(a, w, r, "dailyWorkspaceMTUUsage", items)
+}
+
+func (a *segmentAPI) serveAPICalls(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
+	days, _, _, ok := a.usageDays(w, r, ws)
+	if !ok {
+		return
+	}
+	items := make([]map[string]any, len(days))
+	for i, d := range days {
+		items[i] = map[string]any{"apiCalls": strconv.FormatInt(ws.APICallsOn(d), 10), "timestamp": d.Format(segmentTimestamp)}
+	}
+	servePage(a, w, r, "dailyWorkspaceAPICallsUsage", items)
+}
+
+// segmentOAuth is one region's authorization server, mounted at
+// /segment/oauth/{region}; its token route is /token.
+type segmentOAuth struct {
+	g      *segment
+	region string
+	prefix string
+}
+
+// Assertion rules, as Segment documents them (lifetime: "less than sixty
+// seconds"; the simulator allows up to five minutes for clock skew).
+const (
+	segmentAssertionType   = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+	maxSegmentAssertionAge = 5 * time.Minute
+)
+
+func oauthError(w http.ResponseWriter, status int, code, description string) {
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
+}
+
+// WriteFault answers a fault in OAuth's error shape.
+func (o *segmentOAuth) WriteFault(w http.ResponseWriter, r *http.Request, e FaultError) {
+	if e.Status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+		oauthError(w, e.Status, "temporarily_unavailable", "too many requests")
+		return
+	}
+	oauthError(w, e.Status, "server_error", strings.ToLower(http.StatusText(e.Status)))
+}
+
+// audience is what the assertion's aud (and iss, if set) must be: the
+// authorization server's URL, i.e. the token URL without "/token".
+func (o *segmentOAuth) audience(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + o.prefix
+}
+
+func (o *segmentOAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/token" {
+		oauthError(w, http.StatusNotFound, "not_found", "the token endpoint is "+o.prefix+"/token")
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		oauthError(w, http.StatusMethodNotAllowed, "invalid_request", "the token endpoint takes POST")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxControlBody)
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "send the parameters form-url-encoded")
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "the form does not parse")
+		return
+	}
+	f := r.PostForm
+	if f.Get("grant_type") != "client_credentials" {
+		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be client_credentials")
+		return
+	}
+	if f.Get("client_assertion_type") != segmentAssertionType {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "client_assertion_type must be "+segmentAssertionType)
+		return
+	}
+	if sc := f.Get("scope"); sc != "" && !slices.Contains(strings.Fields(sc), SegmentOAuthScope) {
+		oauthError(w, http.StatusBadRequest, "invalid_scope", "the app grants only "+SegmentOAuthScope)
+		return
+	}
+	o.g.mu.Lock()
+	refuse := o.g.refuse
+	o.g.mu.Unlock()
+	if refuse {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed (the simulator refuses every client)")
+		return
+	}
+	app, claims, why := o.checkAssertion(r, f.Get("client_assertion"))
+	if why != "" {
+		o.g.s.log.Debug("segment oauth refused", "region", o.region, "reason", why)
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed: "+why)
+		return
+	}
+	if !o.g.useJTI(claims.ID, claims.ExpiresAt.Time) {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed: the assertion's jti was used before")
+		return
+	}
+	tok, lifetime := o.g.issue(app, o.region)
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"access_token": tok, "token_type": "Bearer",
+		"expires_in": int64(lifetime / time.Second), "scope": SegmentOAuthScope,
+	})
+}
+
+// checkAssertion verifies the client assertion JWT: RS256 signed with the
+// app's registered key (header kid), sub = an app of this region, aud =
+// this server, iss absent or this server, exp and iat present, exp at most
+// five minutes after iat and not passed (simulator clock), jti present.
+func (o *segmentOAuth) checkAssertion(r *http.Request, assertion string) (segmentOAuthApp, *jwt.RegisteredClaims, string) {
+	if assertion == "" {
+		return segmentOAuthApp{}, nil, "client_assertion is missing"
+	}
+	aud := o.audience(r)
+	var app segmentOAuthApp
+	claims := &jwt.RegisteredClaims{}
+	_, err := jwt.ParseWithClaims(assertion, claims, func(t *jwt.Token) (any, error) {
+		a, ok := segmentOAuthApps[claims.Subject]
+		if !ok || segmentWorkspaces[a.Token].Region != o.region {
+			return nil, errors.New("sub is not an OAuth app of this region")
+		}
+		if kid, _ := t.Header["kid"].(string); kid != a.KeyID {
+			return nil, errors.New("kid is not a key of this app")
+		}
+		app = a
+		return segmentPublicKey, nil
+	},
+		jwt.WithValidMethods([]string{"RS256"}),
+		jwt.WithTimeFunc(o.g.s.now),
+		jwt.WithAudience(aud),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+	)
+	if err != nil {
+		return app, nil, err.Error()
+	}
+	switch {
+	case claims.Issuer != "" && claims.Issuer != aud:
+		return app, nil, "iss must be " + aud + " or left out"
+	case claims.IssuedAt == nil:
+		return app, nil, "iat is missing"
+	case claims.ExpiresAt.Sub(claims.IssuedAt.Time) > maxSegmentAssertionAge:
+		return app, nil, "the assertion lives longer than five minutes"
+	case claims.ID == "":
+		return app, nil, "jti is missing"
+	}
+	return app, claims, ""
+}
+
+// useJTI records an assertion id; false if it was used before.
+func (g *segment) useJTI(jti string, exp time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.s.now()
+	if _, seen := g.jtis[jti]; seen {
+		return false
+	}
+	if len(g.jtis) >= maxSegmentJTIs {
+		for k, e := range g.jtis {
+			if !now.Before(e) {
+				delete(g.jtis, k)
+			}
+		}
+		// A replay needs an unexpired assertion, so dropping expired ids
+		// loses nothing; past the bound, drop an arbitrary one.
+		for k := range g.jtis {
+			if len(g.jtis) < maxSegmentJTIs {
+				break
+			}
+			delete(g.jtis, k)
+		}
+	}
+	g.jtis[jti] = exp
+	return true
+}
+
+// issue creates an access token for app, deterministic in the order of
+// issue.
+func (g *segment) issue(app segmentOAuthApp, region string) (string, time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.s.now()
+	g.issued++
+	mac := hmac.New(sha256.New, []byte("vendorsim segment access tokens"))
+	fmt.Fprintf(mac, "%s/%d", app.ClientID, g.issued)
+	tok := "vsat_" + hex.EncodeToString(mac.Sum(nil))[:48]
+	if len(g.access) >= maxSegmentAccessTokens {
+		g.pruneAccess(now)
+	}
+	g.access[tok] = segmentAccess{token: app.Token, region: region, expires: now.Add(g.lifetime)}
+	return tok, g.lifetime
+}
+
+func (g *segment) pruneAccess(now time.Time) {
+	oldest, oldestExp := "", time.Time{}
+	for k, a := range g.access {
+		if !now.Before(a.expires) {
+			delete(g.access, k)
+			continue
+		}
+		if oldest == "" || a.expires.Before(oldestExp) {
+			oldest, oldestExp = k, a.expires
+		}
+	}
+	if len(g.access) >= maxSegmentAccessTokens && oldest != "" {
+		delete(g.access, oldest)
+	}
+}
