@@ -102,6 +102,7 @@ func New(o Options) *Server {
 
 	// One line per vendor file.
 	s.registerSendGrid()
+	s.registerTwilio()
 	s.registerSegment()
 	return s
 }
