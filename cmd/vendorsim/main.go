@@ -50,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	pageSize := fs.Int("page-size", 3, "most items per page of a paginated vendor list")
 	latency := fs.Duration("latency", 0, "delay added to every vendor answer, e.g. 200ms (set as a fault: DELETE /_sim/faults removes it)")
 	verbose := fs.Bool("verbose", false, "log every vendor call")
+	twilioExporter := fs.String("twilio-exporter-url", vendorsim.DefaultTwilioExporterURL, "the exporter's external_url: the Twilio Connect App sends browsers back to URL/connect/twilio/callback and deauthorize callbacks to URL/connect/twilio/deauthorize")
+	twilioDropState := fs.Bool("twilio-drop-state", false, "leave state out of the Twilio consent page's redirect back (Twilio does not document passing it through)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -69,6 +71,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	sim := vendorsim.New(vendorsim.Options{PageSize: *pageSize, Logger: logger})
+	tw := strings.TrimRight(*twilioExporter, "/")
+	if err := sim.SetTwilioConnectApp(tw+"/connect/twilio/callback", tw+"/connect/twilio/deauthorize"); err != nil {
+		return fmt.Errorf("--twilio-exporter-url: %w", err)
+	}
+	sim.SetTwilioDropState(*twilioDropState)
 	if *latency > 0 {
 		for _, v := range sim.Vendors() {
 			sim.SetFault(v.Vendor, vendorsim.Fault{Latency: *latency})
