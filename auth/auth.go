@@ -105,16 +105,21 @@ func New(o Options) (*Server, error) {
 		}
 		seen[v] = true
 	}
-	s := &Server{o: o, log: o.Logger, now: o.Now, client: o.Client, external: u, secure: u.Scheme == "https"}
+	s := &Server{o: o, log: o.Logger, now: o.Now, external: u, secure: u.Scheme == "https"}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if s.client == nil {
-		hc := &http.Client{Timeout: 30 * time.Second}
-		s.client = func(string) *http.Client { return hc }
+	hc := &http.Client{Timeout: 30 * time.Second}
+	s.client = func(vendor string) *http.Client {
+		if o.Client != nil {
+			if c := o.Client(vendor); c != nil {
+				return c
+			}
+		}
+		return hc
 	}
 	if s.o.InviteTTL <= 0 {
 		s.o.InviteTTL = defaultInvite

@@ -166,10 +166,9 @@ func secretsOf(m provider.FormMethod, values map[string]string) redactor {
 // verify runs the vendor check of a form method.
 func (s *Server) verify(ctx context.Context, p provider.Provider, m provider.FormMethod, values map[string]string) (*provider.Credential, error) {
 	red := secretsOf(m, values)
-	cred, err := m.Verify(ctx, s.client(p.Vendor()), values)
-	if err == nil && cred == nil {
-		err = errors.New("the provider returned no credential")
-	}
+	cred, err := s.guard(p, red, func() (*provider.Credential, error) {
+		return m.Verify(ctx, s.client(p.Vendor()), values)
+	})
 	if err != nil {
 		return nil, s.vendorFailure(p, err, red)
 	}
@@ -237,8 +236,12 @@ func (s *Server) save(ctx context.Context, p provider.Provider, method string, c
 	if existing != nil {
 		c = *existing
 	} else {
-		if nameConflict(conns, p.Vendor(), t.Name) != nil {
-			return saved{}, nameTaken(t.Name)
+		// Strict now that dedupe is decided, so a doomed Put never
+		// consumes an invite below.
+		for _, o := range conns {
+			if o.Name == t.Name {
+				return saved{}, nameTaken(t.Name)
+			}
 		}
 		c = store.Connection{ID: s.unusedID(conns), Vendor: p.Vendor(), Name: t.Name, Created: now}
 	}
@@ -300,4 +303,20 @@ func (s *Server) unusedID(conns []store.Connection) string {
 			return id
 		}
 	}
+}
+
+// guard runs a provider call; a panic or a missing credential becomes an
+// error, so a provider bug shows as a page, not a dropped connection.
+func (s *Server) guard(p provider.Provider, red redactor, call func() (*provider.Credential, error)) (cred *provider.Credential, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("provider panicked", "vendor", p.Vendor(), "panic", red.apply(fmt.Sprint(v)))
+			cred, err = nil, fmt.Errorf("the %s provider failed unexpectedly (see the exporter log)", p.Vendor())
+		}
+	}()
+	cred, err = call()
+	if err == nil && cred == nil {
+		err = fmt.Errorf("the %s provider returned no credential", p.Vendor())
+	}
+	return cred, err
 }

@@ -23,6 +23,7 @@ const (
 	badKey    = "bad-key-value"
 	leakyKey  = "leaky-key-0123456789" // Verify returns an error that quotes it
 	downKey   = "down-key-value"       // Verify fails like an unreachable vendor
+	panicKey  = "panic-key-value"      // Verify panics, quoting the key
 	authCode  = "secret-code-123"
 	tokenPref = "tok-secret-"
 	hookToken = "hook-token-value"
@@ -64,6 +65,8 @@ func (keyMethod) Verify(ctx context.Context, hc *http.Client, v map[string]strin
 		account = "acct-2"
 	case leakyKey:
 		return nil, fmt.Errorf("keyco GET /v3/scopes: key %s rejected", v["api_key"])
+	case panicKey:
+		panic("keyco: cannot handle key " + v["api_key"])
 	case downKey:
 		return nil, errors.New("keyco GET /v3/scopes: connection refused")
 	default:

@@ -3,6 +3,7 @@ package auth
 import (
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -24,7 +25,7 @@ func (s *Server) startFlow(w http.ResponseWriter, p provider.Provider, m provide
 		Invite:    t.Invite,
 		Expires:   now.Add(flowTTL).Unix(),
 	}
-	u, err := m.AuthorizeURL(s.providerFlow(f))
+	u, err := authorizeURL(m, s.providerFlow(f))
 	if err == nil {
 		var pu *url.URL
 		if pu, err = url.Parse(u); err == nil && (pu.Scheme != "http" && pu.Scheme != "https" || pu.Host == "") {
@@ -159,10 +160,9 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	for _, vs := range q {
 		red.add(vs...)
 	}
-	cred, err := m.Finish(ctx, s.client(vendor), s.providerFlow(f), q)
-	if err == nil && cred == nil {
-		err = errors.New("the provider returned no credential")
-	}
+	cred, err := s.guard(p, red, func() (*provider.Credential, error) {
+		return m.Finish(ctx, s.client(vendor), s.providerFlow(f), q)
+	})
 	if err != nil {
 		fl := s.vendorFailure(p, err, red)
 		refuse("Could not connect "+p.Title(), fl.Msg, "")
@@ -189,4 +189,13 @@ func clip(s string) string {
 		return string(r[:300]) + "…"
 	}
 	return s
+}
+
+func authorizeURL(m provider.RedirectMethod, f provider.Flow) (u string, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			u, err = "", fmt.Errorf("the provider failed unexpectedly: %v", v)
+		}
+	}()
+	return m.AuthorizeURL(f)
 }

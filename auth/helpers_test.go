@@ -155,7 +155,7 @@ func (e *env) record(rec *httptest.ResponseRecorder) {
 }
 
 // secretValues may appear in no response and no log line.
-var secretValues = []string{goodKey, badKey, leakyKey, downKey, authCode, tokenPref, hookToken, adminPass}
+var secretValues = []string{goodKey, badKey, leakyKey, downKey, panicKey, authCode, tokenPref, hookToken, adminPass}
 
 // forbidLog adds a value (flow state, invite token) that may be sent to
 // the browser but must never be logged.

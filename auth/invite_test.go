@@ -270,3 +270,28 @@ func TestInviteUI(t *testing.T) {
 	wantStatus(t, r, http.StatusBadRequest)
 	wantStatus(t, e.do(c, "POST", "/invites/0000000000000000/revoke", url.Values{"csrf": {csrf}}), http.StatusNotFound)
 }
+
+func TestInviteNotBurnedByNameClash(t *testing.T) {
+	e := newEnv(t)
+	path, inv := e.invite(map[string]string{"vendor": "keyco", "name": "prod"})
+	// Meanwhile an admin connects another account of the vendor as "prod".
+	r := e.api("POST", "/api/v1/connections", map[string]string{"vendor": "keyco", "name": "prod", "api_key": goodKey2})
+	wantStatus(t, r, http.StatusCreated)
+	id := decode[apiConnection](t, r).ID
+
+	guest := e.client()
+	csrf := csrfOf(t, e.do(guest, "GET", path, nil).body)
+	r = e.do(guest, "POST", path, url.Values{"csrf": {csrf}, "method": {"api_key"}, "api_key": {goodKey}})
+	wantStatus(t, r, http.StatusConflict)
+	wantBody(t, r, "already used by another connection")
+	if got, _ := e.st.GetInvite(t.Context(), inv.ID); !got.Used.IsZero() {
+		t.Fatal("invite marked used")
+	}
+	// Once the clash is gone, the same link works.
+	wantStatus(t, e.api("DELETE", "/api/v1/connections/"+id, nil), http.StatusNoContent)
+	r = e.do(guest, "POST", path, url.Values{"csrf": {csrf}, "method": {"api_key"}, "api_key": {goodKey}})
+	wantStatus(t, r, http.StatusSeeOther)
+	if e.connByName("prod").AccountID != "acct-1" {
+		t.Error("wrong account stored")
+	}
+}

@@ -25,6 +25,15 @@ func TestSecretsNeverShown(t *testing.T) {
 	wantStatus(t, r, http.StatusBadGateway)
 	wantBody(t, r, "[redacted]")
 
+	// A provider that panics: a page, not a dropped connection; the panic
+	// value is logged redacted.
+	r = e.connectKey(c, csrf, "prod", panicKey)
+	wantStatus(t, r, http.StatusBadGateway)
+	wantBody(t, r, "the keyco provider failed unexpectedly")
+	if !strings.Contains(e.logs.String(), "cannot handle key [redacted]") {
+		t.Errorf("panic not logged (redacted):\n%s", e.logs.String())
+	}
+
 	// Rejected and accepted keys, through the page and the API.
 	wantStatus(t, e.connectKey(c, csrf, "prod", badKey), http.StatusBadRequest)
 	wantStatus(t, e.connectKey(c, csrf, "prod", goodKey), http.StatusSeeOther)
