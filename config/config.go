@@ -144,6 +144,9 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("external_url: must be an absolute http(s) URL such as http://localhost:9888, got %q", c.ExternalURL))
 	} else if u.RawQuery != "" || u.Fragment != "" {
 		errs = append(errs, fmt.Errorf("external_url: must not have a query or fragment, got %q", c.ExternalURL))
+	} else if u.Path != "" {
+		// Routes and links assume the root path; a proxy must not add a prefix.
+		errs = append(errs, fmt.Errorf("external_url: must not have a path (serve the exporter at the root of its host), got %q", c.ExternalURL))
 	}
 	if c.Scrape.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("scrape.timeout: must be > 0, got %q", c.Scrape.Timeout.String()))

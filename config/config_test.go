@@ -72,6 +72,7 @@ func TestErrors(t *testing.T) {
 		{"bad duration", "scrape:\n  timeout: soon\n", []string{"line 2", "duration"}},
 		{"bad external url", "external_url: localhost:9888\n", []string{"external_url: must be an absolute http(s) URL"}},
 		{"external url with query", "external_url: http://a/?x=1\n", []string{"must not have a query"}},
+		{"external url with path", "external_url: https://host/exporter\n", []string{"must not have a path"}},
 		{"plain password", "admins:\n  bob: hunter2\n", []string{"admins.bob: must be a bcrypt hash"}},
 		{"missing env", "external_url: ${SAAS_TEST_SURELY_UNSET}\n", []string{"line 1", "environment variable SAAS_TEST_SURELY_UNSET is not set"}},
 		{"invalid yaml", "scrape: [\n", []string{"invalid YAML"}},
