@@ -262,7 +262,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 		return
 	}
 	rec := newCallRecorder(e.o.Transport, c.Vendor, &e.counts, e.o.VendorConcurrency, e.o.Now)
-	s := &provider.Scrape{Conn: c, HTTP: &http.Client{Transport: rec}, Now: start}
+	s := &provider.Scrape{Conn: c, HTTP: &http.Client{Transport: rec}, Now: start, Renew: e.renewer(c.ID)}
 	err := safeCollect(ctx, p, s)
 	metrics, missing, updated := s.Result()
 	if updated != nil {
@@ -276,6 +276,38 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 		err = fmt.Errorf("collection did not finish before the deadline: %w", ctx.Err())
 	}
 	ent.record(e, c, start, e.o.Now().Sub(start), metrics, missing, err, rec)
+}
+
+// renewer is Scrape.Renew for one connection: fn runs under the store's
+// cross-replica lock and its credential is saved in the same step.
+func (e *Engine) renewer(id string) func(context.Context, func(provider.Connection) (*provider.Credential, error)) (provider.Connection, error) {
+	return func(ctx context.Context, fn func(provider.Connection) (*provider.Credential, error)) (provider.Connection, error) {
+		var out store.Connection
+		err := e.o.Store.UpdateLocked(ctx, id, func(c store.Connection) (*store.Connection, error) {
+			out = c
+			cred, err := fn(c)
+			if err != nil || cred == nil {
+				return nil, err
+			}
+			applyCredential(&out, cred)
+			return &out, nil
+		})
+		return out, err
+	}
+}
+
+// applyCredential copies a renewed credential onto a stored connection;
+// identity (id, name, created, account) stays.
+func applyCredential(c *store.Connection, cred *provider.Credential) {
+	c.Secret = cred.Secret
+	c.Expiry = cred.Expiry
+	if cred.Settings != nil {
+		c.Settings = cred.Settings
+	}
+	if cred.Scopes != nil {
+		c.Scopes = cred.Scopes
+		c.MissingScopes = cred.MissingScopes
+	}
 }
 
 func safeCollect(ctx context.Context, p provider.Provider, s *provider.Scrape) (err error) {

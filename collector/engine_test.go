@@ -74,8 +74,8 @@ type fakeProvider struct {
 	panic bool
 }
 
-func (p *fakeProvider) Vendor() string              { return "fake" }
-func (p *fakeProvider) Title() string               { return "Fake" }
+func (p *fakeProvider) Vendor() string             { return "fake" }
+func (p *fakeProvider) Title() string              { return "Fake" }
 func (p *fakeProvider) Methods() []provider.Method { return nil }
 func (p *fakeProvider) Collect(ctx context.Context, s *provider.Scrape) error {
 	if p.panic {
@@ -97,7 +97,7 @@ type clock struct {
 	t  time.Time
 }
 
-func (c *clock) now() time.Time     { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 var t0 = time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)
@@ -370,4 +370,50 @@ func gather(t *testing.T, c prometheus.Collector) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// renewingProvider renews its token through Scrape.Renew on every collection.
+type renewingProvider struct{ renewals atomic.Int64 }
+
+func (p *renewingProvider) Vendor() string             { return "fake" }
+func (p *renewingProvider) Title() string              { return "Fake" }
+func (p *renewingProvider) Methods() []provider.Method { return nil }
+func (p *renewingProvider) Collect(ctx context.Context, s *provider.Scrape) error {
+	c, err := s.Renew(ctx, func(cur provider.Connection) (*provider.Credential, error) {
+		if cur.Secret["token"] == "fresh" {
+			return nil, nil // another replica renewed it already
+		}
+		p.renewals.Add(1)
+		return &provider.Credential{Secret: map[string]string{"token": "fresh"}, Expiry: s.Now.Add(time.Hour)}, nil
+	})
+	if err != nil {
+		return err
+	}
+	if c.Secret["token"] != "fresh" {
+		return fmt.Errorf("renewed token not returned: %q", c.Secret["token"])
+	}
+	return nil
+}
+
+func TestRenewSavesBeforeUse(t *testing.T) {
+	e, _, st, clk := setup(t, "prod")
+	p := &renewingProvider{}
+	e.providers["fake"] = p
+	got := gather(t, scrapeOf(e, nil))
+	if got[`saas_scrape_success{connection="prod",vendor="fake"}`] != 1 {
+		t.Fatalf("scrape: %v", got)
+	}
+	c, _ := st.Get(context.Background(), "id0")
+	if c.Secret["token"] != "fresh" || !c.Expiry.Equal(t0.Add(time.Hour)) || c.Name != "prod" {
+		t.Errorf("stored after renewal: %+v", c)
+	}
+	clk.add(time.Minute)
+	gather(t, scrapeOf(e, nil))
+	if n := p.renewals.Load(); n != 1 {
+		t.Errorf("renewed %d times; the stored fresh token should have been reused", n)
+	}
+	// The next scrape exports the new expiry.
+	if got := gather(t, scrapeOf(e, nil)); got[`saas_connection_expiry_timestamp_seconds{connection="prod",vendor="fake"}`] != float64(t0.Add(time.Hour).Unix()) {
+		t.Errorf("expiry metric: %v", got[`saas_connection_expiry_timestamp_seconds{connection="prod",vendor="fake"}`])
+	}
 }

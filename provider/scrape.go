@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"context"
 	"net/http"
 	"sync"
 	"time"
@@ -22,6 +23,13 @@ type Scrape struct {
 	// status, records rate-limit headers and has a timeout.
 	HTTP *http.Client
 	Now  time.Time
+	// Renew serialises a credential renewal across every replica sharing
+	// the store: fn gets the freshest stored connection (another replica
+	// may have renewed it already) and returns the renewed credential, or
+	// nil if the stored one is still good. What fn returns is saved before
+	// Renew returns, so a rotated refresh token is never lost or used
+	// twice. Renew returns the connection as stored afterwards.
+	Renew func(ctx context.Context, fn func(c Connection) (*Credential, error)) (Connection, error)
 
 	mu         sync.Mutex
 	metrics    []prometheus.Metric

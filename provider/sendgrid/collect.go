@@ -189,8 +189,12 @@ func collectTeammates(ctx context.Context, c *client, s *provider.Scrape) error 
 	byType := map[string]float64{"owner": 0, "admin": 0, "teammate": 0}
 	err := pages(ctx, func(ctx context.Context, offset int) (int, error) {
 		var r struct {
-			Result  []struct{ UserType string `json:"user_type"` } `json:"result"`
-			Results []struct{ UserType string `json:"user_type"` } `json:"results"` // the spec's example spelling
+			Result []struct {
+				UserType string `json:"user_type"`
+			} `json:"result"`
+			Results []struct {
+				UserType string `json:"user_type"`
+			} `json:"results"` // the spec's example spelling
 		}
 		if err := c.get(ctx, "/v3/teammates", pageQuery(offset), &r); err != nil {
 			return 0, err

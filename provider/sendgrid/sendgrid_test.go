@@ -148,9 +148,9 @@ func TestVerify(t *testing.T) {
 		t.Errorf("missing: %v", cred.MissingScopes)
 	}
 	for in, want := range map[string]string{
-		"":                              "API key is empty",
-		"hello world":                   "characters a SendGrid key never has",
-		"AKIAIOSFODNN7EXAMPLE":          "not a SendGrid API key",
+		"":                               "API key is empty",
+		"hello world":                    "characters a SendGrid key never has",
+		"AKIAIOSFODNN7EXAMPLE":           "not a SendGrid API key",
 		"SG.unknown.key-that-is-unknown": "SendGrid rejected the key",
 	} {
 		_, err := m.Verify(context.Background(), http.DefaultClient, map[string]string{"api_key": in})
