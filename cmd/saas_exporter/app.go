@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,6 +26,10 @@ import (
 var vendors = []provider.Factory{
 	sendgrid.Factory,
 }
+
+// clock is the exporter's time source; end-to-end tests replace it with a
+// fake clock to run expiry and refresh scenarios without waiting.
+var clock = time.Now
 
 // app is the wired exporter.
 type app struct {
@@ -65,6 +70,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		Concurrency:       cfg.Scrape.Concurrency,
 		VendorConcurrency: cfg.Scrape.VendorConcurrency,
 		Logger:            log,
+		Now:               clock,
 	})
 	a.auth, err = auth.New(auth.Options{
 		Store:       st,
@@ -76,6 +82,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		Logger:      log,
 		OnChange:    a.engine.Forget,
 		InviteTTL:   cfg.Invites.DefaultTTL,
+		Now:         clock,
 	})
 	if err != nil {
 		a.close()
