@@ -1,0 +1,244 @@
+package segment
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/saas-exporter/saas_exporter/provider"
+)
+
+// MTUKinds are the label values of saas_segment_mtu{kind}.
+var MTUKinds = []string{"identified", "anonymous", "anonymous_identified", "never_identified"}
+
+var (
+	descMTU = provider.NewDesc("segment_mtu",
+		"Monthly tracked users of the current Segment usage period so far, by kind (the latest of Segment's daily cumulative counts).", "kind")
+	descAPICalls = provider.NewDesc("segment_api_calls",
+		"API calls of the current Segment usage period so far (the latest of Segment's daily cumulative counts).")
+	descPeriodStart = provider.NewDesc("segment_period_start_timestamp_seconds",
+		"Start of the current Segment usage (billing) period, as a Unix timestamp.")
+	descSources      = provider.NewDesc("segment_sources", "Sources in the Segment workspace.")
+	descDestinations = provider.NewDesc("segment_destinations", "Destinations in the Segment workspace.")
+	descWarehouses   = provider.NewDesc("segment_warehouses", "Warehouses connected to the Segment workspace.")
+	descUsers        = provider.NewDesc("segment_users", "Users with access to the Segment workspace (seats).")
+	descInvites      = provider.NewDesc("segment_invites_pending", "Invitations to the Segment workspace not accepted yet.")
+)
+
+// pageCount is the most items Segment returns per page (1..1000 since API
+// 73.x; the 32.0.5 spec said 200, see vendor-specs/SOURCES.md).
+const pageCount = 1000
+
+// maxPages stops a list whose cursors never end.
+const maxPages = 10000
+
+// Collect gathers every Segment metric of a connection. GET / comes first
+// as the credential check; usage and the lists then run concurrently (the
+// engine bounds calls per account), and a failing section does not hide
+// the others.
+func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
+	r, ok := p.regions[s.Conn.Settings[settingRegion]]
+	if !ok {
+		return fmt.Errorf("segment: the connection has no valid region (%q); reconnect it", s.Conn.Settings[settingRegion])
+	}
+	c := &client{hc: s.HTTP, apiURL: r.apiURL, now: s.Now}
+	oauth := s.Conn.AuthMethod == MethodClientCredentials
+	var ts *tokenSource
+	if oauth {
+		app, err := p.appOf(s.Conn)
+		if err != nil {
+			return provider.Expired(err)
+		}
+		ts = &tokenSource{ctx: ctx, p: p, hc: s.HTTP, app: app, now: s.Now, cur: tokenFromSecret(s.Conn.Secret)}
+		if err := p.useToken(s, ts, c, false); err != nil {
+			return err
+		}
+	} else {
+		c.token = s.Conn.Secret[secretToken]
+		if c.token == "" {
+			return provider.Revoked(errors.New("segment: the stored connection has no token; reconnect it"))
+		}
+	}
+
+	if _, err := c.workspace(ctx); err != nil {
+		if provider.StatusOf(err) != http.StatusUnauthorized {
+			return err
+		}
+		if !oauth {
+			return provider.Revoked(err)
+		}
+		// The access token was refused before its expiry (revoked in
+		// Segment): a new one may work, unless this one is new already.
+		if ts.renewed {
+			return provider.Expired(fmt.Errorf("segment: a newly issued access token was refused: %w", err))
+		}
+		if err := p.useToken(s, ts, c, true); err != nil {
+			return err
+		}
+		if _, err := c.workspace(ctx); err != nil {
+			if provider.StatusOf(err) == http.StatusUnauthorized {
+				return provider.Expired(fmt.Errorf("segment: a newly issued access token was refused: %w", err))
+			}
+			return err
+		}
+	}
+
+	sections := []func(context.Context, *client, *provider.Scrape) error{
+		collectUsage,
+		countSection("/sources", "sources", descSources),
+		countSection("/destinations", "destinations", descDestinations),
+		countSection("/warehouses", "warehouses", descWarehouses),
+		countSection("/users", "users", descUsers),
+		countSection("/invites", "invites", descInvites),
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, run := range sections {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx, c, s); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return classify(errs, oauth)
+}
+
+// useToken gets a usable access token into c (renewing when due or when
+// force is set) and hands a renewed one to the engine to store. A failed
+// renewal is fatal only when the current token cannot be used any more.
+func (p *Provider) useToken(s *provider.Scrape, ts *tokenSource, c *client, force bool) error {
+	var tok = ts.cur
+	var err error
+	if force {
+		tok, err = ts.renew()
+	} else {
+		tok, err = ts.Token()
+	}
+	if err != nil {
+		if !force && usable(ts.cur, s.Now, 0) {
+			// Not due yet: keep collecting with the current token. Its
+			// expiry is exported, so an alert sees it coming.
+			p.log.Warn("segment: renewing the OAuth access token failed; using the current one until it expires",
+				"connection", s.Conn.Name, "expiry", ts.cur.Expiry, "err", err)
+			c.token = ts.cur.AccessToken
+			return nil
+		}
+		return provider.Expired(fmt.Errorf("segment: the OAuth access token could not be renewed (reconnect if the app, its key or its scope changed): %w", err))
+	}
+	if ts.renewed {
+		s.UpdateCredential(renewedCredential(s.Conn, ts.app, tok))
+	}
+	c.token = tok.AccessToken
+	return nil
+}
+
+// classify joins section errors and tells the engine the state: a refused
+// credential beats a rate limit, which beats a plain error.
+func classify(errs []error, oauth bool) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	err := errors.Join(errs...)
+	var until time.Time
+	limited := false
+	for _, e := range errs {
+		if provider.StatusOf(e) == http.StatusUnauthorized {
+			if oauth {
+				return provider.Expired(err)
+			}
+			return provider.Revoked(err)
+		}
+		var se *provider.StateError
+		if errors.As(e, &se) && se.State == "rate_limited" {
+			limited = true
+			if se.Until.After(until) {
+				until = se.Until
+			}
+		}
+	}
+	if limited {
+		return provider.RateLimited(until, err)
+	}
+	return err
+}
+
+// pages fetches a cursor-paged list to its end; each gets the raw items
+// array of one page (data.<key>).
+func (c *client) pages(ctx context.Context, path, key string, query url.Values, each func(items json.RawMessage) error) error {
+	cursor := ""
+	for range maxPages {
+		q := url.Values{}
+		for k, v := range query {
+			q[k] = v
+		}
+		q.Set("pagination.count", strconv.Itoa(pageCount))
+		if cursor != "" {
+			q.Set("pagination.cursor", cursor)
+		}
+		var r struct {
+			Data map[string]json.RawMessage `json:"data"`
+		}
+		if err := c.get(ctx, path, q, &r); err != nil {
+			return err
+		}
+		items, ok := r.Data[key]
+		if !ok {
+			return fmt.Errorf("segment GET %s: the answer has no data.%s", path, key)
+		}
+		if err := each(items); err != nil {
+			return fmt.Errorf("segment GET %s: %w", path, err)
+		}
+		var pg struct {
+			Next *string `json:"next"`
+		}
+		if raw, ok := r.Data["pagination"]; ok {
+			if err := json.Unmarshal(raw, &pg); err != nil {
+				return fmt.Errorf("segment GET %s: data.pagination does not parse: %v", path, err)
+			}
+		}
+		if pg.Next == nil || *pg.Next == "" {
+			return nil
+		}
+		if *pg.Next == cursor {
+			return fmt.Errorf("segment GET %s: pagination.next repeats the cursor just used", path)
+		}
+		cursor = *pg.Next
+	}
+	return fmt.Errorf("segment GET %s: the list did not end after %d pages", path, maxPages)
+}
+
+// countSection counts a list's items into d.
+func countSection(path, key string, d *prometheus.Desc) func(context.Context, *client, *provider.Scrape) error {
+	return func(ctx context.Context, c *client, s *provider.Scrape) error {
+		n := 0
+		err := c.pages(ctx, path, key, nil, func(items json.RawMessage) error {
+			var xs []json.RawMessage
+			if err := json.Unmarshal(items, &xs); err != nil {
+				return fmt.Errorf("data.%s is not a list: %v", key, err)
+			}
+			n += len(xs)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		s.Gauge(d, float64(n))
+		return nil
+	}
+}
