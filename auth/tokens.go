@@ -14,7 +14,8 @@ import (
 	"time"
 )
 
-var b64 = base64.RawURLEncoding
+// Strict: one token has one spelling (no malleable trailing bits).
+var b64 = base64.RawURLEncoding.Strict()
 
 // keys are derived from the signing key, one per purpose, so a token made
 // for one purpose never validates as another.
