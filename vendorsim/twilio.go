@@ -795,7 +795,7 @@ func twPhoneNumber(acct *TwilioAccount, i int) map[string]any {
 		"origin":                 "twilio",
 		"phone_number":           e164,
 		"sid":                    sid,
-		"sms_application_sid":    "",
+		"sms_application_sid":    nil, // the examples send "", which breaks the schema's ^AP pattern
 		"sms_fallback_method":    "POST",
 		"sms_fallback_url":       "",
 		"sms_method":             "POST",
@@ -804,7 +804,7 @@ func twPhoneNumber(acct *TwilioAccount, i int) map[string]any {
 		"status_callback_method": "POST",
 		"trunk_sid":              nil,
 		"uri":                    accountURI(acct.Sid) + "/IncomingPhoneNumbers/" + sid + ".json",
-		"voice_application_sid":  "",
+		"voice_application_sid":  nil,
 		"voice_caller_id_lookup": false,
 		"voice_fallback_method":  "POST",
 		"voice_fallback_url":     nil,
