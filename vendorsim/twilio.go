@@ -216,8 +216,12 @@ func (s *Server) registerTwilio() {
 		if a.BalanceStatus != 0 {
 			bal = fmt.Sprintf("Balance answers %d", a.BalanceStatus)
 		}
+		numbers := fmt.Sprintf("%d incoming numbers", a.PhoneNumbers)
+		if a.PhoneNumbers == 1 {
+			numbers = "1 incoming number"
+		}
 		creds = append(creds, Credential{
-			Label: fmt.Sprintf("Customer account %s (%s, %s, %s, %d numbers), chosen on the consent page", a.FriendlyName, a.Type, a.Status, bal, a.PhoneNumbers),
+			Label: fmt.Sprintf("Customer account %s (%s, %s, %s, %s), chosen on the consent page", a.FriendlyName, a.Type, a.Status, bal, numbers),
 			Value: a.Sid,
 		})
 	}
