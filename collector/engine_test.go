@@ -417,3 +417,45 @@ func TestRenewSavesBeforeUse(t *testing.T) {
 		t.Errorf("expiry metric: %v", got[`saas_connection_expiry_timestamp_seconds{connection="prod",vendor="fake"}`])
 	}
 }
+
+// A 503 is retried when the deadline leaves room, and the scrape succeeds.
+func TestRetryWithinDeadline(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			w.WriteHeader(503)
+			return
+		}
+		fmt.Fprint(w, `{"used": 1}`)
+	}))
+	defer srv.Close()
+	e, _, _, _ := setup(t, "prod")
+	e.providers["fake"] = &fakeProvider{url: srv.URL}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got := gather(t, &scrape{e: e, ctx: ctx})
+	if got[`saas_scrape_success{connection="prod",vendor="fake"}`] != 1 || n.Load() != 2 {
+		t.Fatalf("retry: %d calls, %v", n.Load(), got[`saas_scrape_success{connection="prod",vendor="fake"}`])
+	}
+	if c := e.counts.snapshot(); c[[2]string{"fake", "503"}] != 1 || c[[2]string{"fake", "200"}] != 1 {
+		t.Errorf("request counts: %v", c)
+	}
+}
+
+// No retry when the deadline has no room for one.
+func TestNoRetryPastDeadline(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.WriteHeader(503)
+	}))
+	defer srv.Close()
+	e, _, _, _ := setup(t, "prod")
+	e.providers["fake"] = &fakeProvider{url: srv.URL}
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Millisecond)
+	defer cancel()
+	gather(t, &scrape{e: e, ctx: ctx})
+	if n.Load() != 1 {
+		t.Errorf("%d calls with a 40ms deadline; a 50-150ms backoff does not fit", n.Load())
+	}
+}

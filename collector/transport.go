@@ -1,7 +1,9 @@
 package collector
 
 import (
+	"io"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"sync"
@@ -38,7 +40,52 @@ func newCallRecorder(base http.RoundTripper, vendor string, counts *requestCount
 	return r
 }
 
+// maxRetries bounds retries of one idempotent call after a 5xx or a
+// transport error; a retry happens only if it fits in the deadline.
+const maxRetries = 2
+
 func (r *callRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		start := time.Now()
+		resp, err := r.once(req)
+		if attempt >= maxRetries || !retryable(req, resp, err) {
+			return resp, err
+		}
+		// Jittered exponential backoff: 100ms, 200ms (±50%).
+		wait := time.Duration(float64(100*time.Millisecond<<attempt) * (0.5 + rand.Float64()))
+		if dl, ok := req.Context().Deadline(); !ok || time.Until(dl) < wait+2*time.Since(start) {
+			return resp, err // another try would not finish in time
+		}
+		if resp != nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+			resp.Body.Close()
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-req.Context().Done():
+			t.Stop()
+			return nil, req.Context().Err()
+		}
+	}
+}
+
+// retryable: only idempotent calls, only failures a retry can fix.
+func retryable(req *http.Request, resp *http.Response, err error) bool {
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		return false
+	}
+	if err != nil {
+		return req.Context().Err() == nil
+	}
+	switch resp.StatusCode {
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+func (r *callRecorder) once(req *http.Request) (*http.Response, error) {
 	if r.sem != nil {
 		select {
 		case r.sem <- struct{}{}:
