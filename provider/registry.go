@@ -3,6 +3,7 @@ package provider
 import (
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -13,6 +14,17 @@ import (
 type Env struct {
 	ExternalURL string // no trailing slash
 	Logger      *slog.Logger
+	// BaseDir is the config file's directory: relative *_file paths in a
+	// vendor section resolve against it.
+	BaseDir string
+}
+
+// Path resolves a path from a vendor section against BaseDir.
+func (e Env) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) || e.BaseDir == "" {
+		return p
+	}
+	return filepath.Join(e.BaseDir, p)
 }
 
 // Factory builds a provider from its vendors.<vendor> config section. cfg is

@@ -18,6 +18,7 @@ import (
 	"github.com/saas-exporter/saas_exporter/config"
 	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/provider/sendgrid"
+	"github.com/saas-exporter/saas_exporter/provider/twilio"
 	"github.com/saas-exporter/saas_exporter/store"
 )
 
@@ -25,6 +26,7 @@ import (
 // provider package and a line here.
 var vendors = []provider.Factory{
 	sendgrid.Factory,
+	twilio.Factory,
 }
 
 // clock is the exporter's time source; end-to-end tests replace it with a
@@ -49,7 +51,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	if err != nil {
 		return nil, err
 	}
-	providers, err := provider.Build(vendors, cfg.Vendors, provider.Env{ExternalURL: cfg.ExternalURL, Logger: log})
+	providers, err := provider.Build(vendors, cfg.Vendors, provider.Env{ExternalURL: cfg.ExternalURL, Logger: log, BaseDir: cfg.BaseDir})
 	if err != nil {
 		return nil, err
 	}

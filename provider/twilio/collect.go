@@ -23,7 +23,7 @@ var AccountStatuses = []string{"active", "suspended", "closed"}
 var periods = []struct{ list, label string }{{"Today", "today"}, {"ThisMonth", "this_month"}}
 
 var (
-	descUsageCount = provider.NewDesc("twilio_usage_count",
+	descUsageEvents = provider.NewDesc("twilio_usage_events",
 		"Number of usage events (calls, messages, …) in the period by Twilio usage category (periods in GMT; this_month: month to date). Categories with no usage are left out, except totalprice.",
 		"category", "period")
 	descUsage = provider.NewDesc("twilio_usage",
@@ -201,7 +201,7 @@ func collectUsage(ctx context.Context, c *client, s *provider.Scrape, list, peri
 			continue
 		}
 		if r.Count.ok {
-			s.Gauge(descUsageCount, r.Count.v, r.Category, period)
+			s.Gauge(descUsageEvents, r.Count.v, r.Category, period)
 		}
 		if r.Usage.ok {
 			s.Gauge(descUsage, r.Usage.v, r.Category, period, r.UsageUnit)

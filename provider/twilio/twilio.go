@@ -78,7 +78,7 @@ func New(node *yaml.Node, env provider.Env) (provider.Provider, error) {
 		}
 	}
 	var errs []error
-	token, err := config.ReadSecret(strings.TrimSpace(c.AuthToken), c.AuthTokenFile, "auth_token")
+	token, err := config.ReadSecret(strings.TrimSpace(c.AuthToken), env.Path(c.AuthTokenFile), "auth_token")
 	if err != nil {
 		errs = append(errs, err)
 	}
