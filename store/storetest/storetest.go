@@ -9,7 +9,9 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +39,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UseOnceExpiry", testUseOnceExpiry},
 		{"UseOnceConcurrent", testUseOnceConcurrent},
 		{"ConcurrentPut", testConcurrentPut},
+		{"UpdateLocked", testUpdateLocked},
+		{"UpdateLockedNil", testUpdateLockedNil},
+		{"UpdateLockedNotFound", testUpdateLockedNotFound},
+		{"UpdateLockedError", testUpdateLockedError},
+		{"UpdateLockedNameTaken", testUpdateLockedNameTaken},
+		{"UpdateLockedSerialised", func(t *testing.T, s store.Store) { CheckSerialised(t, []store.Store{s}, 16) }},
 		{"Invites", testInvites},
 		{"Closed", testClosed},
 	}
@@ -540,5 +548,176 @@ func testClosed(t *testing.T, s store.Store) {
 	}
 	if _, err := s.UseOnce(ctx, "k", time.Now().Add(time.Hour)); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("UseOnce after Close: err = %v, want ErrClosed", err)
+	}
+	called := false
+	err := s.UpdateLocked(ctx, "c1", func(c store.Connection) (*store.Connection, error) { called = true; return nil, nil })
+	if !errors.Is(err, store.ErrClosed) || called {
+		t.Errorf("UpdateLocked after Close: err = %v, fn called = %v; want ErrClosed, not called", err, called)
+	}
+}
+
+func testUpdateLocked(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := Sample("c1", "prod")
+	mustPut(t, s, c)
+	mustPut(t, s, Sample("c2", "other"))
+	// The record changed after Put: fn must see the current one.
+	st := store.Status{State: store.StateExpired, LastError: "token expired", Updated: ts(time.Hour)}
+	if err := s.SetStatus(ctx, "c1", st); err != nil {
+		t.Fatal(err)
+	}
+	c.Status = st
+	calls := 0
+	var want store.Connection
+	err := s.UpdateLocked(ctx, "c1", func(got store.Connection) (*store.Connection, error) {
+		calls++
+		checkConn(t, "record given to fn", got, c)
+		got.Secret = map[string]string{"access_token": "at-2", "refresh_token": "rt-2"}
+		got.Expiry = ts(3 * time.Hour)
+		got.Status = store.Status{State: store.StateActive, LastSuccess: ts(2 * time.Hour), Updated: ts(2 * time.Hour)}
+		got.Scopes = append(got.Scopes, "new.scope")
+		want = got.Clone()
+		return &got, nil
+	})
+	if err != nil {
+		t.Fatalf("UpdateLocked: %v", err)
+	}
+	if calls != 1 {
+		t.Errorf("fn called %d times, want 1", calls)
+	}
+	checkConn(t, "Get after UpdateLocked", mustGet(t, s, "c1"), want)
+	checkConn(t, "the other connection", mustGet(t, s, "c2"), Sample("c2", "other"))
+
+	// The record is saved under the id that was locked, whatever fn set.
+	err = s.UpdateLocked(ctx, "c1", func(got store.Connection) (*store.Connection, error) {
+		got.ID = "elsewhere"
+		got.Account = "renamed account"
+		return &got, nil
+	})
+	if err != nil {
+		t.Fatalf("UpdateLocked changing the ID: %v", err)
+	}
+	want.Account = "renamed account"
+	checkConn(t, "Get after fn changed the ID", mustGet(t, s, "c1"), want)
+	if _, err := s.Get(ctx, "elsewhere"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("fn's ID created a record: err = %v", err)
+	}
+}
+
+func testUpdateLockedNil(t *testing.T, s store.Store) {
+	c := Sample("c1", "prod")
+	mustPut(t, s, c)
+	calls := 0
+	err := s.UpdateLocked(context.Background(), "c1", func(got store.Connection) (*store.Connection, error) {
+		calls++
+		got.Secret["api_key"] = "changed but not returned"
+		got.Name = "changed"
+		return nil, nil
+	})
+	if err != nil || calls != 1 {
+		t.Fatalf("UpdateLocked returning nil = %v, fn called %d times; want nil, once", err, calls)
+	}
+	checkConn(t, "Get after fn returned nil", mustGet(t, s, "c1"), c)
+}
+
+func testUpdateLockedNotFound(t *testing.T, s store.Store) {
+	called := false
+	err := s.UpdateLocked(context.Background(), "missing", func(c store.Connection) (*store.Connection, error) {
+		called = true
+		return &c, nil
+	})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("UpdateLocked on a missing id: err = %v, want ErrNotFound", err)
+	}
+	if called {
+		t.Error("fn was called for a missing id")
+	}
+	if cs := mustList(t, s); len(cs) != 0 {
+		t.Errorf("UpdateLocked on a missing id created %v", ids(cs))
+	}
+}
+
+func testUpdateLockedError(t *testing.T, s store.Store) {
+	c := Sample("c1", "prod")
+	mustPut(t, s, c)
+	boom := errors.New("vendor said no")
+	err := s.UpdateLocked(context.Background(), "c1", func(got store.Connection) (*store.Connection, error) {
+		got.Secret = map[string]string{"api_key": "must not be saved"}
+		got.State = store.StateRevoked
+		return &got, boom
+	})
+	if !errors.Is(err, boom) {
+		t.Errorf("UpdateLocked with failing fn: err = %v, want fn's error", err)
+	}
+	checkConn(t, "Get after fn failed", mustGet(t, s, "c1"), c)
+	// The lock was released: the next call gets it.
+	if err := s.UpdateLocked(context.Background(), "c1", func(store.Connection) (*store.Connection, error) { return nil, nil }); err != nil {
+		t.Errorf("UpdateLocked after a failed one: %v", err)
+	}
+}
+
+func testUpdateLockedNameTaken(t *testing.T, s store.Store) {
+	a, b := Sample("a", "prod"), Sample("b", "staging")
+	mustPut(t, s, a)
+	mustPut(t, s, b)
+	err := s.UpdateLocked(context.Background(), "b", func(got store.Connection) (*store.Connection, error) {
+		got.Name = "prod"
+		got.Secret = map[string]string{"api_key": "must not be saved"}
+		return &got, nil
+	})
+	if !errors.Is(err, store.ErrNameTaken) {
+		t.Errorf("UpdateLocked renaming into a taken name: err = %v, want ErrNameTaken", err)
+	}
+	checkConn(t, "renamed connection after the rejected save", mustGet(t, s, "b"), b)
+	checkConn(t, "owner of the name", mustGet(t, s, "a"), a)
+}
+
+// CheckSerialised runs n concurrent UpdateLocked calls on one connection,
+// spread over stores (handles on one shared store, like replicas of one
+// database, or a single store), and fails t if two fn bodies overlap or an
+// update is lost. Each fn increments a counter kept in the secret.
+func CheckSerialised(t *testing.T, stores []store.Store, n int) {
+	t.Helper()
+	ctx := context.Background()
+	c := Sample("serial", "serialised")
+	c.Secret = map[string]string{"n": "0"}
+	mustPut(t, stores[0], c)
+	var inside, overlaps, calls atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		s := stores[i%len(stores)]
+		wg.Go(func() {
+			err := s.UpdateLocked(ctx, "serial", func(got store.Connection) (*store.Connection, error) {
+				calls.Add(1)
+				if inside.Add(1) != 1 {
+					overlaps.Add(1)
+				}
+				defer inside.Add(-1)
+				v, err := strconv.Atoi(got.Secret["n"])
+				if err != nil {
+					return nil, fmt.Errorf("counter in the secret: %v", err)
+				}
+				// Give another caller every chance to run fn now, as a
+				// vendor round trip would.
+				time.Sleep(time.Millisecond)
+				got.Secret = map[string]string{"n": strconv.Itoa(v + 1)}
+				return &got, nil
+			})
+			if err != nil {
+				t.Errorf("UpdateLocked: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := overlaps.Load(); got != 0 {
+		t.Errorf("%d of %d UpdateLocked fn calls ran while another was running", got, n)
+	}
+	if got := calls.Load(); got != int32(n) {
+		t.Errorf("fn called %d times, want %d", got, n)
+	}
+	for i, s := range stores {
+		if got := mustGet(t, s, "serial").Secret["n"]; got != strconv.Itoa(n) {
+			t.Errorf("store %d: counter after %d serialised increments = %q (lost updates)", i, n, got)
+		}
 	}
 }

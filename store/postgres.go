@@ -1,0 +1,746 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Postgres is the Store for several replicas sharing one PostgreSQL
+// database. Secrets are sealed with the Keyring exactly as in Bolt (the same
+// blob), so the database never holds one in clear.
+type Postgres struct {
+	pool     *pgxpool.Pool
+	kr       *Keyring
+	logger   *slog.Logger
+	where    string // "database x on host:port" for messages; never the password
+	password string // removed from every error, should a driver message hold it
+	now      func() time.Time
+	closed   atomic.Bool
+}
+
+var _ Store = (*Postgres)(nil)
+
+const (
+	// pgDefaultMaxConns applies when the DSN sets no pool_max_conns: an
+	// UpdateLocked holds a connection while its fn calls a vendor, so the
+	// driver's default (4 on small machines) would starve other calls.
+	pgDefaultMaxConns = 16
+	// pgConnectTimeout applies when the DSN sets no connect_timeout, so an
+	// unreachable server fails a call instead of hanging it.
+	pgConnectTimeout = 10 * time.Second
+	// pgLockedIdleTimeout ends an UpdateLocked session that stays idle
+	// inside its transaction longer than this (a replica that hung or lost
+	// its network while holding the row lock), releasing the lock. fn
+	// (a token refresh) must finish well within it.
+	pgLockedIdleTimeout = "5min"
+	// pgMigrateLockKey names the advisory lock held while migrating.
+	pgMigrateLockKey int64 = 0x5aa5_e7_0000_0001
+	// pgSaveTimeout bounds saving fn's result in UpdateLocked; the save is
+	// not tied to the caller's context (see UpdateLocked).
+	pgSaveTimeout = 30 * time.Second
+)
+
+// pgMigrations are applied in order, each once, recorded in
+// schema_migrations. Never edit one that has shipped; append a new one.
+var pgMigrations = []struct {
+	version int
+	name    string
+	sql     string
+}{
+	{1, "initial schema", `
+CREATE TABLE schema_migrations (
+	version    integer PRIMARY KEY,
+	name       text NOT NULL,
+	applied_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE store_meta (
+	key   text PRIMARY KEY,
+	value bytea NOT NULL
+);
+-- record is the Connection as JSON without its secret; sealed_secret is
+-- the Keyring-sealed JSON of the secret map (the same blob as in bbolt).
+CREATE TABLE connections (
+	id            text PRIMARY KEY,
+	name          text NOT NULL,
+	vendor        text NOT NULL,
+	record        jsonb NOT NULL,
+	sealed_secret bytea NOT NULL,
+	updated_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX connections_name_key ON connections (name);
+CREATE TABLE invites (
+	id      text PRIMARY KEY,
+	created timestamptz NOT NULL,
+	record  jsonb NOT NULL
+);
+CREATE TABLE use_once (
+	key     text PRIMARY KEY,
+	expires timestamptz NOT NULL
+);
+CREATE INDEX use_once_expires ON use_once (expires);
+`},
+}
+
+// OpenPostgres connects to the database in dsn, creates or migrates the
+// schema (one replica at a time), and checks that kr opens the stored key
+// canary and every stored secret. If it does not, OpenPostgres fails and
+// changes nothing. Values sealed with an older key of the ring are then
+// re-sealed with the first key, so the old key can be dropped.
+//
+// The DSN is a PostgreSQL URL or key=value string; pgxpool settings
+// (pool_max_conns, ...) are honoured.
+func OpenPostgres(ctx context.Context, dsn string, kr *Keyring, logger *slog.Logger) (*Postgres, error) {
+	if kr == nil || len(kr.keys) == 0 {
+		return nil, errors.New("store: OpenPostgres needs a keyring (see LoadKeyring)")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, dsnError(dsn, err)
+	}
+	if !strings.Contains(dsn, "pool_max_conns") {
+		cfg.MaxConns = max(cfg.MaxConns, pgDefaultMaxConns)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = pgConnectTimeout
+	}
+	s := &Postgres{
+		kr:       kr,
+		logger:   logger,
+		where:    fmt.Sprintf("database %q on %s", cfg.ConnConfig.Database, net.JoinHostPort(cfg.ConnConfig.Host, fmt.Sprint(cfg.ConnConfig.Port))),
+		password: cfg.ConnConfig.Password,
+		now:      time.Now,
+	}
+	// The pool connects lazily; a bad address shows up in migrate below.
+	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		return nil, s.redact(fmt.Errorf("store: PostgreSQL (%s): %w", s.where, err))
+	}
+	stale, err := s.migrate(ctx)
+	if err != nil {
+		s.pool.Close()
+		return nil, s.redact(err)
+	}
+	if stale > 0 {
+		s.reseal(ctx)
+	}
+	return s, nil
+}
+
+// dsnError describes an unparsable DSN without quoting it: it may hold a
+// password, and the driver's own message quotes the string it failed on.
+func dsnError(dsn string, err error) error {
+	reason := "unrecognised syntax"
+	var pce *pgconn.ParseConfigError
+	if errors.As(err, &pce) {
+		if inner := pce.Unwrap(); inner != nil {
+			var ue *url.Error
+			if errors.As(inner, &ue) {
+				inner = ue.Err // url.Error quotes the whole URL
+			}
+			reason = inner.Error()
+		}
+	}
+	for _, pw := range dsnPasswords(dsn) {
+		reason = strings.ReplaceAll(reason, pw, "xxxxx")
+	}
+	return fmt.Errorf("store.postgres.dsn cannot be parsed (%s): use a URL such as postgres://user:password@host:5432/dbname?sslmode=require or key=value pairs such as \"host=db dbname=saas_exporter user=exporter\"", reason)
+}
+
+var (
+	dsnURLPassword = regexp.MustCompile(`^[a-z]+://[^:/@]*:(.*)@`)
+	dsnKVPassword  = regexp.MustCompile(`password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s&]*)`)
+)
+
+// dsnPasswords guesses the password(s) in a DSN that did not parse.
+func dsnPasswords(dsn string) []string {
+	var out []string
+	if m := dsnURLPassword.FindStringSubmatch(dsn); m != nil {
+		out = append(out, m[1])
+		if u, err := url.PathUnescape(m[1]); err == nil {
+			out = append(out, u)
+		}
+	}
+	for _, m := range dsnKVPassword.FindAllStringSubmatch(dsn, -1) {
+		out = append(out, strings.Trim(m[1], "'"))
+	}
+	keep := out[:0]
+	for _, pw := range out {
+		if len(pw) >= 3 { // shorter would mangle unrelated words
+			keep = append(keep, pw)
+		}
+	}
+	return keep
+}
+
+// migrate brings the schema to the newest version in one transaction,
+// under an advisory lock so that replicas starting together take turns.
+// Stored data is verified with the keyring before anything is changed.
+// It returns how many values are sealed with a key other than the first.
+func (s *Postgres) migrate(ctx context.Context) (stale int, err error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("store: cannot connect to PostgreSQL (%s): %w; check store.postgres.dsn and that the server is running", s.where, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", pgMigrateLockKey); err != nil {
+		return 0, fmt.Errorf("store: PostgreSQL (%s): taking the migration lock: %w", s.where, err)
+	}
+	version, err := s.schemaVersion(ctx, tx)
+	if err != nil {
+		return 0, err
+	}
+	latest := pgMigrations[len(pgMigrations)-1].version
+	if version > latest {
+		return 0, fmt.Errorf("store: PostgreSQL (%s) has schema version %d, but this saas_exporter reads up to %d: upgrade saas_exporter", s.where, version, latest)
+	}
+	if version > 0 {
+		if stale, err = s.verify(ctx, tx); err != nil {
+			return 0, err
+		}
+	}
+	for _, m := range pgMigrations {
+		if m.version <= version {
+			continue
+		}
+		if _, err := tx.Exec(ctx, m.sql); err != nil {
+			hint := ""
+			if version == 0 {
+				hint = "; the database must be dedicated to saas_exporter (or give it its own schema with search_path in the DSN)"
+			}
+			return 0, fmt.Errorf("store: PostgreSQL (%s): applying schema migration %d (%s): %w%s", s.where, m.version, m.name, err, hint)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name); err != nil {
+			return 0, fmt.Errorf("store: PostgreSQL (%s): recording schema migration %d: %w", s.where, m.version, err)
+		}
+		s.logger.Info("applied store schema migration", "version", m.version, "name", m.name, "database", s.where)
+	}
+	if version == 0 {
+		sealed, err := s.kr.Seal(canaryText)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO store_meta (key, value) VALUES ('canary', $1)", sealed); err != nil {
+			return 0, fmt.Errorf("store: PostgreSQL (%s): writing the key canary: %w", s.where, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("store: PostgreSQL (%s): committing the schema: %w", s.where, err)
+	}
+	return stale, nil
+}
+
+// schemaVersion returns the newest applied migration, 0 for an empty database.
+func (s *Postgres) schemaVersion(ctx context.Context, tx pgx.Tx) (int, error) {
+	var exists bool
+	if err := tx.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
+		return 0, fmt.Errorf("store: PostgreSQL (%s): reading the schema version: %w", s.where, err)
+	}
+	if !exists {
+		return 0, nil
+	}
+	var version int
+	err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM schema_migrations WHERE name IS NOT NULL").Scan(&version)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42703" { // undefined column
+		return 0, fmt.Errorf("store: PostgreSQL (%s) has a schema_migrations table that saas_exporter did not create: use a database (or a schema, with search_path in the DSN) dedicated to saas_exporter", s.where)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: PostgreSQL (%s): reading the schema version: %w", s.where, err)
+	}
+	return version, nil
+}
+
+// verify checks the canary and every stored secret with the keyring, and
+// counts the values sealed with an older key. It works on every schema
+// version this build knows.
+func (s *Postgres) verify(ctx context.Context, tx pgx.Tx) (stale int, err error) {
+	var canary []byte
+	err = tx.QueryRow(ctx, "SELECT value FROM store_meta WHERE key = 'canary'").Scan(&canary)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("store: PostgreSQL (%s) has no key canary: the store is damaged; restore it from a backup", s.where)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: PostgreSQL (%s): reading the key canary: %w", s.where, err)
+	}
+	pt, err := s.kr.Open(canary)
+	if err != nil {
+		return 0, fmt.Errorf("store: PostgreSQL (%s) cannot be read with the configured secret key: %w", s.where, err)
+	}
+	if string(pt) != string(canaryText) {
+		return 0, fmt.Errorf("store: PostgreSQL (%s) has a wrong key canary: the store is damaged; restore it from a backup", s.where)
+	}
+	if !s.sealedWithFirst(canary) {
+		stale++
+	}
+	rows, err := tx.Query(ctx, "SELECT id, name, sealed_secret FROM connections ORDER BY id")
+	if err != nil {
+		return 0, fmt.Errorf("store: PostgreSQL (%s): reading connections: %w", s.where, err)
+	}
+	var id, name string
+	var sealed []byte
+	_, err = pgx.ForEachRow(rows, []any{&id, &name, &sealed}, func() error {
+		if _, err := s.kr.Open(sealed); err != nil {
+			return fmt.Errorf("store: PostgreSQL (%s): the secret of connection %q (%s) cannot be opened: %w", s.where, name, id, err)
+		}
+		if !s.sealedWithFirst(sealed) {
+			stale++
+		}
+		return nil
+	})
+	return stale, err
+}
+
+func (s *Postgres) sealedWithFirst(sealed []byte) bool {
+	return len(sealed) >= sealHeaderLen && string(sealed[1:sealHeaderLen]) == string(s.kr.keys[0].id[:])
+}
+
+// reseal seals values written with an older key again with the first key.
+// Each update only applies if the value is unchanged (another replica may
+// have rewritten it meanwhile), and takes no lock for longer than itself.
+// Failures are logged: the store works either way, the old key is just
+// needed a little longer.
+func (s *Postgres) reseal(ctx context.Context) {
+	n, err := s.resealAll(ctx)
+	if err != nil {
+		s.logger.Warn("re-sealing stored secrets with the newest key failed; keep the older keys in the keyring for now", "database", s.where, "err", s.redact(err))
+		return
+	}
+	s.logger.Info("re-sealed stored secrets with the newest key", "count", n, "database", s.where)
+}
+
+func (s *Postgres) resealAll(ctx context.Context) (int, error) {
+	n := 0
+	var canary []byte
+	if err := s.pool.QueryRow(ctx, "SELECT value FROM store_meta WHERE key = 'canary'").Scan(&canary); err != nil {
+		return n, err
+	}
+	if !s.sealedWithFirst(canary) {
+		sealed, err := s.kr.Seal(canaryText)
+		if err != nil {
+			return n, err
+		}
+		if _, err := s.pool.Exec(ctx, "UPDATE store_meta SET value = $2 WHERE key = 'canary' AND value = $1", canary, sealed); err != nil {
+			return n, err
+		}
+		n++
+	}
+	rows, err := s.pool.Query(ctx, "SELECT id, sealed_secret FROM connections")
+	if err != nil {
+		return n, err
+	}
+	type item struct {
+		id     string
+		sealed []byte
+	}
+	var todo []item
+	var it item
+	if _, err := pgx.ForEachRow(rows, []any{&it.id, &it.sealed}, func() error {
+		if !s.sealedWithFirst(it.sealed) {
+			todo = append(todo, item{it.id, append([]byte(nil), it.sealed...)})
+		}
+		return nil
+	}); err != nil {
+		return n, err
+	}
+	for _, it := range todo {
+		pt, err := s.kr.Open(it.sealed)
+		if err != nil {
+			return n, err
+		}
+		sealed, err := s.kr.Seal(pt)
+		clear(pt)
+		if err != nil {
+			return n, err
+		}
+		tag, err := s.pool.Exec(ctx, "UPDATE connections SET sealed_secret = $3 WHERE id = $1 AND sealed_secret = $2", it.id, it.sealed, sealed)
+		if err != nil {
+			return n, err
+		}
+		n += int(tag.RowsAffected())
+	}
+	return n, nil
+}
+
+// Where describes the database ("database x on host:port"); it never
+// contains the password.
+func (s *Postgres) Where() string { return s.where }
+
+// redactedError hides a password inside a driver's message while keeping
+// errors.Is/As working.
+type redactedError struct {
+	err error
+	pw  string
+}
+
+func (e *redactedError) Error() string { return strings.ReplaceAll(e.err.Error(), e.pw, "xxxxx") }
+func (e *redactedError) Unwrap() error { return e.err }
+
+func (s *Postgres) redact(err error) error {
+	if err == nil || s.password == "" || !strings.Contains(err.Error(), s.password) {
+		return err
+	}
+	return &redactedError{err: err, pw: s.password}
+}
+
+// fail turns a driver error into the store's: ErrNotFound, ErrClosed, or a
+// wrapped error without the password. A lost connection resets the pool, so
+// that after a server restart no idle connection to the old server is
+// handed out again.
+func (s *Postgres) fail(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, pgx.ErrNoRows):
+		return ErrNotFound
+	case s.closed.Load():
+		return ErrClosed
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("store: %s: %w", op, err)
+	}
+	if connectionLost(err) {
+		s.pool.Reset()
+	}
+	return s.redact(fmt.Errorf("store: PostgreSQL (%s): %s: %w", s.where, op, err))
+}
+
+func connectionLost(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// 08: connection exception; 57P: the server shut down or restarted.
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P")
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) || errors.As(err, &netErr) ||
+		errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+func (s *Postgres) open() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+func (s *Postgres) encodeConn(c Connection) (record, sealed []byte, err error) {
+	pt, err := json.Marshal(c.Secret)
+	if err != nil {
+		return nil, nil, err
+	}
+	sealed, err = s.kr.Seal(pt)
+	clear(pt)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Connection.Secret is tagged json:"-": the record never holds it.
+	record, err = json.Marshal(c)
+	return record, sealed, err
+}
+
+func (s *Postgres) decodeConn(id string, record, sealed []byte) (Connection, error) {
+	var c Connection
+	if err := json.Unmarshal(record, &c); err != nil {
+		return Connection{}, fmt.Errorf("store: connection %q is damaged: %v", id, err)
+	}
+	pt, err := s.kr.Open(sealed)
+	if err != nil {
+		return Connection{}, fmt.Errorf("store: opening the secret of connection %q: %w", id, err)
+	}
+	err = json.Unmarshal(pt, &c.Secret)
+	clear(pt)
+	if err != nil {
+		return Connection{}, fmt.Errorf("store: the secret of connection %q is damaged", id)
+	}
+	c.ID = id
+	return c, nil
+}
+
+func (s *Postgres) List(ctx context.Context) ([]Connection, error) {
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, "SELECT id, record, sealed_secret FROM connections")
+	if err != nil {
+		return nil, s.fail("listing connections", err)
+	}
+	out := []Connection{}
+	var id string
+	var record, sealed []byte
+	var decodeErr error
+	_, err = pgx.ForEachRow(rows, []any{&id, &record, &sealed}, func() error {
+		c, err := s.decodeConn(id, record, sealed)
+		if err != nil {
+			decodeErr = err
+			return err
+		}
+		out = append(out, c)
+		return nil
+	})
+	if decodeErr != nil {
+		return nil, decodeErr
+	}
+	if err != nil {
+		return nil, s.fail("listing connections", err)
+	}
+	sortConnections(out)
+	return out, nil
+}
+
+func (s *Postgres) Get(ctx context.Context, id string) (Connection, error) {
+	if err := s.open(); err != nil {
+		return Connection{}, err
+	}
+	var record, sealed []byte
+	err := s.pool.QueryRow(ctx, "SELECT record, sealed_secret FROM connections WHERE id = $1", id).Scan(&record, &sealed)
+	if err != nil {
+		return Connection{}, s.fail("reading connection", err)
+	}
+	return s.decodeConn(id, record, sealed)
+}
+
+// nameTaken reports whether err is the unique index on names refusing a row.
+func nameTaken(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "connections_name_key"
+}
+
+func (s *Postgres) Put(ctx context.Context, c Connection) error {
+	if c.ID == "" {
+		return errEmptyID
+	}
+	if err := s.open(); err != nil {
+		return err
+	}
+	record, sealed, err := s.encodeConn(c)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `
+INSERT INTO connections (id, name, vendor, record, sealed_secret) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (id) DO UPDATE SET name = excluded.name, vendor = excluded.vendor, record = excluded.record,
+	sealed_secret = excluded.sealed_secret, updated_at = now()`,
+		c.ID, c.Name, c.Vendor, record, sealed)
+	if nameTaken(err) {
+		return ErrNameTaken
+	}
+	return s.fail("saving connection", err)
+}
+
+// patch merges top-level fields into a stored record in one statement, so
+// it needs no lock and cannot lose a concurrent update of other fields.
+func (s *Postgres) patch(ctx context.Context, op, id string, fields map[string]any, sealed []byte) error {
+	if err := s.open(); err != nil {
+		return err
+	}
+	p, err := json.Marshal(fields)
+	if err != nil {
+		return err
+	}
+	var tag pgconn.CommandTag
+	if sealed == nil {
+		tag, err = s.pool.Exec(ctx, "UPDATE connections SET record = record || $2::jsonb, updated_at = now() WHERE id = $1", id, p)
+	} else {
+		tag, err = s.pool.Exec(ctx, "UPDATE connections SET record = record || $2::jsonb, sealed_secret = $3, updated_at = now() WHERE id = $1", id, p, sealed)
+	}
+	if err != nil {
+		return s.fail(op, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+func (s *Postgres) SetStatus(ctx context.Context, id string, st Status) error {
+	// Every field explicitly: Status' JSON omits an empty last_error, and
+	// a merge must still clear the old one.
+	return s.patch(ctx, "saving status", id, map[string]any{
+		"state": st.State, "last_success": st.LastSuccess, "last_error": st.LastError, "updated": st.Updated,
+	}, nil)
+}
+
+func (s *Postgres) SetSecret(ctx context.Context, id string, secret map[string]string, expiry time.Time) error {
+	pt, err := json.Marshal(secret)
+	if err != nil {
+		return err
+	}
+	sealed, err := s.kr.Seal(pt)
+	clear(pt)
+	if err != nil {
+		return err
+	}
+	return s.patch(ctx, "saving secret", id, map[string]any{"expiry": expiry}, sealed)
+}
+
+// UpdateLocked runs fn while holding the connection's row lock
+// (SELECT … FOR UPDATE), so a replica calling it for the same id waits and
+// then reads what this one saved. Once fn has returned a record it is saved
+// even if ctx ends meanwhile: fn may have used up a rotating refresh token,
+// and losing its successor would cut the connection off.
+func (s *Postgres) UpdateLocked(ctx context.Context, id string, fn func(Connection) (*Connection, error)) error {
+	if err := s.open(); err != nil {
+		return err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return s.fail("locking connection", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, "SET LOCAL idle_in_transaction_session_timeout = '"+pgLockedIdleTimeout+"'"); err != nil {
+		return s.fail("locking connection", err)
+	}
+	var record, sealed []byte
+	if err := tx.QueryRow(ctx, "SELECT record, sealed_secret FROM connections WHERE id = $1 FOR UPDATE", id).Scan(&record, &sealed); err != nil {
+		return s.fail("locking connection", err)
+	}
+	c, err := s.decodeConn(id, record, sealed)
+	if err != nil {
+		return err
+	}
+	nc, err := fn(c)
+	if err != nil {
+		return err
+	}
+	if nc == nil {
+		return s.fail("unlocking connection", tx.Commit(ctx))
+	}
+	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pgSaveTimeout)
+	defer cancel()
+	n := nc.Clone()
+	n.ID = id
+	if record, sealed, err = s.encodeConn(n); err != nil {
+		return err
+	}
+	_, err = tx.Exec(saveCtx, "UPDATE connections SET name = $2, vendor = $3, record = $4, sealed_secret = $5, updated_at = now() WHERE id = $1",
+		id, n.Name, n.Vendor, record, sealed)
+	if nameTaken(err) {
+		return ErrNameTaken
+	}
+	if err != nil {
+		return s.fail("saving connection", err)
+	}
+	return s.fail("saving connection", tx.Commit(saveCtx))
+}
+
+func (s *Postgres) Delete(ctx context.Context, id string) error {
+	if err := s.open(); err != nil {
+		return err
+	}
+	_, err := s.pool.Exec(ctx, "DELETE FROM connections WHERE id = $1", id)
+	return s.fail("deleting connection", err)
+}
+
+// useOncePurge bounds how many expired keys one UseOnce removes, so a call
+// stays cheap however many have piled up.
+const useOncePurge = 64
+
+func (s *Postgres) UseOnce(ctx context.Context, key string, expires time.Time) (bool, error) {
+	if key == "" {
+		return false, errors.New("store: UseOnce with an empty key")
+	}
+	if err := s.open(); err != nil {
+		return false, err
+	}
+	// An expired row counts as unused: the conflict branch renews it. The
+	// purge skips the key being used and rows another call is purging.
+	tag, err := s.pool.Exec(ctx, `
+WITH purged AS (
+	DELETE FROM use_once WHERE key IN (
+		SELECT key FROM use_once WHERE expires <= $3 AND key <> $1
+		LIMIT `+fmt.Sprint(useOncePurge)+` FOR UPDATE SKIP LOCKED))
+INSERT INTO use_once AS u (key, expires) VALUES ($1, $2)
+ON CONFLICT (key) DO UPDATE SET expires = excluded.expires WHERE u.expires <= $3`,
+		key, expires, s.now())
+	if err != nil {
+		return false, s.fail("recording a single-use value", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+func (s *Postgres) PutInvite(ctx context.Context, inv Invite) error {
+	if inv.ID == "" {
+		return errEmptyID
+	}
+	if err := s.open(); err != nil {
+		return err
+	}
+	record, err := json.Marshal(inv)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `
+INSERT INTO invites (id, created, record) VALUES ($1, $2, $3)
+ON CONFLICT (id) DO UPDATE SET created = excluded.created, record = excluded.record`,
+		inv.ID, inv.Created, record)
+	return s.fail("saving invite", err)
+}
+
+func (s *Postgres) GetInvite(ctx context.Context, id string) (Invite, error) {
+	if err := s.open(); err != nil {
+		return Invite{}, err
+	}
+	var record []byte
+	if err := s.pool.QueryRow(ctx, "SELECT record FROM invites WHERE id = $1", id).Scan(&record); err != nil {
+		return Invite{}, s.fail("reading invite", err)
+	}
+	var inv Invite
+	if err := json.Unmarshal(record, &inv); err != nil {
+		return Invite{}, fmt.Errorf("store: invite %q is damaged: %v", id, err)
+	}
+	return inv, nil
+}
+
+func (s *Postgres) ListInvites(ctx context.Context) ([]Invite, error) {
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, "SELECT id, record FROM invites")
+	if err != nil {
+		return nil, s.fail("listing invites", err)
+	}
+	out := []Invite{}
+	var id string
+	var record []byte
+	var decodeErr error
+	_, err = pgx.ForEachRow(rows, []any{&id, &record}, func() error {
+		var inv Invite
+		if err := json.Unmarshal(record, &inv); err != nil {
+			decodeErr = fmt.Errorf("store: invite %q is damaged: %v", id, err)
+			return decodeErr
+		}
+		out = append(out, inv)
+		return nil
+	})
+	if decodeErr != nil {
+		return nil, decodeErr
+	}
+	if err != nil {
+		return nil, s.fail("listing invites", err)
+	}
+	sortInvites(out)
+	return out, nil
+}
+
+// Close closes the pool, waiting for calls in flight; later calls return
+// ErrClosed. Closing twice is harmless.
+func (s *Postgres) Close() error {
+	s.closed.Store(true)
+	s.pool.Close()
+	return nil
+}
