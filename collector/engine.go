@@ -130,11 +130,33 @@ func (e *Engine) Client(vendor string) *http.Client {
 	}
 }
 
-// Forget drops what the engine remembers of a connection, so a reconnected
-// or deleted connection is collected afresh on the next scrape.
+// Forget makes the next scrape collect a connection afresh (it was
+// reconnected, revoked or changed elsewhere), ignoring min_interval and any
+// rate-limit wait. The last known usage stays exported until then.
 func (e *Engine) Forget(id string) {
 	e.mu.Lock()
-	delete(e.entries, id)
+	ent := e.entries[id]
+	e.mu.Unlock()
+	if ent != nil {
+		ent.mu.Lock()
+		ent.attempted = false
+		ent.until = time.Time{}
+		ent.mu.Unlock()
+	}
+}
+
+// prune drops what the engine remembers of deleted connections.
+func (e *Engine) prune(conns []store.Connection) {
+	live := make(map[string]bool, len(conns))
+	for _, c := range conns {
+		live[c.ID] = true
+	}
+	e.mu.Lock()
+	for id := range e.entries {
+		if !live[id] {
+			delete(e.entries, id)
+		}
+	}
 	e.mu.Unlock()
 }
 
@@ -164,6 +186,9 @@ func (e *Engine) connections(ctx context.Context) ([]store.Connection, bool) {
 // has answered or ctx is done; late connections report their last result.
 func (e *Engine) collectAll(ctx context.Context, keep func(store.Connection) bool, ch chan<- prometheus.Metric) (found int, storeOK bool) {
 	conns, storeOK := e.connections(ctx)
+	if storeOK && keep == nil {
+		e.prune(conns)
+	}
 	var wg sync.WaitGroup
 	for _, c := range conns {
 		if keep != nil && !keep(c) {

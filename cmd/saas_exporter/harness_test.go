@@ -80,6 +80,10 @@ func vendorConfig(simURL, exporterURL string) string {
 // vendorSections: one function per vendor, returning its indented section.
 var vendorSections = []func(simURL, exporterURL string) string{
 	func(sim, _ string) string { return "  sendgrid:\n    api_url: " + sim + "/sendgrid\n" },
+	func(sim, _ string) string {
+		return "  twilio:\n    connect_app_sid: " + vendorsim.TwilioConnectAppSid + "\n    account_sid: " + vendorsim.TwilioOwnerAccountSid +
+			"\n    auth_token: " + vendorsim.TwilioOwnerAuthToken + "\n    api_url: " + sim + "/twilio\n    authorize_url: " + sim + "/twilio-www/authorize\n"
+	},
 }
 
 func startStack(t *testing.T, o stackOptions) *stack {
@@ -97,6 +101,10 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	addr := l.Addr().String()
 	l.Close()
 	url := "http://" + addr
+	// The Connect App registered at the simulated Twilio points at this exporter.
+	if err := sim.SetTwilioConnectApp(url+"/connect/twilio/callback", url+"/connect/twilio/deauthorize"); err != nil {
+		t.Fatal(err)
+	}
 
 	dir := t.TempDir()
 	hash, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
