@@ -1,0 +1,112 @@
+package segment
+
+import (
+	"bufio"
+	"context"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/saas-exporter/saas_exporter/collector"
+	"github.com/saas-exporter/saas_exporter/provider"
+	"github.com/saas-exporter/saas_exporter/store"
+	"github.com/saas-exporter/saas_exporter/vendorsim"
+)
+
+// scrapeMetrics serves /metrics once and returns its samples by
+// "name{labels}".
+func scrapeMetrics(t *testing.T, e *collector.Engine) map[string]float64 {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	e.MetricsHandler(prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	out := map[string]float64{}
+	sc := bufio.NewScanner(rec.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("sample %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// Through the real engine: a renewed OAuth token is stored and
+// saas_connection_expiry_timestamp_seconds follows it; a 429 sets
+// rate_limited and no call is made before msBeforeNext has passed.
+func TestThroughEngine(t *testing.T) {
+	env := newEnv(t, 1000)
+	env.sim.SetSegmentTokenLifetime(time.Hour)
+	oc := env.connect(t) // expires t0+1h
+	st := store.NewMemory()
+	for _, c := range []store.Connection{
+		{ID: "o1", Vendor: vendor, Name: "oauth", AuthMethod: oc.AuthMethod, Account: oc.Account, AccountID: oc.AccountID,
+			Settings: oc.Settings, Secret: oc.Secret, Expiry: oc.Expiry, Created: t0, Status: store.Status{State: store.StateActive}},
+		{ID: "t1", Vendor: vendor, Name: "euro", AuthMethod: MethodToken, Account: "Euro Corp", AccountID: "EuroVendorsimWs0000002",
+			Settings: map[string]string{settingRegion: "eu"}, Secret: map[string]string{secretToken: vendorsim.SegmentTokenEuro},
+			Created: t0, Status: store.Status{State: store.StateActive}},
+	} {
+		if err := st.Put(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eng := collector.New(collector.Options{Store: st, Providers: []provider.Provider{env.p}, Timeout: 5 * time.Second,
+		Now: env.clock.Now, Concurrency: 4, VendorConcurrency: 4})
+	t.Cleanup(eng.Close)
+
+	env.clock.Set(t0.Add(55 * time.Minute))
+	m := scrapeMetrics(t, eng)
+	renewedExpiry := t0.Add(55 * time.Minute).Add(time.Hour)
+	// The engine exports the expiry of the connection as listed when the
+	// scrape began, so the renewed one shows from the next scrape on.
+	m = scrapeMetrics(t, eng)
+	if got := m[`saas_connection_expiry_timestamp_seconds{connection="oauth",vendor="segment"}`]; got != float64(renewedExpiry.Unix()) {
+		t.Errorf("expiry metric %v, want %v", got, renewedExpiry.Unix())
+	}
+	for _, conn := range []string{"oauth", "euro"} {
+		if m[`saas_connection_state{connection="`+conn+`",state="active",vendor="segment"}`] != 1 || m[`saas_scrape_success{connection="`+conn+`",vendor="segment"}`] != 1 {
+			t.Errorf("%s not active and successful: %v", conn, m)
+		}
+	}
+	if m[`saas_segment_mtu{connection="euro",kind="identified"}`] != 12003 || m[`saas_segment_sources{connection="oauth"}`] != 7 {
+		t.Error("usage missing")
+	}
+	if _, ok := m[`saas_connection_expiry_timestamp_seconds{connection="euro",vendor="segment"}`]; ok {
+		t.Error("a token that never expires has an expiry metric")
+	}
+	stored, err := st.Get(context.Background(), "o1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !stored.Expiry.Equal(renewedExpiry) || stored.Secret["access_token"] == oc.Secret["access_token"] || stored.Secret["private_key"] == "" {
+		t.Errorf("stored credential not renewed: expiry %s", stored.Expiry)
+	}
+
+	env.sim.SetFault("segment", vendorsim.Fault{RateLimit: true, RetryAfter: 2 * time.Minute})
+	env.clock.Set(t0.Add(60 * time.Minute))
+	m = scrapeMetrics(t, eng)
+	if m[`saas_connection_state{connection="euro",state="rate_limited",vendor="segment"}`] != 1 {
+		t.Errorf("not rate limited: %v", m)
+	}
+	calls := env.sim.Calls("segment")
+	env.clock.Set(t0.Add(61 * time.Minute))
+	scrapeMetrics(t, eng)
+	if n := env.sim.Calls("segment"); n != calls {
+		t.Errorf("%d calls before the reset", n-calls)
+	}
+	env.sim.ClearFaults()
+	env.clock.Set(t0.Add(62*time.Minute + time.Second))
+	m = scrapeMetrics(t, eng)
+	if env.sim.Calls("segment") == calls || m[`saas_connection_state{connection="euro",state="active",vendor="segment"}`] != 1 {
+		t.Errorf("not collected again after the reset: %v", m)
+	}
+}
