@@ -1,0 +1,397 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// scrapeStats is what one /metrics answer says.
+type scrapeStats struct {
+	Series     int                // sample lines
+	Success    map[string][2]int  // by vendor: saas_scrape_success 1, all
+	ProcessRSS float64            // process_resident_memory_bytes
+	Requests   map[string]float64 // saas_vendor_requests_total by vendor
+}
+
+func (s scrapeStats) succeeded() (ok, total int) {
+	for _, v := range s.Success {
+		ok += v[0]
+		total += v[1]
+	}
+	return ok, total
+}
+
+// parseScrape reads the Prometheus text format line by line; only the
+// few series the benchmark needs are decoded.
+func parseScrape(r io.Reader) (scrapeStats, error) {
+	st := scrapeStats{Success: map[string][2]int{}, Requests: map[string]float64{}}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 256<<10), 4<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		st.Series++
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		series, value := line[:sp], line[sp+1:]
+		switch {
+		case strings.HasPrefix(series, "saas_scrape_success{"):
+			v := labelValue(series, "vendor")
+			c := st.Success[v]
+			if value == "1" {
+				c[0]++
+			}
+			c[1]++
+			st.Success[v] = c
+		case strings.HasPrefix(series, "saas_vendor_requests_total{"):
+			f, _ := strconv.ParseFloat(value, 64)
+			st.Requests[labelValue(series, "vendor")] += f
+		case series == "process_resident_memory_bytes":
+			st.ProcessRSS, _ = strconv.ParseFloat(value, 64)
+		}
+	}
+	return st, sc.Err()
+}
+
+// labelValue finds name="value" in a series; label values here never
+// hold quotes (vendor names).
+func labelValue(series, name string) string {
+	i := strings.Index(series, name+`="`)
+	if i < 0 {
+		return ""
+	}
+	rest := series[i+len(name)+2:]
+	if j := strings.IndexByte(rest, '"'); j >= 0 {
+		return rest[:j]
+	}
+	return ""
+}
+
+// scrape GETs /metrics as Prometheus does (with its timeout header and
+// gzip) and returns how long the whole answer took.
+func (b *bench) scrape(ctx context.Context) (time.Duration, scrapeStats, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.url+"/metrics", nil)
+	if err != nil {
+		return 0, scrapeStats{}, err
+	}
+	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", strconv.FormatFloat(b.o.HeaderTimeout, 'f', -1, 64))
+	start := time.Now()
+	resp, err := b.http.Do(req)
+	if err != nil {
+		return 0, scrapeStats{}, fmt.Errorf("GET /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	st, perr := parseScrape(resp.Body)
+	took := time.Since(start)
+	if resp.StatusCode != http.StatusOK {
+		return took, st, fmt.Errorf("GET /metrics answered %d", resp.StatusCode)
+	}
+	if perr != nil {
+		return took, st, fmt.Errorf("reading /metrics: %w", perr)
+	}
+	return took, st, nil
+}
+
+// sizeResult is the cold and warm measurement of one number of connections.
+type sizeResult struct {
+	Connections int
+	ByVendor    map[string]int
+	ConnectTook time.Duration
+	ConnectMem  memory // the exporter that served the connects, after them
+
+	Cold      time.Duration
+	ColdStats scrapeStats
+	ColdCalls map[string]int64 // vendor calls the cold scrape made
+
+	Warm      []time.Duration
+	WarmCalls int64         // vendor calls during warm scrapes (0 when results are reused)
+	WarmSpan  time.Duration // from the cold scrape's start to the last warm scrape's end
+	WarmStats scrapeStats   // the last warm scrape
+	Mem       memory        // after the warm scrapes
+}
+
+func (r sizeResult) coldOK() (ok, total int) { return r.ColdStats.succeeded() }
+
+// percentile is the nearest-rank percentile of durations (p in 0..100).
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	if p == 50 && len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	k := int(math.Ceil(p/100*float64(len(s)))) - 1
+	if k < 0 {
+		k = 0
+	}
+	if k >= len(s) {
+		k = len(s) - 1
+	}
+	return s[k]
+}
+
+func maxDuration(ds []time.Duration) time.Duration {
+	var m time.Duration
+	for _, d := range ds {
+		m = max(m, d)
+	}
+	return m
+}
+
+func callsByVendor(b *bench) map[string]int64 {
+	return b.sim.CallCounts().Vendors
+}
+
+func sumCalls(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// measureColdWarm runs phase a (one cold scrape) and phase b (warm
+// scrapes within min_interval, then memory).
+func (b *bench) measureColdWarm(ctx context.Context, r *sizeResult) error {
+	b.sim.ResetCalls()
+	coldStart := time.Now()
+	d, st, err := b.scrape(ctx)
+	if err != nil {
+		return fmt.Errorf("cold scrape: %w", err)
+	}
+	r.Cold, r.ColdStats, r.ColdCalls = d, st, callsByVendor(b)
+	ok, total := st.succeeded()
+	b.logf("%d connections: cold scrape %s, %d/%d succeeded, %d vendor calls", r.Connections, d.Round(time.Millisecond), ok, total, sumCalls(r.ColdCalls))
+
+	b.sim.ResetCalls()
+	for i := 0; i < b.o.Scrapes; i++ {
+		d, st, err := b.scrape(ctx)
+		if err != nil {
+			return fmt.Errorf("warm scrape %d: %w", i+1, err)
+		}
+		r.Warm = append(r.Warm, d)
+		r.WarmStats = st
+	}
+	r.WarmSpan = time.Since(coldStart)
+	r.WarmCalls = sumCalls(callsByVendor(b))
+	r.Mem = b.memoryNow(r.WarmStats.ProcessRSS)
+	b.logf("%d connections: warm median %s p90 %s max %s, RSS %.1f MiB", r.Connections,
+		percentile(r.Warm, 50).Round(time.Microsecond), percentile(r.Warm, 90).Round(time.Microsecond),
+		maxDuration(r.Warm).Round(time.Microsecond), mib(float64(r.Mem.rss())))
+	if r.WarmSpan >= b.o.MinInterval {
+		b.note("%d connections: the warm scrapes ended %s after the cold scrape began, past min_interval %s, so the last ones may have called vendors (%d calls)", r.Connections, r.WarmSpan.Round(time.Millisecond), b.o.MinInterval, r.WarmCalls)
+	}
+	return nil
+}
+
+// rss prefers the kernel's number; the exporter's own metric otherwise.
+func (m memory) rss() int64 {
+	if m.VmRSS > 0 {
+		return m.VmRSS
+	}
+	return int64(m.ProcessRSS)
+}
+
+func mib(bytes float64) float64 { return bytes / (1 << 20) }
+
+// sharedResult is phase c: vendor calls of one scraper and of two
+// concurrent scrapers, each after min_interval has passed.
+type sharedResult struct {
+	MinInterval time.Duration
+	ByVendor    map[string]int
+	Single      map[string]int64
+	Double      map[string]int64
+	Single2     map[string]int64
+	SingleTook  time.Duration
+	DoubleTook  [2]time.Duration
+	DoubleOK    [2][2]int // per scraper: succeeded, total
+}
+
+func (s sharedResult) equal() bool {
+	if sumCalls(s.Single) == 0 {
+		return false
+	}
+	for _, m := range []map[string]int64{s.Double, s.Single2} {
+		if len(m) != len(s.Single) {
+			return false
+		}
+		for k, v := range s.Single {
+			if m[k] != v {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// measureShared runs phase c. In managed mode the exporter is restarted
+// with a short min_interval; with --exporter-url the phase waits out
+// --min-interval between scrapes.
+func (b *bench) measureShared(ctx context.Context, byVendor map[string]int) (sharedResult, error) {
+	res := sharedResult{ByVendor: byVendor, MinInterval: b.o.MinInterval}
+	if b.proc != nil {
+		res.MinInterval = b.o.SharedInterval
+		if err := b.startExporter(ctx, res.MinInterval); err != nil {
+			return res, err
+		}
+	}
+	wait := func(since time.Time) error {
+		d := time.Until(since.Add(res.MinInterval + 500*time.Millisecond))
+		if d <= 0 {
+			return nil
+		}
+		select {
+		case <-time.After(d):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	// In managed mode the fresh process has no result yet; with an
+	// external exporter the warm phase's results must age first.
+	last := time.Now()
+	if b.proc == nil {
+		if err := wait(last); err != nil {
+			return res, err
+		}
+	}
+	single := func() (map[string]int64, time.Duration, error) {
+		b.sim.ResetCalls()
+		d, _, err := b.scrape(ctx)
+		return callsByVendor(b), d, err
+	}
+	var err error
+	last = time.Now()
+	if res.Single, res.SingleTook, err = single(); err != nil {
+		return res, err
+	}
+	if err := wait(last); err != nil {
+		return res, err
+	}
+	b.sim.ResetCalls()
+	last = time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, st, err := b.scrape(ctx)
+			res.DoubleTook[i], errs[i] = d, err
+			res.DoubleOK[i][0], res.DoubleOK[i][1] = st.succeeded()
+		}()
+	}
+	wg.Wait()
+	res.Double = callsByVendor(b)
+	for _, err := range errs {
+		if err != nil {
+			return res, err
+		}
+	}
+	if err := wait(last); err != nil {
+		return res, err
+	}
+	if res.Single2, _, err = single(); err != nil {
+		return res, err
+	}
+	b.logf("shared round trips: one scraper %d calls, two concurrent scrapers %d calls, one scraper again %d calls",
+		sumCalls(res.Single), sumCalls(res.Double), sumCalls(res.Single2))
+	return res, nil
+}
+
+// runSingle is the default run: connect, restart, cold, warm, shared.
+func (b *bench) runSingle(ctx context.Context, rep *report) error {
+	r := sizeResult{Connections: b.o.Connections}
+	if err := b.connectSize(ctx, &r); err != nil {
+		return err
+	}
+	if err := b.measureColdWarm(ctx, &r); err != nil {
+		rep.Sizes = append(rep.Sizes, r)
+		return err
+	}
+	rep.Sizes = append(rep.Sizes, r)
+	rep.Plan = b.planSummary()
+	if b.o.SkipShared {
+		return nil
+	}
+	sh, err := b.measureShared(ctx, r.ByVendor)
+	rep.Shared = &sh
+	return err
+}
+
+// connectSize connects up to r.Connections and, in managed mode, restarts
+// the exporter so the cold scrape and memory belong to a fresh process
+// (as after a deploy) rather than one that just served the API.
+func (b *bench) connectSize(ctx context.Context, r *sizeResult) error {
+	b.logf("connecting %d connections (vendors %s, %d at once)", r.Connections, strings.Join(b.vendors, ","), b.o.ConnectParallel)
+	cr, err := b.connectUpTo(ctx, r.Connections)
+	r.ConnectTook, r.ByVendor = cr.Took, cr.ByVendor
+	if err != nil {
+		return err
+	}
+	b.logf("connected %d in %s: %s", cr.Total, cr.Took.Round(time.Millisecond), mixString(cr.ByVendor))
+	r.ConnectMem = b.memoryNow(0)
+	if b.proc != nil {
+		return b.startExporter(ctx, b.o.MinInterval)
+	}
+	return nil
+}
+
+// runScale runs cold and warm for every size, adding connections between
+// sizes, then draws the plot.
+func (b *bench) runScale(ctx context.Context, rep *report) error {
+	for _, n := range b.o.Scale {
+		r := sizeResult{Connections: n}
+		if err := b.connectSize(ctx, &r); err != nil {
+			return err
+		}
+		err := b.measureColdWarm(ctx, &r)
+		rep.Sizes = append(rep.Sizes, r)
+		if err != nil {
+			return err
+		}
+	}
+	rep.Plan = b.planSummary()
+	if b.o.Plot != "" {
+		if err := writePlot(b.o.Plot, rep.Sizes, b.o.Timeout); err != nil {
+			return fmt.Errorf("writing the plot: %w", err)
+		}
+		rep.PlotFile = b.o.Plot
+		b.logf("wrote %s", b.o.Plot)
+	}
+	return nil
+}
+
+// planSummary says which simulator credentials back the connections.
+func (b *bench) planSummary() []string {
+	var out []string
+	for _, v := range b.vendors {
+		vc := b.plan.creds[v]
+		var parts []string
+		for _, c := range vc.unique[:vc.used] {
+			parts = append(parts, c.label)
+		}
+		if vc.reused > 0 {
+			parts = append(parts, fmt.Sprintf("%s ×%d (no account id, so each is a new connection)", vc.reusable.label, vc.reused))
+		}
+		if len(parts) > 0 {
+			out = append(out, v+": "+strings.Join(parts, "; "))
+		}
+	}
+	return out
+}
