@@ -52,6 +52,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	verbose := fs.Bool("verbose", false, "log every vendor call")
 	twilioExporter := fs.String("twilio-exporter-url", vendorsim.DefaultTwilioExporterURL, "the exporter's external_url: the Twilio Connect App sends browsers back to URL/connect/twilio/callback and deauthorize callbacks to URL/connect/twilio/deauthorize")
 	twilioDropState := fs.Bool("twilio-drop-state", false, "leave state out of the Twilio consent page's redirect back (Twilio does not document passing it through)")
+	segmentTokenLifetime := fs.Duration("segment-token-lifetime", vendorsim.DefaultSegmentTokenLifetime, "lifetime of the Segment OAuth access tokens the simulator issues, e.g. 15m to watch the exporter renew them")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -63,6 +64,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *latency < 0 {
 		return fmt.Errorf("--latency must not be negative, got %s", *latency)
+	}
+	if *segmentTokenLifetime <= 0 {
+		return fmt.Errorf("--segment-token-lifetime must be positive, got %s", *segmentTokenLifetime)
 	}
 
 	level := slog.LevelInfo
@@ -76,6 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--twilio-exporter-url: %w", err)
 	}
 	sim.SetTwilioDropState(*twilioDropState)
+	sim.SetSegmentTokenLifetime(*segmentTokenLifetime)
 	if *latency > 0 {
 		for _, v := range sim.Vendors() {
 			sim.SetFault(v.Vendor, vendorsim.Fault{Latency: *latency})
