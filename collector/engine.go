@@ -73,6 +73,8 @@ type entry struct {
 	remaining   float64
 	usage       []prometheus.Metric
 	lastErr     string
+	expiry      time.Time // the credential's expiry after the last attempt renewed it
+	renewed     bool
 }
 
 // New builds an engine. Call Close to flush state on shutdown.
@@ -287,7 +289,24 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 		return
 	}
 	rec := newCallRecorder(e.o.Transport, c.Vendor, &e.counts, e.o.VendorConcurrency, e.o.Now)
-	s := &provider.Scrape{Conn: c, HTTP: &http.Client{Transport: rec}, Now: start, Renew: e.renewer(c.ID)}
+	// A renewed credential's expiry is exported by this very scrape, not
+	// only once the store is listed again.
+	var (
+		mu      sync.Mutex
+		expiry  time.Time
+		renewed bool
+	)
+	renew := e.renewer(c.ID)
+	s := &provider.Scrape{Conn: c, HTTP: &http.Client{Transport: rec}, Now: start,
+		Renew: func(ctx context.Context, fn func(provider.Connection) (*provider.Credential, error)) (provider.Connection, error) {
+			nc, err := renew(ctx, fn)
+			if err == nil {
+				mu.Lock()
+				expiry, renewed = nc.Expiry, true
+				mu.Unlock()
+			}
+			return nc, err
+		}}
 	err := safeCollect(ctx, p, s)
 	metrics, missing, updated := s.Result()
 	if updated != nil {
@@ -295,11 +314,16 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 		// rotated refresh token that is lost cannot be replayed.
 		if serr := e.o.Store.SetSecret(context.WithoutCancel(ctx), c.ID, updated.Secret, updated.Expiry); serr != nil {
 			err = errors.Join(err, fmt.Errorf("saving the renewed credential: %w", serr))
+		} else {
+			expiry, renewed = updated.Expiry, true
 		}
 	}
 	if err == nil && ctx.Err() != nil {
 		err = fmt.Errorf("collection did not finish before the deadline: %w", ctx.Err())
 	}
+	ent.mu.Lock()
+	ent.expiry, ent.renewed = expiry, renewed
+	ent.mu.Unlock()
 	ent.record(e, c, start, e.o.Now().Sub(start), metrics, missing, err, rec)
 }
 
@@ -432,6 +456,9 @@ func (ent *entry) snapshot(c store.Connection) *snapshot {
 	last := ent.lastSuccess
 	if c.LastSuccess.After(last) {
 		last = c.LastSuccess // another replica succeeded more recently
+	}
+	if ent.renewed {
+		c.Expiry = ent.expiry
 	}
 	return &snapshot{
 		conn:        c,

@@ -403,6 +403,10 @@ func TestRenewSavesBeforeUse(t *testing.T) {
 	if got[`saas_scrape_success{connection="prod",vendor="fake"}`] != 1 {
 		t.Fatalf("scrape: %v", got)
 	}
+	// The scrape that renewed exports the new expiry already.
+	if v := got[`saas_connection_expiry_timestamp_seconds{connection="prod",vendor="fake"}`]; v != float64(t0.Add(time.Hour).Unix()) {
+		t.Errorf("expiry metric in the renewing scrape: %v", v)
+	}
 	c, _ := st.Get(context.Background(), "id0")
 	if c.Secret["token"] != "fresh" || !c.Expiry.Equal(t0.Add(time.Hour)) || c.Name != "prod" {
 		t.Errorf("stored after renewal: %+v", c)
