@@ -17,6 +17,7 @@ import (
 	"github.com/saas-exporter/saas_exporter/collector"
 	"github.com/saas-exporter/saas_exporter/config"
 	"github.com/saas-exporter/saas_exporter/provider"
+	"github.com/saas-exporter/saas_exporter/provider/segment"
 	"github.com/saas-exporter/saas_exporter/provider/sendgrid"
 	"github.com/saas-exporter/saas_exporter/provider/twilio"
 	"github.com/saas-exporter/saas_exporter/store"
@@ -27,6 +28,7 @@ import (
 var vendors = []provider.Factory{
 	sendgrid.Factory,
 	twilio.Factory,
+	segment.Factory,
 }
 
 // clock is the exporter's time source; end-to-end tests replace it with a

@@ -84,6 +84,10 @@ var vendorSections = []func(simURL, exporterURL string) string{
 		return "  twilio:\n    connect_app_sid: " + vendorsim.TwilioConnectAppSid + "\n    account_sid: " + vendorsim.TwilioOwnerAccountSid +
 			"\n    auth_token: " + vendorsim.TwilioOwnerAuthToken + "\n    api_url: " + sim + "/twilio\n    authorize_url: " + sim + "/twilio-www/authorize\n"
 	},
+	func(sim, _ string) string {
+		return "  segment:\n    api_url: " + sim + "/segment/us\n    eu_api_url: " + sim + "/segment/eu\n    token_url: " + sim +
+			"/segment/oauth/us/token\n    eu_token_url: " + sim + "/segment/oauth/eu/token\n"
+	},
 }
 
 func startStack(t *testing.T, o stackOptions) *stack {

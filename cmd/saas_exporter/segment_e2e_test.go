@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/saas-exporter/saas_exporter/vendorsim"
+)
+
+// Segment tokens in both regions and an OAuth app, through the API.
+func TestSegmentEndToEnd(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	var out struct {
+		Error string `json:"error"`
+	}
+	// The EU token on the US region is refused with a hint, nothing stored.
+	if code := s.api("POST", "/api/v1/connections", map[string]string{"vendor": "segment", "name": "wrong", "token": vendorsim.SegmentTokenEuro, "region": "us"}, &out); code != 400 || !strings.Contains(strings.ToLower(out.Error), "eu") {
+		t.Errorf("wrong region: %d %q", code, out.Error)
+	}
+	if code := s.api("POST", "/api/v1/connections", map[string]string{"vendor": "segment", "name": "wrong", "token": vendorsim.SegmentTokenAcme, "region": "mars"}, &out); code != 400 {
+		t.Errorf("unknown region: %d %q", code, out.Error)
+	}
+	// One workspace per connection: connecting a workspace again updates
+	// its connection, so the EU workspace is connected through OAuth only.
+	for _, c := range []map[string]string{
+		{"vendor": "segment", "name": "seg-us", "token": vendorsim.SegmentTokenAcme, "region": "us"},
+		{"vendor": "segment", "name": "seg-oauth", "method": "client_credentials", "region": "eu", "client_id": vendorsim.SegmentOAuthClientEuro,
+			"key_id": vendorsim.SegmentOAuthKeyIDEuro, "private_key": vendorsim.SegmentOAuthTestPrivateKey},
+	} {
+		out.Error = ""
+		if code := s.api("POST", "/api/v1/connections", c, &out); code != 201 {
+			t.Fatalf("connect %s: %d %q", c["name"], code, out.Error)
+		}
+	}
+	if n := len(s.connections()); n != 2 {
+		t.Fatalf("%d connections", n)
+	}
+	m := s.scrape()
+	ws, _ := vendorsim.SegmentWorkspaceFor(vendorsim.SegmentTokenAcme)
+	for series, want := range map[string]string{
+		`saas_segment_sources{connection="seg-us"}`:                                                                          fmt.Sprint(ws.Sources),
+		`saas_segment_users{connection="seg-us"}`:                                                                            fmt.Sprint(ws.Users),
+		`saas_segment_invites_pending{connection="seg-us"}`:                                                                  fmt.Sprint(len(ws.Invites)),
+		`saas_scrape_success{connection="seg-oauth",vendor="segment"}`:                                                       "1",
+		`saas_connection_info{account="Euro Corp",auth_method="client_credentials",connection="seg-oauth",vendor="segment"}`: "1",
+	} {
+		if got := metricValue(t, m, series); got != want {
+			t.Errorf("%s = %s, want %s", series, got, want)
+		}
+	}
+	for _, kind := range []string{"identified", "anonymous", "anonymous_identified", "never_identified"} {
+		metricValue(t, m, `saas_segment_mtu{connection="seg-us",kind="`+kind+`"}`)
+	}
+	// Only the OAuth connection's credential expires.
+	metricValue(t, m, `saas_connection_expiry_timestamp_seconds{connection="seg-oauth",vendor="segment"}`)
+	if strings.Contains(m, `saas_connection_expiry_timestamp_seconds{connection="seg-us"`) {
+		t.Error("a Public API token has an expiry")
+	}
+	promtoolCheck(t, m)
+
+	// A revoked token turns the connection revoked.
+	s.Sim.RevokeSegmentToken(vendorsim.SegmentTokenAcme)
+	m = s.scrape()
+	if got := metricValue(t, m, `saas_connection_state{connection="seg-us",state="revoked",vendor="segment"}`); got != "1" {
+		t.Errorf("revoked: %s", got)
+	}
+	if strings.Contains(s.logs.String(), vendorsim.SegmentTokenAcme) || strings.Contains(s.logs.String(), "BEGIN PRIVATE KEY") {
+		t.Error("a Segment secret reached the log")
+	}
+}
