@@ -1,0 +1,142 @@
+package store_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/saas-exporter/saas_exporter/store"
+	"github.com/saas-exporter/saas_exporter/store/pgtest"
+)
+
+const (
+	pgKillEnvDSN    = "SAAS_EXPORTER_PG_KILL_CHILD_DSN"
+	pgKillEnvKey    = "SAAS_EXPORTER_PG_KILL_CHILD_KEY"
+	pgKillEnvPrefix = "SAAS_EXPORTER_PG_KILL_CHILD_PREFIX"
+)
+
+// init runs the kill child instead of the tests when TestPostgresClientKill
+// starts this binary as its child (TestMain, in crash_test.go, belongs to
+// the internal test package; init runs before it).
+func init() {
+	if dsn := os.Getenv(pgKillEnvDSN); dsn != "" {
+		pgKillChild(dsn)
+	}
+}
+
+// pgKillChild writes until it is killed, printing each write after it is
+// acknowledged: a Put of a new connection, then an UpdateLocked of the
+// previous one, so a kill can land while a row lock is held.
+func pgKillChild(dsn string) {
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	kr, err := store.ParseKeyring(os.Getenv(pgKillEnvKey))
+	if err != nil {
+		fail(err)
+	}
+	ctx := context.Background()
+	s, err := store.OpenPostgres(ctx, dsn, kr, nil)
+	if err != nil {
+		fail(err)
+	}
+	prefix := os.Getenv(pgKillEnvPrefix)
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("%s-%05d", prefix, i)
+		c := pgConn(id, id)
+		c.Secret = map[string]string{"token": "v1-" + id}
+		if err := s.Put(ctx, c); err != nil {
+			fail(err)
+		}
+		fmt.Printf("PUT %s\n", id)
+		if i == 0 {
+			continue
+		}
+		prev := fmt.Sprintf("%s-%05d", prefix, i-1)
+		err := s.UpdateLocked(ctx, prev, func(c store.Connection) (*store.Connection, error) {
+			c.Secret = map[string]string{"token": "v2-" + prev}
+			return &c, nil
+		})
+		if err != nil {
+			fail(err)
+		}
+		fmt.Printf("UPD %s\n", prev)
+	}
+}
+
+// TestPostgresClientKill kills a writing client at a random moment: every
+// write it had acknowledged is in the database, and no lock it held is left
+// behind.
+func TestPostgresClientKill(t *testing.T) {
+	dsn, _ := pgtest.Start(t)
+	kr, key := newKeyring(t)
+	acked := map[string]string{} // id -> the secret it must at least have
+	for round := range 3 {
+		want := 20 + rand.IntN(40)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // only against a hung child
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), pgKillEnvDSN+"="+dsn, pgKillEnvKey+"="+key, fmt.Sprintf("%s=r%d", pgKillEnvPrefix, round))
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		n := 0
+		for n < want && sc.Scan() {
+			kind, id, ok := strings.Cut(sc.Text(), " ")
+			switch {
+			case !ok:
+				continue // not one of ours
+			case kind == "PUT":
+				acked[id] = "v1-" + id
+				n++
+			case kind == "UPD":
+				acked[id] = "v2-" + id
+			}
+		}
+		// A little jitter so the kill lands anywhere in a write.
+		time.Sleep(rand.N(2 * time.Millisecond))
+		cmd.Process.Kill()
+		cmd.Wait()
+		cancel()
+		if n < want {
+			t.Fatalf("round %d: child stopped after %d writes: %s", round, n, stderr.String())
+		}
+
+		ctx, cancel = context.WithTimeout(context.Background(), time.Minute) // a lock left behind would hang
+		s, err := store.OpenPostgres(ctx, dsn, kr, nil)
+		if err != nil {
+			t.Fatalf("round %d: store does not open after the kill: %v", round, err)
+		}
+		for id, sec := range acked {
+			c, err := s.Get(ctx, id)
+			if err != nil {
+				t.Errorf("round %d: acknowledged connection %s: %v", round, id, err)
+				continue
+			}
+			got := c.Secret["token"]
+			// An update may have landed without its acknowledgement; never older.
+			if got != sec && !(sec == "v1-"+id && got == "v2-"+id) {
+				t.Errorf("round %d: connection %s has secret %q, want %q", round, id, got, sec)
+			}
+			err = s.UpdateLocked(ctx, id, func(store.Connection) (*store.Connection, error) { return nil, nil })
+			if err != nil {
+				t.Errorf("round %d: locking %s after the kill: %v", round, id, err)
+			}
+		}
+		s.Close()
+		cancel()
+	}
+}
