@@ -304,7 +304,7 @@ func (s *Server) registerSendGrid() {
 			"POST /_sim/sendgrid/restore  form or JSON key=<API key>",
 		},
 		func(base string) string {
-			return "  sendgrid:\n    api_url: " + base + "/sendgrid\n"
+			return "  sendgrid:\n    api_url: " + base + "/sendgrid\n" + sendGridOAuthConfig(base)
 		})
 }
 
@@ -422,6 +422,10 @@ func (g *sendGrid) authenticate(r *http.Request) (*SendGridAccount, string) {
 	key = strings.TrimSpace(key)
 	a, ok := sendGridAccounts[key]
 	if !ok {
+		// An access token from the simulator's OAuth server (oauth.go).
+		if a, why := g.oauthAccount(key); a != nil || why != "" {
+			return a, why
+		}
 		return nil, "unknown key"
 	}
 	g.mu.Lock()

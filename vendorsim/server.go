@@ -104,6 +104,7 @@ func New(o Options) *Server {
 	s.registerSendGrid()
 	s.registerTwilio()
 	s.registerSegment()
+	s.registerOAuth()
 	return s
 }
 
