@@ -148,12 +148,14 @@ func dsnError(dsn string, err error) error {
 	reason := "unrecognised syntax"
 	var pce *pgconn.ParseConfigError
 	if errors.As(err, &pce) {
-		if inner := pce.Unwrap(); inner != nil {
-			var ue *url.Error
-			if errors.As(inner, &ue) {
-				inner = ue.Err // url.Error quotes the whole URL
-			}
-			reason = inner.Error()
+		// "cannot parse `<dsn, password masked>`: <reason>"
+		text := pce.Error()
+		if i := strings.Index(text, "`: "); strings.HasPrefix(text, "cannot parse `") && i >= 0 {
+			reason = text[i+3:]
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			reason = strings.ReplaceAll(reason, ue.Error(), ue.Err.Error()) // url.Error quotes the whole URL
 		}
 	}
 	for _, pw := range dsnPasswords(dsn) {

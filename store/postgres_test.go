@@ -460,6 +460,8 @@ func TestPostgresDSNErrorsHidePassword(t *testing.T) {
 		{"host=127.0.0.1 password='" + pw + "' port=notaport", "cannot be parsed"},
 		{"host=127.0.0.1 password=" + pw + " connect_timeout=soon", "cannot be parsed"},
 		{"postgres://exporter:" + pw + "@127.0.0.1/db?sslmode=sometimes", "cannot be parsed"},
+		{"postgres://127.0.0.1/db?password=" + pw + "&port=x", "cannot be parsed"},
+		{"postgres://exporter:" + pw + "%zz@127.0.0.1/db", "cannot be parsed"},
 	} {
 		s, err := store.OpenPostgres(ctx, tc.dsn, kr, nil)
 		if err == nil {
@@ -563,5 +565,33 @@ func TestPostgresServerRestart(t *testing.T) {
 	}
 	if cs, err := s.List(ctx); err != nil || len(cs) != held+2 {
 		t.Errorf("List after the restart = %d connections, %v; want %d", len(cs), err, held+2)
+	}
+}
+
+// Expired single-use keys are removed by later calls, so the table does not
+// grow without bound.
+func TestPostgresUseOncePurges(t *testing.T) {
+	ctx := context.Background()
+	dsn, _ := pgtest.Start(t)
+	kr, _ := newKeyring(t)
+	s := openPG(t, dsn, kr)
+	future := time.Now().Add(time.Hour)
+	// Written directly: through UseOnce, each would purge the ones before.
+	raw := rawConn(t, dsn)
+	if _, err := raw.Exec(ctx, "INSERT INTO use_once (key, expires) SELECT 'old-' || i, now() - interval '1 minute' FROM generate_series(1, 200) i"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if ok, err := s.UseOnce(ctx, fmt.Sprintf("new-%03d", i), future); err != nil || !ok {
+			t.Fatalf("UseOnce = %v, %v", ok, err)
+		}
+	}
+	var expired, live int
+	err := raw.QueryRow(ctx, "SELECT count(*) FILTER (WHERE expires <= now()), count(*) FILTER (WHERE expires > now()) FROM use_once").Scan(&expired, &live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if expired != 0 || live != 10 {
+		t.Errorf("use_once holds %d expired and %d live keys, want 0 and 10", expired, live)
 	}
 }
