@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/saas-exporter/saas_exporter/vendorsim"
+)
+
+// A person in a real browser: log in, connect all three vendors (Twilio
+// through the simulator's consent page), see them, disconnect one.
+// SAAS_UPDATE_SCREENSHOTS=1 also writes docs/connections.png for the README.
+func TestBrowserEndToEnd(t *testing.T) {
+	browser := requireTool(t, "chromium")
+	s := startStack(t, stackOptions{MinInterval: "1h"})
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1400, 1000),
+	)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+
+	run := func(step string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v\nexporter log:\n%s", step, err, s.logs.String())
+		}
+	}
+	var page string
+	body := func() chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			var err error
+			page, err = chromedp.Text(chromedp.CSS("body"))(ctx, tg)
+			return err
+		})
+	}
+
+	run("log in",
+		chromedp.Navigate(s.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS("#user")),
+		chromedp.SendKeys(chromedp.CSS("#user"), testAdmin),
+		chromedp.SendKeys(chromedp.CSS("#password"), testPassword),
+		chromedp.Submit(chromedp.CSS("#password")),
+		chromedp.WaitVisible(`//h1[text()="Connections"]`),
+	)
+
+	run("connect SendGrid by key",
+		chromedp.Click(`//a[contains(@href,"/connect/sendgrid")]`),
+		chromedp.WaitVisible(chromedp.CSS("#f-api_key")),
+		chromedp.SendKeys(chromedp.CSS("#f-name"), "sg-acme"),
+		chromedp.SendKeys(chromedp.CSS("#f-api_key"), vendorsim.SendGridKeyAcme),
+		chromedp.Submit(chromedp.CSS("#f-api_key")),
+		chromedp.WaitVisible(`//td[.//strong[text()="sg-acme"]]`),
+	)
+
+	run("Twilio Connect through the consent page",
+		chromedp.SendKeys(chromedp.CSS("#n-twilio-connect"), "tw-acme"),
+		chromedp.Submit(chromedp.CSS("#n-twilio-connect")),
+		chromedp.WaitVisible(`//button[@value="allow"]`),
+		chromedp.Click(`//button[@value="allow"]`),
+		chromedp.WaitVisible(`//td[.//strong[text()="tw-acme"]]`),
+	)
+
+	run("connect Segment by token",
+		chromedp.Click(`//a[contains(@href,"/connect/segment") and contains(@href,"token")]`),
+		chromedp.WaitVisible(chromedp.CSS("#f-token")),
+		chromedp.SendKeys(chromedp.CSS("#f-name"), "seg-us"),
+		chromedp.SendKeys(chromedp.CSS("#f-token"), vendorsim.SegmentTokenAcme),
+		chromedp.SetValue(chromedp.CSS("#f-region"), "us"),
+		chromedp.Submit(chromedp.CSS("#f-token")),
+		chromedp.WaitVisible(`//td[.//strong[text()="seg-us"]]`),
+	)
+
+	// The engine collects on a scrape; the page then shows last success.
+	s.scrape()
+	run("connections page",
+		chromedp.Navigate(s.URL+"/"),
+		chromedp.WaitVisible(`//td[.//strong[text()="seg-us"]]`),
+		body(),
+	)
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"sg-acme", "tw-acme", "seg-us", "SendGrid", "Twilio", "Segment", "acme"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("connections page lacks %q", want)
+		}
+	}
+	if n := strings.Count(page, "active"); n < 3 {
+		t.Errorf("connections page shows %d active states, want 3:\n%s", n, page)
+	}
+	if strings.Contains(page, vendorsim.SendGridKeyAcme) || strings.Contains(page, vendorsim.SegmentTokenAcme) {
+		t.Error("a secret is on the page")
+	}
+	out := filepath.Join(t.TempDir(), "connections.png")
+	if err := os.WriteFile(out, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", out, len(shot))
+	if os.Getenv("SAAS_UPDATE_SCREENSHOTS") == "1" {
+		if err := os.WriteFile(filepath.Join("..", "..", "docs", "connections.png"), shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	run("disconnect Segment",
+		chromedp.Click(`//tr[.//strong[text()="seg-us"]]//a[text()="Disconnect"]`),
+		chromedp.WaitVisible(`//h1[contains(text(),"Disconnect")]`),
+		chromedp.Click(`//button[text()="Disconnect"]`),
+		chromedp.WaitVisible(`//h1[text()="Connections"]`),
+		body(),
+	)
+	if _, still := s.connections()["seg-us"]; still {
+		t.Error("seg-us still stored after Disconnect")
+	}
+	if n := len(s.connections()); n != 2 {
+		t.Errorf("%d connections after disconnecting one, want 2", n)
+	}
+}
