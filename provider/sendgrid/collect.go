@@ -42,16 +42,26 @@ const pageSize = 500
 // does not hide the others.
 func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 	c := &client{hc: s.HTTP, apiURL: p.apiURL, key: s.Conn.Secret["api_key"]}
-	if c.key == "" {
-		return provider.Revoked(errors.New("sendgrid: the stored connection has no API key; reconnect it"))
-	}
+	isOAuth := s.Conn.AuthMethod == oauthMethodName
+	var (
+		scopes []string
+		err    error
+	)
 	// /v3/scopes doubles as the credential check.
-	scopes, err := c.scopes(ctx)
-	if err != nil {
-		if provider.StatusOf(err) == http.StatusUnauthorized {
-			return provider.Revoked(err)
+	if isOAuth {
+		if scopes, err = p.oauthScopes(ctx, s, c); err != nil {
+			return err
 		}
-		return err
+	} else {
+		if c.key == "" {
+			return provider.Revoked(errors.New("sendgrid: the stored connection has no API key; reconnect it"))
+		}
+		if scopes, err = c.scopes(ctx); err != nil {
+			if provider.StatusOf(err) == http.StatusUnauthorized {
+				return provider.Revoked(err)
+			}
+			return err
+		}
 	}
 	s.MissingScopes(missing(scopes))
 
@@ -90,6 +100,9 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 	err = errors.Join(errs...)
 	for _, e := range errs {
 		if provider.StatusOf(e) == http.StatusUnauthorized {
+			if isOAuth {
+				return midCollection401(err)
+			}
 			return provider.Revoked(err)
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	sg "github.com/sendgrid/sendgrid-go"
 	"gopkg.in/yaml.v3"
 
+	"github.com/saas-exporter/saas_exporter/auth/oauth"
 	"github.com/saas-exporter/saas_exporter/config"
 	"github.com/saas-exporter/saas_exporter/provider"
 )
@@ -32,6 +32,8 @@ var RecommendedScopes = []string{"stats.read", "user.credits.read", "user.accoun
 // Config is the vendors.sendgrid section.
 type Config struct {
 	APIURL string `yaml:"api_url"`
+	// OAuth enables connecting with SendGrid sign-in (authorization code).
+	OAuth *oauth.Section `yaml:"oauth"`
 }
 
 // Factory registers SendGrid with the exporter.
@@ -40,10 +42,11 @@ var Factory = provider.Factory{Vendor: vendor, New: New}
 // Provider implements provider.Provider for SendGrid.
 type Provider struct {
 	apiURL string
+	oauth  *oauth.Method // nil unless vendors.sendgrid.oauth is configured
 }
 
 // New builds the provider from its config section (nil: defaults).
-func New(node *yaml.Node, _ provider.Env) (provider.Provider, error) {
+func New(node *yaml.Node, env provider.Env) (provider.Provider, error) {
 	var c Config
 	if node != nil {
 		if err := config.Decode(node, &c); err != nil {
@@ -57,13 +60,23 @@ func New(node *yaml.Node, _ provider.Env) (provider.Provider, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("api_url: must be an absolute http(s) URL such as %s, got %q", defaultAPIURL, c.APIURL)
 	}
-	return &Provider{apiURL: strings.TrimRight(c.APIURL, "/")}, nil
+	p := &Provider{apiURL: strings.TrimRight(c.APIURL, "/")}
+	if c.OAuth != nil {
+		if p.oauth, err = p.newOAuthMethod(c.OAuth, env); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
 }
 
 func (p *Provider) Vendor() string { return vendor }
 func (p *Provider) Title() string  { return "SendGrid" }
 func (p *Provider) Methods() []provider.Method {
-	return []provider.Method{&apiKeyMethod{p}}
+	ms := []provider.Method{&apiKeyMethod{p}}
+	if p.oauth != nil {
+		ms = append(ms, p.oauth)
+	}
+	return ms
 }
 
 type apiKeyMethod struct{ p *Provider }
@@ -104,19 +117,7 @@ func (m *apiKeyMethod) Verify(ctx context.Context, hc *http.Client, values map[s
 		Scopes:        scopes,
 		MissingScopes: missing(scopes),
 	}
-	// The account's name, where the key may read it.
-	if slices.Contains(scopes, "user.username.read") {
-		var u struct {
-			Username string `json:"username"`
-			UserID   int64  `json:"user_id"`
-		}
-		if err := c.get(ctx, "/v3/user/username", nil, &u); err == nil {
-			cred.Account = u.Username
-			if u.UserID != 0 {
-				cred.AccountID = strconv.FormatInt(u.UserID, 10)
-			}
-		}
-	}
+	cred.Account, cred.AccountID = c.identify(ctx, scopes)
 	return cred, nil
 }
 
