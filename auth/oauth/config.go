@@ -24,6 +24,7 @@ import (
 const (
 	DefaultRefreshFailureWindow = 96 * time.Hour
 	DefaultRefreshMargin        = 60 * time.Second
+	DefaultRetryBackoff         = 250 * time.Millisecond
 )
 
 // Section is the YAML of an OAuth client registration, e.g.
@@ -118,6 +119,10 @@ type Config struct {
 	// RefreshMargin: access tokens are refreshed this long before they
 	// expire. Default 60s.
 	RefreshMargin time.Duration
+	// RetryBackoff is the first wait before retrying a refresh that
+	// failed with a network error or 5xx; it doubles per retry, within the
+	// scrape's deadline. Default 250ms.
+	RetryBackoff time.Duration
 	// ConfigKey names the configuration section in messages for people,
 	// e.g. "vendors.example.oauth".
 	ConfigKey string
@@ -134,6 +139,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.RefreshMargin <= 0 {
 		c.RefreshMargin = DefaultRefreshMargin
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = DefaultRetryBackoff
 	}
 	if c.AuthStyle == oauth2.AuthStyleAutoDetect {
 		c.AuthStyle = oauth2.AuthStyleInHeader

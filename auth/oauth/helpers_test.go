@@ -130,7 +130,8 @@ func newMethod(t *testing.T, a *fakeAS, now func() time.Time) (*Method, *verifie
 	t.Helper()
 	v := &verified{}
 	cfg := Config{ClientID: clientID, ClientSecret: clientSecret, AuthURL: "https://vendor.example/authorize", TokenURL: a.srv.URL + "/token",
-		Scopes: []string{"read", "stats"}, ConfigKey: "vendors.example.oauth", Now: now}
+		Scopes: []string{"read", "stats"}, ConfigKey: "vendors.example.oauth", Now: now,
+		RetryBackoff: time.Millisecond} // tests must not wait; how many attempts are made is what they check
 	return NewMethod("oauth", "Example sign-in", "Example", cfg, v.verify), v
 }
 

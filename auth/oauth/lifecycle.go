@@ -27,13 +27,10 @@ const (
 	SettingFailingSince = "refresh_failing_since"
 )
 
-// Refresh retries inside one scrape: network errors and 5xx are retried
-// this many times in all, waiting retryBackoff, then twice that, ...
-// while the scrape's deadline allows.
-var (
-	refreshAttempts = 3
-	retryBackoff    = 250 * time.Millisecond
-)
+// refreshAttempts: a refresh failing with a network error or 5xx is tried
+// this many times in one scrape, waiting Config.RetryBackoff, then twice
+// that, while the scrape's deadline allows.
+const refreshAttempts = 3
 
 // tokens is what a connection holds of its OAuth grant.
 type tokens struct {
@@ -286,7 +283,7 @@ func (m *Method) refresh(ctx context.Context, hc *http.Client, refreshToken stri
 	}
 	cctx := context.WithValue(ctx, oauth2.HTTPClient, hc)
 	conf := m.cfg.oauth2Config("")
-	wait := retryBackoff
+	wait := m.cfg.RetryBackoff
 	for attempt := 1; ; attempt++ {
 		tok, err := conf.TokenSource(cctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
 		if err == nil {

@@ -11,11 +11,6 @@ import (
 	"github.com/saas-exporter/saas_exporter/provider"
 )
 
-func init() {
-	// Tests must not wait; how many attempts are made is what they check.
-	retryBackoff = time.Millisecond
-}
-
 func wantState(t *testing.T, err error, state string) {
 	t.Helper()
 	var se *provider.StateError
