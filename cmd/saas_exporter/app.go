@@ -61,7 +61,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, "saas_exporter.db"), kr)
+	st, err := openStore(ctx, cfg, kr, log)
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +99,26 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return a, nil
+}
+
+// openStore opens the configured backend: PostgreSQL for several replicas,
+// otherwise the embedded bbolt file in data_dir.
+func openStore(ctx context.Context, cfg *config.Config, kr *store.Keyring, log *slog.Logger) (store.Store, error) {
+	if pg := cfg.Store.Postgres; pg != nil {
+		st, err := store.OpenPostgres(ctx, pg.DSN, kr, log)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("store: PostgreSQL", "database", st.Where())
+		return st, nil
+	}
+	path := filepath.Join(cfg.DataDir, store.DefaultBoltFile)
+	st, err := store.OpenBolt(path, kr)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("store: embedded", "file", path)
+	return st, nil
 }
 
 func (a *app) handler() http.Handler {

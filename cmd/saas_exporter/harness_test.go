@@ -64,6 +64,9 @@ type stackOptions struct {
 	ExtraConfig string // appended YAML (top-level keys)
 	MinInterval string // default 1ms: every scrape calls the vendor
 	SimOptions  vendorsim.Options
+	// Sim shares a running simulator (a second replica); nil starts one.
+	Sim    *vendorsim.Server
+	SimURL string
 }
 
 // vendorConfig returns the vendors: section pointing every vendor at the
@@ -92,9 +95,13 @@ var vendorSections = []func(simURL, exporterURL string) string{
 
 func startStack(t *testing.T, o stackOptions) *stack {
 	t.Helper()
-	sim := vendorsim.New(o.SimOptions)
-	simSrv := httptest.NewServer(sim.Handler())
-	t.Cleanup(func() { sim.Close(); simSrv.Close() })
+	sim, simURL := o.Sim, o.SimURL
+	if sim == nil {
+		sim = vendorsim.New(o.SimOptions)
+		simSrv := httptest.NewServer(sim.Handler())
+		t.Cleanup(func() { sim.Close(); simSrv.Close() })
+		simURL = simSrv.URL
+	}
 
 	// The exporter's port must be known before its config is written
 	// (external_url): reserve one.
@@ -119,13 +126,13 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		o.MinInterval = "1ms"
 	}
 	cfg := fmt.Sprintf("external_url: %s\ndata_dir: %s\nadmins:\n  %s: %q\nscrape:\n  timeout: 5s\n  min_interval: %s\n%s%s",
-		url, filepath.Join(dir, "data"), testAdmin, hash, o.MinInterval, vendorConfig(simSrv.URL, url), o.ExtraConfig)
+		url, filepath.Join(dir, "data"), testAdmin, hash, o.MinInterval, vendorConfig(simURL, url), o.ExtraConfig)
 	cfgFile := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
-	s := &stack{t: t, Sim: sim, SimURL: simSrv.URL, URL: url, Dir: dir, logs: &syncBuffer{}, done: make(chan int, 1)}
+	s := &stack{t: t, Sim: sim, SimURL: simURL, URL: url, Dir: dir, logs: &syncBuffer{}, done: make(chan int, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	ready := make(chan string, 1)

@@ -56,6 +56,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	app.Writer(stdout)
 	app.ErrorWriter(stderr)
 	configFile := app.Flag("config.file", "Configuration file (YAML).").Default("saas_exporter.yml").String()
+	app.Command("serve", "Run the exporter (the default).").Default()
+	migrateCmd := app.Command("store", "Store maintenance.").Command("migrate", "Copy every connection and invite from one store to another, then verify the copy. Stop the exporters first; safe to run twice.")
+	migrateFrom := migrateCmd.Flag("from", "Source: bbolt:PATH, or bbolt for data_dir's file.").Required().String()
+	migrateTo := migrateCmd.Flag("to", "Destination: postgres:DSN, or postgres for store.postgres from the configuration.").Required().String()
 	webFlags := kingpinflag.AddFlags(app, ":9888")
 	logCfg := &promslog.Config{Writer: stderr}
 	promslogflag.AddFlags(app, logCfg)
@@ -63,7 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	app.HelpFlag.Short('h')
 	exited := false
 	app.Terminate(func(int) { exited = true })
-	if _, err := app.Parse(args); err != nil {
+	cmd, err := app.Parse(args)
+	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v (see --help)\n", program, err)
 		return 2
 	}
@@ -76,6 +81,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	if err != nil {
 		logger.Error("invalid configuration", "err", err)
 		return 1
+	}
+	if cmd == migrateCmd.FullCommand() {
+		if err := migrateStores(ctx, cfg, *migrateFrom, *migrateTo, stdout, logger); err != nil {
+			logger.Error("store migrate failed", "err", err)
+			return 1
+		}
+		return 0
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
