@@ -132,17 +132,21 @@ func (p *Provider) useToken(s *provider.Scrape, ts *tokenSource, c *client, forc
 	}
 	if err != nil {
 		if !force && usable(ts.cur, s.Now, 0) {
-			// Not due yet: keep collecting with the current token. Its
-			// expiry is exported, so an alert sees it coming.
+			// Not due yet: keep collecting with the current token, and
+			// export its expiry: without a successful renewal, that is
+			// when the connection stops working.
 			p.log.Warn("segment: renewing the OAuth access token failed; using the current one until it expires",
 				"connection", s.Conn.Name, "expiry", ts.cur.Expiry, "err", err)
+			if !s.Conn.Expiry.Equal(ts.cur.Expiry) {
+				s.UpdateCredential(renewedCredential(s.Conn, ts.app, ts.cur, ts.cur.Expiry))
+			}
 			c.token = ts.cur.AccessToken
 			return nil
 		}
 		return provider.Expired(fmt.Errorf("segment: the OAuth access token could not be renewed (reconnect if the app, its key or its scope changed): %w", err))
 	}
-	if ts.renewed {
-		s.UpdateCredential(renewedCredential(s.Conn, ts.app, tok))
+	if ts.renewed || !s.Conn.Expiry.IsZero() {
+		s.UpdateCredential(renewedCredential(s.Conn, ts.app, tok, time.Time{}))
 	}
 	c.token = tok.AccessToken
 	return nil

@@ -65,12 +65,9 @@ func TestThroughEngine(t *testing.T) {
 
 	env.clock.Set(t0.Add(55 * time.Minute))
 	m := scrapeMetrics(t, eng)
-	renewedExpiry := t0.Add(55 * time.Minute).Add(time.Hour)
-	// The engine exports the expiry of the connection as listed when the
-	// scrape began, so the renewed one shows from the next scrape on.
-	m = scrapeMetrics(t, eng)
-	if got := m[`saas_connection_expiry_timestamp_seconds{connection="oauth",vendor="segment"}`]; got != float64(renewedExpiry.Unix()) {
-		t.Errorf("expiry metric %v, want %v", got, renewedExpiry.Unix())
+	// Renewal works, so the connection does not expire without a person.
+	if got, ok := m[`saas_connection_expiry_timestamp_seconds{connection="oauth",vendor="segment"}`]; ok {
+		t.Errorf("expiry metric %v while renewal works", got)
 	}
 	for _, conn := range []string{"oauth", "euro"} {
 		if m[`saas_connection_state{connection="`+conn+`",state="active",vendor="segment"}`] != 1 || m[`saas_scrape_success{connection="`+conn+`",vendor="segment"}`] != 1 {
@@ -87,7 +84,7 @@ func TestThroughEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !stored.Expiry.Equal(renewedExpiry) || stored.Secret["access_token"] == oc.Secret["access_token"] || stored.Secret["private_key"] == "" {
+	if !stored.Expiry.IsZero() || stored.Secret["access_token"] == oc.Secret["access_token"] || stored.Secret["private_key"] == "" {
 		t.Errorf("stored credential not renewed: expiry %s", stored.Expiry)
 	}
 
@@ -108,5 +105,38 @@ func TestThroughEngine(t *testing.T) {
 	m = scrapeMetrics(t, eng)
 	if env.sim.Calls("segment") == calls || m[`saas_connection_state{connection="euro",state="active",vendor="segment"}`] != 1 {
 		t.Errorf("not collected again after the reset: %v", m)
+	}
+}
+
+// A failing renewal makes the access token's expiry the connection's:
+// the expiry alert sees it coming, in the same scrape.
+func TestThroughEngineRenewalFailing(t *testing.T) {
+	env := newEnv(t, 1000)
+	env.sim.SetSegmentTokenLifetime(time.Hour)
+	oc := env.connect(t) // token expires t0+1h
+	st := store.NewMemory()
+	if err := st.Put(context.Background(), store.Connection{ID: "o1", Vendor: vendor, Name: "oauth", AuthMethod: oc.AuthMethod,
+		Account: oc.Account, AccountID: oc.AccountID, Settings: oc.Settings, Secret: oc.Secret, Created: t0,
+		Status: store.Status{State: store.StateActive}}); err != nil {
+		t.Fatal(err)
+	}
+	eng := collector.New(collector.Options{Store: st, Providers: []provider.Provider{env.p}, Timeout: 5 * time.Second,
+		Now: env.clock.Now, Concurrency: 4, VendorConcurrency: 4})
+	t.Cleanup(eng.Close)
+	env.sim.SetSegmentOAuthRefuse(true)
+	env.clock.Set(t0.Add(55 * time.Minute))
+	m := scrapeMetrics(t, eng)
+	if got := m[`saas_connection_expiry_timestamp_seconds{connection="oauth",vendor="segment"}`]; got != float64(t0.Add(time.Hour).Unix()) {
+		t.Errorf("expiry metric %v, want the token's expiry %v", got, t0.Add(time.Hour).Unix())
+	}
+	if m[`saas_connection_state{connection="oauth",state="active",vendor="segment"}`] != 1 {
+		t.Errorf("still usable: %v", m)
+	}
+	// Renewal works again: the expiry goes away.
+	env.sim.SetSegmentOAuthRefuse(false)
+	env.clock.Set(t0.Add(56 * time.Minute))
+	m = scrapeMetrics(t, eng)
+	if got, ok := m[`saas_connection_expiry_timestamp_seconds{connection="oauth",vendor="segment"}`]; ok {
+		t.Errorf("expiry metric %v after a successful renewal", got)
 	}
 }

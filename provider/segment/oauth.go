@@ -412,12 +412,15 @@ func (m *clientCredentialsMethod) Verify(ctx context.Context, hc *http.Client, v
 		},
 		Secret: app.secret(tok),
 		Scopes: []string{Scope},
-		Expiry: tok.Expiry,
+		// No Expiry: the exporter renews the token by itself, so the
+		// connection does not stop working without a person.
 	}, nil
 }
 
 // renewedCredential is what UpdateCredential stores after a renewal.
-func renewedCredential(c provider.Connection, app *oauthApp, t *oauth2.Token) *provider.Credential {
+// expiry is when the connection stops working without a person: zero
+// while renewal works, the access token's expiry while it fails.
+func renewedCredential(c provider.Connection, app *oauthApp, t *oauth2.Token, expiry time.Time) *provider.Credential {
 	return &provider.Credential{
 		AccountID:  c.AccountID,
 		Account:    c.Account,
@@ -425,6 +428,6 @@ func renewedCredential(c provider.Connection, app *oauthApp, t *oauth2.Token) *p
 		Settings:   c.Settings,
 		Secret:     app.secret(t),
 		Scopes:     slices.Clone(c.Scopes),
-		Expiry:     t.Expiry,
+		Expiry:     expiry,
 	}
 }

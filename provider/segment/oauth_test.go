@@ -60,8 +60,9 @@ func TestVerifyOAuth(t *testing.T) {
 		c.Secret["access_token_expiry"] != "2026-03-15T13:00:00Z" {
 		t.Errorf("secret keys: %v / expiry %q", len(c.Secret), c.Secret["access_token_expiry"])
 	}
-	if !c.Expiry.Equal(t0.Add(time.Hour)) {
-		t.Errorf("expiry %s", c.Expiry)
+	// The exporter renews the token itself: the connection has no expiry.
+	if !c.Expiry.IsZero() {
+		t.Errorf("expiry %s, want none", c.Expiry)
 	}
 	for k, v := range c.Settings {
 		if strings.Contains(v, "PRIVATE KEY") || strings.HasPrefix(v, "vsat_") {
@@ -197,7 +198,7 @@ func TestOAuthRenewal(t *testing.T) {
 		t.Fatalf("not renewed (%d token calls)", e.tokenCalls("us"))
 	}
 	second := updated.Secret["access_token"]
-	if second == "" || second == first || !updated.Expiry.Equal(at.Add(time.Hour)) ||
+	if second == "" || second == first || !updated.Expiry.IsZero() ||
 		updated.Secret["private_key"] != c.Secret["private_key"] || updated.Secret["access_token_expiry"] != "2026-03-15T13:55:00Z" {
 		t.Errorf("renewed credential: expiry %s, %d secret keys, new token %v", updated.Expiry, len(updated.Secret), second != first)
 	}
@@ -215,7 +216,7 @@ func TestOAuthRenewal(t *testing.T) {
 		t.Errorf("first token after its expiry: %d", a)
 	}
 	// Long after expiry: renewed again.
-	if _, updated, err := e.collect(t, c, t0.Add(5*time.Hour)); err != nil || updated == nil || !updated.Expiry.Equal(t0.Add(6*time.Hour)) {
+	if _, updated, err := e.collect(t, c, t0.Add(5*time.Hour)); err != nil || updated == nil || updated.Secret["access_token_expiry"] != "2026-03-15T18:00:00Z" {
 		t.Errorf("5 h: err %v, renewed %v", err, updated != nil)
 	}
 }
@@ -233,17 +234,18 @@ func (e *env) srvGet(t *testing.T, path, token string) int {
 }
 
 // A refused renewal: while the token still works it is used (no state
-// change, the expiry metric warns); once it has expired, the state is
-// expired.
+// change) and its expiry becomes the connection's (the expiry metric
+// warns); once it has expired, the state is expired.
 func TestOAuthRenewalRefused(t *testing.T) {
 	e := newEnv(t, 1000)
 	e.sim.SetSegmentTokenLifetime(time.Hour)
 	c := e.connect(t)
 	e.sim.SetSegmentOAuthRefuse(true)
 	_, updated, err := e.collect(t, c, t0.Add(55*time.Minute))
-	if err != nil || updated != nil {
-		t.Fatalf("still valid: err %v, updated %v", err, updated != nil)
+	if err != nil || updated == nil || !updated.Expiry.Equal(t0.Add(time.Hour)) || updated.Secret["access_token"] != c.Secret["access_token"] {
+		t.Fatalf("still valid: err %v, updated %+v", err, updated)
 	}
+	c.Expiry = updated.Expiry
 	if n := e.tokenCalls("us"); n != 2 {
 		t.Errorf("%d token calls: a refusal is not retried", n)
 	}
