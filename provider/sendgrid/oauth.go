@@ -23,7 +23,9 @@ var DefaultOAuthScopes = append(slices.Clone(RecommendedScopes), "user.username.
 
 // newOAuthMethod builds the OAuth method from vendors.sendgrid.oauth.
 func (p *Provider) newOAuthMethod(sec *oauth.Section, env provider.Env) (*oauth.Method, error) {
-	cfg, err := sec.Config("oauth", DefaultOAuthScopes)
+	resolved := *sec
+	resolved.ClientSecretFile = env.Path(sec.ClientSecretFile)
+	cfg, err := resolved.Config("oauth", DefaultOAuthScopes)
 	if err != nil {
 		return nil, err
 	}
