@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -17,6 +18,17 @@ type Env struct {
 	// BaseDir is the config file's directory: relative *_file paths in a
 	// vendor section resolve against it.
 	BaseDir string
+	// Now is the exporter's clock (nil: time.Now); outside a scrape,
+	// providers use it instead of time.Now so tests can move time.
+	Now func() time.Time
+}
+
+// Clock returns e.Now, or time.Now when unset.
+func (e Env) Clock() func() time.Time {
+	if e.Now != nil {
+		return e.Now
+	}
+	return time.Now
 }
 
 // Path resolves a path from a vendor section against BaseDir.

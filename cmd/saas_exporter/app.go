@@ -53,7 +53,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	if err != nil {
 		return nil, err
 	}
-	providers, err := provider.Build(vendors, cfg.Vendors, provider.Env{ExternalURL: cfg.ExternalURL, Logger: log, BaseDir: cfg.BaseDir})
+	providers, err := provider.Build(vendors, cfg.Vendors, provider.Env{ExternalURL: cfg.ExternalURL, Logger: log, BaseDir: cfg.BaseDir, Now: clock})
 	if err != nil {
 		return nil, err
 	}

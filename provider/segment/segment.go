@@ -125,7 +125,7 @@ func New(node *yaml.Node, env provider.Env) (provider.Provider, error) {
 			"eu": {name: "eu", apiURL: c.EUAPIURL, tokenURL: c.EUTokenURL},
 		},
 		log:         log,
-		now:         time.Now,
+		now:         env.Clock(),
 		retryDelays: []time.Duration{250 * time.Millisecond, time.Second},
 	}, nil
 }

@@ -31,6 +31,7 @@ func (p *Provider) newOAuthMethod(sec *oauth.Section, env provider.Env) (*oauth.
 	}
 	cfg.ConfigKey = "vendors.sendgrid.oauth"
 	cfg.Logger = env.Logger
+	cfg.Now = env.Clock()
 	return oauth.NewMethod(oauthMethodName, "SendGrid sign-in (OAuth)", "SendGrid", cfg, p.verifyOAuth), nil
 }
 
