@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -158,5 +159,54 @@ func TestStoreMigrateCommand(t *testing.T) {
 	var out, errb strings.Builder
 	if code := run(context.Background(), []string{"--config.file=" + cfgFile, "store", "migrate", "--from=bbolt:/nonexistent", "--to=postgres:" + dsn}, &out, &errb, nil); code == 0 || !strings.Contains(errb.String(), "nonexistent") {
 		t.Errorf("missing source: %d %s", code, errb.String())
+	}
+}
+
+// Two replicas on one database share an OAuth connection whose access
+// token expires: however the scrapes interleave, exactly one refresh call
+// reaches the authorization server, and both keep collecting.
+func TestHAOneRefreshAcrossReplicas(t *testing.T) {
+	dsn, _ := pgtest.Start(t)
+	shared := haConfig(t, dsn)
+	a := startOAuthStack(t, stackOptions{ExtraConfig: shared})
+	// Same configuration, clock and simulator: a second replica.
+	b := startStack(t, stackOptions{ExtraConfig: shared, Sim: a.Sim, SimURL: a.SimURL})
+	a.connect("/api/v1/connections", map[string]string{"vendor": "sendgrid", "name": "oauth1", "method": "oauth"}, "acme")
+	for _, s := range []*stack{a.stack, b} {
+		if got := metricValue(t, s.scrape(), `saas_scrape_success{connection="oauth1",vendor="sendgrid"}`); got != "1" {
+			t.Fatalf("before expiry: scrape_success %s", got)
+		}
+	}
+	for round := 1; round <= 3; round++ {
+		before := a.Sim.OAuthRefreshCalls()
+		a.clock.Add(vendorsim.DefaultOAuthAccessTokenLifetime) // past the access token's end
+		results := make(chan string, 4)
+		for _, s := range []*stack{a.stack, b, a.stack, b} {
+			go func(s *stack) {
+				code, body := s.get("/metrics")
+				if code != 200 {
+					results <- fmt.Sprintf("status %d", code)
+					return
+				}
+				for _, line := range strings.Split(body, "\n") {
+					if strings.HasPrefix(line, `saas_scrape_success{connection="oauth1",vendor="sendgrid"} `) {
+						results <- strings.TrimPrefix(line, `saas_scrape_success{connection="oauth1",vendor="sendgrid"} `)
+						return
+					}
+				}
+				results <- "missing"
+			}(s)
+		}
+		for i := 0; i < 4; i++ {
+			if r := <-results; r != "1" {
+				t.Errorf("round %d: a replica's scrape_success = %s", round, r)
+			}
+		}
+		if n := a.Sim.OAuthRefreshCalls() - before; n != 1 {
+			t.Errorf("round %d: %d refresh calls reached the simulator, want exactly 1", round, n)
+		}
+	}
+	if st := a.conns()["oauth1"].State; st != "active" {
+		t.Errorf("after the refreshes: state %s", st)
 	}
 }

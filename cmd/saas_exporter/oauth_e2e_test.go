@@ -59,7 +59,7 @@ type oauthStack struct {
 	codes, states []string
 }
 
-func startOAuthStack(t *testing.T) *oauthStack {
+func startOAuthStack(t *testing.T, opts ...stackOptions) *oauthStack {
 	t.Helper()
 	// The exporter's sendgrid section gets the oauth block (this test only).
 	saved := vendorSections
@@ -89,7 +89,12 @@ func startOAuthStack(t *testing.T) *oauthStack {
 	savedClock := clock
 	clock = fc.Now
 	t.Cleanup(func() { clock = savedClock })
-	s := startStack(t, stackOptions{SimOptions: vendorsim.Options{Now: fc.Now}})
+	o := stackOptions{}
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	o.SimOptions.Now = fc.Now
+	s := startStack(t, o)
 	return &oauthStack{stack: s, clock: fc, t0: fc.Now(), seen: &syncBuffer{}}
 }
 
