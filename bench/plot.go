@@ -135,7 +135,8 @@ func (p panel) hline(img *image.RGBA, y float64, label string, c color.Color) {
 	}
 	yy := p.py(y)
 	line(img, p.r.Min.X, yy, p.r.Max.X, yy, c, 2, 8)
-	drawText(img, p.r.Max.X-textWidth(label, textScale)-4, yy-7*textScale-4, label, textScale, c)
+	// Left end: series start low there, so the label stays readable.
+	drawText(img, p.r.Min.X+8, yy-7*textScale-4, label, textScale, c)
 }
 
 // frame draws the axes, x decades and a title.
@@ -225,6 +226,15 @@ func renderPlot(sizes []sizeResult, deadline time.Duration) *image.RGBA {
 	left.hline(img, float64(deadline.Milliseconds()), msLabel(float64(deadline.Milliseconds()))+" DEADLINE", colLimit)
 	left.hline(img, 50, "50MS TARGET", colLimit)
 	left.series(img, cold, colCold)
+	// Say where the cold scrape left connections unfinished.
+	for _, s := range sizes {
+		ok, total := s.coldOK()
+		if ok < total && s.Cold > 0 {
+			lbl := fmt.Sprintf("%d/%d OK", ok, total)
+			x, y := left.px(float64(s.Connections)), left.py(float64(s.Cold)/float64(time.Millisecond))
+			drawText(img, max(left.r.Min.X+4, x-textWidth(lbl, textScale)-10), y+10, lbl, textScale, colCold)
+		}
+	}
 	left.series(img, p90, colP90)
 	left.series(img, warm, colWarm)
 
