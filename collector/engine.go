@@ -274,7 +274,10 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 		snap := ent.snapshot(c)
 		snap.success = false
 		if !snap.attempted {
-			snap.state, snap.up = store.StateError, false
+			snap.up = false
+		}
+		if snap.state == store.StateActive {
+			snap.state = store.StateError // this collection did not finish in time
 		}
 		return snap
 	}

@@ -53,6 +53,10 @@ func newFakeVendor(t *testing.T) *fakeVendor {
 			st = 200
 		}
 		w.WriteHeader(st)
+		if st != 200 {
+			fmt.Fprint(w, `{"error": "refused"}`)
+			return
+		}
 		fmt.Fprint(w, `{"used": 42}`)
 	}))
 	t.Cleanup(v.srv.Close)
@@ -84,7 +88,12 @@ func (p *fakeProvider) Collect(ctx context.Context, s *provider.Scrape) error {
 	req, _ := http.NewRequestWithContext(ctx, "GET", p.url+"/usage", nil)
 	req.Header.Set("Authorization", s.Conn.Secret["key"])
 	var out struct{ Used float64 }
-	if err := provider.DoJSON(s.HTTP, req, "fake", func(b []byte) (string, string) { return "", "echo " + s.Conn.Secret["key"] }, &out); err != nil {
+	if err := provider.DoJSON(s.HTTP, req, "fake", func(b []byte) (string, string) {
+		if !strings.Contains(string(b), "error") {
+			return "", ""
+		}
+		return "", "echo " + s.Conn.Secret["key"] // a vendor echoing the key: must be redacted
+	}, &out); err != nil {
 		return err
 	}
 	s.Gauge(descUsed, out.Used)

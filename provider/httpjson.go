@@ -38,6 +38,14 @@ func DoJSON(hc *http.Client, req *http.Request, vendor string, parse ErrorParser
 		}
 		return he
 	}
+	// A 2xx that carries the vendor's error shape is a failure hidden by
+	// a gateway, not data.
+	if parse != nil {
+		if code, msg := parse(body); msg != "" {
+			return &HTTPError{Vendor: vendor, Method: req.Method, Path: req.URL.Path, Status: resp.StatusCode, Code: code,
+				Message: "answered with an error body: " + msg}
+		}
+	}
 	if out == nil {
 		return nil
 	}

@@ -17,7 +17,7 @@ import (
 
 // Fault is what goes wrong with one vendor's answers. Several fields may
 // be set; they apply in this order: Latency first, then the first of Reset,
-// Hang, HTML, Status, RateLimit that is set (or the normal answer), and
+// Hang, HTML, Status, ErrorBody, RateLimit that is set (or the normal answer), and
 // Truncate cuts whatever JSON body results.
 type Fault struct {
 	// Latency delays every answer (ends early if the client gives up).
@@ -40,6 +40,9 @@ type Fault struct {
 	HTML bool
 	// Reset closes the TCP connection without answering.
 	Reset bool
+	// ErrorBody answers 200 with the vendor's error shape, as a gateway
+	// that hides a failure would.
+	ErrorBody bool
 }
 
 // defaultRetryAfter is used when a RateLimit fault has no RetryAfter.
@@ -73,11 +76,12 @@ type faultJSON struct {
 	Truncate   bool   `json:"truncate,omitempty"`
 	HTML       bool   `json:"html,omitempty"`
 	Reset      bool   `json:"reset,omitempty"`
+	ErrorBody  bool   `json:"error_body,omitempty"`
 }
 
 // MarshalJSON writes f with snake_case keys and durations like "100ms".
 func (f Fault) MarshalJSON() ([]byte, error) {
-	j := faultJSON{Status: f.Status, RateLimit: f.RateLimit, Hang: f.Hang, Truncate: f.Truncate, HTML: f.HTML, Reset: f.Reset}
+	j := faultJSON{Status: f.Status, RateLimit: f.RateLimit, Hang: f.Hang, Truncate: f.Truncate, HTML: f.HTML, Reset: f.Reset, ErrorBody: f.ErrorBody}
 	if f.Latency != 0 {
 		j.Latency = f.Latency.String()
 	}
@@ -91,7 +95,7 @@ func (f Fault) MarshalJSON() ([]byte, error) {
 // wire name, so "RateLimit", "rate_limit" and "ratelimit" all work.
 var faultKeys = map[string]string{
 	"latency": "latency", "status": "status", "ratelimit": "rate_limit", "retryafter": "retry_after",
-	"hang": "hang", "truncate": "truncate", "html": "html", "reset": "reset",
+	"hang": "hang", "truncate": "truncate", "html": "html", "reset": "reset", "errorbody": "error_body",
 }
 
 // UnmarshalJSON reads a fault written as by MarshalJSON. Keys may also be
@@ -128,6 +132,8 @@ func (f *Fault) UnmarshalJSON(b []byte) error {
 			err = decodeBool(name, v, &out.HTML)
 		case "reset":
 			err = decodeBool(name, v, &out.Reset)
+		case "error_body":
+			err = decodeBool(name, v, &out.ErrorBody)
 		}
 		if err != nil {
 			return err
@@ -338,6 +344,9 @@ func (s *Server) serveFaulty(vendor string, fw FaultWriter, h http.Handler, w ht
 		io.WriteString(w, htmlFaultPage)
 	case f.Status != 0:
 		s.writeFault(fw, w, r, FaultError{Status: f.Status})
+	case f.ErrorBody:
+		// The vendor's 500 error body, sent with 200.
+		s.writeFault(fw, &statusOverride{ResponseWriter: w, status: http.StatusOK}, r, FaultError{Status: http.StatusInternalServerError})
 	case f.RateLimit:
 		ra := f.RetryAfter
 		if ra == 0 {
@@ -348,6 +357,14 @@ func (s *Server) serveFaulty(vendor string, fw FaultWriter, h http.Handler, w ht
 		h.ServeHTTP(w, r)
 	}
 }
+
+// statusOverride writes every answer with one status.
+type statusOverride struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusOverride) WriteHeader(int) { s.ResponseWriter.WriteHeader(s.status) }
 
 // writeFault uses the vendor's error shape, or a generic one.
 func (s *Server) writeFault(fw FaultWriter, w http.ResponseWriter, r *http.Request, e FaultError) {

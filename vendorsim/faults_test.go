@@ -70,7 +70,7 @@ func TestFaultJSON(t *testing.T) {
 		`{"latency":"1x"}`:  "not a duration",
 		`{"hang":"yes"}`:    "true or false",
 		`{"status":"503"}`:  "HTTP status number",
-		`{"slow":true}`:     "unknown fault field \"slow\"; known fields: hang, html, latency, rate_limit, reset, retry_after, status, truncate",
+		`{"slow":true}`:     "unknown fault field \"slow\"; known fields: error_body, hang, html, latency, rate_limit, reset, retry_after, status, truncate",
 		`[1]`:               "JSON object",
 		`{"retry_after":5}`: "duration string",
 	} {

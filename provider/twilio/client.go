@@ -207,7 +207,8 @@ func parseError(body []byte) (code, message string) {
 		Code    json.Number `json:"code"`
 		Message string      `json:"message"`
 	}
-	if json.Unmarshal(body, &e) != nil {
+	// Every Twilio error carries a code; a body without one is not an error.
+	if json.Unmarshal(body, &e) != nil || e.Code == "" {
 		return "", ""
 	}
 	return e.Code.String(), e.Message
