@@ -349,4 +349,17 @@ func TestTinyScale(t *testing.T) {
 	if fi, err := os.Stat(plot); err != nil || fi.Size() == 0 {
 		t.Errorf("plot not written: %v", err)
 	}
+
+	// --replot redraws from the saved results and prints the same table.
+	plot2 := filepath.Join(t.TempDir(), "again.png")
+	var again bytes.Buffer
+	if code := run(context.Background(), []string{"--replot", resultsPath(plot), "--plot", plot2}, &again, &errOut); code != 0 {
+		t.Fatalf("--replot: exit %d: %s", code, errOut.String())
+	}
+	if strings.ReplaceAll(again.String(), plot2, plot) != s {
+		t.Errorf("--replot printed\n%s\nwant\n%s", again.String(), s)
+	}
+	if fi, err := os.Stat(plot2); err != nil || fi.Size() == 0 {
+		t.Errorf("--replot wrote no plot: %v", err)
+	}
 }

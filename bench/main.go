@@ -42,6 +42,7 @@ type options struct {
 	Timeout         time.Duration
 	HeaderTimeout   float64
 	Plot            string
+	Replot          string
 	SkipShared      bool
 	KeepDir         bool
 }
@@ -68,7 +69,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.MinInterval, "min-interval", 30*time.Second, "scrape.min_interval for the cold and warm phases")
 	fs.DurationVar(&o.Timeout, "timeout", 8*time.Second, "scrape.timeout")
 	fs.Float64Var(&o.HeaderTimeout, "scrape-timeout-header", 10, "X-Prometheus-Scrape-Timeout-Seconds sent with every scrape")
-	fs.StringVar(&o.Plot, "plot", "bench/scaling.png", "PNG written by --scale")
+	fs.StringVar(&o.Plot, "plot", "bench/scaling.png", "PNG written by --scale; its results go next to it as .json")
+	fs.StringVar(&o.Replot, "replot", "", "only redraw --plot and reprint the table from a .json a --scale run wrote")
 	fs.BoolVar(&o.SkipShared, "skip-shared", false, "skip the shared-round-trip phase")
 	fs.BoolVar(&o.KeepDir, "keep-dir", false, "keep the temporary directory (config, data, exporter log)")
 	if err := fs.Parse(args); err != nil {
@@ -130,6 +132,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "bench: %v\n", err)
 		return 2
+	}
+	if o.Replot != "" {
+		return replot(o, stdout, stderr)
 	}
 	b, err := newBench(ctx, o, stderr)
 	if err != nil {

@@ -3,10 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -380,9 +383,61 @@ func (b *bench) runScale(ctx context.Context, rep *report) error {
 			return fmt.Errorf("writing the plot: %w", err)
 		}
 		rep.PlotFile = b.o.Plot
-		b.logf("wrote %s", b.o.Plot)
+		if err := writeResults(resultsPath(b.o.Plot), rep, b.notes); err != nil {
+			return fmt.Errorf("writing the results: %w", err)
+		}
+		b.logf("wrote %s and %s", b.o.Plot, resultsPath(b.o.Plot))
 	}
 	return nil
+}
+
+// resultsPath is where a scale run keeps its numbers: next to the plot.
+func resultsPath(plot string) string {
+	return strings.TrimSuffix(plot, filepath.Ext(plot)) + ".json"
+}
+
+// savedRun is what --replot reads back.
+type savedRun struct {
+	Machine machine
+	Command string
+	Options *options
+	Sizes   []sizeResult
+	Plan    []string
+	Notes   []string
+}
+
+func writeResults(path string, rep *report, notes []string) error {
+	b, err := json.MarshalIndent(savedRun{Machine: rep.Machine, Command: rep.Command, Options: rep.Options,
+		Sizes: rep.Sizes, Plan: rep.Plan, Notes: notes}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// replot redraws the plot and reprints the scale table from saved results.
+func replot(o *options, stdout, stderr io.Writer) int {
+	raw, err := os.ReadFile(o.Replot)
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return 1
+	}
+	var run savedRun
+	if err := json.Unmarshal(raw, &run); err != nil {
+		fmt.Fprintf(stderr, "bench: %s is not a results file of a --scale run: %v\n", o.Replot, err)
+		return 1
+	}
+	if len(run.Sizes) == 0 || run.Options == nil || len(run.Options.Scale) == 0 {
+		fmt.Fprintf(stderr, "bench: %s holds no --scale results\n", o.Replot)
+		return 1
+	}
+	if err := writePlot(o.Plot, run.Sizes, run.Options.Timeout); err != nil {
+		fmt.Fprintf(stderr, "bench: writing the plot: %v\n", err)
+		return 1
+	}
+	rep := &report{Machine: run.Machine, Command: run.Command, Options: run.Options, Sizes: run.Sizes, Plan: run.Plan, Notes: run.Notes, PlotFile: o.Plot}
+	rep.write(stdout)
+	return 0
 }
 
 // planSummary says which simulator credentials back the connections.

@@ -232,7 +232,7 @@ func renderPlot(sizes []sizeResult, deadline time.Duration) *image.RGBA {
 		if ok < total && s.Cold > 0 {
 			lbl := fmt.Sprintf("%d/%d OK", ok, total)
 			x, y := left.px(float64(s.Connections)), left.py(float64(s.Cold)/float64(time.Millisecond))
-			drawText(img, max(left.r.Min.X+4, x-textWidth(lbl, textScale)-10), y+10, lbl, textScale, colCold)
+			drawText(img, max(left.r.Min.X+4, x-textWidth(lbl, textScale)), y+36, lbl, textScale, colCold)
 		}
 	}
 	left.series(img, p90, colP90)
