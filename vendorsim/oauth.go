@@ -331,13 +331,6 @@ func (o *oauthServer) WriteFault(w http.ResponseWriter, r *http.Request, e Fault
 	writeOAuthError(w, e.Status, "server_error", strings.ToLower(http.StatusText(e.Status)))
 }
 
-// writeOAuthError answers RFC 6749 §5.2's error JSON.
-func writeOAuthError(w http.ResponseWriter, status int, code, description string) {
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
-	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
-}
-
 // allowedRedirect: the client registered http://localhost:9888 and any
 // loopback port, with the SendGrid callback path and nothing else.
 func allowedRedirect(raw string) bool {
@@ -568,21 +561,10 @@ func (o *oauthServer) clientAuth(w http.ResponseWriter, r *http.Request) bool {
 }
 
 func (o *oauthServer) serveToken(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "the token endpoint takes POST")
+	f, ok := tokenForm(w, r)
+	if !ok {
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxControlBody)
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "send the parameters form-url-encoded")
-		return
-	}
-	if err := r.ParseForm(); err != nil {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the form does not parse")
-		return
-	}
-	f := r.PostForm
 	grant := f.Get("grant_type")
 	o.mu.Lock()
 	switch grant {

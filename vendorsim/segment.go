@@ -791,19 +791,14 @@ const (
 	maxSegmentAssertionAge = 5 * time.Minute
 )
 
-func oauthError(w http.ResponseWriter, status int, code, description string) {
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
-}
-
 // WriteFault answers a fault in OAuth's error shape.
 func (o *segmentOAuth) WriteFault(w http.ResponseWriter, r *http.Request, e FaultError) {
 	if e.Status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
-		oauthError(w, e.Status, "temporarily_unavailable", "too many requests")
+		writeOAuthError(w, e.Status, "temporarily_unavailable", "too many requests")
 		return
 	}
-	oauthError(w, e.Status, "server_error", strings.ToLower(http.StatusText(e.Status)))
+	writeOAuthError(w, e.Status, "server_error", strings.ToLower(http.StatusText(e.Status)))
 }
 
 // audience is what the assertion's aud (and iss, if set) must be: the
@@ -818,51 +813,40 @@ func (o *segmentOAuth) audience(r *http.Request) string {
 
 func (o *segmentOAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/token" {
-		oauthError(w, http.StatusNotFound, "not_found", "the token endpoint is "+o.prefix+"/token")
+		writeOAuthError(w, http.StatusNotFound, "not_found", "the token endpoint is "+o.prefix+"/token")
 		return
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		oauthError(w, http.StatusMethodNotAllowed, "invalid_request", "the token endpoint takes POST")
+	f, ok := tokenForm(w, r)
+	if !ok {
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxControlBody)
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "send the parameters form-url-encoded")
-		return
-	}
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "the form does not parse")
-		return
-	}
-	f := r.PostForm
 	if f.Get("grant_type") != "client_credentials" {
-		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be client_credentials")
+		writeOAuthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be client_credentials")
 		return
 	}
 	if f.Get("client_assertion_type") != segmentAssertionType {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "client_assertion_type must be "+segmentAssertionType)
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "client_assertion_type must be "+segmentAssertionType)
 		return
 	}
 	if sc := f.Get("scope"); sc != "" && !slices.Contains(strings.Fields(sc), SegmentOAuthScope) {
-		oauthError(w, http.StatusBadRequest, "invalid_scope", "the app grants only "+SegmentOAuthScope)
+		writeOAuthError(w, http.StatusBadRequest, "invalid_scope", "the app grants only "+SegmentOAuthScope)
 		return
 	}
 	o.g.mu.Lock()
 	refuse := o.g.refuse
 	o.g.mu.Unlock()
 	if refuse {
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed (the simulator refuses every client)")
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed (the simulator refuses every client)")
 		return
 	}
 	app, claims, why := o.checkAssertion(r, f.Get("client_assertion"))
 	if why != "" {
 		o.g.s.log.Debug("segment oauth refused", "region", o.region, "reason", why)
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed: "+why)
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed: "+why)
 		return
 	}
 	if !o.g.useJTI(claims.ID, claims.ExpiresAt.Time) {
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed: the assertion's jti was used before")
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed: the assertion's jti was used before")
 		return
 	}
 	tok, lifetime := o.g.issue(app, o.region)
