@@ -2,30 +2,21 @@ package segment
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/saas-exporter/saas_exporter/provider"
+	"github.com/saas-exporter/saas_exporter/provider/providertest"
 )
 
 // Every Segment response decoder (workspace, usage pages, lists, errors
 // with msBeforeNext), fed arbitrary bodies and statuses: no panic, no
 // token in an error.
 func FuzzResponses(f *testing.F) {
-	var body atomic.Value
-	var status atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(int(status.Load()))
-		w.Write(body.Load().([]byte))
-	}))
-	defer srv.Close()
+	srv := providertest.NewCanned(f)
 	var n yaml.Node
 	if err := yaml.Unmarshal([]byte("api_url: "+srv.URL+"\neu_api_url: "+srv.URL+"\n"), &n); err != nil {
 		f.Fatal(err)
@@ -41,14 +32,10 @@ func FuzzResponses(f *testing.F) {
 	f.Add([]byte(`{"errors":[{"type":"rate-limit","message":"slow down"}],"msBeforeNext":1e300}`), 429)
 	f.Add([]byte(`{"errors":[{"type":"unauthorized","message":"Unauthorized"}]}`), 401)
 	f.Fuzz(func(t *testing.T, b []byte, st int) {
-		if st < 200 || st > 599 {
-			st = 200
-		}
-		body.Store(b)
-		status.Store(int64(st))
+		srv.Set(st, b)
 		s := &provider.Scrape{Conn: provider.Connection{Name: "fuzz", AuthMethod: MethodToken,
 			Settings: map[string]string{"region": "us"}, Secret: map[string]string{"token": token}},
-			HTTP: srv.Client(), Now: time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)}
+			HTTP: srv.Client, Now: time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := p.Collect(ctx, s); err != nil && strings.Contains(err.Error(), token) {

@@ -2,29 +2,20 @@ package sendgrid
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/saas-exporter/saas_exporter/provider"
+	"github.com/saas-exporter/saas_exporter/provider/providertest"
 )
 
 // Every SendGrid response decoder, fed arbitrary bodies and statuses: no
 // panic, and no error that quotes the key.
 func FuzzResponses(f *testing.F) {
-	var body atomic.Value
-	var status atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(int(status.Load()))
-		w.Write(body.Load().([]byte))
-	}))
-	defer srv.Close()
+	srv := providertest.NewCanned(f)
 	var n yaml.Node
 	if err := yaml.Unmarshal([]byte("api_url: "+srv.URL+"\n"), &n); err != nil {
 		f.Fatal(err)
@@ -41,20 +32,16 @@ func FuzzResponses(f *testing.F) {
 	f.Add([]byte(`<html>`), 200)
 	f.Add([]byte(`{"result":[{"user_type":"owner"}],"results":null}`), 200)
 	f.Fuzz(func(t *testing.T, b []byte, st int) {
-		if st < 200 || st > 599 {
-			st = 200
-		}
-		body.Store(b)
-		status.Store(int64(st))
+		srv.Set(st, b)
 		s := &provider.Scrape{Conn: provider.Connection{Name: "fuzz", Secret: map[string]string{"api_key": key}},
-			HTTP: srv.Client(), Now: time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)}
+			HTTP: srv.Client, Now: time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := p.Collect(ctx, s); err != nil && strings.Contains(err.Error(), key) {
 			t.Fatalf("error quotes the key: %v", err)
 		}
 		m := p.Methods()[0].(provider.FormMethod)
-		if _, err := m.Verify(ctx, srv.Client(), map[string]string{"api_key": key}); err != nil && strings.Contains(err.Error(), key) {
+		if _, err := m.Verify(ctx, srv.Client, map[string]string{"api_key": key}); err != nil && strings.Contains(err.Error(), key) {
 			t.Fatalf("verify error quotes the key: %v", err)
 		}
 	})

@@ -2,29 +2,21 @@ package twilio
 
 import (
 	"context"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/saas-exporter/saas_exporter/provider"
+	"github.com/saas-exporter/saas_exporter/provider/providertest"
 	"github.com/saas-exporter/saas_exporter/vendorsim"
 )
 
 // Every Twilio response decoder (account, usage pages, balance, numbers),
 // fed arbitrary bodies and statuses: no panic, no auth token in an error.
 func FuzzResponses(f *testing.F) {
-	var body atomic.Value
-	var status atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(int(status.Load()))
-		w.Write(body.Load().([]byte))
-	}))
-	defer srv.Close()
+	srv := providertest.NewCanned(f)
 	p, err := build(simConfig(srv.URL))
 	if err != nil {
 		f.Fatal(err)
@@ -35,13 +27,9 @@ func FuzzResponses(f *testing.F) {
 	f.Add([]byte(`{"code":20003,"message":"Authenticate","status":401}`), 401)
 	f.Add([]byte(`{"incoming_phone_numbers":[{}],"next_page_uri":null}`), 200)
 	f.Fuzz(func(t *testing.T, b []byte, st int) {
-		if st < 200 || st > 599 {
-			st = 200
-		}
-		body.Store(b)
-		status.Store(int64(st))
+		srv.Set(st, b)
 		s := &provider.Scrape{Conn: provider.Connection{Name: "fuzz", AccountID: vendorsim.TwilioAccountAcme, AuthMethod: "connect"},
-			HTTP: srv.Client(), Now: time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)}
+			HTTP: srv.Client, Now: time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := p.Collect(ctx, s); err != nil && strings.Contains(err.Error(), vendorsim.TwilioOwnerAuthToken) {
