@@ -23,6 +23,8 @@ type scrapeStats struct {
 	Success    map[string][2]int  // by vendor: saas_scrape_success 1, all
 	ProcessRSS float64            // process_resident_memory_bytes
 	Requests   map[string]float64 // saas_vendor_requests_total by vendor
+	// Durations: saas_scrape_duration_seconds by vendor (sum, count, max).
+	Durations map[string][3]float64
 }
 
 func (s scrapeStats) succeeded() (ok, total int) {
@@ -36,7 +38,7 @@ func (s scrapeStats) succeeded() (ok, total int) {
 // parseScrape reads the Prometheus text format line by line; only the
 // few series the benchmark needs are decoded.
 func parseScrape(r io.Reader) (scrapeStats, error) {
-	st := scrapeStats{Success: map[string][2]int{}, Requests: map[string]float64{}}
+	st := scrapeStats{Success: map[string][2]int{}, Requests: map[string]float64{}, Durations: map[string][3]float64{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 256<<10), 4<<20)
 	for sc.Scan() {
@@ -62,6 +64,17 @@ func parseScrape(r io.Reader) (scrapeStats, error) {
 		case strings.HasPrefix(series, "saas_vendor_requests_total{"):
 			f, _ := strconv.ParseFloat(value, 64)
 			st.Requests[labelValue(series, "vendor")] += f
+		case strings.HasPrefix(series, "saas_scrape_duration_seconds{"):
+			f, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				continue
+			}
+			v := labelValue(series, "vendor")
+			d := st.Durations[v]
+			d[0] += f
+			d[1]++
+			d[2] = math.Max(d[2], f)
+			st.Durations[v] = d
 		case series == "process_resident_memory_bytes":
 			st.ProcessRSS, _ = strconv.ParseFloat(value, 64)
 		}
