@@ -255,8 +255,12 @@ func BenchmarkEncodeFloor(b *testing.B) {
 	rec.Body = &body
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	f.metrics.ServeHTTP(rec, req)
-	for _, level := range []int{gzip.DefaultCompression, gzip.BestSpeed} {
-		b.Run(fmt.Sprintf("gzip=%d", level), func(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		level int
+	}{{"default", gzip.DefaultCompression}, {"bestspeed", gzip.BestSpeed}} {
+		level := c.level
+		b.Run("gzip="+c.name, func(b *testing.B) {
 			b.SetBytes(int64(body.Len()))
 			for b.Loop() {
 				zw, _ := gzip.NewWriterLevel(io.Discard, level)
