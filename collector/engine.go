@@ -51,10 +51,12 @@ type Engine struct {
 	pool      chan struct{}
 	status    *statusWriter
 
-	mu      sync.Mutex
-	entries map[string]*entry
-	last    []store.Connection // last list read from the store, used while it fails
-	storeOK bool
+	mu        sync.Mutex
+	entries   map[string]*entry
+	last      []store.Connection // last list read from the store, used while it fails
+	listedAt  time.Time
+	listDirty bool
+	storeOK   bool
 }
 
 // entry is what the engine remembers of one connection between scrapes.
@@ -71,7 +73,7 @@ type entry struct {
 	until       time.Time // rate limited: no vendor call before this
 	missing     []string
 	remaining   float64
-	usage       []prometheus.Metric
+	usage       []renderedFamily // the last usage, rendered once
 	lastErr     string
 	expiry      time.Time // the credential's expiry after the last attempt renewed it
 	renewed     bool
@@ -138,6 +140,7 @@ func (e *Engine) Client(vendor string) *http.Client {
 func (e *Engine) Forget(id string) {
 	e.mu.Lock()
 	ent := e.entries[id]
+	e.listDirty = true
 	e.mu.Unlock()
 	if ent != nil {
 		ent.mu.Lock()
@@ -163,8 +166,17 @@ func (e *Engine) prune(conns []store.Connection) {
 }
 
 // connections lists the store, falling back to the last good list so health
-// series stay while the store is unreachable.
+// series stay while the store is unreachable. A list younger than
+// listTTL is reused: listing opens every sealed secret, and a change made
+// through this replica (Forget) lists afresh.
 func (e *Engine) connections(ctx context.Context) ([]store.Connection, bool) {
+	e.mu.Lock()
+	if e.storeOK && !e.listDirty && e.last != nil && e.o.Now().Sub(e.listedAt) < e.listTTL() {
+		conns := e.last
+		e.mu.Unlock()
+		return conns, true
+	}
+	e.mu.Unlock()
 	conns, err := e.o.Store.List(ctx)
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -179,14 +191,18 @@ func (e *Engine) connections(ctx context.Context) ([]store.Connection, bool) {
 		e.o.Logger.Info("store reachable again")
 	}
 	e.storeOK = true
-	e.last = conns
+	e.last, e.listedAt, e.listDirty = conns, e.o.Now(), false
 	return conns, true
 }
 
+// listTTL bounds how stale the list may be: a change made on another
+// replica shows within it (at most 5s, never more than min_interval).
+func (e *Engine) listTTL() time.Duration { return min(e.o.MinInterval, 5*time.Second) }
+
 // collectAll collects every connection accepted by keep (nil: all) and
-// sends health and usage metrics to ch. It returns when every connection
+// returns their snapshots in store order. It returns when every connection
 // has answered or ctx is done; late connections report their last result.
-func (e *Engine) collectAll(ctx context.Context, keep func(store.Connection) bool, ch chan<- prometheus.Metric) (found int, storeOK bool) {
+func (e *Engine) collectAll(ctx context.Context, keep func(store.Connection) bool) (snaps []*snapshot, storeOK bool) {
 	conns, storeOK := e.connections(ctx)
 	if storeOK && keep == nil {
 		e.prune(conns)
@@ -196,16 +212,15 @@ func (e *Engine) collectAll(ctx context.Context, keep func(store.Connection) boo
 		if keep != nil && !keep(c) {
 			continue
 		}
-		found++
+		snaps = append(snaps, nil)
 		wg.Add(1)
-		go func(c store.Connection) {
+		go func(i int, c store.Connection) {
 			defer wg.Done()
-			snap := e.collectOne(ctx, c)
-			snap.emit(ch)
-		}(c)
+			snaps[i] = e.collectOne(ctx, c)
+		}(len(snaps)-1, c)
 	}
 	wg.Wait()
-	return found, storeOK
+	return snaps, storeOK
 }
 
 func (e *Engine) entry(c store.Connection) *entry {
@@ -254,6 +269,13 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 			var cancel context.CancelFunc
 			actx, cancel = context.WithDeadline(actx, dl)
 			defer cancel()
+		}
+		// A flight that just ended may have refreshed it meanwhile.
+		ent.mu.Lock()
+		fresh := ent.attempted && e.o.Now().Sub(ent.attemptAt) < e.o.MinInterval
+		ent.mu.Unlock()
+		if fresh {
+			return nil, nil
 		}
 		select {
 		case e.pool <- struct{}{}:
@@ -373,6 +395,11 @@ func safeCollect(ctx context.Context, p provider.Provider, s *provider.Scrape) (
 
 // record stores the outcome of an attempt and queues the status for the store.
 func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur time.Duration, usage []prometheus.Metric, missing []string, err error, rec *callRecorder) {
+	// Rendered once here; every scrape until the next collection reuses it.
+	rendered, rerr := renderUsage(usage)
+	if rerr != nil {
+		err = errors.Join(err, fmt.Errorf("%s collector produced inconsistent metrics: %w", c.Vendor, rerr))
+	}
 	state := store.StateActive
 	accepted := false
 	var until time.Time
@@ -433,8 +460,8 @@ func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur tim
 	if missing != nil {
 		ent.missing = missing
 	}
-	if len(usage) > 0 {
-		ent.usage = usage
+	if len(rendered) > 0 {
+		ent.usage = rendered
 		ent.collectedAt = start
 	}
 	if err == nil {

@@ -1,11 +1,13 @@
 package collector
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
@@ -132,8 +137,8 @@ func setup(t *testing.T, names ...string) (*Engine, *fakeVendor, *store.Memory, 
 	return e, v, st, clk
 }
 
-func scrapeOf(e *Engine, keep func(store.Connection) bool) prometheus.Collector {
-	return &scrape{e: e, ctx: context.Background(), keep: keep}
+func scrapeOf(e *Engine, keep func(store.Connection) bool) prometheus.Gatherer {
+	return textGatherer{e: e, ctx: context.Background(), keep: keep}
 }
 
 func TestExposition(t *testing.T) {
@@ -174,26 +179,26 @@ saas_usage_collected_timestamp_seconds{connection="prod",vendor="fake"} 1.773576
 	// scrape_duration varies; compare everything else.
 	names := []string{"saas_connection_created_timestamp_seconds", "saas_connection_info", "saas_connection_last_success_timestamp_seconds",
 		"saas_connection_scope_missing", "saas_connection_state", "saas_connection_up", "saas_fake_used", "saas_scrape_success", "saas_usage_collected_timestamp_seconds"}
-	if err := testutil.CollectAndCompare(scrapeOf(e, nil), strings.NewReader(want), names...); err != nil {
+	if err := testutil.GatherAndCompare(scrapeOf(e, nil), strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.CollectAndCount(scrapeOf(e, nil), "saas_scrape_duration_seconds"); n != 1 {
+	if n, _ := testutil.GatherAndCount(scrapeOf(e, nil), "saas_scrape_duration_seconds"); n != 1 {
 		t.Errorf("saas_scrape_duration_seconds: %d series", n)
 	}
-	if problems, err := testutil.CollectAndLint(scrapeOf(e, nil)); err != nil || len(problems) > 0 {
+	if problems, err := testutil.GatherAndLint(scrapeOf(e, nil)); err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", problems, err)
 	}
 }
 
 func TestReuseWithinMinInterval(t *testing.T) {
 	e, v, _, clk := setup(t, "a", "b")
-	testutil.CollectAndCount(scrapeOf(e, nil))
-	testutil.CollectAndCount(scrapeOf(e, nil))
+	testutil.GatherAndCount(scrapeOf(e, nil))
+	testutil.GatherAndCount(scrapeOf(e, nil))
 	if got := v.calls.Load(); got != 2 {
 		t.Fatalf("two scrapes inside min_interval: %d vendor calls, want 2 (one per connection)", got)
 	}
 	clk.add(31 * time.Second)
-	testutil.CollectAndCount(scrapeOf(e, nil))
+	testutil.GatherAndCount(scrapeOf(e, nil))
 	if got := v.calls.Load(); got != 4 {
 		t.Fatalf("after min_interval: %d vendor calls, want 4", got)
 	}
@@ -205,7 +210,7 @@ func TestConcurrentScrapesShareOneCall(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := 0; i < 5; i++ {
 		wg.Add(1)
-		go func() { defer wg.Done(); testutil.CollectAndCount(scrapeOf(e, nil)) }()
+		go func() { defer wg.Done(); testutil.GatherAndCount(scrapeOf(e, nil)) }()
 	}
 	// Let every scraper reach the shared flight before the vendor answers.
 	for deadline := time.Now().Add(5 * time.Second); v.calls.Load() == 0 && time.Now().Before(deadline); {
@@ -242,7 +247,7 @@ func TestSlowConnectionDoesNotBlockOthers(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	got := gather(t, &scrape{e: e, ctx: ctx})
+	got := gather(t, textGatherer{e: e, ctx: ctx})
 	if got[`saas_scrape_success{connection="fast",vendor="fake"}`] != 1 {
 		t.Errorf("fast connection: %v", got)
 	}
@@ -256,7 +261,7 @@ func TestSlowConnectionDoesNotBlockOthers(t *testing.T) {
 
 func TestRevokedKeepsSeries(t *testing.T) {
 	e, v, st, clk := setup(t, "prod")
-	testutil.CollectAndCount(scrapeOf(e, nil))
+	testutil.GatherAndCount(scrapeOf(e, nil))
 	v.set("secret-prod", 401, nil)
 	clk.add(time.Minute)
 	got := gather(t, scrapeOf(e, nil))
@@ -356,14 +361,39 @@ func TestDeadlineFromHeader(t *testing.T) {
 	}
 }
 
-// gather collects c and returns "name{labels}" → value.
-func gather(t *testing.T, c prometheus.Collector) map[string]float64 {
-	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(c); err != nil {
-		t.Fatal(err)
+// textGatherer gathers by parsing what the engine writes, so the tests
+// read the very exposition Prometheus reads.
+type textGatherer struct {
+	e        *Engine
+	ctx      context.Context
+	keep     func(store.Connection) bool
+	counters bool
+}
+
+func (g textGatherer) Gather() ([]*dto.MetricFamily, error) {
+	var buf bytes.Buffer
+	if err := g.e.expose(g.ctx, &buf, g.keep, g.counters); err != nil {
+		return nil, err
 	}
-	mfs, err := reg.Gather()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(&buf)
+	if err != nil {
+		return nil, fmt.Errorf("the exposition does not parse: %w\n%s", err, buf.String())
+	}
+	out := make([]*dto.MetricFamily, 0, len(fams))
+	for _, mf := range fams {
+		// Series order inside a family is free in the format; compare sorted.
+		slices.SortFunc(mf.Metric, func(a, b *dto.Metric) int { return strings.Compare(a.String(), b.String()) })
+		out = append(out, mf)
+	}
+	slices.SortFunc(out, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return out, nil
+}
+
+// gather gathers g and returns "name{labels}" → value.
+func gather(t *testing.T, g prometheus.Gatherer) map[string]float64 {
+	t.Helper()
+	mfs, err := g.Gather()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
 	}
@@ -374,7 +404,7 @@ func gather(t *testing.T, c prometheus.Collector) map[string]float64 {
 			for _, l := range m.GetLabel() {
 				ls = append(ls, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
 			}
-			v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
+			v := m.GetGauge().GetValue() + m.GetCounter().GetValue() + m.GetUntyped().GetValue()
 			out[mf.GetName()+"{"+strings.Join(ls, ",")+"}"] = v
 		}
 	}
@@ -446,7 +476,7 @@ func TestRetryWithinDeadline(t *testing.T) {
 	e.providers["fake"] = &fakeProvider{url: srv.URL}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	got := gather(t, &scrape{e: e, ctx: ctx})
+	got := gather(t, textGatherer{e: e, ctx: ctx})
 	if got[`saas_scrape_success{connection="prod",vendor="fake"}`] != 1 || n.Load() != 2 {
 		t.Fatalf("retry: %d calls, %v", n.Load(), got[`saas_scrape_success{connection="prod",vendor="fake"}`])
 	}
@@ -467,8 +497,22 @@ func TestNoRetryPastDeadline(t *testing.T) {
 	e.providers["fake"] = &fakeProvider{url: srv.URL}
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Millisecond)
 	defer cancel()
-	gather(t, &scrape{e: e, ctx: ctx})
+	gather(t, textGatherer{e: e, ctx: ctx})
 	if n.Load() != 1 {
 		t.Errorf("%d calls with a 40ms deadline; a 50-150ms backoff does not fit", n.Load())
+	}
+}
+
+// Label values are escaped as the text format requires.
+func TestExpositionEscapesLabels(t *testing.T) {
+	e, _, st, _ := setup(t, "prod")
+	c, _ := st.Get(context.Background(), "id0")
+	c.Account = "Acme \"EU\" \\ Ops\nteam"
+	if err := st.Put(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	got := gather(t, scrapeOf(e, nil))
+	if got[`saas_connection_info{account="Acme \"EU\" \\ Ops\nteam",auth_method="api_key",connection="prod",vendor="fake"}`] != 1 {
+		t.Errorf("info series: %v", got)
 	}
 }

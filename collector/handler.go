@@ -1,14 +1,20 @@
 package collector
 
 import (
+	"bufio"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/saas-exporter/saas_exporter/store"
 )
@@ -17,32 +23,28 @@ import (
 // for encoding and sending the answer.
 const deadlineMargin = 500 * time.Millisecond
 
-var descStoreUp = prometheus.NewDesc("saas_exporter_store_up",
-	"1 if the exporter could list connections from its store on this scrape.", nil, nil)
-
-// scrape is a prometheus.Collector for one HTTP request. It is unchecked
-// (Describe sends nothing) because the set of series depends on what is
-// stored and what each vendor allows.
-type scrape struct {
-	e        *Engine
-	ctx      context.Context
-	keep     func(store.Connection) bool
-	counters bool // include saas_vendor_requests_total and store health
-	found    int
-}
-
-func (s *scrape) Describe(chan<- *prometheus.Desc) {}
-
-func (s *scrape) Collect(ch chan<- prometheus.Metric) {
-	found, storeOK := s.e.collectAll(s.ctx, s.keep, ch)
-	s.found = found
-	if !s.counters {
-		return
+// expose collects the connections keep accepts and writes them in the
+// text format; counters adds the exporter-wide series (vendor requests,
+// store health) that /probe leaves out.
+func (e *Engine) expose(ctx context.Context, w io.Writer, keep func(store.Connection) bool, counters bool) error {
+	snaps, storeOK := e.collectAll(ctx, keep)
+	x := newExposition()
+	for _, s := range snaps {
+		s.write(x)
 	}
-	ch <- prometheus.MustNewConstMetric(descStoreUp, prometheus.GaugeValue, b2f(storeOK))
-	for k, v := range s.e.counts.snapshot() {
-		ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, v, k[0], k[1])
+	if counters {
+		x.sample(mStoreUp, b2f(storeOK))
+		counts := e.counts.snapshot()
+		keys := make([][2]string, 0, len(counts))
+		for k := range counts {
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, func(a, b [2]string) int { return strings.Compare(a[0]+" "+a[1], b[0]+" "+b[1]) })
+		for _, k := range keys {
+			x.sample(mRequests, counts[k], "code", k[1], "vendor", k[0])
+		}
 	}
+	return x.writeTo(w)
 }
 
 // Deadline is the time one scrape may take: scrape.timeout, lowered to the
@@ -71,16 +73,26 @@ func (e *Engine) MetricsHandler(extra prometheus.Gatherer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), e.Deadline(r))
 		defer cancel()
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(&scrape{e: e, ctx: ctx, counters: true})
-		promhttp.HandlerFor(prometheus.Gatherers{extra, reg}, promhttp.HandlerOpts{
-			ErrorHandling: promhttp.ContinueOnError,
-		}).ServeHTTP(w, r)
+		e.serveText(w, r, func(out io.Writer) error {
+			if err := e.expose(ctx, out, nil, true); err != nil {
+				return err
+			}
+			mfs, err := extra.Gather()
+			if err != nil {
+				e.o.Logger.Warn("gathering process metrics", "err", err)
+			}
+			for _, mf := range mfs {
+				if _, err := expfmt.MetricFamilyToText(out, mf); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	})
 }
 
 // ProbeHandler serves /probe?connection=ID (or name): one connection's
-// health and usage in a registry of its own, for the multi-target pattern.
+// health and usage, for the multi-target pattern.
 func (e *Engine) ProbeHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		want := r.URL.Query().Get("connection")
@@ -93,21 +105,41 @@ func (e *Engine) ProbeHandler() http.Handler {
 		// Resolve before collecting, so an unknown id is a clear 404
 		// rather than an empty page.
 		conns, _ := e.connections(ctx)
-		known := false
-		for _, c := range conns {
-			if c.ID == want || c.Name == want {
-				known = true
-				break
-			}
-		}
-		if !known {
+		keep := func(c store.Connection) bool { return c.ID == want || c.Name == want }
+		if !slices.ContainsFunc(conns, keep) {
 			http.Error(w, "unknown connection "+strconv.Quote(want)+": list them at /sd or /api/v1/connections", http.StatusNotFound)
 			return
 		}
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(&scrape{e: e, ctx: ctx, keep: func(c store.Connection) bool { return c.ID == want || c.Name == want }})
-		promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}).ServeHTTP(w, r)
+		e.serveText(w, r, func(out io.Writer) error { return e.expose(ctx, out, keep, false) })
 	})
+}
+
+var gzipWriters = sync.Pool{New: func() any {
+	w, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	return w
+}}
+
+// serveText answers in the Prometheus text format, gzipped (fastest level)
+// when the client accepts it. A write error means the client went away.
+func (e *Engine) serveText(w http.ResponseWriter, r *http.Request, write func(io.Writer) error) {
+	w.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+	var out io.Writer = w
+	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		w.Header().Set("Content-Encoding", "gzip")
+		gz := gzipWriters.Get().(*gzip.Writer)
+		gz.Reset(w)
+		defer func() {
+			gz.Close()
+			gzipWriters.Put(gz)
+		}()
+		out = gz
+	}
+	bw := bufio.NewWriterSize(out, 64<<10)
+	if err := write(bw); err != nil {
+		e.o.Logger.Debug("writing metrics", "err", err)
+		return
+	}
+	bw.Flush()
 }
 
 // targetGroup is one entry of Prometheus' http_sd_configs format.

@@ -4,40 +4,38 @@ import (
 	"math"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/saas-exporter/saas_exporter/store"
 )
 
-// Connection-health metrics: emitted for every stored connection on every
+// Connection-health metrics: written for every stored connection on every
 // scrape, whatever the vendor answered, so no series vanishes when it matters.
 var (
-	connLabels = []string{"vendor", "connection"}
-
-	descInfo = prometheus.NewDesc("saas_connection_info",
-		"Stored vendor connection; always 1.", []string{"vendor", "connection", "account", "auth_method"}, nil)
-	descUp = prometheus.NewDesc("saas_connection_up",
-		"1 if the vendor accepted the connection's credential on the last attempt, 0 otherwise.", connLabels, nil)
-	descState = prometheus.NewDesc("saas_connection_state",
-		"Connection state: 1 for the current state, 0 for the others.", append(connLabels, "state"), nil)
-	descExpiry = prometheus.NewDesc("saas_connection_expiry_timestamp_seconds",
-		"When the credential stops working without a person (Unix time); only for credentials that expire.", connLabels, nil)
-	descCreated = prometheus.NewDesc("saas_connection_created_timestamp_seconds",
-		"When the connection was created (Unix time).", connLabels, nil)
-	descLastSuccess = prometheus.NewDesc("saas_connection_last_success_timestamp_seconds",
-		"Last successful collection of the connection (Unix time).", connLabels, nil)
-	descScopeMissing = prometheus.NewDesc("saas_connection_scope_missing",
-		"1 for each recommended scope the credential lacks; metrics needing it are left out.", append(connLabels, "scope"), nil)
-	descScrapeSuccess = prometheus.NewDesc("saas_scrape_success",
-		"1 if every vendor call of the connection's last collection succeeded. Results are reused for scrape.min_interval and shared by concurrent scrapes.", connLabels, nil)
-	descScrapeDuration = prometheus.NewDesc("saas_scrape_duration_seconds",
-		"Duration of the connection's last collection from the vendor.", connLabels, nil)
-	descCollected = prometheus.NewDesc("saas_usage_collected_timestamp_seconds",
-		"When the exposed usage values were fetched from the vendor (Unix time); cache age is time() minus this.", connLabels, nil)
-	descRateRemaining = prometheus.NewDesc("saas_vendor_rate_limit_remaining",
-		"Vendor API calls left in the current rate-limit window, where the vendor reports it.", connLabels, nil)
-	descRequests = prometheus.NewDesc("saas_vendor_requests_total",
-		"Vendor API calls made by the exporter, by HTTP status code (\"error\": no response).", []string{"vendor", "code"}, nil)
+	mInfo = def("saas_connection_info", "gauge",
+		"Stored vendor connection; always 1.")
+	mUp = def("saas_connection_up", "gauge",
+		"1 if the vendor accepted the connection's credential on the last attempt, 0 otherwise.")
+	mState = def("saas_connection_state", "gauge",
+		"Connection state: 1 for the current state, 0 for the others.")
+	mExpiry = def("saas_connection_expiry_timestamp_seconds", "gauge",
+		"When the credential stops working without a person (Unix time); only for credentials that expire.")
+	mCreated = def("saas_connection_created_timestamp_seconds", "gauge",
+		"When the connection was created (Unix time).")
+	mLastSuccess = def("saas_connection_last_success_timestamp_seconds", "gauge",
+		"Last successful collection of the connection (Unix time).")
+	mScopeMissing = def("saas_connection_scope_missing", "gauge",
+		"1 for each recommended scope the credential lacks; metrics needing it are left out.")
+	mScrapeSuccess = def("saas_scrape_success", "gauge",
+		"1 if every vendor call of the connection's last collection succeeded. Results are reused for scrape.min_interval and shared by concurrent scrapes.")
+	mScrapeDuration = def("saas_scrape_duration_seconds", "gauge",
+		"Duration of the connection's last collection from the vendor.")
+	mCollected = def("saas_usage_collected_timestamp_seconds", "gauge",
+		"When the exposed usage values were fetched from the vendor (Unix time); cache age is time() minus this.")
+	mRateRemaining = def("saas_vendor_rate_limit_remaining", "gauge",
+		"Vendor API calls left in the current rate-limit window, where the vendor reports it.")
+	mRequests = def("saas_vendor_requests_total", "counter",
+		"Vendor API calls made by the exporter, by HTTP status code (\"error\": no response).")
+	mStoreUp = def("saas_exporter_store_up", "gauge",
+		"1 if the exporter could list connections from its store on this scrape.")
 )
 
 // snapshot is what one scrape exports for one connection.
@@ -52,40 +50,41 @@ type snapshot struct {
 	collectedAt time.Time
 	missing     []string
 	remaining   float64
-	usage       []prometheus.Metric
+	usage       []renderedFamily
 }
 
-func (s *snapshot) emit(ch chan<- prometheus.Metric) {
+// write adds the connection's health samples and its last usage to x.
+func (s *snapshot) write(x *exposition) {
 	v, n := s.conn.Vendor, s.conn.Name
-	ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, v, n, s.conn.Account, s.conn.AuthMethod)
-	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, b2f(s.up), v, n)
+	x.sample(mInfo, 1, "account", s.conn.Account, "auth_method", s.conn.AuthMethod, "connection", n, "vendor", v)
+	x.sample(mUp, b2f(s.up), "connection", n, "vendor", v)
 	for _, st := range store.States {
-		ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, b2f(st == s.state), v, n, st)
+		x.sample(mState, b2f(st == s.state), "connection", n, "state", st, "vendor", v)
 	}
 	if !s.conn.Expiry.IsZero() {
-		ch <- prometheus.MustNewConstMetric(descExpiry, prometheus.GaugeValue, unix(s.conn.Expiry), v, n)
+		x.sample(mExpiry, unix(s.conn.Expiry), "connection", n, "vendor", v)
 	}
 	if !s.conn.Created.IsZero() {
-		ch <- prometheus.MustNewConstMetric(descCreated, prometheus.GaugeValue, unix(s.conn.Created), v, n)
+		x.sample(mCreated, unix(s.conn.Created), "connection", n, "vendor", v)
 	}
 	if !s.lastSuccess.IsZero() {
-		ch <- prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, unix(s.lastSuccess), v, n)
+		x.sample(mLastSuccess, unix(s.lastSuccess), "connection", n, "vendor", v)
 	}
 	for _, sc := range s.missing {
-		ch <- prometheus.MustNewConstMetric(descScopeMissing, prometheus.GaugeValue, 1, v, n, sc)
+		x.sample(mScopeMissing, 1, "connection", n, "scope", sc, "vendor", v)
 	}
-	ch <- prometheus.MustNewConstMetric(descScrapeSuccess, prometheus.GaugeValue, b2f(s.success), v, n)
+	x.sample(mScrapeSuccess, b2f(s.success), "connection", n, "vendor", v)
 	if s.attempted {
-		ch <- prometheus.MustNewConstMetric(descScrapeDuration, prometheus.GaugeValue, s.duration.Seconds(), v, n)
+		x.sample(mScrapeDuration, s.duration.Seconds(), "connection", n, "vendor", v)
 	}
 	if len(s.usage) > 0 && !s.collectedAt.IsZero() {
-		ch <- prometheus.MustNewConstMetric(descCollected, prometheus.GaugeValue, unix(s.collectedAt), v, n)
+		x.sample(mCollected, unix(s.collectedAt), "connection", n, "vendor", v)
 	}
 	if !math.IsNaN(s.remaining) {
-		ch <- prometheus.MustNewConstMetric(descRateRemaining, prometheus.GaugeValue, s.remaining, v, n)
+		x.sample(mRateRemaining, s.remaining, "connection", n, "vendor", v)
 	}
-	for _, m := range s.usage {
-		ch <- m
+	for _, rf := range s.usage {
+		x.add(rf)
 	}
 }
 

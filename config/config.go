@@ -127,7 +127,7 @@ func (c *Config) applyDefaults() {
 		c.Scrape.MinInterval = 30 * time.Second
 	}
 	if c.Scrape.Concurrency == 0 {
-		c.Scrape.Concurrency = 64
+		c.Scrape.Concurrency = 128
 	}
 	if c.Scrape.VendorConcurrency == 0 {
 		c.Scrape.VendorConcurrency = 4

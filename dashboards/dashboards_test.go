@@ -718,7 +718,7 @@ func TestKnownMetricsMatchSource(t *testing.T) {
 		prefix string
 		suffix string
 	}{
-		{"../collector/*.go", regexp.MustCompile(`prometheus\.NewDesc\(\s*"(saas_[a-z0-9_]+)"`), "", ""},
+		{"../collector/*.go", regexp.MustCompile(`\bdef\(\s*"(saas_[a-z0-9_]+)"`), "", ""},
 		{"../provider/*/*.go", regexp.MustCompile(`provider\.NewDesc\(\s*"([a-z0-9_]+)"`), "saas_", ""},
 		{"../cmd/saas_exporter/*.go", regexp.MustCompile(`versioncollector\.NewCollector\(\s*"([a-z0-9_]+)"`), "", "_build_info"},
 	}
