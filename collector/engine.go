@@ -207,17 +207,24 @@ func (e *Engine) collectAll(ctx context.Context, keep func(store.Connection) boo
 	if storeOK && keep == nil {
 		e.prune(conns)
 	}
-	var wg sync.WaitGroup
-	for _, c := range conns {
-		if keep != nil && !keep(c) {
-			continue
+	if keep != nil {
+		var kept []store.Connection
+		for _, c := range conns {
+			if keep(c) {
+				kept = append(kept, c)
+			}
 		}
-		snaps = append(snaps, nil)
+		conns = kept
+	}
+	// Sized before the goroutines start: each writes only its own slot.
+	snaps = make([]*snapshot, len(conns))
+	var wg sync.WaitGroup
+	for i, c := range conns {
 		wg.Add(1)
-		go func(i int, c store.Connection) {
+		go func() {
 			defer wg.Done()
 			snaps[i] = e.collectOne(ctx, c)
-		}(len(snaps)-1, c)
+		}()
 	}
 	wg.Wait()
 	return snaps, storeOK

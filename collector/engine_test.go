@@ -516,3 +516,19 @@ func TestExpositionEscapesLabels(t *testing.T) {
 		t.Errorf("info series: %v", got)
 	}
 }
+
+// Many connections in one scrape: every one is reported (regression: the
+// snapshot slice once grew while collections were writing into it).
+func TestManyConnections(t *testing.T) {
+	names := make([]string, 60)
+	for i := range names {
+		names[i] = fmt.Sprintf("c%02d", i)
+	}
+	e, _, _, _ := setup(t, names...)
+	got := gather(t, scrapeOf(e, nil))
+	for _, n := range names {
+		if got[`saas_scrape_success{connection="`+n+`",vendor="fake"}`] != 1 {
+			t.Errorf("%s: not reported as successful", n)
+		}
+	}
+}
