@@ -42,8 +42,8 @@ const noncePurgeBatch = 64
 
 // Bolt is the embedded Store: one bbolt file, secrets sealed with a Keyring.
 type Bolt struct {
-	db   *bolt.DB
-	kr   *Keyring
+	db    *bolt.DB
+	kr    *Keyring
 	path  string
 	now   func() time.Time
 	locks idLocks
