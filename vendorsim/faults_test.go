@@ -447,7 +447,7 @@ func TestIndexPageAndVendors(t *testing.T) {
 			sg = &v
 		}
 	}
-	if sg == nil || len(sg.Prefixes) != 1 || len(sg.Credentials) != 2 {
+	if sg == nil || len(sg.Prefixes) != 1 || len(sg.Credentials) != 3 { // acme, beta, a synthetic example
 		t.Errorf("Vendors() sendgrid = %+v", sg)
 	}
 	const wantCfg = "  sendgrid:\n    api_url: http://127.0.0.1:9800/sendgrid\n"

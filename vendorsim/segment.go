@@ -160,9 +160,10 @@ var segmentPublicKey = func() *rsa.PublicKey {
 	return &k.PublicKey
 }()
 
-// SegmentWorkspaceFor returns a copy of the data behind a test token.
+// SegmentWorkspaceFor returns a copy of the data behind a test token
+// (fixed or synthetic, see SegmentSyntheticToken).
 func SegmentWorkspaceFor(token string) (SegmentWorkspace, bool) {
-	w, ok := segmentWorkspaces[token]
+	w, ok := segmentWorkspace(token)
 	if !ok {
 		return SegmentWorkspace{}, false
 	}
@@ -259,6 +260,7 @@ func (s *Server) registerSegment() {
 		[]Credential{
 			{Label: "Public API token, region us, workspace Acme Analytics (usage periods start on the 1st)", Value: SegmentTokenAcme},
 			{Label: "Public API token, region eu, workspace Euro Corp (usage periods start on the 10th)", Value: SegmentTokenEuro},
+			{Label: "Public API token of synthetic workspace 1 (region us, acme-like); any number exist: the same prefix + 10 digits", Value: SegmentSyntheticToken(1)},
 			{Label: "OAuth app (region us, Acme Analytics): App ID / Key ID", Value: SegmentOAuthClientAcme + " / " + SegmentOAuthKeyIDAcme},
 			{Label: "OAuth app (region eu, Euro Corp): App ID / Key ID", Value: SegmentOAuthClientEuro + " / " + SegmentOAuthKeyIDEuro},
 			{Label: "OAuth private key of both apps (test only)", Value: SegmentOAuthTestPrivateKey},
@@ -412,7 +414,7 @@ func (g *segment) serveOAuthSettings(w http.ResponseWriter, r *http.Request) {
 
 // lookup finds the workspace of a Public API token or issued access token.
 func (g *segment) lookup(token string) (*SegmentWorkspace, *segmentAccess, bool) {
-	if ws, ok := segmentWorkspaces[token]; ok {
+	if ws, ok := segmentWorkspace(token); ok {
 		return ws, nil, true
 	}
 	g.mu.Lock()
@@ -421,7 +423,8 @@ func (g *segment) lookup(token string) (*SegmentWorkspace, *segmentAccess, bool)
 	if !ok {
 		return nil, nil, false
 	}
-	return segmentWorkspaces[a.token], &a, true
+	ws, _ := segmentWorkspace(a.token)
+	return ws, &a, true
 }
 
 // authenticate returns the workspace of the request's bearer token in

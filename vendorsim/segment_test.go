@@ -175,6 +175,12 @@ func segmentContractCases() []segContractCase {
 		{name: "no pagination", token: A, path: us + "/users", want: 422, badRequest: true},
 		{name: "no period", token: A, path: us + "/usage/mtu/daily?pagination.count=10", want: 422, badRequest: true},
 	}
+	// A synthetic workspace (region us) answers every endpoint as acme does.
+	G := SegmentSyntheticToken(42)
+	for _, ep := range segListEndpoints {
+		cs = append(cs, segContractCase{name: "synthetic " + ep, token: G, path: us + ep, want: 200})
+	}
+	cs = append(cs, segContractCase{name: "synthetic wrong region", token: G, path: eu + "/", want: 401})
 	for _, ep := range segListEndpoints {
 		p, _, _ := strings.Cut(ep, "?")
 		cs = append(cs,

@@ -142,9 +142,10 @@ var sendGridAccounts = map[string]*SendGridAccount{
 	},
 }
 
-// SendGridAccountFor returns a copy of the data behind a test key.
+// SendGridAccountFor returns a copy of the data behind a test key (fixed
+// or synthetic, see SendGridSyntheticKey).
 func SendGridAccountFor(key string) (SendGridAccount, bool) {
-	a, ok := sendGridAccounts[key]
+	a, ok := sendGridAccount(key)
 	if !ok {
 		return SendGridAccount{}, false
 	}
@@ -174,7 +175,7 @@ func SendGridMetricNames() []string { return slices.Clone(sendGridMetrics) }
 // for an unknown key). Values are consistent: requests = processed + the
 // four drop kinds; delivered = processed - bounces - blocks.
 func SendGridDayStats(key string, day time.Time) map[string]int64 {
-	a, ok := sendGridAccounts[key]
+	a, ok := sendGridAccount(key)
 	if !ok {
 		return nil
 	}
@@ -210,7 +211,7 @@ func (a *SendGridAccount) dayStats(day time.Time) map[string]int64 {
 // SendGridRangeStats sums SendGridDayStats over the UTC days from start to
 // end, both included (nil for an unknown key).
 func SendGridRangeStats(key string, start, end time.Time) map[string]int64 {
-	a, ok := sendGridAccounts[key]
+	a, ok := sendGridAccount(key)
 	if !ok {
 		return nil
 	}
@@ -245,7 +246,7 @@ type SendGridCredits struct {
 // the 1st of each month (UTC), and used is the month's requests so far
 // (today included). Acme (50000 credits) runs into overage late in a month.
 func SendGridCreditsAt(key string, now time.Time) (SendGridCredits, bool) {
-	a, ok := sendGridAccounts[key]
+	a, ok := sendGridAccount(key)
 	if !ok {
 		return SendGridCredits{}, false
 	}
@@ -298,6 +299,7 @@ func (s *Server) registerSendGrid() {
 		[]Credential{
 			{Label: "API key, account acme (paid, reputation 99.5, every scope the exporter reads)", Value: SendGridKeyAcme},
 			{Label: "API key, account beta (free, reputation 87.25, scopes stats.read, user.account.read, mail.send)", Value: SendGridKeyBeta},
+			{Label: "API key of synthetic account 1, acme-like; any number exist: SG.vendorsimGen + 10 digits + the same padding", Value: SendGridSyntheticKey(1)},
 		},
 		[]string{
 			"POST /_sim/sendgrid/revoke   form or JSON key=<API key>: the key answers 401 until restored",
@@ -355,7 +357,7 @@ func (g *sendGrid) serveRevoke(revoke bool) http.HandlerFunc {
 			simError(w, http.StatusBadRequest, "missing key: send form field key=<API key> or JSON {\"key\":\"...\"}")
 			return
 		}
-		a, ok := sendGridAccounts[key]
+		a, ok := sendGridAccount(key)
 		if !ok {
 			// Never echo the key: whatever was pasted may be a real one.
 			simError(w, http.StatusNotFound, "not a SendGrid test key of this simulator; the test keys are listed on the index page /")
@@ -420,7 +422,7 @@ func (g *sendGrid) authenticate(r *http.Request) (*SendGridAccount, string) {
 		return nil, "missing or non-Bearer Authorization header"
 	}
 	key = strings.TrimSpace(key)
-	a, ok := sendGridAccounts[key]
+	a, ok := sendGridAccount(key)
 	if !ok {
 		// An access token from the simulator's OAuth server (oauth.go).
 		if a, why := g.oauthAccount(key); a != nil || why != "" {

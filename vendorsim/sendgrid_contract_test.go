@@ -175,6 +175,11 @@ func sendGridContractCases() []sgContractCase {
 				setup: func(s *Server) { s.SetFault("sendgrid", Fault{RateLimit: true}) }},
 		)
 	}
+	// A synthetic account answers every endpoint as acme does.
+	G := SendGridSyntheticKey(42)
+	for _, ep := range append(sgEndpoints, "/v3/subusers?include_region=true", "/v3/teammates?limit=3&offset=3") {
+		cs = append(cs, sgContractCase{name: "synthetic " + ep, key: G, path: ep, want: 200})
+	}
 	// Beta lacks these scopes.
 	for _, p := range []string{"/v3/user/credits", "/v3/user/username", "/v3/teammates", "/v3/teammates/pending", "/v3/api_keys", "/v3/subusers"} {
 		cs = append(cs, sgContractCase{name: "beta forbidden " + p, key: B, path: p, want: 403})

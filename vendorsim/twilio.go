@@ -81,11 +81,16 @@ var twilioAccounts = []TwilioAccount{
 // TwilioAccounts lists the customer accounts.
 func TwilioAccounts() []TwilioAccount { return slices.Clone(twilioAccounts) }
 
+// twilioAccount returns a fixed or synthetic customer account (see
+// TwilioSyntheticAccount), or nil.
 func twilioAccount(sid string) *TwilioAccount {
 	for i := range twilioAccounts {
 		if twilioAccounts[i].Sid == sid {
 			return &twilioAccounts[i]
 		}
+	}
+	if n, ok := twilioSyntheticN(sid); ok {
+		return twilioSynthetic(n)
 	}
 	return nil
 }
@@ -225,6 +230,10 @@ func (s *Server) registerTwilio() {
 			Value: a.Sid,
 		})
 	}
+	creds = append(creds, Credential{
+		Label: "Synthetic customer account 1, acme-like; any number exist: AC + 12 hex digits + " + twSynthMarker + ". Not on the consent page: authorize with POST /_sim/twilio/authorize, or post its account_sid with Allow",
+		Value: TwilioSyntheticAccount(1),
+	})
 	s.describe(twilioVendor, creds,
 		[]string{
 			"Consent page: GET /twilio-www/authorize/" + TwilioConnectAppSid + "?state=... (the exporter sends the browser there)",
@@ -272,7 +281,7 @@ func (s *Server) SetTwilioDropState(drop bool) {
 }
 
 // AuthorizeTwilioAccount authorizes the Connect App for a customer
-// account, as Allow on the consent page does.
+// account (fixed or synthetic), as Allow on the consent page does.
 func (s *Server) AuthorizeTwilioAccount(accountSid string) error {
 	if twilioAccount(accountSid) == nil {
 		return fmt.Errorf("%q is not a customer account of this simulator; see TwilioAccounts", accountSid)
@@ -784,6 +793,9 @@ func twPhoneNumber(acct *TwilioAccount, i int) map[string]any {
 	sid := fmt.Sprintf("PN%s%04x", acct.Sid[2:30], i)
 	n := slices.IndexFunc(twilioAccounts, func(a TwilioAccount) bool { return a.Sid == acct.Sid })
 	e164 := fmt.Sprintf("+1555%02d%05d", n+1, i+100)
+	if g, ok := twilioSyntheticN(acct.Sid); ok {
+		e164 = twilioSyntheticNumber(g, i)
+	}
 	created := acct.Created.AddDate(0, i, 0)
 	return map[string]any{
 		"account_sid":            acct.Sid,

@@ -248,6 +248,19 @@ func twilioContractCases() []twContractCase {
 		{name: "503", user: A, path: numbers(A, ""), want: 503,
 			setup: func(t *testing.T, s *Server) { s.SetFault(twilioVendor, Fault{Status: 503}) }},
 	}
+	// A synthetic account, authorized through the control API.
+	S := TwilioSyntheticAccount(42)
+	authorizeS := func(t *testing.T, s *Server) {
+		if err := s.AuthorizeTwilioAccount(S); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{"/2010-04-01/Accounts/" + S + ".json", "/2010-04-01/Accounts/" + S + "/Balance.json",
+		numbers(S, "?PageSize=1000"), usage(S, "Today", "?PageSize=1000"), usage(S, "ThisMonth", "?PageSize=1000")} {
+		cs = append(cs, twContractCase{name: "synthetic " + p, user: S, path: p, want: 200, setup: authorizeS})
+	}
+	cs = append(cs, twContractCase{name: "synthetic not authorized", user: S, path: "/2010-04-01/Accounts/" + S + ".json", want: 401,
+		setup: func(t *testing.T, s *Server) { s.twilio().setAuthorized(S, false) }})
 	for _, list := range []string{"Today", "ThisMonth"} {
 		for _, sid := range []string{A, B, G} {
 			cs = append(cs, twContractCase{name: list + " " + sid, user: sid, path: usage(sid, list, "?PageSize=1000"), want: 200})
@@ -699,7 +712,7 @@ func TestTwilioDescribed(t *testing.T) {
 			vi = &v
 		}
 	}
-	if vi == nil || strings.Join(vi.Prefixes, " ") != "/twilio /twilio-www" || len(vi.Credentials) != 6 || len(vi.Controls) == 0 {
+	if vi == nil || strings.Join(vi.Prefixes, " ") != "/twilio /twilio-www" || len(vi.Credentials) != 7 || len(vi.Controls) == 0 {
 		t.Fatalf("twilio description: %+v", vi)
 	}
 	snippet := sim.ConfigSnippet("http://127.0.0.1:9800")
