@@ -95,10 +95,12 @@ go_goroutines 12
 	}
 }
 
+// The plan hands out distinct synthetic accounts round-robin, so every
+// connection is its own account at the exporter.
 func TestPlan(t *testing.T) {
-	p := newPlan([]string{"twilio", "sendgrid"})
-	if p.capacity() != -1 {
-		t.Errorf("sendgrid's beta key has no account id: capacity should be unbounded, got %d", p.capacity())
+	p, without := newPlan([]string{"twilio", "nosuchvendor", "sendgrid", "segment"})
+	if len(without) != 1 || without[0] != "nosuchvendor" {
+		t.Errorf("vendors without synthetic accounts = %v, want [nosuchvendor]", without)
 	}
 	counts := map[string]int{}
 	seen := map[string]bool{}
@@ -108,28 +110,25 @@ func TestPlan(t *testing.T) {
 			t.Fatal("plan ran out")
 		}
 		counts[c.vendor]++
-		if c.vendor == "twilio" {
-			if seen[c.twilio] {
-				t.Errorf("twilio account %s handed out twice: the exporter would update, not add", c.twilio)
-			}
-			seen[c.twilio] = true
+		id := c.twilio + c.fields["api_key"] + c.fields["token"]
+		if id == "" || seen[id] {
+			t.Errorf("%s credential %q empty or handed out twice: the exporter would update, not add", c.vendor, id)
 		}
+		seen[id] = true
 	}
-	if counts["twilio"] != 3 || counts["sendgrid"] != 7 {
-		t.Errorf("mix = %v, want twilio 3 (its accounts) and sendgrid the rest", counts)
+	if counts["twilio"] != 4 || counts["sendgrid"] != 3 || counts["segment"] != 3 || p.total != 10 {
+		t.Errorf("mix = %v (total %d), want twilio 4, sendgrid 3, segment 3", counts, p.total)
+	}
+	if p.used["twilio"] != 4 {
+		t.Errorf("twilio accounts used = %d", p.used["twilio"])
+	}
+	if c, _ := syntheticCredential("segment", 2); c.fields["region"] != "us" {
+		t.Errorf("segment credential %+v: synthetic workspaces are in region us", c)
 	}
 
-	only := newPlan([]string{"twilio"})
-	if only.capacity() != 3 {
-		t.Errorf("twilio capacity = %d, want 3", only.capacity())
-	}
-	for range 3 {
-		if _, ok := only.next(); !ok {
-			t.Fatal("twilio ran out early")
-		}
-	}
-	if _, ok := only.next(); ok {
-		t.Error("a fourth twilio connection would reuse an account")
+	none, _ := newPlan([]string{"nosuchvendor"})
+	if _, ok := none.next(); ok {
+		t.Error("a plan without vendors handed out a credential")
 	}
 }
 
@@ -310,13 +309,16 @@ func TestTinyRun(t *testing.T) {
 	bin := exporterBinary(t)
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"--connections", "5", "--latency", "0", "--scrapes", "3",
-		"--shared-min-interval", "200ms", "--exporter-bin", bin, "--vendors", "sendgrid,twilio"}, &out, &errOut)
+		"--shared-min-interval", "200ms", "--exporter-bin", bin}, &out, &errOut)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
 	}
 	s := out.String()
 	for _, want := range []string{
-		"### 5 connections (",
+		"### 5 connections (sendgrid 2, twilio 2, segment 1)",
+		"- Credentials: sendgrid: 2 distinct accounts, n = 1..2 of the simulator's synthetic API keys",
+		"- Credentials: twilio: 2 distinct accounts, n = 1..2 of the simulator's synthetic accounts",
+		"- Credentials: segment: 1 distinct accounts, n = 1..1 of the simulator's synthetic workspaces",
 		"| a. cold | saas_scrape_success 1 | 5 / 5 (",
 		"| b. warm | vendor calls during the warm scrapes | 0 |",
 		"| 5 connections cold within 8s, every one succeeding |",

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -22,106 +21,78 @@ import (
 // credential is one simulator credential to connect with.
 type credential struct {
 	vendor string
-	label  string            // for notes: "sendgrid key of account beta"
+	label  string            // for errors: "SendGrid synthetic key 12"
 	fields map[string]string // JSON API fields besides vendor and name
 	twilio string            // Twilio Connect: the AccountSid chosen on the consent page
 }
 
-// vendorCreds are one vendor's credentials: unique ones identify their
-// account (the exporter updates the existing connection when the same
-// account is connected again, auth/connect.go save), so each gives one
-// connection; a reusable one (no account id) gives any number.
-type vendorCreds struct {
-	unique   []credential
-	reusable *credential
-	used     int // unique credentials handed out
-	reused   int // connections made with the reusable one
-}
-
-// plan hands out credentials round-robin over vendors, skipping a vendor
-// whose distinct accounts are used up.
-type plan struct {
-	vendors []string
-	creds   map[string]*vendorCreds
-	rr      int
-	total   int
-}
-
-func newPlan(vendors []string) *plan {
-	p := &plan{vendors: vendors, creds: map[string]*vendorCreds{}}
-	for _, v := range vendors {
-		p.creds[v] = simCredentials(v)
-	}
-	return p
-}
-
-// simCredentials lists the simulator's test credentials of a vendor.
-func simCredentials(vendor string) *vendorCreds {
-	vc := &vendorCreds{}
+// syntheticCredential is the simulator's synthetic account n of vendor
+// (vendorsim/synthetic.go): every n is a distinct account, so the
+// exporter, which updates the existing connection when the same account
+// is connected again (auth/connect.go save), stores each as its own.
+func syntheticCredential(vendor string, n int) (credential, bool) {
 	switch vendor {
 	case "sendgrid":
-		for _, key := range []string{vendorsim.SendGridKeyAcme, vendorsim.SendGridKeyBeta} {
-			acct, ok := vendorsim.SendGridAccountFor(key)
-			if !ok {
-				continue
-			}
-			c := credential{vendor: vendor, label: "SendGrid key of account " + acct.Name, fields: map[string]string{"api_key": key}}
-			// The provider records an account id only where the key may
-			// read the user name (provider/sendgrid Verify).
-			if slices.Contains(acct.Scopes, "user.username.read") {
-				vc.unique = append(vc.unique, c)
-			} else if vc.reusable == nil {
-				vc.reusable = &c
-			}
-		}
+		return credential{vendor: vendor, label: fmt.Sprintf("SendGrid synthetic key %d", n),
+			fields: map[string]string{"api_key": vendorsim.SendGridSyntheticKey(n)}}, true
 	case "twilio":
-		for _, a := range vendorsim.TwilioAccounts() {
-			vc.unique = append(vc.unique, credential{vendor: vendor, label: "Twilio account " + a.FriendlyName, twilio: a.Sid})
-		}
+		return credential{vendor: vendor, label: fmt.Sprintf("Twilio synthetic account %d", n),
+			twilio: vendorsim.TwilioSyntheticAccount(n)}, true
 	case "segment":
-		for _, tok := range []string{vendorsim.SegmentTokenAcme, vendorsim.SegmentTokenEuro} {
-			ws, ok := vendorsim.SegmentWorkspaceFor(tok)
-			if !ok {
-				continue
-			}
-			vc.unique = append(vc.unique, credential{vendor: vendor, label: "Segment workspace " + ws.Name,
-				fields: map[string]string{"token": tok, "region": ws.Region}})
-		}
-	}
-	return vc
-}
-
-// next returns the next credential round-robin, or false when every
-// vendor's distinct accounts are used up.
-func (p *plan) next() (credential, bool) {
-	for range p.vendors {
-		v := p.vendors[p.rr%len(p.vendors)]
-		p.rr++
-		vc := p.creds[v]
-		switch {
-		case vc.used < len(vc.unique):
-			vc.used++
-			p.total++
-			return vc.unique[vc.used-1], true
-		case vc.reusable != nil:
-			vc.reused++
-			p.total++
-			return *vc.reusable, true
-		}
+		return credential{vendor: vendor, label: fmt.Sprintf("Segment synthetic workspace %d", n),
+			fields: map[string]string{"token": vendorsim.SegmentSyntheticToken(n), "region": "us"}}, true
 	}
 	return credential{}, false
 }
 
-// capacity is how many distinct connections the plan can make at most (-1: unbounded).
-func (p *plan) capacity() int {
-	n := 0
-	for _, vc := range p.creds {
-		if vc.reusable != nil {
-			return -1
+// syntheticKind says, for the report, what one vendor's synthetic accounts
+// are and how they are connected.
+var syntheticKind = map[string]string{
+	"sendgrid": "synthetic API keys `SendGridSyntheticKey(n)`: paid, the 8 scopes of acme (the exporter reads 6, plus user.username.read, so each key has its own account id), acme-sized lists",
+	"twilio":   "synthetic accounts `TwilioSyntheticAccount(n)`: Full, active, balance readable, acme-like usage and 4-9 numbers; each connected through Twilio Connect (API 202, Allow on the simulator's consent page with the account's sid, the exporter's callback)",
+	"segment":  "synthetic workspaces `SegmentSyntheticToken(n)`, region us: acme-sized lists and usage",
+}
+
+// plan hands out synthetic credentials round-robin over vendors, n = 1, 2,
+// ... per vendor.
+type plan struct {
+	vendors []string
+	used    map[string]int // synthetic accounts handed out, by vendor
+	rr      int
+	total   int
+}
+
+// newPlan plans connections for the vendors that have synthetic accounts
+// and returns the others.
+func newPlan(vendors []string) (*plan, []string) {
+	p := &plan{used: map[string]int{}}
+	var without []string
+	for _, v := range vendors {
+		if _, ok := syntheticCredential(v, 1); ok {
+			p.vendors = append(p.vendors, v)
+		} else {
+			without = append(without, v)
 		}
-		n += len(vc.unique)
 	}
-	return n
+	return p, without
+}
+
+// next returns the next credential round-robin, or false when there is no
+// vendor to connect.
+func (p *plan) next() (credential, bool) {
+	if len(p.vendors) == 0 {
+		return credential{}, false
+	}
+	v := p.vendors[p.rr%len(p.vendors)]
+	p.rr++
+	n := p.used[v] + 1
+	if n > vendorsim.SyntheticMax {
+		return credential{}, false
+	}
+	c, _ := syntheticCredential(v, n)
+	p.used[v] = n
+	p.total++
+	return c, true
 }
 
 // apiPost posts JSON to the exporter's API as the admin.
@@ -181,9 +152,6 @@ type connectResult struct {
 func (b *bench) connectUpTo(ctx context.Context, n int) (connectResult, error) {
 	var res connectResult
 	have := b.plan.total
-	if c := b.plan.capacity(); c >= 0 && n > c {
-		return res, fmt.Errorf("the simulator has %d distinct accounts for vendors %s (the exporter dedupes by account), fewer than %d connections; add sendgrid to --vendors, or the simulator needs more accounts", c, strings.Join(b.vendors, ","), n)
-	}
 	type job struct {
 		name string
 		cred credential
@@ -211,6 +179,9 @@ func (b *bench) connectUpTo(ctx context.Context, n int) (connectResult, error) {
 	for i := have; i < n; i++ {
 		c, ok := b.plan.next()
 		if !ok {
+			mu.Lock()
+			errs = append(errs, fmt.Errorf("no synthetic account left for connection %d (vendors %s)", i+1, strings.Join(b.plan.vendors, ",")))
+			mu.Unlock()
 			break
 		}
 		select {

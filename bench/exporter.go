@@ -97,7 +97,16 @@ func newBench(ctx context.Context, o *options, log io.Writer) (*bench, error) {
 		b.close()
 		return nil, err
 	}
-	b.plan = newPlan(b.vendors)
+	var without []string
+	b.plan, without = newPlan(b.vendors)
+	for _, v := range without {
+		b.note("vendor %s left out: the simulator has no synthetic accounts for it", v)
+	}
+	if len(b.plan.vendors) == 0 {
+		b.close()
+		return nil, fmt.Errorf("no vendor left to benchmark: none of %s has synthetic accounts in the simulator", strings.Join(b.vendors, ","))
+	}
+	b.vendors = b.plan.vendors
 	if o.Latency > 0 {
 		for _, v := range b.vendors {
 			b.sim.SetFault(v, vendorsim.Fault{Latency: o.Latency})

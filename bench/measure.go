@@ -457,16 +457,8 @@ func replot(o *options, stdout, stderr io.Writer) int {
 func (b *bench) planSummary() []string {
 	var out []string
 	for _, v := range b.vendors {
-		vc := b.plan.creds[v]
-		var parts []string
-		for _, c := range vc.unique[:vc.used] {
-			parts = append(parts, c.label)
-		}
-		if vc.reused > 0 {
-			parts = append(parts, fmt.Sprintf("%s ×%d (no account id, so each is a new connection)", vc.reusable.label, vc.reused))
-		}
-		if len(parts) > 0 {
-			out = append(out, v+": "+strings.Join(parts, "; "))
+		if n := b.plan.used[v]; n > 0 {
+			out = append(out, fmt.Sprintf("%s: %d distinct accounts, n = 1..%d of the simulator's %s", v, n, n, syntheticKind[v]))
 		}
 	}
 	return out
