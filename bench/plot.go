@@ -226,13 +226,19 @@ func renderPlot(sizes []sizeResult, deadline time.Duration) *image.RGBA {
 	left.hline(img, float64(deadline.Milliseconds()), msLabel(float64(deadline.Milliseconds()))+" DEADLINE", colLimit)
 	left.hline(img, 50, "50MS TARGET", colLimit)
 	left.series(img, cold, colCold)
-	// Say where the cold scrape left connections unfinished.
+	// Say where the cold scrape left connections unfinished: halfway down
+	// to the warm p90, where no series runs.
 	for _, s := range sizes {
 		ok, total := s.coldOK()
 		if ok < total && s.Cold > 0 {
 			lbl := fmt.Sprintf("%d/%d OK", ok, total)
+			w := textWidth(lbl, textScale)
 			x, y := left.px(float64(s.Connections)), left.py(float64(s.Cold)/float64(time.Millisecond))
-			drawText(img, max(left.r.Min.X+4, x-textWidth(lbl, textScale)), y+36, lbl, textScale, colCold)
+			ty := y + 36
+			if p := percentile(s.Warm, 90); p > 0 {
+				ty = (y+left.py(float64(p)/float64(time.Millisecond)))/2 - 7*textScale/2
+			}
+			drawText(img, min(max(left.r.Min.X+4, x-w/2), left.r.Max.X-4-w), ty, lbl, textScale, colCold)
 		}
 	}
 	left.series(img, p90, colP90)
