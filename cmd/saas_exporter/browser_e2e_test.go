@@ -116,9 +116,26 @@ func TestBrowserEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s (%d bytes)", out, len(shot))
+	// The same page on a phone: one card per connection, no sideways scroll.
+	run("phone viewport", chromedp.EmulateViewport(390, 844), chromedp.Navigate(s.URL+"/"),
+		chromedp.WaitVisible(`//td[.//strong[text()="seg-us"]]`))
+	phone, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	width, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`document.documentElement.scrollWidth`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if width > 390 {
+		t.Errorf("the connections page is %v px wide on a 390 px phone: it scrolls sideways", width)
+	}
+	run("desktop viewport", chromedp.EmulateReset())
 	if os.Getenv("SAAS_UPDATE_SCREENSHOTS") == "1" {
-		if err := os.WriteFile(filepath.Join("..", "..", "docs", "connections.png"), shot, 0o644); err != nil {
-			t.Fatal(err)
+		for name, png := range map[string][]byte{"connections.png": shot, "connections-phone.png": phone} {
+			if err := os.WriteFile(filepath.Join("..", "..", "docs", name), png, 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 
