@@ -1,6 +1,8 @@
 package vendorsim
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/getkin/kin-openapi/openapi3filter"
 )
 
 // fakeClock is a settable Options.Now.
@@ -88,16 +92,48 @@ func doAuth(t *testing.T, ts *httptest.Server, method, path, auth, contentType, 
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	return fetch(t, ts, req)
+}
+
+// fetch sends req to the simulator and reads the whole answer.
+func fetch(t *testing.T, ts *httptest.Server, req *http.Request) answer {
+	t.Helper()
 	resp, err := ts.Client().Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: reading body: %v", method, path, err)
+		t.Fatalf("%s %s: reading body: %v", req.Method, req.URL.Path, err)
 	}
 	return answer{resp.StatusCode, resp.Header, b}
+}
+
+// fetchWant is fetch, failing unless the status is want.
+func fetchWant(t *testing.T, ts *httptest.Server, req *http.Request, want int) answer {
+	t.Helper()
+	a := fetch(t, ts, req)
+	if a.Status != want {
+		t.Fatalf("status %d, want %d; body %s", a.Status, want, a.Body)
+	}
+	return a
+}
+
+// validateAnswer checks an answer (with body, which may be a normalised
+// copy of a.Body) against the spec operation of in.
+func validateAnswer(ctx context.Context, in *openapi3filter.RequestValidationInput, a answer, body []byte) error {
+	return openapi3filter.ValidateResponse(ctx, &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: in,
+		Status:                 a.Status,
+		Header:                 a.Header,
+		Body:                   io.NopCloser(bytes.NewReader(body)),
+		Options: &openapi3filter.Options{
+			IncludeResponseStatus: true,
+			AuthenticationFunc:    openapi3filter.NoopAuthenticationFunc,
+			MultiError:            true,
+		},
+	})
 }
 
 // decode unmarshals a's body into out, failing the test on bad JSON.

@@ -1,14 +1,12 @@
 package vendorsim
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -231,18 +229,8 @@ func TestSegmentContract(t *testing.T) {
 			if c.token != "" {
 				req.Header.Set("Authorization", "Bearer "+c.token)
 			}
-			resp, err := ts.Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != c.want {
-				t.Fatalf("status %d, want %d; body %s", resp.StatusCode, c.want, body)
-			}
+			a := fetchWant(t, ts, req, c.want)
+			body := a.Body
 
 			vreq := req.Clone(ctx)
 			vreq.URL = bracketed(req.URL)
@@ -260,17 +248,7 @@ func TestSegmentContract(t *testing.T) {
 				}
 				checkSegmentQueryDocumented(t, route, vreq)
 			}
-			err = openapi3filter.ValidateResponse(ctx, &openapi3filter.ResponseValidationInput{
-				RequestValidationInput: in,
-				Status:                 resp.StatusCode,
-				Header:                 resp.Header,
-				Body:                   io.NopCloser(bytes.NewReader(body)),
-				Options: &openapi3filter.Options{
-					IncludeResponseStatus: true,
-					AuthenticationFunc:    openapi3filter.NoopAuthenticationFunc,
-					MultiError:            true,
-				},
-			})
+			err = validateAnswer(ctx, in, a, body)
 			if why, undocumented := segUndocumented[c.want]; undocumented {
 				var re *openapi3filter.ResponseError
 				if !errors.As(err, &re) || re.Reason != "status is not supported" {
@@ -280,13 +258,13 @@ func TestSegmentContract(t *testing.T) {
 				if err != nil {
 					t.Fatalf("answer does not match the spec: %v\nbody: %s", err, body)
 				}
-				checkSegmentDeclared(t, route, resp.StatusCode, body)
+				checkSegmentDeclared(t, route, a.Status, body)
 			}
 			if c.want != 200 {
 				checkSegmentError(t, spec.envelope, body)
 			}
 			if c.want == 429 {
-				checkSegmentRateLimit(t, resp.Header, body, sim.Now(), 57647*time.Millisecond)
+				checkSegmentRateLimit(t, a.Header, body, sim.Now(), 57647*time.Millisecond)
 			}
 		})
 	}
