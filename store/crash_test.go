@@ -1,16 +1,17 @@
-package store
+package store_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/saas-exporter/saas_exporter/store"
+	"github.com/saas-exporter/saas_exporter/store/storetest"
 )
 
 const (
@@ -31,12 +32,12 @@ func TestMain(m *testing.M) {
 // crashChild writes until it is killed, printing each write after it is
 // acknowledged.
 func crashChild(path string) {
-	kr, err := ParseKeyring(os.Getenv(crashEnvKey))
+	kr, err := store.ParseKeyring(os.Getenv(crashEnvKey))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	s, err := OpenBolt(path, kr)
+	s, err := store.OpenBolt(path, kr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -45,7 +46,7 @@ func crashChild(path string) {
 	prefix := os.Getenv(crashEnvPrefix)
 	for i := 0; ; i++ {
 		id := fmt.Sprintf("%s-%05d", prefix, i)
-		c := testConn(id, id)
+		c := storetest.Sample(id, id)
 		c.Secret = map[string]string{"token": "v1-" + id}
 		if err := s.Put(ctx, c); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -67,9 +68,8 @@ func crashChild(path string) {
 // TestBoltCrash kills a writing child process at a random moment and checks
 // that the store opens afterwards with every acknowledged write in it.
 func TestBoltCrash(t *testing.T) {
-	path := filepath.Join(t.TempDir(), DefaultBoltFile)
-	key := mustKey(t)
-	kr := mustRing(t, key)
+	path := filepath.Join(t.TempDir(), store.DefaultBoltFile)
+	kr, key := newKeyring(t)
 	acked := map[string]string{} // id -> the secret it must at least have
 
 	for round := range 4 {
@@ -77,39 +77,10 @@ func TestBoltCrash(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // only against a hung child
 		cmd := exec.CommandContext(ctx, os.Args[0])
 		cmd.Env = append(os.Environ(), crashEnvPath+"="+path, crashEnvKey+"="+key, fmt.Sprintf("%s=r%d", crashEnvPrefix, round))
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(out)
-		n := 0
-		for n < want && sc.Scan() {
-			kind, id, ok := strings.Cut(sc.Text(), " ")
-			switch {
-			case !ok:
-				continue // not one of ours
-			case kind == "PUT":
-				acked[id] = "v1-" + id
-				n++
-			case kind == "SEC":
-				acked[id] = "v2-" + id
-			}
-		}
-		// A little jitter so the kill lands anywhere in a write.
-		time.Sleep(rand.N(2 * time.Millisecond))
-		cmd.Process.Kill()
-		cmd.Wait()
+		storetest.Kill(t, cmd, "SEC", want, acked)
 		cancel()
-		if n < want {
-			t.Fatalf("round %d: child stopped after %d writes: %s", round, n, stderr.String())
-		}
 
-		s, err := OpenBolt(path, kr)
+		s, err := store.OpenBolt(path, kr)
 		if err != nil {
 			t.Fatalf("round %d: store does not open after the kill: %v", round, err)
 		}
@@ -121,7 +92,7 @@ func TestBoltCrash(t *testing.T) {
 			}
 			got := c.Secret["token"]
 			// An update may have landed without its acknowledgement; never older.
-			if got != sec && !(sec == "v1-"+id && got == "v2-"+id) {
+			if !storetest.Acked(got, sec, id) {
 				t.Errorf("round %d: connection %s has secret %q, want %q", round, id, got, sec)
 			}
 		}

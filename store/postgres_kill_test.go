@@ -1,18 +1,17 @@
 package store_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/saas-exporter/saas_exporter/store"
 	"github.com/saas-exporter/saas_exporter/store/pgtest"
+	"github.com/saas-exporter/saas_exporter/store/storetest"
 )
 
 const (
@@ -83,37 +82,8 @@ func TestPostgresClientKill(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // only against a hung child
 		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), pgKillEnvDSN+"="+dsn, pgKillEnvKey+"="+key, fmt.Sprintf("%s=r%d", pgKillEnvPrefix, round))
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(out)
-		n := 0
-		for n < want && sc.Scan() {
-			kind, id, ok := strings.Cut(sc.Text(), " ")
-			switch {
-			case !ok:
-				continue // not one of ours
-			case kind == "PUT":
-				acked[id] = "v1-" + id
-				n++
-			case kind == "UPD":
-				acked[id] = "v2-" + id
-			}
-		}
-		// A little jitter so the kill lands anywhere in a write.
-		time.Sleep(rand.N(2 * time.Millisecond))
-		cmd.Process.Kill()
-		cmd.Wait()
+		storetest.Kill(t, cmd, "UPD", want, acked)
 		cancel()
-		if n < want {
-			t.Fatalf("round %d: child stopped after %d writes: %s", round, n, stderr.String())
-		}
 
 		ctx, cancel = context.WithTimeout(context.Background(), time.Minute) // a lock left behind would hang
 		s, err := store.OpenPostgres(ctx, dsn, kr, nil)
@@ -128,7 +98,7 @@ func TestPostgresClientKill(t *testing.T) {
 			}
 			got := c.Secret["token"]
 			// An update may have landed without its acknowledgement; never older.
-			if got != sec && !(sec == "v1-"+id && got == "v2-"+id) {
+			if !storetest.Acked(got, sec, id) {
 				t.Errorf("round %d: connection %s has secret %q, want %q", round, id, got, sec)
 			}
 			err = s.UpdateLocked(ctx, id, func(store.Connection) (*store.Connection, error) { return nil, nil })
