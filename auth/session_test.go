@@ -187,7 +187,7 @@ func TestCSRF(t *testing.T) {
 		}
 		return v
 	}
-	for name, tok := range map[string]string{"missing": "", "bad": "x" + csrf[1:], "other session": otherCSRF} {
+	for name, tok := range map[string]string{"missing": "", "bad": changeFirst(csrf), "other session": otherCSRF} {
 		r := e.do(c, "POST", "/connect/keyco", form(tok))
 		wantStatus(t, r, http.StatusForbidden)
 		wantBody(t, r, "The form expired or was not sent from this site; reload the page and try again.")
