@@ -60,16 +60,6 @@ func TestRunServesAndShutsDown(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	banner := out.String()
-	for _, want := range []string{
-		"sendgrid: " + base + "/sendgrid", vendorsim.SendGridKeyAcme, vendorsim.SendGridKeyBeta,
-		"vendors:\n  sendgrid:\n    api_url: " + base + "/sendgrid\n",
-	} {
-		if !strings.Contains(banner, want) {
-			t.Errorf("banner lacks %q:\n%s", want, banner)
-		}
-	}
-
 	req, _ := http.NewRequest("GET", base+"/sendgrid/v3/teammates", nil)
 	req.Header.Set("Authorization", "Bearer "+vendorsim.SendGridKeyAcme)
 	resp, err := http.DefaultClient.Do(req)
@@ -80,6 +70,17 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || strings.Count(string(body), "user_type") != 2 {
 		t.Errorf("--page-size=2 not applied: %d %s", resp.StatusCode, body)
+	}
+	// run prints the whole banner before it serves, so after an answer
+	// the banner is complete.
+	banner := out.String()
+	for _, want := range []string{
+		"sendgrid: " + base + "/sendgrid", vendorsim.SendGridKeyAcme, vendorsim.SendGridKeyBeta,
+		"vendors:\n  sendgrid:\n    api_url: " + base + "/sendgrid\n",
+	} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("banner lacks %q:\n%s", want, banner)
+		}
 	}
 	resp, err = http.Get(base + "/_sim/faults")
 	if err != nil {
