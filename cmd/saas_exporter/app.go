@@ -43,6 +43,9 @@ type app struct {
 	engine *collector.Engine
 	auth   *auth.Server
 	extra  *prometheus.Registry
+	// generated is an admin password generated at this start, saved and
+	// shown once the exporter listens.
+	generated *generatedAdmin
 }
 
 func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, error) {
@@ -57,7 +60,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	if err != nil {
 		return nil, err
 	}
-	admins, err := ensureAdmin(cfg, log)
+	admins, generated, err := ensureAdmin(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +68,11 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	if err != nil {
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, store: st}
+	a := &app{cfg: cfg, log: log, store: st, generated: generated}
+	hint := ""
+	if len(cfg.Admins) == 0 {
+		hint = generatedLoginHint
+	}
 	a.engine = collector.New(collector.Options{
 		Store:             st,
 		Providers:         providers,
@@ -86,6 +93,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		Logger:      log,
 		OnChange:    a.engine.Forget,
 		InviteTTL:   cfg.Invites.DefaultTTL,
+		LoginHint:   hint,
 		Now:         clock,
 	})
 	if err != nil {

@@ -108,6 +108,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		}
 		listeners = append(listeners, l)
 	}
+	if a.generated != nil {
+		// Whatever can still stop the start is checked first.
+		if err := web.Validate(*webFlags.WebConfigFile); err != nil {
+			logger.Error("cannot start: --web.config.file", "err", err)
+			return 1
+		}
+		if err := a.generated.save(logger); err != nil {
+			logger.Error("cannot start", "err", err)
+			return 1
+		}
+	}
 	srv := &http.Server{
 		Handler:           a.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
