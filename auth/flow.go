@@ -57,6 +57,10 @@ func (s *Server) startSubmit(w http.ResponseWriter, r *http.Request, a adminCtx)
 		s.errorPage(w, http.StatusBadRequest, "Unknown method", p.Title()+" has no enabled sign-in method called “"+r.PostFormValue("method")+"”. Available: "+methodNames(p)+".", "/", "Back to connections")
 		return
 	}
+	if u := s.wrongHost(r); u != "" {
+		s.errorPage(w, http.StatusBadRequest, "Open the exporter at its external URL", s.wrongHostMessage(r), s.o.ExternalURL+"/", "Open "+s.o.ExternalURL+"/")
+		return
+	}
 	t := target{Name: r.PostFormValue("name"), Reconnect: r.PostFormValue("reconnect")}
 	ctx, cancel := s.contextOf(r)
 	defer cancel()

@@ -182,9 +182,12 @@ func (s *Server) inviteFailPage(w http.ResponseWriter, err error) {
 	s.render(w, f.Status, "error.html", errorData{base: base{Title: "Invite not usable"}, Status: f.Status, Message: f.Msg})
 }
 
-func (s *Server) renderInvite(w http.ResponseWriter, status int, tok string, inv store.Invite, p provider.Provider, errMethod string, errView *formView) {
+func (s *Server) renderInvite(w http.ResponseWriter, r *http.Request, status int, tok string, inv store.Invite, p provider.Provider, errMethod string, errView *formView) {
 	d := inviteData{base: base{Title: "Connect " + p.Title(), CSRF: s.csrfToken("invite", tok)}, VendorTitle: p.Title(), Name: inv.Name, Reconnect: inv.ConnectionID != "",
 		Action: "/invite/" + tok, StartAction: "/invite/" + tok + "/start"}
+	if u := s.wrongHost(r); u != "" {
+		d.Warn, d.WarnLink = s.wrongHostMessage(r), u
+	}
 	for _, m := range p.Methods() {
 		switch m := m.(type) {
 		case provider.FormMethod:
@@ -209,7 +212,7 @@ func (s *Server) invitePage(w http.ResponseWriter, r *http.Request) {
 		s.inviteFailPage(w, err)
 		return
 	}
-	s.renderInvite(w, http.StatusOK, tok, inv, p, "", nil)
+	s.renderInvite(w, r, http.StatusOK, tok, inv, p, "", nil)
 }
 
 // invitePost parses an invite form and checks its token and CSRF.
@@ -252,7 +255,7 @@ func (s *Server) inviteSubmit(w http.ResponseWriter, r *http.Request) {
 			submitted[fl.Name] = r.PostFormValue(fl.Name)
 		}
 		v := formView{Method: m.Name(), MethodTitle: m.Title(), Fields: fieldViews(m, submitted, f.Field), Error: f.Msg}
-		s.renderInvite(w, f.Status, tok, inv, p, m.Name(), &v)
+		s.renderInvite(w, r, f.Status, tok, inv, p, m.Name(), &v)
 		return
 	}
 	http.Redirect(w, r, "/invite/done", http.StatusSeeOther)
@@ -266,6 +269,10 @@ func (s *Server) inviteStart(w http.ResponseWriter, r *http.Request) {
 	m := redirectMethod(p, r.PostFormValue("method"))
 	if m == nil || r.PostFormValue("method") == "" {
 		s.errorPage(w, http.StatusBadRequest, "Unknown method", p.Title()+" has no enabled sign-in method called “"+r.PostFormValue("method")+"”.", "/invite/"+tok, "Back to the invite")
+		return
+	}
+	if u := s.wrongHost(r); u != "" {
+		s.errorPage(w, http.StatusBadRequest, "Open the invite at the exporter's external URL", s.wrongHostMessage(r), s.o.ExternalURL+"/invite/"+tok, "Open the invite at "+s.o.ExternalURL)
 		return
 	}
 	t := target{Name: inv.Name, Reconnect: inv.ConnectionID, Invite: inv.ID}

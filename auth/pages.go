@@ -66,6 +66,9 @@ func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, a admin
 	}
 	q := r.URL.Query()
 	d := connectionsData{base: base{Title: "Connections", User: a.User, CSRF: a.CSRF, Flash: flashText(q.Get("msg"), q.Get("name"))}}
+	if u := s.wrongHost(r); u != "" {
+		d.Warn, d.WarnLink = s.wrongHostMessage(r), u
+	}
 	for _, c := range conns {
 		row := connRow{Connection: c, Title: s.title(c.Vendor), StateClass: stateClass(c.State)}
 		switch c.State {
