@@ -271,6 +271,14 @@ func (s *Server) SetTwilioConnectApp(authorizeRedirectURL, deauthorizeCallbackUR
 	return nil
 }
 
+// twilioExporterURL is the exporter the Connect App sends browsers back to.
+func (s *Server) twilioExporterURL() string {
+	t := s.twilio()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSuffix(t.authorizeRedirect, "/connect/twilio/callback")
+}
+
 // SetTwilioDropState makes the consent page leave state out of the
 // redirect back (Twilio does not document that it passes state through).
 func (s *Server) SetTwilioDropState(drop bool) {
