@@ -180,7 +180,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	// 303 to a clean URL, so callback parameters leave the address bar.
 	if t.Invite != "" {
-		http.Redirect(w, r, "/invite/done", http.StatusSeeOther)
+		http.Redirect(w, r, inviteDoneURL(res), http.StatusSeeOther)
 		return
 	}
 	http.Redirect(w, r, "/?msg="+res.Kind+"&name="+url.QueryEscape(res.Conn.Name), http.StatusSeeOther)

@@ -244,7 +244,8 @@ func (s *Server) inviteSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := target{Name: inv.Name, Reconnect: inv.ConnectionID, Invite: inv.ID}
-	if _, err := s.connectForm(r, p, m, t, r.PostFormValue); err != nil {
+	res, err := s.connectForm(r, p, m, t, r.PostFormValue)
+	if err != nil {
 		f := asFailure(err)
 		if f.Status == http.StatusGone || f.Status == http.StatusNotFound {
 			s.inviteFailPage(w, f)
@@ -258,7 +259,16 @@ func (s *Server) inviteSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderInvite(w, r, f.Status, tok, inv, p, m.Name(), &v)
 		return
 	}
-	http.Redirect(w, r, "/invite/done", http.StatusSeeOther)
+	http.Redirect(w, r, inviteDoneURL(res), http.StatusSeeOther)
+}
+
+// inviteDoneURL is where an invitee lands; it says when the credential
+// went to an account that was already connected under another name.
+func inviteDoneURL(res saved) string {
+	if res.Kind == "updated" {
+		return "/invite/done?msg=updated&name=" + url.QueryEscape(res.Conn.Name)
+	}
+	return "/invite/done"
 }
 
 func (s *Server) inviteStart(w http.ResponseWriter, r *http.Request) {
@@ -292,5 +302,9 @@ func (s *Server) inviteStart(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) inviteDone(w http.ResponseWriter, r *http.Request) {
-	s.render(w, http.StatusOK, "done.html", base{Title: "Connected"})
+	b := base{Title: "Connected"}
+	if q := r.URL.Query(); q.Get("msg") == "updated" {
+		b.Flash = flashText("updated", q.Get("name"))
+	}
+	s.render(w, http.StatusOK, "done.html", b)
 }

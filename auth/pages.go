@@ -36,6 +36,9 @@ type inviteRow struct {
 	Title  string
 	Status string
 	URL    string // only while the invite can be used
+	// UsedFor names the connection a used invite went to, Note says why
+	// it is not the one the invite named.
+	UsedFor, Note string
 }
 
 type connectionsData struct {
@@ -101,9 +104,19 @@ func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, a admin
 		}
 		d.Vendors = append(d.Vendors, sec)
 	}
+	names := map[string]string{}
+	for _, c := range conns {
+		names[c.ID] = c.Name
+	}
 	done := 0
 	for _, inv := range invites {
 		row := inviteRow{Invite: inv, Title: s.title(inv.Vendor), Status: s.inviteStatus(inv)}
+		if name, ok := names[inv.ConnectionID]; ok && row.Status == "used" {
+			row.UsedFor = name
+			if name != inv.Name {
+				row.Note = "The invitee's account was already connected as “" + name + "”: its credential was replaced; no connection “" + inv.Name + "” was made."
+			}
+		}
 		if row.Status == "pending" {
 			row.URL = s.inviteURL(inv.ID)
 		} else if done++; done > 20 {

@@ -1,0 +1,58 @@
+package auth
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// An invite for a new connection, answered with the credential of an
+// account already connected under another name, replaces that
+// connection's credential: both the invitee and the admin are told.
+func TestInviteForAlreadyConnectedAccount(t *testing.T) {
+	e := newEnv(t)
+	c, csrf := e.admin()
+	wantStatus(t, e.connectKey(c, csrf, "prod", goodKey), http.StatusSeeOther)
+	prod := e.connByName("prod")
+	path, inv := e.invite(map[string]string{"vendor": "keyco", "name": "partner"})
+
+	guest := e.follower()
+	r := e.do(guest, "GET", path, nil)
+	r = e.do(guest, "POST", path, url.Values{"csrf": {csrfOf(t, r.body)}, "method": {"api_key"}, "api_key": {goodKey}})
+	wantStatus(t, r, 200)
+	wantBody(t, r, "This account was already connected as “prod”; its credential was replaced.")
+	if strings.Contains(r.body, "Connected. You can close this page.") {
+		t.Error("the invitee is told a new connection was made")
+	}
+	if n := len(e.conns()); n != 1 {
+		t.Fatalf("%d connections", n)
+	}
+	got, _ := e.st.GetInvite(t.Context(), inv.ID)
+	if got.ConnectionID != prod.ID {
+		t.Fatalf("invite used for %q, want %q", got.ConnectionID, prod.ID)
+	}
+
+	r = e.do(c, "GET", "/", nil)
+	wantBody(t, r, "used for “prod”", "account was already connected as “prod”: its credential was replaced; no connection “partner” was made.")
+}
+
+// The same through a redirect flow (the callback path).
+func TestInviteRedirectForAlreadyConnectedAccount(t *testing.T) {
+	e := newEnv(t)
+	c, csrf := e.admin()
+	r := e.do(c, "POST", "/connect/oauthco/start", url.Values{"csrf": {csrf}, "method": {"oauth"}, "name": {"prod"}})
+	wantStatus(t, r, http.StatusFound)
+	wantStatus(t, e.do(c, "GET", e.consentTo(r.location()), nil), http.StatusSeeOther)
+
+	path, _ := e.invite(map[string]string{"vendor": "oauthco", "name": "partner"})
+	guest := e.client()
+	r = e.do(guest, "GET", path, nil)
+	r = e.do(guest, "POST", path+"/start", url.Values{"csrf": {csrfOf(t, r.body)}, "method": {"oauth"}})
+	wantStatus(t, r, http.StatusFound)
+	r = e.do(guest, "GET", e.consentTo(r.location()), nil)
+	wantStatus(t, r, http.StatusSeeOther)
+	r = e.do(guest, "GET", r.location(), nil)
+	wantBody(t, r, "This account was already connected as “prod”; its credential was replaced.")
+	wantBody(t, e.do(c, "GET", "/", nil), "account was already connected as “prod”: its credential was replaced; no connection “partner” was made.")
+}
