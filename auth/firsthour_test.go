@@ -5,6 +5,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/saas-exporter/saas_exporter/provider"
+	"github.com/saas-exporter/saas_exporter/store"
 )
 
 // An invite for a new connection, answered with the credential of an
@@ -55,4 +58,33 @@ func TestInviteRedirectForAlreadyConnectedAccount(t *testing.T) {
 	r = e.do(guest, "GET", r.location(), nil)
 	wantBody(t, r, "This account was already connected as “prod”; its credential was replaced.")
 	wantBody(t, e.do(c, "GET", "/", nil), "account was already connected as “prod”: its credential was replaced; no connection “partner” was made.")
+}
+
+// offco has only a method that is not configured (like Twilio without
+// connect_app_sid): nothing that needs a method is offered.
+type offProvider struct{ redirectProvider }
+
+func (offProvider) Vendor() string { return "offco" }
+func (offProvider) Title() string  { return "OffCo" }
+func (p *offProvider) Methods() []provider.Method {
+	return []provider.Method{&redirectMethodImpl{p: &p.redirectProvider, name: "connect", enabled: false}}
+}
+
+func TestUnconfiguredVendorOffersNoInvite(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Providers = append(o.Providers, &offProvider{}) })
+	if err := e.st.Put(t.Context(), store.Connection{ID: "0000000000000off", Vendor: "offco", Name: "old", Status: store.Status{State: store.StateError}}); err != nil {
+		t.Fatal(err)
+	}
+	c, csrf := e.admin()
+	r := e.do(c, "GET", "/", nil)
+	wantBody(t, r, "Connect OffCo", "not configured (see vendors.offco", "Invite the KeyCo account's admin instead")
+	for _, no := range []string{"Invite the OffCo account's admin", `name="vendor" value="offco"`, `name="connection_id" value="0000000000000off"`} {
+		if strings.Contains(r.body, no) {
+			t.Errorf("offered %q for a vendor with no usable method", no)
+		}
+	}
+	// What is no longer offered still fails with a clear reason.
+	r = e.do(c, "POST", "/invites", url.Values{"csrf": {csrf}, "vendor": {"offco"}, "name": {"x"}})
+	wantStatus(t, r, http.StatusBadRequest)
+	wantBody(t, r, "OffCo has no sign-in method configured")
 }

@@ -98,7 +98,7 @@ func (s *Server) createInvite(ctx context.Context, vendor, name, connID string, 
 	if p == nil {
 		return store.Invite{}, fail(http.StatusBadRequest, "Unknown vendor “%s” (known: %s).", vendor, s.vendorList())
 	}
-	if formMethod(p, "") == nil && redirectMethod(p, "") == nil {
+	if !usable(p) {
 		return store.Invite{}, fail(http.StatusBadRequest, "%s has no sign-in method configured, so an invite could not be used.", p.Title())
 	}
 	if ttl == 0 {

@@ -18,6 +18,8 @@ type connRow struct {
 	Reconnect       bool
 	ReconnectURL    string
 	ReconnectMethod string
+	// CanInvite: the vendor has a usable method, so an invite can work.
+	CanInvite bool
 }
 
 type methodView struct {
@@ -29,6 +31,7 @@ type vendorSection struct {
 	Forms         []methodView
 	Redirects     []methodView
 	Disabled      []methodView // redirect methods without configuration
+	CanInvite     bool
 }
 
 type inviteRow struct {
@@ -74,6 +77,9 @@ func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, a admin
 	}
 	for _, c := range conns {
 		row := connRow{Connection: c, Title: s.title(c.Vendor), StateClass: stateClass(c.State)}
+		if p := s.provider(c.Vendor); p != nil {
+			row.CanInvite = usable(p)
+		}
 		switch c.State {
 		case store.StateExpired, store.StateRevoked, store.StateError:
 			if p := s.provider(c.Vendor); p != nil {
@@ -102,6 +108,7 @@ func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, a admin
 				}
 			}
 		}
+		sec.CanInvite = usable(p)
 		d.Vendors = append(d.Vendors, sec)
 	}
 	names := map[string]string{}
@@ -125,6 +132,11 @@ func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, a admin
 		d.Invites = append(d.Invites, row)
 	}
 	s.render(w, http.StatusOK, "connections.html", d)
+}
+
+// usable reports whether p has a method a person can connect with here.
+func usable(p provider.Provider) bool {
+	return formMethod(p, "") != nil || redirectMethod(p, "") != nil
 }
 
 func (s *Server) storeErrorPage(w http.ResponseWriter, err error) {
