@@ -88,3 +88,28 @@ func TestUnconfiguredVendorOffersNoInvite(t *testing.T) {
 	wantStatus(t, r, http.StatusBadRequest)
 	wantBody(t, r, "OffCo has no sign-in method configured")
 }
+
+// A misspelt field names the field the user most likely meant, also when
+// the misspelling made the redirect method the default.
+func TestAPIUnknownFieldNamesClosest(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		rp := o.Providers[1].(*redirectProvider)
+		o.Providers = append(o.Providers, mixedProvider{rp})
+	})
+	for _, c := range []struct{ body, want string }{
+		{`{"vendor":"mixed","name":"a","apikey":"k"}`, `unknown field \"apikey\": did you mean \"api_key\" (method \"api_key\" of mixed)?`},
+		{`{"vendor":"mixed","name":"a","API-Key":"k"}`, `did you mean \"api_key\"`},
+		{`{"vendor":"mixed","name":"a","api_kye":"k"}`, `did you mean \"api_key\"`},
+		{`{"vendor":"keyco","name":"a","api_key":"k","regoin":"eu"}`, `unknown field \"regoin\" for method \"api_key\" of keyco: did you mean \"region\"?`},
+		// Nothing close: the list of fields.
+		{`{"vendor":"mixed","name":"a","colour":"k"}`, `unknown field \"colour\": method \"oauth\" of mixed takes no fields`},
+		{`{"vendor":"keyco","name":"a","api_key":"k","colour":"eu"}`, `(fields: vendor, name, method, api_key, region, note)`},
+	} {
+		r := e.api("POST", "/api/v1/connections", c.body)
+		wantStatus(t, r, http.StatusBadRequest)
+		wantBody(t, r, c.want)
+	}
+	if len(e.conns()) != 0 {
+		t.Fatal("stored")
+	}
+}
