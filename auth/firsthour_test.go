@@ -1,8 +1,10 @@
 package auth
 
 import (
+	"context"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -112,4 +114,55 @@ func TestAPIUnknownFieldNamesClosest(t *testing.T) {
 	if len(e.conns()) != 0 {
 		t.Fatal("stored")
 	}
+}
+
+var idRE = regexp.MustCompile(`\sid="([^"]+)"`)
+
+// Every id on a page is unique, and every label points at one: the
+// invite page has a form per method, with fields of the same names.
+func TestPageIDsUnique(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.Providers = append(o.Providers, twoFormsProvider{})
+	})
+	c, _ := e.admin()
+	path, _ := e.invite(map[string]string{"vendor": "twoforms", "name": "guest"})
+	for _, r := range []resp{
+		e.do(e.client(), "GET", path, nil),
+		e.do(c, "GET", "/", nil),
+		e.do(c, "GET", "/connect/twoforms?method=api_key", nil),
+		e.do(e.client(), "GET", "/login", nil),
+	} {
+		wantStatus(t, r, 200)
+		seen := map[string]bool{}
+		for _, m := range idRE.FindAllStringSubmatch(r.body, -1) {
+			if seen[m[1]] {
+				t.Errorf("%s: id=%q appears twice", r.Request.URL.Path, m[1])
+			}
+			seen[m[1]] = true
+		}
+		for _, m := range regexp.MustCompile(`<label for="([^"]+)"`).FindAllStringSubmatch(r.body, -1) {
+			if !seen[m[1]] {
+				t.Errorf("%s: label for %q, no such id", r.Request.URL.Path, m[1])
+			}
+		}
+	}
+}
+
+// twoFormsProvider has two form methods that share the field "region".
+type twoFormsProvider struct{}
+
+func (twoFormsProvider) Vendor() string { return "twoforms" }
+func (twoFormsProvider) Title() string  { return "TwoForms" }
+func (twoFormsProvider) Methods() []provider.Method {
+	return []provider.Method{keyMethod{}, namedKeyMethod{"other"}}
+}
+func (twoFormsProvider) Collect(context.Context, *provider.Scrape) error { return nil }
+
+type namedKeyMethod struct{ name string }
+
+func (m namedKeyMethod) Name() string             { return m.name }
+func (m namedKeyMethod) Title() string            { return "Other key" }
+func (m namedKeyMethod) Fields() []provider.Field { return keyMethod{}.Fields() }
+func (m namedKeyMethod) Verify(ctx context.Context, hc *http.Client, v map[string]string) (*provider.Credential, error) {
+	return keyMethod{}.Verify(ctx, hc, v)
 }

@@ -202,6 +202,9 @@ func (s *Server) renderInvite(w http.ResponseWriter, r *http.Request, status int
 			}
 		}
 	}
+	for i := range d.Forms {
+		d.Forms[i].IDPrefix = "f-" + d.Forms[i].Method + "-" // one page, several forms
+	}
 	s.render(w, status, "invite.html", d)
 }
 

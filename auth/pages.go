@@ -155,6 +155,8 @@ type formView struct {
 	Method, MethodTitle string
 	Fields              []fieldView
 	Error               string
+	// IDPrefix starts the inputs' ids, unique per form of a page.
+	IDPrefix string
 }
 
 type formData struct {
@@ -189,7 +191,7 @@ func (s *Server) formPage(w http.ResponseWriter, r *http.Request, a adminCtx) {
 		return
 	}
 	d := formData{base: base{Title: "Connect " + p.Title(), User: a.User, CSRF: a.CSRF}, Action: "/connect/" + p.Vendor(), VendorTitle: p.Title(),
-		Form: formView{Method: m.Name(), MethodTitle: m.Title(), Fields: fieldViews(m, nil, "")}, ShowName: true}
+		Form: formView{Method: m.Name(), MethodTitle: m.Title(), Fields: fieldViews(m, nil, ""), IDPrefix: "f-"}, ShowName: true}
 	if id := r.URL.Query().Get("reconnect"); id != "" {
 		c, err := s.o.Store.Get(r.Context(), id)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && c.Vendor != p.Vendor()) {
@@ -233,7 +235,7 @@ func (s *Server) formSubmit(w http.ResponseWriter, r *http.Request, a adminCtx) 
 	}
 	t := target{Name: r.PostFormValue("name"), Reconnect: r.PostFormValue("reconnect")}
 	d := formData{base: base{Title: "Connect " + p.Title(), User: a.User, CSRF: a.CSRF}, Action: "/connect/" + p.Vendor(), VendorTitle: p.Title(),
-		Form: formView{Method: m.Name(), MethodTitle: m.Title()}, ShowName: t.Reconnect == "", Name: t.Name, Reconnect: t.Reconnect}
+		Form: formView{Method: m.Name(), MethodTitle: m.Title(), IDPrefix: "f-"}, ShowName: t.Reconnect == "", Name: t.Name, Reconnect: t.Reconnect}
 	ctx, cancel := s.contextOf(r)
 	defer cancel()
 	if t.Reconnect != "" {
