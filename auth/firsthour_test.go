@@ -6,7 +6,9 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
@@ -165,4 +167,82 @@ func (m namedKeyMethod) Title() string            { return "Other key" }
 func (m namedKeyMethod) Fields() []provider.Field { return keyMethod{}.Fields() }
 func (m namedKeyMethod) Verify(ctx context.Context, hc *http.Client, v map[string]string) (*provider.Credential, error) {
 	return keyMethod{}.Verify(ctx, hc, v)
+}
+
+// raceStore holds every caller of UseOnce for an invite until n have
+// arrived, so n uses of one invite all get past the "already used" checks
+// before the store decides: only UseOnce's answer can stop the others.
+type raceStore struct {
+	store.Store
+	n       int
+	mu      sync.Mutex
+	arrived int
+	all     chan struct{}
+}
+
+func (s *raceStore) UseOnce(ctx context.Context, key string, until time.Time) (bool, error) {
+	if strings.HasPrefix(key, "invite:") {
+		s.mu.Lock()
+		s.arrived++
+		if s.arrived == s.n {
+			close(s.all)
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.all:
+		case <-time.After(10 * time.Second): // not all arrived: let the test fail on counts
+		}
+	}
+	return s.Store.UseOnce(ctx, key, until)
+}
+
+func TestInviteSingleUseDecidedByStore(t *testing.T) {
+	const n = 4
+	var rs *raceStore
+	e := newEnv(t, func(o *Options) {
+		rs = &raceStore{Store: o.Store, n: n, all: make(chan struct{})}
+		o.Store = rs
+	})
+	path, _ := e.invite(map[string]string{"vendor": "keyco", "name": "a"})
+	guest := e.client()
+	csrf := csrfOf(t, e.do(guest, "GET", path, nil).body)
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", e.srv.URL+path, strings.NewReader(url.Values{"csrf": {csrf}, "method": {"api_key"}, "api_key": {goodKey}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			r, err := e.client().Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			r.Body.Close()
+			codes <- r.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	rs.mu.Lock()
+	arrived := rs.arrived
+	rs.mu.Unlock()
+	if arrived != n {
+		t.Fatalf("%d of %d uses reached UseOnce", arrived, n)
+	}
+	won, gone := 0, 0
+	for c := range codes {
+		switch c {
+		case http.StatusSeeOther:
+			won++
+		case http.StatusGone:
+			gone++
+		default:
+			t.Errorf("status %d", c)
+		}
+	}
+	if won != 1 || gone != n-1 || len(e.conns()) != 1 {
+		t.Fatalf("%d uses won, %d refused as used, %d connections; want 1, %d, 1", won, gone, len(e.conns()), n-1)
+	}
 }
