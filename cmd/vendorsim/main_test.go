@@ -7,6 +7,8 @@ import (
 	"flag"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -121,5 +123,51 @@ func TestRunRejectsBadFlags(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"--help"}, io.Discard, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("--help: %v", err)
+	}
+}
+
+// Every curl line of the README's demo section works against the simulator
+// as written (a shortened key answered 404).
+func TestREADMEDemoCommands(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	i := strings.Index(readme, "## Demo")
+	if i < 0 {
+		t.Fatal("no Demo section in the README")
+	}
+	demo := readme[i:]
+	if j := strings.Index(demo[3:], "\n## "); j >= 0 {
+		demo = demo[:j+3]
+	}
+	sim := vendorsim.New(vendorsim.Options{})
+	srv := httptest.NewServer(sim.Handler())
+	defer srv.Close()
+	defer sim.Close()
+	curl := regexp.MustCompile("`curl -X ([A-Z]+) localhost:9800(/\\S*)(?: -d ('[^']*'|\\S+))?`")
+	cmds := curl.FindAllStringSubmatch(demo, -1)
+	if len(cmds) < 4 {
+		t.Fatalf("found %d curl commands in the demo section", len(cmds))
+	}
+	for _, c := range cmds {
+		var body io.Reader
+		if c[3] != "" {
+			body = strings.NewReader(strings.Trim(c[3], "'"))
+		}
+		req, _ := http.NewRequest(c[1], srv.URL+c[2], body)
+		if body != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded") // what curl -d sends
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Errorf("%s: %d %s", c[0], resp.StatusCode, answer)
+		}
 	}
 }
