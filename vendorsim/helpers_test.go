@@ -147,30 +147,35 @@ func (a answer) decode(t *testing.T, out any) {
 	}
 }
 
-// specDir is ../shared/vendor-specs/<vendor> next to the repository root.
-// The files live outside the repository; without them the contract tests
-// skip, and fail under CI (CI=true or CI=1).
+// specDir is <vendor specs>/<vendor>: $SAAS_VENDOR_SPECS if set, else
+// ../shared/vendor-specs next to the repository root. The files live
+// outside the repository; without them the contract tests skip, and fail
+// under CI (CI=true or CI=1).
 func specDir(t *testing.T, vendor string) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
+	root := os.Getenv("SAAS_VENDOR_SPECS")
+	if root == "" {
+		dir, err := os.Getwd()
+		if err != nil {
+			t.Fatal(err)
 		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("repository root (go.mod) not found above the test directory")
+		for {
+			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+				break
+			}
+			parent := filepath.Dir(dir)
+			if parent == dir {
+				t.Fatal("repository root (go.mod) not found above the test directory")
+			}
+			dir = parent
 		}
-		dir = parent
+		root = filepath.Clean(filepath.Join(dir, "..", "shared", "vendor-specs"))
 	}
-	d := filepath.Join(dir, "..", "shared", "vendor-specs", vendor)
+	d := filepath.Join(root, vendor)
 	if _, err := os.Stat(d); err != nil {
-		citest.Missing(t, fmt.Sprintf("the vendor OpenAPI files are missing: %v. This contract test needs them in %s, "+
-			"a folder beside the repository holding SOURCES.md, segment_public_api.yaml, twilio_api_v2010.json and sendgrid/*.json "+
-			"(the README's Testing section says where they come from)", err, filepath.Clean(filepath.Join(dir, "..", "shared", "vendor-specs"))))
+		citest.Missing(t, fmt.Sprintf("the vendor OpenAPI files are missing: %v. This contract test needs them in %s "+
+			"(segment_public_api.yaml, twilio_api_v2010.json, sendgrid/*.json): put them beside the repository in ../shared/vendor-specs, "+
+			"or point SAAS_VENDOR_SPECS at them; `bash .ci/vendor-specs` fetches them at the pinned commits (see the README's Quick start)", err, root))
 	}
 	return d
 }
