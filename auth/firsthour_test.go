@@ -196,7 +196,10 @@ func (s *raceStore) UseOnce(ctx context.Context, key string, until time.Time) (b
 	return s.Store.UseOnce(ctx, key, until)
 }
 
-func TestInviteSingleUseDecidedByStore(t *testing.T) {
+// Concurrent uses of one invite: exactly one connects, the others are told
+// it was used. Every use gets past the "already used" checks (raceStore),
+// so this holds only if UseOnce's answer is obeyed.
+func TestInviteConcurrentUse(t *testing.T) {
 	const n = 4
 	var rs *raceStore
 	e := newEnv(t, func(o *Options) {
