@@ -73,7 +73,7 @@ type entry struct {
 	until       time.Time // rate limited: no vendor call before this
 	missing     []string
 	remaining   float64
-	usage       []renderedFamily // the last usage, rendered once
+	usage       []renderedFamily                  // the last usage, rendered once
 	sections    map[string]provider.SectionResult // each section's last good metrics
 	lastErr     string
 	expiry      time.Time // the credential's expiry after the last attempt renewed it
