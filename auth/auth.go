@@ -34,6 +34,9 @@ type Options struct {
 	// SigningKey (at least 32 bytes) keys the HMACs of session, CSRF, flow
 	// and invite tokens. Every replica must use the same key.
 	SigningKey []byte
+	// PreviousSigningKeys are accepted, never used to sign: after a key
+	// rotation, invite links signed with an older key keep working.
+	PreviousSigningKeys [][]byte
 	// Client returns the HTTP client for a vendor's Verify/Finish calls;
 	// nil: a client with a 30s timeout.
 	Client   func(vendor string) *http.Client
@@ -125,6 +128,12 @@ func New(o Options) (*Server, error) {
 		s.o.InviteTTL = defaultInvite
 	}
 	s.keys = deriveKeys(o.SigningKey)
+	for _, k := range o.PreviousSigningKeys {
+		if len(k) < 32 {
+			return nil, fmt.Errorf("auth: a previous signing key must be at least 32 bytes, got %d", len(k))
+		}
+		s.keys.oldInvite = append(s.keys.oldInvite, derive(k, "invite"))
+	}
 	s.limiter = newLimiter(5, time.Minute)
 	s.apiCache = newAuthCache(time.Minute)
 	if s.pages, err = loadPages(); err != nil {

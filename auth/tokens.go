@@ -22,6 +22,8 @@ var b64 = base64.RawURLEncoding.Strict()
 type keys struct {
 	session, csrf, invite, cache []byte
 	flow                         cipher.AEAD
+	// oldInvite verify invite links signed before a key rotation.
+	oldInvite [][]byte
 }
 
 func derive(master []byte, label string) []byte {
@@ -190,8 +192,13 @@ func (s *Server) inviteID(tok string) (string, bool) {
 		return "", false
 	}
 	got, err := b64.DecodeString(sig)
-	if err != nil || !hmac.Equal(got, mac(s.keys.invite, id)) {
+	if err != nil {
 		return "", false
 	}
-	return id, true
+	for _, k := range append([][]byte{s.keys.invite}, s.keys.oldInvite...) {
+		if hmac.Equal(got, mac(k, id)) {
+			return id, true
+		}
+	}
+	return "", false
 }
