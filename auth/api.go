@@ -93,15 +93,15 @@ func (s *Server) api(h apiHandler) http.HandlerFunc {
 			writeJSONError(w, http.StatusUnauthorized, "authentication required: use HTTP basic auth with an admin user")
 			return
 		}
-		ip, now := clientIP(r), s.now()
-		if retry, ok := s.limiter.allowed(ip, now); !ok {
+		key, now := throttleKey(user, s.clientIP(r)), s.now()
+		if retry, ok := s.limiter.allowed(key, now); !ok {
 			secs := int(retry.Sub(now).Seconds()) + 1
 			w.Header().Set("Retry-After", fmt.Sprint(secs))
-			writeJSONError(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed sign-ins from your address; retry in %d seconds", secs))
+			writeJSONError(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed sign-ins for this user from your address; retry in %d seconds", secs))
 			return
 		}
 		if !s.apiCredentialsOK(user, password, now) {
-			s.limiter.fail(ip, now)
+			s.limiter.fail(key, now)
 			w.Header().Set("WWW-Authenticate", `Basic realm="saas_exporter", charset="UTF-8"`)
 			writeJSONError(w, http.StatusUnauthorized, "wrong user name or password")
 			return

@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"sort"
@@ -43,6 +44,9 @@ type Options struct {
 	Logger   *slog.Logger
 	Now      func() time.Time // default time.Now
 	OnChange func(connectionID string)
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client (web.trusted_proxies).
+	TrustedProxies []netip.Prefix
 	// InviteTTL is the default lifetime of an invite; default 72h.
 	InviteTTL time.Duration
 }

@@ -2,7 +2,10 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -47,4 +50,55 @@ func TestAPICrossSitePostRefused(t *testing.T) {
 	}
 	// Scripts that send the JSON type keep working.
 	wantStatus(t, e.api("POST", "/api/v1/invites", map[string]string{"vendor": "keyco", "name": "later"}), http.StatusCreated)
+}
+
+// Issue #12 item 5: behind a load balancer every client has the LB's
+// address. Wrong passwords from one client (named by X-Forwarded-For from
+// a trusted proxy) never lock out a correct password from another client;
+// from an untrusted peer the header changes nothing.
+func TestThrottlePerUserAndClient(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
+	login := func(xff, user, pass string) resp {
+		t.Helper()
+		c := e.client()
+		r := e.do(c, "GET", "/login", nil)
+		form := url.Values{"csrf": {csrfOf(t, r.body)}, "user": {user}, "password": {pass}}
+		req, _ := http.NewRequest("POST", e.srv.URL+"/login", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", xff)
+		return e.send(c, req)
+	}
+	apiFrom := func(xff, pass string) resp {
+		t.Helper()
+		req, _ := http.NewRequest("GET", e.srv.URL+"/api/v1/connections", nil)
+		req.SetBasicAuth(adminUser, pass)
+		req.Header.Set("X-Forwarded-For", xff)
+		return e.send(e.client(), req)
+	}
+	// The attacker: 5 wrong passwords a minute, through the proxy.
+	for i := 0; i < 5; i++ {
+		wantStatus(t, login("198.51.100.66", adminUser, "guess"), http.StatusUnauthorized)
+	}
+	wantStatus(t, login("198.51.100.66", adminUser, adminPass), http.StatusTooManyRequests)
+	wantStatus(t, apiFrom("198.51.100.66", adminPass), http.StatusTooManyRequests)
+	// The admins and scripts behind the same proxy are not locked out. The
+	// client may prepend its own X-Forwarded-For: the proxy's entry counts.
+	wantStatus(t, login("203.0.113.7", adminUser, adminPass), http.StatusSeeOther)
+	wantStatus(t, login("198.51.100.66, 203.0.113.8", adminUser, adminPass), http.StatusSeeOther)
+	wantStatus(t, apiFrom("203.0.113.9", adminPass), http.StatusOK)
+	// Faking the proxy's header from the attacker's side changes nothing.
+	wantStatus(t, login("203.0.113.7, 198.51.100.66", adminUser, adminPass), http.StatusTooManyRequests)
+
+	// Without trusted proxies the header is ignored: the peer is the client.
+	e2 := newEnv(t)
+	for i := 0; i < 5; i++ {
+		req, _ := http.NewRequest("GET", e2.srv.URL+"/api/v1/connections", nil)
+		req.SetBasicAuth(adminUser, "guess")
+		req.Header.Set("X-Forwarded-For", fmt.Sprint("192.0.2.", i))
+		wantStatus(t, e2.send(e2.client(), req), http.StatusUnauthorized)
+	}
+	req, _ := http.NewRequest("GET", e2.srv.URL+"/api/v1/connections", nil)
+	req.SetBasicAuth(adminUser, adminPass)
+	req.Header.Set("X-Forwarded-For", "192.0.2.200")
+	wantStatus(t, e2.send(e2.client(), req), http.StatusTooManyRequests)
 }

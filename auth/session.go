@@ -6,7 +6,9 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -146,15 +148,16 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusForbidden, "Form expired", csrfMessage, "/login?next="+url.QueryEscape(next), "Sign in again")
 		return
 	}
-	ip := clientIP(r)
+	ip := s.clientIP(r)
 	now := s.now()
-	if retry, ok := s.limiter.allowed(ip, now); !ok {
+	user := r.PostFormValue("user")
+	key := throttleKey(user, ip)
+	if retry, ok := s.limiter.allowed(key, now); !ok {
 		s.tooMany(w, retry, now)
 		return
 	}
-	user := r.PostFormValue("user")
 	if !s.checkPassword(user, r.PostFormValue("password")) {
-		s.limiter.fail(ip, now)
+		s.limiter.fail(key, now)
 		if _, known := s.o.Admins[user]; !known {
 			user = "(unknown user)" // could be a password typed into the wrong field
 		}
@@ -162,7 +165,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, r, http.StatusUnauthorized, next, r.PostFormValue("user"), "Wrong user name or password.")
 		return
 	}
-	s.limiter.reset(ip)
+	s.limiter.reset(key)
 	s.setCookie(w, sessionCookie, s.newSession(user), "/", now.Add(sessionTTL))
 	s.log.Info("admin signed in", "user", user, "client", ip)
 	http.Redirect(w, r, next, http.StatusSeeOther)
@@ -172,7 +175,7 @@ func (s *Server) tooMany(w http.ResponseWriter, retry, now time.Time) {
 	secs := int(retry.Sub(now).Seconds()) + 1
 	w.Header().Set("Retry-After", fmt.Sprint(secs))
 	s.errorPage(w, http.StatusTooManyRequests, "Too many attempts",
-		fmt.Sprintf("Too many failed sign-ins from your address. Try again in %d seconds (after %s).", secs, retry.UTC().Format("15:04:05 UTC")),
+		fmt.Sprintf("Too many failed sign-ins for this user from your address. Try again in %d seconds (after %s).", secs, retry.UTC().Format("15:04:05 UTC")),
 		"/login", "Sign in")
 }
 
@@ -199,14 +202,52 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/login?msg=logged_out", http.StatusSeeOther)
 }
 
-// clientIP is the TCP peer. X-Forwarded-For is not trusted: anyone could
-// set it to dodge the limit.
-func clientIP(r *http.Request) string {
+// clientIP is the TCP peer, or, when the peer is a trusted proxy, the
+// right-most address of X-Forwarded-For that is not a trusted proxy (the
+// left part of the header is whatever the client sent). From any other
+// peer the header is ignored: a client could set it to dodge the throttle.
+func (s *Server) clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if !s.trusted(host) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		a, err := netip.ParseAddr(hop)
+		if err != nil {
+			break // garbage: the last address that could be trusted wins
+		}
+		host = a.Unmap().String()
+		if !s.trusted(host) {
+			break
+		}
 	}
 	return host
+}
+
+func (s *Server) trusted(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range s.o.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// throttleKey is what failed sign-ins are counted by: the user name tried
+// and the client, so wrong passwords from one client never lock out
+// another client, nor another user.
+func throttleKey(user, client string) string {
+	return user + "\x00" + client
 }
 
 // limiter counts failed sign-ins per client address in a sliding window.
