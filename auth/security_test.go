@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Issue #12 item 2: what a page on another origin makes a browser send with
@@ -101,4 +103,73 @@ func TestThrottlePerUserAndClient(t *testing.T) {
 	req.SetBasicAuth(adminUser, adminPass)
 	req.Header.Set("X-Forwarded-For", "192.0.2.200")
 	wantStatus(t, e2.send(e2.client(), req), http.StatusTooManyRequests)
+}
+
+// Issue #12 item 6: a session cookie saved before POST /logout opens
+// nothing afterwards, on this replica or another one sharing the store;
+// nor after the admin's password changes in the config.
+func TestLogoutEndsSessionOnEveryReplica(t *testing.T) {
+	e := newEnv(t)
+	replica := newEnv(t, func(o *Options) { o.Store = e.st })
+	c, csrf := e.admin()
+	u, _ := url.Parse(e.srv.URL)
+	var saved *http.Cookie
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == sessionCookie {
+			saved = ck
+		}
+	}
+	if saved == nil {
+		t.Fatal("no session cookie")
+	}
+	with := func(env *env, method, path string, form url.Values) resp {
+		t.Helper()
+		var body *strings.Reader
+		if form != nil {
+			body = strings.NewReader(form.Encode())
+		} else {
+			body = strings.NewReader("")
+		}
+		req, _ := http.NewRequest(method, env.srv.URL+path, body)
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: saved.Value})
+		return env.send(env.client(), req)
+	}
+	wantStatus(t, with(replica, "GET", "/", nil), http.StatusOK)
+
+	wantStatus(t, e.do(c, "POST", "/logout", url.Values{"csrf": {csrf}}), http.StatusSeeOther)
+	for _, env := range []*env{e, replica} {
+		r := with(env, "GET", "/", nil)
+		if r.StatusCode != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/login") {
+			t.Errorf("the saved cookie after logout: %d %s", r.StatusCode, r.location())
+		}
+		r = with(env, "POST", "/invites", url.Values{"csrf": {csrf}, "vendor": {"keyco"}, "name": {"evil"}})
+		if r.StatusCode != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/login") {
+			t.Errorf("an invite with the saved cookie after logout: %d %s", r.StatusCode, r.location())
+		}
+	}
+	if invs, _ := e.st.ListInvites(context.Background()); len(invs) != 0 {
+		t.Errorf("invites created after logout: %+v", invs)
+	}
+	if !strings.Contains(e.logs.String(), `"msg":"admin signed out"`) {
+		t.Error("logout not logged")
+	}
+	// Signing in again works.
+	e.login(c)
+
+	// A password change in the config (a replica restarted with the new
+	// hash) ends the sessions made with the old one.
+	c2, _ := e.admin()
+	newHash, _ := bcrypt.GenerateFromPassword([]byte("new-password-43"), bcrypt.MinCost)
+	changed := newEnv(t, func(o *Options) { o.Store = e.st; o.Admins = map[string]string{adminUser: string(newHash)} })
+	for _, ck := range c2.Jar.Cookies(u) {
+		if ck.Name == sessionCookie {
+			saved = ck
+		}
+	}
+	if r := with(changed, "GET", "/", nil); r.StatusCode != http.StatusSeeOther {
+		t.Errorf("a session made before a password change: %d", r.StatusCode)
+	}
 }

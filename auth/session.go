@@ -41,17 +41,23 @@ func (s *Server) clearCookie(w http.ResponseWriter, name, path string) {
 	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: path, MaxAge: -1, HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
 }
 
-// sessionUser returns the logged-in admin and the session token.
-func (s *Server) sessionUser(r *http.Request) (user, tok string) {
-	c, err := r.Cookie(sessionCookie)
-	if err != nil {
-		return "", ""
+// sessionUser returns the logged-in admin and the session token. A
+// session that was logged out (recorded in the store, so on every
+// replica) is no session; err is a store failure.
+func (s *Server) sessionUser(r *http.Request) (user, tok string, err error) {
+	c, cerr := r.Cookie(sessionCookie)
+	if cerr != nil {
+		return "", "", nil
 	}
-	u, ok := s.checkSession(c.Value)
+	sess, ok := s.openSession(c.Value)
 	if !ok {
-		return "", ""
+		return "", "", nil
 	}
-	return u, c.Value
+	out, err := s.o.Store.Used(r.Context(), loggedOutKey(sess))
+	if err != nil || out {
+		return "", "", err
+	}
+	return sess.User, c.Value, nil
 }
 
 // adminHandler is a page handler for a logged-in admin; csrf is the token
@@ -67,7 +73,11 @@ type adminCtx struct {
 // checks its CSRF token.
 func (s *Server) admin(h adminHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		user, tok := s.sessionUser(r)
+		user, tok, err := s.sessionUser(r)
+		if err != nil {
+			s.storeErrorPage(w, err)
+			return
+		}
 		if user == "" {
 			next := "/"
 			if r.Method == http.MethodGet || r.Method == http.MethodHead {
@@ -114,7 +124,7 @@ type loginData struct {
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	next := localPath(r.URL.Query().Get("next"))
-	if user, _ := s.sessionUser(r); user != "" {
+	if user, _, _ := s.sessionUser(r); user != "" {
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
@@ -193,12 +203,24 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	if !s.parseForm(w, r) {
 		return
 	}
-	user, tok := s.sessionUser(r)
+	user, tok, _ := s.sessionUser(r)
 	if user != "" && !s.csrfValid("session", tok, r.PostFormValue(csrfField)) {
 		s.errorPage(w, http.StatusForbidden, "Form expired", csrfMessage, "/", "Back to connections")
 		return
 	}
 	s.clearCookie(w, sessionCookie, "/")
+	if user != "" {
+		// The cookie is signed, not stored: a copy saved before logout
+		// would keep working until it expires unless the store says it ended.
+		sess, _ := s.openSession(tok)
+		if _, err := s.o.Store.UseOnce(r.Context(), loggedOutKey(sess), time.Unix(sess.Expires, 0).Add(time.Minute)); err != nil {
+			s.log.Error("recording a logout", "user", user, "err", err)
+			f := asFailure(err)
+			s.errorPage(w, f.Status, "Sign-out not recorded", "This browser is signed out, but the server could not record it: "+f.Msg+" Copies of the session cookie stay valid until it expires; sign in and out again once the store works.", "/login", "Sign in")
+			return
+		}
+		s.log.Info("admin signed out", "user", user)
+	}
 	http.Redirect(w, r, "/login?msg=logged_out", http.StatusSeeOther)
 }
 

@@ -112,21 +112,32 @@ func (s *Server) newSession(user string) string {
 }
 
 // checkSession returns the user of a valid, unexpired session token.
+// It does not ask the store whether the session was logged out (see
+// sessionUser).
 func (s *Server) checkSession(tok string) (string, bool) {
+	sess, ok := s.openSession(tok)
+	return sess.User, ok
+}
+
+func (s *Server) openSession(tok string) (session, bool) {
 	b, ok := unsign(s.keys.session, tok)
 	if !ok {
-		return "", false
+		return session{}, false
 	}
 	var sess session
-	if json.Unmarshal(b, &sess) != nil {
-		return "", false
+	if json.Unmarshal(b, &sess) != nil || sess.Nonce == "" {
+		return session{}, false
 	}
 	hash, known := s.o.Admins[sess.User]
 	if !known || sess.Hash != hashTag(hash) || !s.now().Before(time.Unix(sess.Expires, 0)) {
-		return "", false
+		return session{}, false
 	}
-	return sess.User, true
+	return sess, true
 }
+
+// loggedOutKey is the single-use record that ends a session on every
+// replica sharing the store.
+func loggedOutKey(sess session) string { return "logout:" + sess.Nonce }
 
 // csrfToken derives a form token from what the form is bound to: the
 // session, an invite token or the login cookie.

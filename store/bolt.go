@@ -405,6 +405,16 @@ func (s *Bolt) UseOnce(ctx context.Context, key string, expires time.Time) (bool
 	return first, nil
 }
 
+func (s *Bolt) Used(ctx context.Context, key string) (bool, error) {
+	used := false
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketNonces).Get([]byte(key))
+		used = len(v) == 8 && s.now().UnixNano() < int64(binary.BigEndian.Uint64(v))
+		return nil
+	})
+	return used, err
+}
+
 // purgeNonces deletes expired nonces among the noncePurgeBatch entries
 // following from (wrapping round). Keys are random, so starting at the key
 // being used spreads the work over the whole bucket.

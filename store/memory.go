@@ -154,6 +154,15 @@ func (m *Memory) UseOnce(ctx context.Context, key string, expires time.Time) (bo
 	return true, nil
 }
 
+func (m *Memory) Used(ctx context.Context, key string) (bool, error) {
+	if err := m.lock(ctx); err != nil {
+		return false, err
+	}
+	defer m.mu.Unlock()
+	exp, ok := m.once[key]
+	return ok && m.now().Before(exp), nil
+}
+
 func (m *Memory) PutInvite(ctx context.Context, inv Invite) error {
 	if inv.ID == "" {
 		return errEmptyID

@@ -675,6 +675,18 @@ ON CONFLICT (key) DO UPDATE SET expires = excluded.expires WHERE u.expires <= $3
 	return tag.RowsAffected() == 1, nil
 }
 
+func (s *Postgres) Used(ctx context.Context, key string) (bool, error) {
+	if err := s.open(); err != nil {
+		return false, err
+	}
+	var used bool
+	err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM use_once WHERE key = $1 AND expires > $2)", key, s.now()).Scan(&used)
+	if err != nil {
+		return false, s.fail("reading a single-use value", err)
+	}
+	return used, nil
+}
+
 func (s *Postgres) PutInvite(ctx context.Context, inv Invite) error {
 	if inv.ID == "" {
 		return errEmptyID

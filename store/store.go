@@ -124,6 +124,9 @@ type Store interface {
 	// may be dropped after expires: once expires has passed, the key counts
 	// as unused again, so callers must check expiry themselves.
 	UseOnce(ctx context.Context, key string, expires time.Time) (bool, error)
+	// Used reports whether UseOnce recorded key and it has not expired,
+	// without recording it (a logged-out session is checked this way).
+	Used(ctx context.Context, key string) (bool, error)
 
 	// PutInvite creates or replaces the invite with inv.ID.
 	PutInvite(ctx context.Context, inv Invite) error

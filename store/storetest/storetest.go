@@ -382,6 +382,24 @@ func testUseOnce(t *testing.T, s store.Store) {
 	if _, err := s.UseOnce(ctx, "", exp); err == nil {
 		t.Error("UseOnce with an empty key succeeded")
 	}
+	// Used reads without recording.
+	for i := 0; i < 2; i++ {
+		if used, err := s.Used(ctx, "state-unseen"); err != nil || used {
+			t.Fatalf("Used of an unrecorded key = %v, %v; want false", used, err)
+		}
+	}
+	if used, err := s.Used(ctx, "state-abc"); err != nil || !used {
+		t.Errorf("Used of a recorded key = %v, %v; want true", used, err)
+	}
+	if got, err := s.UseOnce(ctx, "state-unseen", exp); err != nil || !got {
+		t.Errorf("UseOnce after Used = %v, %v; want true", got, err)
+	}
+	if _, err := s.UseOnce(ctx, "state-past", time.Now().Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if used, err := s.Used(ctx, "state-past"); err != nil || used {
+		t.Errorf("Used of an expired key = %v, %v; want false", used, err)
+	}
 }
 
 func testUseOnceExpiry(t *testing.T, s store.Store) {
