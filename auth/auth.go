@@ -164,6 +164,8 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /connect/{vendor}/start", s.admin(s.startSubmit))
 	mux.HandleFunc("GET /connect/{vendor}/callback", s.callback)
 	mux.HandleFunc("POST /connect/{vendor}/{name}", s.webhook)
+	// Some vendors call webhooks by GET (Twilio's DeauthorizeCallbackMethod).
+	mux.HandleFunc("GET /connect/{vendor}/{name}", s.webhook)
 
 	// Invites (no login).
 	mux.HandleFunc("GET /invite/done", s.inviteDone)

@@ -2,14 +2,19 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/saas-exporter/saas_exporter/provider"
+	"github.com/saas-exporter/saas_exporter/store"
 )
 
 // Issue #12 item 2: what a page on another origin makes a browser send with
@@ -172,4 +177,52 @@ func TestLogoutEndsSessionOnEveryReplica(t *testing.T) {
 	if r := with(changed, "GET", "/", nil); r.StatusCode != http.StatusSeeOther {
 		t.Errorf("a session made before a password change: %d", r.StatusCode)
 	}
+}
+
+// checkedHook is hookco whose vendor can say whether a credential still
+// works (provider.RevocationChecker).
+type checkedHook struct {
+	hookProvider
+	mu    *sync.Mutex
+	still *bool
+	err   *error
+}
+
+func (h checkedHook) StillAuthorized(ctx context.Context, hc *http.Client, c provider.Connection) (bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return *h.still, *h.err
+}
+
+// Issue #12 item 7, generic side: a signed revocation callback revokes
+// only what the vendor confirms; a stale one is ignored and logged; when
+// the vendor cannot tell, nothing changes and the vendor is asked to retry.
+func TestWebhookRevocationConfirmed(t *testing.T) {
+	var mu sync.Mutex
+	still, verr := true, error(nil)
+	hook := checkedHook{mu: &mu, still: &still, err: &verr}
+	e := newEnv(t, func(o *Options) { o.Providers = []provider.Provider{keyProvider{}, hook} })
+	c, csrf := e.admin()
+	wantStatus(t, e.do(c, "POST", "/connect/hookco", url.Values{"csrf": {csrf}, "method": {"token"}, "name": {"h1"}, "token": {hookToken}, "account": {"AC1"}}), http.StatusSeeOther)
+	set := func(s bool, err error) { mu.Lock(); still, verr = s, err; mu.Unlock() }
+
+	wantStatus(t, e.hook("/connect/hookco/deauthorize", "valid", url.Values{"AccountSid": {"AC1"}}), http.StatusOK)
+	if st := e.connByName("h1").State; st != store.StateActive {
+		t.Fatalf("a stale callback revoked: %s", st)
+	}
+	if !strings.Contains(e.logs.String(), "deauthorize callback ignored") {
+		t.Error("the stale callback was not logged")
+	}
+	set(false, errors.New("hookco: connection refused"))
+	wantStatus(t, e.hook("/connect/hookco/deauthorize", "valid", url.Values{"AccountSid": {"AC1"}}), http.StatusServiceUnavailable)
+	if st := e.connByName("h1").State; st != store.StateActive {
+		t.Fatalf("an unconfirmed callback revoked: %s", st)
+	}
+	set(false, nil)
+	wantStatus(t, e.hook("/connect/hookco/deauthorize", "valid", url.Values{"AccountSid": {"AC1"}}), http.StatusOK)
+	if st := e.connByName("h1").State; st != store.StateRevoked {
+		t.Fatalf("a confirmed callback did not revoke: %s", st)
+	}
+	// By GET too (Twilio's DeauthorizeCallbackMethod may be GET).
+	wantStatus(t, e.do(e.client(), "GET", "/connect/keyco/deauthorize", nil), http.StatusNotFound)
 }

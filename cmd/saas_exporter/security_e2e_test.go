@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"os"
@@ -9,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/saas-exporter/saas_exporter/store"
+	"github.com/saas-exporter/saas_exporter/vendorsim"
 )
 
 // Issue #12 item 10: after a key rotation (a new key first in
@@ -44,5 +48,163 @@ func TestInviteSurvivesKeyRotation(t *testing.T) {
 	code, page := s.get(u.Path)
 	if code != http.StatusOK || !strings.Contains(page, "Connect SendGrid") {
 		t.Fatalf("pending invite after a key rotation: %d\n%s", code, page)
+	}
+}
+
+// connectTwilio connects a simulated Twilio account through the Connect
+// flow, as a script does, and returns the connection.
+func (s *stack) connectTwilio(name, account string) apiConn {
+	s.t.Helper()
+	c := newAPIFlowClient()
+	resp := consentTwilio(s.t, c, s.startFlow(c, map[string]string{"vendor": "twilio", "name": name}), account, "allow")
+	resp.Body.Close()
+	conn, ok := s.connections()[name]
+	if !ok || conn.State != "active" {
+		s.t.Fatalf("connect %s: %+v", name, s.connections())
+	}
+	return conn
+}
+
+// deauthorizeCall sends a deauthorize callback as Twilio would with method
+// and signature sig (computed by the caller).
+func (s *stack) deauthorizeCall(method, rawQuery string, form url.Values, sig string) int {
+	s.t.Helper()
+	u := s.URL + "/connect/twilio/deauthorize"
+	var req *http.Request
+	if method == http.MethodGet {
+		req, _ = http.NewRequest(method, u+"?"+rawQuery, nil)
+	} else {
+		req, _ = http.NewRequest(method, u, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	req.Header.Set("X-Twilio-Signature", sig)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Issue #14 item 5: the deauthorize callback by GET (the Connect App's
+// DeauthorizeCallbackMethod) and by POST, each signed as Twilio signs it;
+// forged signatures of both kinds are refused.
+func TestTwilioDeauthorizeByGETAndPOST(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	s.connectTwilio("tw-acme", vendorsim.TwilioAccountAcme)
+	s.connectTwilio("tw-beta", vendorsim.TwilioAccountBeta)
+	cb := s.URL + "/connect/twilio/deauthorize"
+	form := url.Values{"AccountSid": {vendorsim.TwilioAccountAcme}, "ConnectAppSid": {vendorsim.TwilioConnectAppSid}}
+	q := form.Encode()
+	for name, call := range map[string]func() int{
+		// A POST signature sent with GET, and a GET signature sent as POST.
+		"GET with the POST signature": func() int {
+			return s.deauthorizeCall("GET", q, nil, vendorsim.TwilioSignature(vendorsim.TwilioOwnerAuthToken, cb, form))
+		},
+		"GET signed without its query": func() int {
+			return s.deauthorizeCall("GET", q, nil, vendorsim.TwilioSignature(vendorsim.TwilioOwnerAuthToken, cb, nil))
+		},
+		"GET with another token": func() int {
+			return s.deauthorizeCall("GET", q, nil, vendorsim.TwilioSignature("0123456789abcdef0123456789abcdef", cb+"?"+q, nil))
+		},
+		"GET with a changed query": func() int {
+			other := url.Values{"AccountSid": {vendorsim.TwilioAccountBeta}, "ConnectAppSid": {vendorsim.TwilioConnectAppSid}}.Encode()
+			return s.deauthorizeCall("GET", other, nil, vendorsim.TwilioSignature(vendorsim.TwilioOwnerAuthToken, cb+"?"+q, nil))
+		},
+		"POST with the GET signature": func() int {
+			return s.deauthorizeCall("POST", "", form, vendorsim.TwilioSignature(vendorsim.TwilioOwnerAuthToken, cb+"?"+q, nil))
+		},
+		"POST with another token": func() int {
+			return s.deauthorizeCall("POST", "", form, vendorsim.TwilioSignature("0123456789abcdef0123456789abcdef", cb, form))
+		},
+		"GET unsigned": func() int { return s.deauthorizeCall("GET", q, nil, "") },
+	} {
+		if code := call(); code != http.StatusForbidden {
+			t.Errorf("%s: %d, want 403", name, code)
+		}
+	}
+	for n, c := range s.connections() {
+		if c.State != "active" {
+			t.Fatalf("a forged callback changed %s: %+v", n, c)
+		}
+	}
+
+	// Twilio's own GET callback revokes acme, and only acme.
+	if err := s.Sim.SetTwilioDeauthorizeMethod(http.MethodGet); err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.Sim.DeauthorizeTwilioAccount(context.Background(), vendorsim.TwilioAccountAcme)
+	if err != nil || d.Status != http.StatusOK {
+		t.Fatalf("GET deauthorize: %v %+v", err, d)
+	}
+	if cs := s.connections(); cs["tw-acme"].State != "revoked" || cs["tw-beta"].State != "active" {
+		t.Errorf("after the GET callback: acme %s, beta %s", cs["tw-acme"].State, cs["tw-beta"].State)
+	}
+	// And its POST callback revokes beta.
+	if err := s.Sim.SetTwilioDeauthorizeMethod(http.MethodPost); err != nil {
+		t.Fatal(err)
+	}
+	d, err = s.Sim.DeauthorizeTwilioAccount(context.Background(), vendorsim.TwilioAccountBeta)
+	if err != nil || d.Status != http.StatusOK {
+		t.Fatalf("POST deauthorize: %v %+v", err, d)
+	}
+	if st := s.connections()["tw-beta"].State; st != "revoked" {
+		t.Errorf("after the POST callback: beta %s", st)
+	}
+}
+
+// Issue #12 item 7: Twilio's signature has no timestamp. A deauthorize
+// callback recorded earlier and replayed after the account authorized the
+// app again is ignored (and logged): Twilio still accepts the connection.
+func TestTwilioDeauthorizeReplayIgnored(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	conn := s.connectTwilio("tw-acme", vendorsim.TwilioAccountAcme)
+	cb := s.URL + "/connect/twilio/deauthorize"
+	form := url.Values{"AccountSid": {vendorsim.TwilioAccountAcme}, "ConnectAppSid": {vendorsim.TwilioConnectAppSid}}
+	q := form.Encode()
+	// What an eavesdropper recorded of a genuine deauthorization, by POST
+	// and by GET: exactly what Twilio sent.
+	postSig := vendorsim.TwilioSignature(vendorsim.TwilioOwnerAuthToken, cb, form)
+	getSig := vendorsim.TwilioSignature(vendorsim.TwilioOwnerAuthToken, cb+"?"+q, nil)
+	d, err := s.Sim.DeauthorizeTwilioAccount(context.Background(), vendorsim.TwilioAccountAcme)
+	if err != nil || d.Status != http.StatusOK || s.connections()["tw-acme"].State != "revoked" {
+		t.Fatalf("genuine deauthorize: %v %+v %+v", err, d, s.connections()["tw-acme"])
+	}
+
+	// The customer authorizes the app again (Reconnect).
+	c := newAPIFlowClient()
+	b, _ := json.Marshal(map[string]string{})
+	req, _ := http.NewRequest("POST", s.URL+"/api/v1/connections/"+conn.ID+"/reconnect", bytes.NewReader(b))
+	req.SetBasicAuth(testAdmin, testPassword)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var re struct {
+		AuthorizeURL string `json:"authorize_url"`
+	}
+	json.NewDecoder(resp.Body).Decode(&re)
+	resp.Body.Close()
+	consentTwilio(t, c, re.AuthorizeURL, vendorsim.TwilioAccountAcme, "allow").Body.Close()
+	if st := s.connections()["tw-acme"].State; st != "active" {
+		t.Fatalf("after reconnect: %s", st)
+	}
+
+	// Replays, by either method, are authentic but stale: ignored.
+	if code := s.deauthorizeCall("POST", "", form, postSig); code != http.StatusOK {
+		t.Errorf("replayed POST: %d", code)
+	}
+	if code := s.deauthorizeCall("GET", q, nil, getSig); code != http.StatusOK {
+		t.Errorf("replayed GET: %d", code)
+	}
+	if st := s.connections()["tw-acme"].State; st != "active" {
+		t.Fatalf("a replayed deauthorize callback revoked the re-authorized connection: %s", st)
+	}
+	if !strings.Contains(s.logs.String(), "deauthorize callback ignored") {
+		t.Errorf("the stale callback was not logged:\n%s", s.logs.String())
+	}
+	if m := s.scrape(); metricValue(t, m, `saas_connection_up{connection="tw-acme",vendor="twilio"}`) != "1" {
+		t.Error("down after a replayed callback")
 	}
 }
