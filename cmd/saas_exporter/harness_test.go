@@ -69,6 +69,8 @@ type stackOptions struct {
 	SimURL string
 	// DataDir reuses a data directory (a restart); empty: a fresh one.
 	DataDir string
+	// Args are extra command-line flags (--web.config.file=…).
+	Args []string
 }
 
 // vendorConfig returns the vendors: section pointing every vendor at the
@@ -142,7 +144,8 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	s.cancel = cancel
 	ready := make(chan string, 1)
 	go func() {
-		s.done <- run(ctx, []string{"--config.file=" + cfgFile, "--web.listen-address=" + addr, "--log.level=debug"}, io.Discard, s.logs, func(a string) { ready <- a })
+		args := append([]string{"--config.file=" + cfgFile, "--web.listen-address=" + addr, "--log.level=debug"}, o.Args...)
+		s.done <- run(ctx, args, io.Discard, s.logs, func(a string) { ready <- a })
 	}()
 	select {
 	case <-ready:
