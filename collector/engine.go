@@ -73,7 +73,8 @@ type entry struct {
 	until       time.Time // rate limited: no vendor call before this
 	missing     []string
 	remaining   float64
-	usage       []renderedFamily // the last usage, rendered once
+	usage       []renderedFamily                  // the last usage, rendered once
+	sections    map[string]provider.SectionResult // each section's last good metrics
 	lastErr     string
 	expiry      time.Time // the credential's expiry after the last attempt renewed it
 	renewed     bool
@@ -329,7 +330,10 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 		renewed bool
 	)
 	renew := e.renewer(c.ID)
-	s := &provider.Scrape{Conn: c, HTTP: &http.Client{Transport: rec}, Now: start,
+	ent.mu.Lock()
+	prevSections := ent.sections
+	ent.mu.Unlock()
+	s := &provider.Scrape{Conn: c, HTTP: &http.Client{Transport: rec}, Now: start, Previous: prevSections,
 		Renew: func(ctx context.Context, fn func(provider.Connection) (*provider.Credential, error)) (provider.Connection, error) {
 			nc, err := renew(ctx, fn)
 			if err == nil {
@@ -355,7 +359,14 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 	}
 	ent.mu.Lock()
 	ent.expiry, ent.renewed = expiry, renewed
+	if secs := s.SectionResults(); secs != nil {
+		ent.sections = secs
+	}
 	ent.mu.Unlock()
+	var pe *provider.PanicError
+	if errors.As(err, &pe) {
+		e.o.Logger.Error("collector panicked", "vendor", c.Vendor, "id", c.ID, "where", pe.Where, "panic", redact(fmt.Sprint(pe.Value), c.Secret), "stack", string(pe.Stack))
+	}
 	ent.record(e, c, start, e.o.Now().Sub(start), metrics, missing, err, rec)
 }
 
@@ -392,11 +403,7 @@ func applyCredential(c *store.Connection, cred *provider.Credential) {
 }
 
 func safeCollect(ctx context.Context, p provider.Provider, s *provider.Scrape) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%s collector failed unexpectedly: %v", p.Vendor(), r)
-		}
-	}()
+	defer provider.Recover(p.Vendor()+" collector", &err)
 	return p.Collect(ctx, s)
 }
 

@@ -73,3 +73,15 @@ func StatusOf(err error) int {
 	}
 	return 0
 }
+
+// Errors splits an error made by errors.Join (as Scrape.Sections returns)
+// into its parts; nil gives none.
+func Errors(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}

@@ -21,10 +21,12 @@ type Provider interface {
 	// Methods lists the ways to connect, preferred first. Each is a
 	// FormMethod or a RedirectMethod.
 	Methods() []Method
-	// Collect fetches a connection's usage and reports it through s.
-	// It returns an error if any vendor call failed; metrics emitted
-	// before the error are still exported. Wrap errors with Revoked,
-	// Expired or RateLimited so the engine can set the state.
+	// Collect fetches a connection's usage and reports it through s,
+	// with its independent parts as s.Sections (concurrent, each keeping
+	// its last good series when it fails). It returns an error if any
+	// vendor call failed; metrics emitted before the error are still
+	// exported. Wrap errors with Revoked, Expired or RateLimited so the
+	// engine can set the state.
 	Collect(ctx context.Context, s *Scrape) error
 }
 

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,32 +90,18 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 		}
 	}
 
-	sections := []func(context.Context, *client, *provider.Scrape) error{
-		collectUsage,
-		countSection("/sources", "sources", descSources),
-		countSection("/destinations", "destinations", descDestinations),
-		countSection("/warehouses", "warehouses", descWarehouses),
-		countSection("/users", "users", descUsers),
-		countSection("/invites", "invites", descInvites),
+	sec := func(name string, run func(context.Context, *client, *provider.Scrape) error) provider.Section {
+		return provider.Section{Name: name, Run: func(ctx context.Context, s *provider.Scrape) error { return run(ctx, c, s) }}
 	}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
+	err := s.Sections(ctx,
+		sec("usage", collectUsage),
+		sec("sources", countSection("/sources", "sources", descSources)),
+		sec("destinations", countSection("/destinations", "destinations", descDestinations)),
+		sec("warehouses", countSection("/warehouses", "warehouses", descWarehouses)),
+		sec("users", countSection("/users", "users", descUsers)),
+		sec("invites", countSection("/invites", "invites", descInvites)),
 	)
-	for _, run := range sections {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := run(ctx, c, s); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return classify(errs, oauth)
+	return classify(provider.Errors(err), oauth)
 }
 
 // useToken gets a usable access token into c (renewing when due or when

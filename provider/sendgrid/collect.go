@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/saas-exporter/saas_exporter/provider"
@@ -77,27 +76,15 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 		{"api_keys.read", collectAPIKeys},
 		{"subusers.read", collectSubusers},
 	}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
+	var secs []provider.Section
 	for _, sec := range sections {
 		if !slices.Contains(scopes, sec.scope) {
 			continue // left out; saas_connection_scope_missing says why
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := sec.run(ctx, c, s); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
+		secs = append(secs, provider.Section{Name: sec.scope, Run: func(ctx context.Context, s *provider.Scrape) error { return sec.run(ctx, c, s) }})
 	}
-	wg.Wait()
-	err = errors.Join(errs...)
+	err = s.Sections(ctx, secs...)
+	errs := provider.Errors(err)
 	for _, e := range errs {
 		if provider.StatusOf(e) == http.StatusUnauthorized {
 			if isOAuth {

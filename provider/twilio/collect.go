@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/saas-exporter/saas_exporter/provider"
 )
@@ -66,30 +65,16 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 		s.Gauge(descAccountStatus, v, st)
 	}
 
-	sections := []func(context.Context, *client, *provider.Scrape) error{collectBalance, collectPhoneNumbers}
+	sec := func(name string, run func(context.Context, *client, *provider.Scrape) error) provider.Section {
+		return provider.Section{Name: name, Run: func(ctx context.Context, s *provider.Scrape) error { return run(ctx, c, s) }}
+	}
+	secs := []provider.Section{sec("balance", collectBalance), sec("phone_numbers", collectPhoneNumbers)}
 	for _, per := range periods {
-		sections = append(sections, func(ctx context.Context, c *client, s *provider.Scrape) error {
+		secs = append(secs, sec("usage_"+per.label, func(ctx context.Context, c *client, s *provider.Scrape) error {
 			return collectUsage(ctx, c, s, per.list, per.label)
-		})
+		}))
 	}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	for _, sec := range sections {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := sec(ctx, c, s); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return revokedIf(errors.Join(errs...))
+	return revokedIf(s.Sections(ctx, secs...))
 }
 
 // revokedIf marks err revoked when Twilio refused the credential: 401 with
