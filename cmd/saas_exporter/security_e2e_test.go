@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/saas-exporter/saas_exporter/store"
 	"github.com/saas-exporter/saas_exporter/vendorsim"
@@ -206,5 +207,44 @@ func TestTwilioDeauthorizeReplayIgnored(t *testing.T) {
 	}
 	if m := s.scrape(); metricValue(t, m, `saas_connection_up{connection="tw-acme",vendor="twilio"}`) != "1" {
 		t.Error("down after a replayed callback")
+	}
+}
+
+// Issue #12 item 1: anyone (no credentials needed) can send a tiny
+// X-Prometheus-Scrape-Timeout-Seconds. Its answer may show the slow
+// connection unfinished, but Prometheus' next scrape, the store and the
+// UI see the collection's real outcome.
+func TestTinyScrapeTimeoutMarksNothingDown(t *testing.T) {
+	s := startStack(t, stackOptions{MinInterval: "1m"})
+	if code := s.api("POST", "/api/v1/connections", map[string]string{"vendor": "sendgrid", "name": "sg", "api_key": vendorsim.SendGridKeyAcme}, nil); code != http.StatusCreated {
+		t.Fatalf("connect: %d", code)
+	}
+	// Slower than the attacker's deadline, well within scrape.timeout (5s).
+	s.Sim.SetFault("sendgrid", vendorsim.Fault{Latency: 600 * time.Millisecond})
+	for _, tiny := range []string{"0.000001", "0.6"} {
+		s.scrapeWithTimeout(t, tiny)
+	}
+	m, _ := s.scrapeWithTimeout(t, "10")
+	for series, want := range map[string]string{
+		`saas_connection_up{connection="sg",vendor="sendgrid"}`:                   "1",
+		`saas_scrape_success{connection="sg",vendor="sendgrid"}`:                  "1",
+		`saas_connection_state{connection="sg",state="active",vendor="sendgrid"}`: "1",
+	} {
+		if got := metricValue(t, m, series); got != want {
+			t.Errorf("Prometheus' scrape after the attack: %s = %s, want %s", series, got, want)
+		}
+	}
+	if c := s.connections()["sg"]; c.State != "active" {
+		t.Errorf("stored after the attack: %+v", c)
+	}
+	var list []struct {
+		Name      string `json:"name"`
+		LastError string `json:"last_error"`
+	}
+	s.api("GET", "/api/v1/connections", nil, &list)
+	for _, c := range list {
+		if c.LastError != "" {
+			t.Errorf("%s: stored last_error %q", c.Name, c.LastError)
+		}
 	}
 }
