@@ -339,3 +339,28 @@ func (l *limiter) reset(ip string) {
 	defer l.mu.Unlock()
 	delete(l.fails, ip)
 }
+
+// Authenticated reports cheaply whether r comes from a signed-in admin: a
+// signed, unexpired session cookie, or basic-auth credentials the API
+// accepted within the last minute. No bcrypt and no store call, so it can
+// run before a request is admitted (see the cap on unauthenticated requests).
+func (s *Server) Authenticated(r *http.Request) bool {
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		if _, ok := s.openSession(c.Value); ok {
+			return true
+		}
+	}
+	user, password, ok := r.BasicAuth()
+	if !ok {
+		return false
+	}
+	hash, known := s.o.Admins[user]
+	if !known {
+		return false
+	}
+	key := string(mac(s.keys.cache, user, password, hash))
+	s.apiCache.mu.Lock()
+	exp, hit := s.apiCache.ok[key]
+	s.apiCache.mu.Unlock()
+	return hit && s.now().Before(exp)
+}

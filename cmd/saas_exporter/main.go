@@ -108,7 +108,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		listeners = append(listeners, l)
 	}
 	srv := &http.Server{
-		Handler:           a.handler(),
+		Handler:           limits(a.handler(), a.auth.Authenticated),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -246,5 +249,79 @@ func TestTinyScrapeTimeoutMarksNothingDown(t *testing.T) {
 		if c.LastError != "" {
 			t.Errorf("%s: stored last_error %q", c.Name, c.LastError)
 		}
+	}
+}
+
+// slowPost opens a connection and starts a POST whose body never arrives
+// (one byte of the 60000 announced), as in the slow-body attack.
+func slowPost(t *testing.T, base, path string) net.Conn {
+	t.Helper()
+	u, _ := url.Parse(base)
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 60000\r\n\r\nu", path, u.Host)
+	return conn
+}
+
+// Issue #12 item 8: a body sent a byte at a time holds a connection no
+// longer than the body timeout, on every route with a body; and requests
+// from clients that are not signed in are capped, while /metrics and a
+// signed-in admin still get through.
+func TestSlowBodiesAreBounded(t *testing.T) {
+	defer func(d time.Duration, n int) { bodyTimeout, maxUnauthenticated = d, n }(bodyTimeout, maxUnauthenticated)
+	bodyTimeout = 300 * time.Millisecond
+	s := startStack(t, stackOptions{})
+	for _, path := range []string{"/login", "/api/v1/connections", "/connect/twilio/deauthorize", "/invite/x.y"} {
+		conn := slowPost(t, s.URL, path)
+		// The server gives up on the body and closes the connection; a
+		// generous client-side bound makes the old server fail here.
+		conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+		_, err := io.ReadAll(conn)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Errorf("POST %s: the connection was still open after 15s of a stalled body", path)
+		}
+	}
+}
+
+func TestUnauthenticatedRequestsCapped(t *testing.T) {
+	defer func(d time.Duration, n int) { bodyTimeout, maxUnauthenticated = d, n }(bodyTimeout, maxUnauthenticated)
+	bodyTimeout, maxUnauthenticated = time.Minute, 2
+	s := startStack(t, stackOptions{})
+	admin := s.browser() // signed in before the attack
+	for i := 0; i < 2; i++ {
+		slowPost(t, s.URL, "/login")
+	}
+	// Both stalled requests hold their slots once their handlers run.
+	capped := false
+	for deadline := time.Now().Add(15 * time.Second); !capped && time.Now().Before(deadline); {
+		resp, err := http.PostForm(s.URL+"/login", url.Values{"user": {"x"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		capped = resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != ""
+		if !capped {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if !capped {
+		t.Fatal("a third unauthenticated request was served while two stalled ones held the cap")
+	}
+	if code, _ := s.get("/metrics"); code != http.StatusOK {
+		t.Errorf("/metrics under the cap: %d", code)
+	}
+	if code, _ := s.get("/-/healthy"); code != http.StatusOK {
+		t.Errorf("/-/healthy under the cap: %d", code)
+	}
+	resp, err := admin.Get(s.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/" {
+		t.Errorf("a signed-in admin under the cap: %d at %s", resp.StatusCode, resp.Request.URL)
 	}
 }
