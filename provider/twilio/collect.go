@@ -11,6 +11,10 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/saas-exporter/saas_exporter/provider"
 )
@@ -18,32 +22,73 @@ import (
 // AccountStatuses are the values of saas_twilio_account_status{status}.
 var AccountStatuses = []string{"active", "suspended", "closed"}
 
-// Periods maps the Usage Records list to the period label.
-var periods = []struct{ list, label string }{{"Today", "today"}, {"ThisMonth", "this_month"}}
+// period is one Usage Records list and its period label. key names the
+// period's instance at t (GMT, as Twilio's periods): a new key is a new
+// section, so nothing of the last period is kept in it. prevKey is the
+// period before.
+type period struct {
+	list, label string
+	key         func(t time.Time) string
+	prevKey     func(t time.Time) string
+	// every > 0: a closed period, fetched at most that often.
+	every time.Duration
+}
+
+// closedEvery is how often a closed month (last_month) is fetched again:
+// it barely changes (late-rated usage), so every 6 hours, not on every
+// collection.
+const closedEvery = 6 * time.Hour
+
+func day(t time.Time) string   { return t.UTC().Format("2006-01-02") }
+func month(t time.Time) string { return t.UTC().Format("2006-01") }
+func monthBefore(t time.Time) time.Time {
+	u := t.UTC()
+	return time.Date(u.Year(), u.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, -1)
+}
+
+var periods = []period{
+	{list: "Today", label: "today", key: day, prevKey: func(t time.Time) string { return day(t.UTC().AddDate(0, 0, -1)) }},
+	{list: "ThisMonth", label: "this_month", key: month, prevKey: func(t time.Time) string { return month(monthBefore(t)) }},
+	{list: "LastMonth", label: "last_month", key: func(t time.Time) string { return month(monthBefore(t)) }, every: closedEvery},
+}
+
+func (pr period) section(what string, t time.Time) string {
+	return what + ":" + pr.label + ":" + pr.key(t)
+}
 
 var (
 	descUsageEvents = provider.NewDesc("twilio_usage_events",
-		"Number of usage events (calls, messages, …) in the period by Twilio usage category (periods in GMT; this_month: month to date). Categories with no usage are left out, except totalprice.",
+		"Number of usage events (calls, messages, …) in the period by Twilio usage category, including the account's subaccounts (periods in GMT; this_month: month to date; last_month: the previous calendar month). A category with no usage is left out unless it had usage in this or the previous period (then 0); totalprice is always there.",
 		"category", "period")
 	descUsage = provider.NewDesc("twilio_usage",
-		"Billable usage in the period by Twilio usage category, in the unit named by the unit label (minutes, messages, …).",
+		"Billable usage in the period by Twilio usage category, including the account's subaccounts, in the unit named by the unit label (minutes, messages, …).",
 		"category", "period", "unit")
 	descUsagePrice = provider.NewDesc("twilio_usage_price",
-		"Price of the usage in the period by Twilio usage category, in the currency named by the currency label; category totalprice is the account's total.",
+		"Price of the usage in the period by Twilio usage category, in the currency named by the currency label; category totalprice is the account's total including its subaccounts' usage. Categories overlap (calls includes calls-inbound): never sum them.",
 		"category", "period", "currency")
 	descAccountStatus = provider.NewDesc("twilio_account_status",
 		"Twilio account status: 1 for the current one (active, suspended, closed), 0 for the others.",
 		"status")
+	descAccountInfo = provider.NewDesc("twilio_account_info",
+		"The connected Twilio account; always 1. type is Full or Trial; parent_account_sid is the parent's SID for a subaccount, empty for a top-level account; account_sid is the account's own SID.",
+		"type", "parent_account_sid", "account_sid")
 	descBalance = provider.NewDesc("twilio_balance",
 		"Balance of the Twilio account in the currency named by the currency label; absent where Twilio does not let the Connect App read it.",
 		"currency")
 	descPhoneNumbers = provider.NewDesc("twilio_phone_numbers",
 		"Incoming phone numbers of the Twilio account.")
+	descSubaccounts = provider.NewDesc("twilio_subaccounts",
+		"Subaccounts of the Twilio account by status (all of them, also beyond vendors.twilio.max_subaccounts); absent where Twilio does not let these credentials list them.",
+		"status")
+	descSubaccountSpend = provider.NewDesc("twilio_subaccount_spend",
+		"Total price (totalprice) of one subaccount's own usage in the period, in the currency named by the currency label; included in the parent's totalprice. At most vendors.twilio.max_subaccounts subaccounts, in Twilio's list order.",
+		"subaccount_sid", "subaccount", "period", "currency")
 )
 
 // Collect reads one connected account: the account itself (the credential
-// check), then usage, balance and phone numbers concurrently (the engine
-// bounds calls per account). A failing section does not hide the others.
+// check), then usage, balance, phone numbers and subaccounts concurrently
+// (the engine bounds calls per account). A failing section does not hide
+// the others.
 func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 	sid := s.Conn.AccountID
 	if !accountSidRe.MatchString(sid) {
@@ -64,14 +109,20 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 		}
 		s.Gauge(descAccountStatus, v, st)
 	}
+	s.Gauge(descAccountInfo, 1, label(acct.Type), label(acct.parent()), sid)
 
-	sec := func(name string, run func(context.Context, *client, *provider.Scrape) error) provider.Section {
-		return provider.Section{Name: name, Run: func(ctx context.Context, s *provider.Scrape) error { return run(ctx, c, s) }}
+	sec := func(name string, every time.Duration, run func(context.Context, *client, *provider.Scrape) error) provider.Section {
+		return provider.Section{Name: name, Every: every, Run: func(ctx context.Context, s *provider.Scrape) error { return run(ctx, c, s) }}
 	}
-	secs := []provider.Section{sec("balance", collectBalance), sec("phone_numbers", collectPhoneNumbers)}
-	for _, per := range periods {
-		secs = append(secs, sec("usage_"+per.label, func(ctx context.Context, c *client, s *provider.Scrape) error {
-			return collectUsage(ctx, c, s, per.list, per.label)
+	secs := []provider.Section{sec("balance", 0, collectBalance), sec("phone_numbers", 0, collectPhoneNumbers)}
+	for _, pr := range periods {
+		secs = append(secs, sec(pr.section("usage", s.Now), pr.every, func(ctx context.Context, c *client, s *provider.Scrape) error {
+			return collectUsage(ctx, c, s, pr)
+		}))
+	}
+	for _, pr := range periods[1:] {
+		secs = append(secs, sec(pr.section("subaccounts", s.Now), pr.every, func(ctx context.Context, c *client, s *provider.Scrape) error {
+			return p.collectSubaccounts(ctx, c, s, pr)
 		}))
 	}
 	return revokedIf(s.Sections(ctx, secs...))
@@ -147,9 +198,10 @@ type usagePage struct {
 	UsageRecords []usageRecord `json:"usage_records"`
 }
 
-// collectUsage reads Usage/Records/{list}.json, every page.
-func collectUsage(ctx context.Context, c *client, s *provider.Scrape, list, period string) error {
-	first := "/2010-04-01/Accounts/" + c.sid + "/Usage/Records/" + list + ".json?" + url.Values{"PageSize": {strconv.Itoa(pageSize)}}.Encode()
+// fetchUsage reads Usage/Records/{list}.json of c's account, every page.
+func fetchUsage(ctx context.Context, c *client, list string, q url.Values) ([]usageRecord, error) {
+	q.Set("PageSize", strconv.Itoa(pageSize))
+	first := "/2010-04-01/Accounts/" + c.sid + "/Usage/Records/" + list + ".json?" + q.Encode()
 	var records []usageRecord
 	err := c.list(ctx, first, func(ctx context.Context, uri string) (string, error) {
 		var pg usagePage
@@ -162,8 +214,27 @@ func collectUsage(ctx context.Context, c *client, s *provider.Scrape, list, peri
 		}
 		return *pg.NextPageURI, nil
 	})
+	return records, err
+}
+
+// collectUsage reads the account's usage in period pr, its subaccounts'
+// included (IncludeSubaccounts=true, Twilio's default, sent explicitly so
+// the figure's meaning does not rest on a default).
+func collectUsage(ctx context.Context, c *client, s *provider.Scrape, pr period) error {
+	records, err := fetchUsage(ctx, c, pr.list, url.Values{"IncludeSubaccounts": {"true"}})
 	if err != nil {
 		return err
+	}
+	// Categories that had usage in this period or the one before stay, at
+	// 0, until this period ends: a series that vanishes at midnight or on
+	// the 1st breaks rate(), increase() and "spend today" panels. A closed
+	// period is what it is.
+	var keep map[string]bool
+	if pr.every == 0 {
+		keep = usedCategories(s.Previous[pr.section("usage", s.Now)], false)
+		for cat := range usedCategories(s.Previous["usage:"+pr.label+":"+pr.prevKey(s.Now)], true) {
+			keep[cat] = true
+		}
 	}
 	var bad []string
 	seen := map[string]bool{}
@@ -177,31 +248,65 @@ func collectUsage(ctx context.Context, c *client, s *provider.Scrape, list, peri
 			v    decimal
 		}{{"count", r.Count}, {"usage", r.Usage}, {"price", r.Price}} {
 			if d.v.bad != "" {
-				bad = append(bad, fmt.Sprintf("%s %s %q", r.Category, d.name, clip(d.v.bad)))
+				bad = append(bad, fmt.Sprintf("%s %s %q", clip(r.Category), d.name, clip(d.v.bad)))
 			}
 		}
+		cat := label(r.Category)
 		// Twilio lists every category it has, most of them unused:
-		// leave those out, but keep the total.
-		if r.Category != "totalprice" && r.Count.v == 0 && r.Usage.v == 0 && r.Price.v == 0 {
+		// leave those out, but keep the total and the ones kept above.
+		if r.Category != "totalprice" && !keep[cat] && r.Count.v == 0 && r.Usage.v == 0 && r.Price.v == 0 {
 			continue
 		}
 		if r.Count.ok {
-			s.Gauge(descUsageEvents, r.Count.v, r.Category, period)
+			s.Gauge(descUsageEvents, r.Count.v, cat, pr.label)
 		}
 		if r.Usage.ok {
-			s.Gauge(descUsage, r.Usage.v, r.Category, period, r.UsageUnit)
+			s.Gauge(descUsage, r.Usage.v, cat, pr.label, label(r.UsageUnit))
 		}
 		if r.Price.ok {
-			s.Gauge(descUsagePrice, r.Price.v, r.Category, period, strings.ToUpper(r.PriceUnit))
+			s.Gauge(descUsagePrice, r.Price.v, cat, pr.label, label(strings.ToUpper(r.PriceUnit)))
 		}
 	}
 	if len(bad) > 0 {
 		if len(bad) > 5 {
 			bad = append(bad[:5], fmt.Sprintf("and %d more", len(bad)-5))
 		}
-		return fmt.Errorf("%s: usage records (%s) with values that are not numbers, left out: %s", vendor, list, strings.Join(bad, ", "))
+		return fmt.Errorf("%s: usage records (%s) with values that are not numbers, left out: %s", vendor, pr.list, strings.Join(bad, ", "))
 	}
 	return nil
+}
+
+// usedCategories returns the categories of a section's usage series;
+// with nonZero, only those with a value other than 0.
+func usedCategories(r provider.SectionResult, nonZero bool) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range r.Metrics {
+		d := m.Desc()
+		if d != descUsageEvents && d != descUsage && d != descUsagePrice {
+			continue
+		}
+		var pb dto.Metric
+		if m.Write(&pb) != nil || (nonZero && pb.GetGauge().GetValue() == 0) {
+			continue
+		}
+		for _, l := range pb.GetLabel() {
+			if l.GetName() == "category" {
+				out[l.GetValue()] = true
+			}
+		}
+	}
+	return out
+}
+
+// maxLabel bounds a label value taken from vendor text, in characters.
+const maxLabel = 128
+
+// label bounds vendor text used as a label value.
+func label(s string) string {
+	if r := []rune(s); len(r) > maxLabel {
+		return string(r[:maxLabel])
+	}
+	return s
 }
 
 func clip(s string) string {
@@ -258,4 +363,116 @@ func collectPhoneNumbers(ctx context.Context, c *client, s *provider.Scrape) err
 	}
 	s.Gauge(descPhoneNumbers, float64(n))
 	return nil
+}
+
+type accountsPage struct {
+	NextPageURI *string   `json:"next_page_uri"`
+	Accounts    []account `json:"accounts"`
+}
+
+// listSubaccounts reads GET Accounts.json, every page: the accounts
+// "belonging to the account used to make the request". The docs do not
+// say whether the account itself is listed; it is left out either way.
+// refused: Twilio does not let these credentials list accounts (401 or
+// 403), a property of the account, not a failure.
+func listSubaccounts(ctx context.Context, c *client) (subs []account, refused bool, err error) {
+	first := "/2010-04-01/Accounts.json?" + url.Values{"PageSize": {strconv.Itoa(pageSize)}}.Encode()
+	err = c.list(ctx, first, func(ctx context.Context, uri string) (string, error) {
+		var pg accountsPage
+		if err := c.get(ctx, uri, &pg); err != nil {
+			return "", err
+		}
+		for _, a := range pg.Accounts {
+			if !strings.EqualFold(a.Sid, c.user) {
+				subs = append(subs, a)
+			}
+		}
+		if pg.NextPageURI == nil {
+			return "", nil
+		}
+		return *pg.NextPageURI, nil
+	})
+	if st := provider.StatusOf(err); st == http.StatusUnauthorized || st == http.StatusForbidden {
+		return nil, true, nil
+	}
+	return subs, false, err
+}
+
+// collectSubaccounts exports the subaccounts by status (this_month's
+// section only, so once per collection) and each one's own totalprice in
+// period pr (IncludeSubaccounts=false), for at most max_subaccounts of
+// them in Twilio's list order. Where Twilio refuses the listing, nothing.
+func (p *Provider) collectSubaccounts(ctx context.Context, c *client, s *provider.Scrape, pr period) error {
+	subs, refused, err := listSubaccounts(ctx, c)
+	if err != nil || refused {
+		return err
+	}
+	if pr.every == 0 {
+		n := map[string]int{}
+		for _, a := range subs {
+			n[label(a.Status)]++
+		}
+		for _, st := range AccountStatuses {
+			s.Gauge(descSubaccounts, float64(n[st]), st)
+			delete(n, st)
+		}
+		for st, k := range n { // a status Twilio has not documented
+			s.Gauge(descSubaccounts, float64(k), st)
+		}
+	}
+	subs = subs[:min(len(subs), p.maxSubaccounts)]
+	errs := make([]error, len(subs))
+	var wg sync.WaitGroup
+	for i, a := range subs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer provider.Recover("twilio subaccount spend", &errs[i])
+			errs[i] = subaccountSpend(ctx, c.subaccount(a.Sid), s, a, pr)
+		}()
+	}
+	wg.Wait()
+	var failed []error
+	for _, e := range errs {
+		if e != nil {
+			failed = append(failed, e)
+		}
+	}
+	switch len(failed) {
+	case 0:
+		return nil
+	case 1:
+		return failed[0]
+	}
+	return fmt.Errorf("%w (and %d more subaccounts failed)", failed[0], len(failed)-1)
+}
+
+// subaccountSpend exports one subaccount's totalprice in pr. Twilio
+// refusing it (401, 403, 404: these credentials may list the subaccount
+// but not read it) leaves it out without failing; this is not the
+// connection's own credential failing, so never a revocation.
+func subaccountSpend(ctx context.Context, c *client, s *provider.Scrape, a account, pr period) error {
+	if !accountSidRe.MatchString(a.Sid) {
+		return fmt.Errorf("%s: the account list has a subaccount without a valid SID (%q)", vendor, clip(a.Sid))
+	}
+	records, err := fetchUsage(ctx, c, pr.list, url.Values{"Category": {"totalprice"}, "IncludeSubaccounts": {"false"}})
+	switch provider.StatusOf(err) {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("subaccount %s: %w", a.Sid, err) // never a 401: see above
+	}
+	for _, r := range records {
+		if r.Category != "totalprice" {
+			continue
+		}
+		if !r.Price.ok {
+			return fmt.Errorf("%s: subaccount %s: totalprice of %s has no price (%q)", vendor, a.Sid, pr.list, clip(r.Price.bad))
+		}
+		s.Gauge(descSubaccountSpend, r.Price.v, a.Sid, label(a.FriendlyName), pr.label, label(strings.ToUpper(r.PriceUnit)))
+		return nil
+	}
+	// An empty answer is not a zero.
+	return fmt.Errorf("%s: subaccount %s: Usage Records %s has no totalprice record", vendor, a.Sid, pr.list)
 }
