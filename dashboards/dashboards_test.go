@@ -40,12 +40,15 @@ var knownMetrics = map[string][]string{
 	"saas_exporter_build_info":                       {"version", "revision", "goversion", "branch", "tags", "goos", "goarch"},
 	"saas_exporter_store_up":                         nil,
 
-	"saas_twilio_usage_events":   {"connection", "category", "period"},
-	"saas_twilio_usage":          {"connection", "category", "period", "unit"},
-	"saas_twilio_usage_price":    {"connection", "category", "period", "currency"},
-	"saas_twilio_account_status": {"connection", "status"},
-	"saas_twilio_balance":        {"connection", "currency"},
-	"saas_twilio_phone_numbers":  {"connection"},
+	"saas_twilio_usage_events":     {"connection", "category", "period"},
+	"saas_twilio_usage":            {"connection", "category", "period", "unit"},
+	"saas_twilio_usage_price":      {"connection", "category", "period", "currency"},
+	"saas_twilio_account_status":   {"connection", "status"},
+	"saas_twilio_balance":          {"connection", "currency"},
+	"saas_twilio_phone_numbers":    {"connection"},
+	"saas_twilio_account_info":     {"connection", "type", "parent_account_sid", "account_sid"},
+	"saas_twilio_subaccounts":      {"connection", "status"},
+	"saas_twilio_subaccount_spend": {"connection", "subaccount_sid", "subaccount", "period", "currency"},
 
 	"saas_sendgrid_emails":                          {"connection", "event", "period"},
 	"saas_sendgrid_credits_remaining":               {"connection"},
@@ -75,13 +78,13 @@ var knownMetrics = map[string][]string{
 var knownValues = map[string][]string{
 	"state":     {"active", "expired", "revoked", "error", "rate_limited"},
 	"vendor":    {"twilio", "sendgrid", "segment"},
-	"period":    {"today", "this_month"},
+	"period":    {"today", "this_month", "last_month"},
 	"event":     {"requests", "delivered", "bounces", "blocks", "bounce_drops", "clicks", "deferred", "invalid_emails", "opens", "processed", "spam_report_drops", "spam_reports", "unique_clicks", "unique_opens", "unsubscribe_drops", "unsubscribes"},
 	"kind":      {"identified", "anonymous", "anonymous_identified", "never_identified"},
 	"status":    {"active", "suspended", "closed"},
 	"user_type": {"owner", "admin", "teammate"},
 	"disabled":  {"true", "false"},
-	"type":      {"free", "paid"},
+	"type":      {"free", "paid", "Full", "Trial"},
 }
 
 // The variables every dashboard filters by; "All" must be possible.

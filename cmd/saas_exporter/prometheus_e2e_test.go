@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -51,20 +53,23 @@ func TestPrometheusEndToEnd(t *testing.T) {
 			t.Fatalf("connect %s: %d", c["name"], code)
 		}
 	}
-	for _, name := range []string{"tw-acme", "tw-gamma"} {
+	// Twilio: a top-level account, a suspended one whose subaccount list
+	// is refused, and a parent together with one of its subaccounts.
+	for name, acct := range map[string]string{
+		"tw-acme":     vendorsim.TwilioAccountAcme,
+		"tw-gamma":    vendorsim.TwilioAccountGamma,
+		"tw-delta":    vendorsim.TwilioAccountDelta,
+		"tw-delta-eu": vendorsim.TwilioSubaccountDeltaEU,
+	} {
 		fc := newAPIFlowClient()
-		acct := vendorsim.TwilioAccountAcme
-		if name == "tw-gamma" {
-			acct = vendorsim.TwilioAccountGamma
-		}
 		resp := consentTwilio(t, fc, s.startFlow(fc, map[string]string{"vendor": "twilio", "name": name}), acct, "allow")
 		resp.Body.Close()
 	}
 	s.Sim.SetSegmentOAuthRefuse(true)
 	// sg-beta's key is revoked at SendGrid.
 	s.Sim.RevokeSendGridKey(vendorsim.SendGridKeyBeta)
-	if n := len(s.connections()); n != 6 {
-		t.Fatalf("%d connections, want 6", n)
+	if n := len(s.connections()); n != 8 {
+		t.Fatalf("%d connections, want 8", n)
 	}
 
 	// Prometheus on loopback, scraping /metrics every second, with the
@@ -158,6 +163,58 @@ scrape_configs:
 	t.Logf("%d panel and variable expressions and %d alert expressions ran against Prometheus", panels, alerts)
 	if panels < 20 || alerts < 10 {
 		t.Errorf("only %d panel and %d alert expressions found", panels, alerts)
+	}
+
+	// The Twilio spend totals count the connected subaccount once: inside
+	// its parent's total.
+	// scalar is the value of q's one series whose currency is USD, or
+	// its only series.
+	scalar := func(q string) float64 {
+		t.Helper()
+		r, err := query(q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		var found []float64
+		for _, raw := range r.Data.Result {
+			var v struct {
+				Metric map[string]string `json:"metric"`
+				Value  [2]any            `json:"value"`
+			}
+			if err := json.Unmarshal(raw, &v); err != nil {
+				t.Fatal(err)
+			}
+			if c, ok := v.Metric["currency"]; ok && c != "USD" {
+				continue
+			}
+			f, err := strconv.ParseFloat(fmt.Sprint(v.Value[1]), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found = append(found, f)
+		}
+		if len(found) != 1 {
+			t.Fatalf("%s: want one USD series, got %s", q, r.Data.Result)
+		}
+		return found[0]
+	}
+	own := func(conn string) float64 {
+		return scalar(`max(saas_twilio_usage_price{connection="` + conn + `",category="totalprice",period="this_month"})`)
+	}
+	checked := 0
+	for _, e := range exprs {
+		if e.Source != "SaaS / Twilio › Spend this month › A" {
+			continue
+		}
+		checked++
+		got := scalar(e.Query)
+		acme, delta, eu := own("tw-acme"), own("tw-delta"), own("tw-delta-eu")
+		if want := acme + delta; math.Abs(got-want) > 1e-6 || eu == 0 {
+			t.Errorf("Twilio spend this month (USD) = %v, want tw-acme %v + tw-delta %v (which includes tw-delta-eu %v)", got, acme, delta, eu)
+		}
+	}
+	if checked != 1 {
+		t.Errorf("found %d \"Spend this month\" panels on the Twilio dashboard, want 1", checked)
 	}
 
 	// The revoked connection makes the revoked alert's expression true,
