@@ -9,11 +9,13 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/saas-exporter/saas_exporter/provider"
@@ -38,6 +40,11 @@ type period struct {
 // it barely changes (late-rated usage), so every 6 hours, not on every
 // collection.
 const closedEvery = 6 * time.Hour
+
+// subaccountEvery is how often each subaccount's spend this month is read
+// again: one call per subaccount, so up to max_subaccounts calls, every
+// 15 minutes rather than on every collection.
+const subaccountEvery = 15 * time.Minute
 
 func day(t time.Time) string   { return t.UTC().Format("2006-01-02") }
 func month(t time.Time) string { return t.UTC().Format("2006-01") }
@@ -120,9 +127,11 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 			return collectUsage(ctx, c, s, pr)
 		}))
 	}
+	secs = append(secs, sec("subaccounts", 0, collectSubaccountCounts))
 	for _, pr := range periods[1:] {
-		secs = append(secs, sec(pr.section("subaccounts", s.Now), pr.every, func(ctx context.Context, c *client, s *provider.Scrape) error {
-			return p.collectSubaccounts(ctx, c, s, pr)
+		every := max(pr.every, subaccountEvery)
+		secs = append(secs, sec(pr.section("subaccount_spend", s.Now), every, func(ctx context.Context, c *client, s *provider.Scrape) error {
+			return p.collectSubaccountSpend(ctx, c, s, pr)
 		}))
 	}
 	return revokedIf(s.Sections(ctx, secs...))
@@ -279,19 +288,25 @@ func collectUsage(ctx context.Context, c *client, s *provider.Scrape, pr period)
 // usedCategories returns the categories of a section's usage series;
 // with nonZero, only those with a value other than 0.
 func usedCategories(r provider.SectionResult, nonZero bool) map[string]bool {
+	return labelValues(r, nil, "category", nonZero)
+}
+
+// labelValues returns the values of label l in a section's series of desc
+// (nil: the usage descs); with nonZero, only of series other than 0.
+func labelValues(r provider.SectionResult, desc *prometheus.Desc, l string, nonZero bool) map[string]bool {
 	out := map[string]bool{}
 	for _, m := range r.Metrics {
 		d := m.Desc()
-		if d != descUsageEvents && d != descUsage && d != descUsagePrice {
+		if desc != nil && d != desc || desc == nil && d != descUsageEvents && d != descUsage && d != descUsagePrice {
 			continue
 		}
 		var pb dto.Metric
 		if m.Write(&pb) != nil || (nonZero && pb.GetGauge().GetValue() == 0) {
 			continue
 		}
-		for _, l := range pb.GetLabel() {
-			if l.GetName() == "category" {
-				out[l.GetValue()] = true
+		for _, lp := range pb.GetLabel() {
+			if lp.GetName() == l {
+				out[lp.GetValue()] = true
 			}
 		}
 	}
@@ -398,40 +413,70 @@ func listSubaccounts(ctx context.Context, c *client) (subs []account, refused bo
 	return subs, false, err
 }
 
-// collectSubaccounts exports the subaccounts by status (this_month's
-// section only, so once per collection) and each one's own totalprice in
-// period pr (IncludeSubaccounts=false), for at most max_subaccounts of
-// them in Twilio's list order. Where Twilio refuses the listing, nothing.
-func (p *Provider) collectSubaccounts(ctx context.Context, c *client, s *provider.Scrape, pr period) error {
+// collectSubaccountCounts exports the subaccounts by status; nothing
+// where Twilio refuses the listing.
+func collectSubaccountCounts(ctx context.Context, c *client, s *provider.Scrape) error {
 	subs, refused, err := listSubaccounts(ctx, c)
 	if err != nil || refused {
 		return err
 	}
-	if pr.every == 0 {
-		n := map[string]int{}
-		for _, a := range subs {
-			n[label(a.Status)]++
-		}
-		for _, st := range AccountStatuses {
-			s.Gauge(descSubaccounts, float64(n[st]), st)
-			delete(n, st)
-		}
-		for st, k := range n { // a status Twilio has not documented
-			s.Gauge(descSubaccounts, float64(k), st)
-		}
+	n := map[string]int{}
+	for _, a := range subs {
+		n[label(a.Status)]++
 	}
-	subs = subs[:min(len(subs), p.maxSubaccounts)]
+	for _, st := range AccountStatuses {
+		s.Gauge(descSubaccounts, float64(n[st]), st)
+		delete(n, st)
+	}
+	for st, k := range n { // a status Twilio has not documented
+		s.Gauge(descSubaccounts, float64(k), st)
+	}
+	return nil
+}
+
+// collectSubaccountSpend exports each subaccount's own totalprice in
+// period pr (IncludeSubaccounts=false), for at most max_subaccounts of
+// them in Twilio's list order; nothing where Twilio refuses the listing.
+// Subaccounts this section has no value for yet go first, so a first
+// collection cut short by the deadline is completed by the next ones.
+func (p *Provider) collectSubaccountSpend(ctx context.Context, c *client, s *provider.Scrape, pr period) error {
+	subs, refused, err := listSubaccounts(ctx, c)
+	if err != nil || refused {
+		return err
+	}
+	subs = missingFirst(subs[:min(len(subs), p.maxSubaccounts)],
+		labelValues(s.Previous[pr.section("subaccount_spend", s.Now)], descSubaccountSpend, "subaccount_sid", false))
+	// A few workers take the subaccounts in that order (the engine bounds
+	// the calls per account anyway).
 	errs := make([]error, len(subs))
-	var wg sync.WaitGroup
-	for i, a := range subs {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		next int
+	)
+	for range min(spendWorkers, len(subs)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer provider.Recover("twilio subaccount spend", &errs[i])
-			errs[i] = subaccountSpend(ctx, c.subaccount(a.Sid), s, a, pr)
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= len(subs) || ctx.Err() != nil {
+					return
+				}
+				func() {
+					defer provider.Recover("twilio subaccount spend", &errs[i])
+					errs[i] = subaccountSpend(ctx, c.subaccount(subs[i].Sid), s, subs[i], pr)
+				}()
+			}
 		}()
 	}
 	wg.Wait()
+	if len(subs) > 0 && ctx.Err() != nil {
+		errs = append(errs, fmt.Errorf("%s: subaccount spend (%s) not finished: %w", vendor, pr.label, ctx.Err()))
+	}
 	var failed []error
 	for _, e := range errs {
 		if e != nil {
@@ -445,6 +490,25 @@ func (p *Provider) collectSubaccounts(ctx context.Context, c *client, s *provide
 		return failed[0]
 	}
 	return fmt.Errorf("%w (and %d more subaccounts failed)", failed[0], len(failed)-1)
+}
+
+// spendWorkers is how many subaccounts' spend is read at once.
+const spendWorkers = 4
+
+// missingFirst orders subs so that those without a value (not in have)
+// come first, otherwise keeping Twilio's order.
+func missingFirst(subs []account, have map[string]bool) []account {
+	out := slices.Clone(subs)
+	slices.SortStableFunc(out, func(a, b account) int {
+		switch {
+		case have[a.Sid] == have[b.Sid]:
+			return 0
+		case have[b.Sid]:
+			return -1
+		}
+		return 1
+	})
+	return out
 }
 
 // subaccountSpend exports one subaccount's totalprice in pr. Twilio

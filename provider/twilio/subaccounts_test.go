@@ -294,7 +294,7 @@ func TestThisMonthCategoryKeptAtZeroAfterTheFirst(t *testing.T) {
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/ThisMonth.json"):
 			w.Write([]byte(`{"next_page_uri":null,"usage_records":[{"category":"sms","count":"` + sms + `","usage":"` + sms + `","usage_unit":"messages","price":"` + sms + `","price_unit":"usd"},{"category":"mms","count":"0","usage":"0","usage_unit":"messages","price":"0","price_unit":"usd"},{"category":"totalprice","count":"0","usage":"` + sms + `","usage_unit":"usd","price":"` + sms + `","price_unit":"usd"}]}`))
-		case strings.HasSuffix(r.URL.Path, "/Usage/Records/Today.json"), strings.HasSuffix(r.URL.Path, "/LastMonth.json"), strings.HasSuffix(r.URL.Path, "/IncomingPhoneNumbers.json"), r.URL.Path == "/2010-04-01/Accounts.json":
+		case strings.HasSuffix(r.URL.Path, "/Usage/Records/Today.json"), strings.HasSuffix(r.URL.Path, "/LastMonth.json"), strings.HasSuffix(r.URL.Path, "/IncomingPhoneNumbers.json"), r.URL.Path == "/twilio/2010-04-01/Accounts.json":
 			w.Write([]byte(`{"next_page_uri":null,"usage_records":[],"incoming_phone_numbers":[],"accounts":[]}`))
 		case strings.HasSuffix(r.URL.Path, "/Balance.json"):
 			w.Write([]byte(`{"balance":"1.5","currency":"USD"}`))
@@ -338,4 +338,146 @@ func newServer(t *testing.T, h http.Handler) string {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+func TestMissingFirst(t *testing.T) {
+	subs := []account{{Sid: "a"}, {Sid: "b"}, {Sid: "c"}, {Sid: "d"}}
+	var got []string
+	for _, a := range missingFirst(subs, map[string]bool{"a": true, "c": true}) {
+		got = append(got, a.Sid)
+	}
+	if strings.Join(got, "") != "bdac" {
+		t.Errorf("order %v, want b d a c", got)
+	}
+	if subs[0].Sid != "a" {
+		t.Error("the input was reordered")
+	}
+}
+
+// Each subaccount's spend this month is read at most every
+// subaccountEvery; the counts on every collection.
+func TestSubaccountSpendEvery(t *testing.T) {
+	c := &clock{t: now}
+	f := newFixture(t, vendorsim.Options{Now: c.Now, PageSize: 1000})
+	f.authorize(t, vendorsim.TwilioAccountDelta)
+	routes := func() (list, spend int64) {
+		r := f.sim.CallCounts().Routes
+		return r["GET /twilio/2010-04-01/Accounts.json"], r["GET /twilio/2010-04-01/Accounts/"+vendorsim.TwilioSubaccountDeltaUS+"/Usage/Records/ThisMonth.json"]
+	}
+	var prev map[string]provider.SectionResult
+	for i, step := range []struct {
+		at    time.Time
+		spend int64
+	}{
+		{now, 1},
+		{now.Add(time.Minute), 1},
+		{now.Add(subaccountEvery - time.Second), 1},
+		{now.Add(subaccountEvery), 2},
+	} {
+		c.Set(step.at)
+		list0, _ := routes()
+		m, p, err := f.run(t, vendorsim.TwilioAccountDelta, step.at, prev, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev = p
+		list, spend := routes()
+		if spend != step.spend || list == list0 {
+			t.Errorf("step %d: subaccount ThisMonth read %d times (want %d); account list read %d times this collection (want at least 1)", i, spend, step.spend, list-list0)
+		}
+		if _, ok := value(m, "saas_twilio_subaccount_spend", map[string]string{"subaccount_sid": vendorsim.TwilioSubaccountDeltaUS, "subaccount": "Delta US", "period": "this_month", "currency": "USD"}); !ok {
+			t.Errorf("step %d: the kept spend is not exported", i)
+		}
+	}
+}
+
+// A fake parent P with subaccounts S1, S2 whose usage answers are set per
+// test: a 500 fails the section (kept for the next collection), a 401
+// leaves the subaccount out without revoking the connection, an answer
+// without totalprice is an error, not a zero.
+func TestSubaccountSpendFailures(t *testing.T) {
+	const (
+		P  = "AC00000000000000000000000000000a00"
+		S1 = "AC00000000000000000000000000000a01"
+		S2 = "AC00000000000000000000000000000a02"
+	)
+	var mu sync.Mutex
+	answer := map[string]int{S1: 200, S2: 200}
+	body := map[string]string{}
+	api := http.NewServeMux()
+	api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		path := strings.TrimPrefix(r.URL.Path, "/twilio") // simConfig's api_url
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case path == "/2010-04-01/Accounts.json":
+			w.Write([]byte(`{"next_page_uri":null,"accounts":[{"sid":"` + P + `","owner_account_sid":"` + P + `","status":"active","friendly_name":"P"},` +
+				`{"sid":"` + S1 + `","owner_account_sid":"` + P + `","status":"active","friendly_name":"one"},{"sid":"` + S2 + `","owner_account_sid":"` + P + `","status":"suspended","friendly_name":"two"}]}`))
+		case strings.Contains(path, "/Usage/Records/"):
+			sid := strings.Split(path, "/")[3]
+			if st, ok := answer[sid]; ok && st != 200 {
+				w.WriteHeader(st)
+				w.Write([]byte(`{"code":20003,"message":"Authenticate","more_info":"x","status":401}`))
+				return
+			}
+			if b, ok := body[sid]; ok {
+				w.Write([]byte(b))
+				return
+			}
+			w.Write([]byte(`{"next_page_uri":null,"usage_records":[{"category":"totalprice","count":"0","usage":"2.5","usage_unit":"usd","price":"2.5","price_unit":"usd"}]}`))
+		case strings.HasSuffix(path, "/IncomingPhoneNumbers.json"):
+			w.Write([]byte(`{"next_page_uri":null,"incoming_phone_numbers":[]}`))
+		case strings.HasSuffix(path, "/Balance.json"):
+			w.Write([]byte(`{"balance":"1.5","currency":"USD"}`))
+		default:
+			w.Write([]byte(`{"sid":"` + P + `","status":"active","type":"Full","owner_account_sid":"` + P + `"}`))
+		}
+	})
+	f := &fixture{p: newProvider(t, simConfig(newServer(t, api)))}
+	spend := func(m metrics, sid, name string) (float64, bool) {
+		return value(m, "saas_twilio_subaccount_spend", map[string]string{"subaccount_sid": sid, "subaccount": name, "period": "this_month", "currency": "USD"})
+	}
+
+	answer[S2] = 500
+	m, prev, err := f.run(t, P, now, nil, nil)
+	if err == nil || isRevoked(err) || !strings.Contains(err.Error(), "subaccount "+S2) {
+		t.Errorf("a subaccount answering 500: want a plain error naming it, got %v", err)
+	}
+	if v, ok := spend(m, S1, "one"); !ok || v != 2.5 {
+		t.Errorf("the other subaccount's spend must be exported: %v %v", v, ok)
+	}
+	mu.Lock()
+	answer[S2] = 200
+	mu.Unlock()
+	m, prev, err = f.run(t, P, now.Add(time.Minute), prev, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := spend(m, S2, "two"); !ok {
+		t.Error("the failed subaccount is not read again on the next collection")
+	}
+
+	mu.Lock()
+	answer[S2] = 401
+	mu.Unlock()
+	m, _, err = f.run(t, P, now.Add(time.Hour), prev, nil)
+	if err != nil {
+		t.Errorf("a subaccount Twilio does not let us read: want no error, got %v", err)
+	}
+	if _, ok := spend(m, S2, "two"); ok {
+		t.Error("the refused subaccount's spend is exported")
+	}
+	if n := testutil.CollectAndCount(m, "saas_twilio_subaccounts"); n != 3 {
+		t.Errorf("subaccount counts: %d series", n)
+	}
+
+	mu.Lock()
+	answer[S2] = 200
+	body[S2] = `{"next_page_uri":null,"usage_records":[]}`
+	mu.Unlock()
+	_, _, err = f.run(t, P, now.Add(2*time.Hour), nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "has no totalprice record") {
+		t.Errorf("an empty usage answer: want an error, got %v", err)
+	}
 }
