@@ -71,6 +71,13 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	if n := len(s.connections()); n != 8 {
 		t.Fatalf("%d connections, want 8", n)
 	}
+	// Every vendor's series, Twilio's subaccount spend included, pass
+	// Prometheus' own lint.
+	full := s.scrape()
+	if !strings.Contains(full, `saas_twilio_subaccount_spend{connection="tw-delta"`) {
+		t.Error("no subaccount spend for the connected parent tw-delta")
+	}
+	promtoolCheck(t, full)
 
 	// Prometheus on loopback, scraping /metrics every second, with the
 	// shipped alert rules.
