@@ -158,12 +158,20 @@ func helpOf(t *testing.T, m metrics, name string) string {
 	return ""
 }
 
-// last_month is read once, then at most every closedEvery; a new month is
-// a new section, read at once.
-func TestLastMonthFetchedRarely(t *testing.T) {
+// deltaFixture is a simulator on a settable clock at now, with pages of
+// 1000 and the parent Delta authorized.
+func deltaFixture(t *testing.T) (*clock, *fixture) {
+	t.Helper()
 	c := &clock{t: now}
 	f := newFixture(t, vendorsim.Options{Now: c.Now, PageSize: 1000})
 	f.authorize(t, vendorsim.TwilioAccountDelta)
+	return c, f
+}
+
+// last_month is read once, then at most every closedEvery; a new month is
+// a new section, read at once.
+func TestLastMonthFetchedRarely(t *testing.T) {
+	c, f := deltaFixture(t)
 	lastMonth := func() (own, sub int64) {
 		r := f.sim.CallCounts().Routes
 		return r["GET /twilio/2010-04-01/Accounts/"+vendorsim.TwilioAccountDelta+"/Usage/Records/LastMonth.json"],
@@ -255,27 +263,39 @@ func TestUnusedCategoryKeptAtZeroUntilThePeriodEnds(t *testing.T) {
 	c := &clock{}
 	f := newFixture(t, vendorsim.Options{Now: c.Now})
 	f.authorize(t, vendorsim.TwilioAccountAcme)
-	var prev map[string]provider.SectionResult
 	phone := map[string]string{"category": "phonenumbers", "period": "today", "currency": "USD"}
-	for i, step := range []struct {
-		at      time.Time
-		present bool
-		want    float64
-	}{
+	keptSteps(t, f, c, phone, nil, []keptStep{
 		{time.Date(2026, 3, 1, 23, 50, 0, 0, time.UTC), true, 8.05},
 		{time.Date(2026, 3, 2, 0, 5, 0, 0, time.UTC), true, 0},
 		{time.Date(2026, 3, 2, 23, 55, 0, 0, time.UTC), true, 0},
 		{time.Date(2026, 3, 3, 0, 5, 0, 0, time.UTC), false, 0},
-	} {
+	})
+}
+
+type keptStep struct {
+	at      time.Time
+	present bool
+	want    float64
+}
+
+// keptSteps collects Acme at each step's time, carrying the sections over,
+// and checks the usage_price series with labels want (and that never, if
+// set, is absent).
+func keptSteps(t *testing.T, f *fixture, c *clock, want, never map[string]string, steps []keptStep) {
+	t.Helper()
+	var prev map[string]provider.SectionResult
+	for i, step := range steps {
 		c.Set(step.at)
 		m, p, err := f.run(t, vendorsim.TwilioAccountAcme, step.at, prev, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		prev = p
-		v, ok := value(m, "saas_twilio_usage_price", phone)
-		if ok != step.present || v != step.want {
-			t.Errorf("step %d (%s): phonenumbers today = %v (present %v), want %v (present %v)", i, step.at, v, ok, step.want, step.present)
+		if v, ok := value(m, "saas_twilio_usage_price", want); ok != step.present || v != step.want {
+			t.Errorf("step %d (%s): %v = %v (present %v), want %v (present %v)", i, step.at, want, v, ok, step.want, step.present)
+		}
+		if _, ok := value(m, "saas_twilio_usage_price", never); never != nil && ok {
+			t.Errorf("step %d: %v, never used, is exported", i, never)
 		}
 	}
 }
@@ -304,32 +324,14 @@ func TestThisMonthCategoryKeptAtZeroAfterTheFirst(t *testing.T) {
 	})
 	srv := newServer(t, api)
 	f := &fixture{p: newProvider(t, simConfig(srv))}
-	var prev map[string]provider.SectionResult
 	sms := map[string]string{"category": "sms", "period": "this_month", "currency": "USD"}
 	mms := map[string]string{"category": "mms", "period": "this_month", "currency": "USD"}
-	for i, step := range []struct {
-		at      time.Time
-		present bool
-		want    float64
-	}{
+	keptSteps(t, f, c, sms, mms, []keptStep{
 		{c.Now(), true, 3},
 		{time.Date(2026, 3, 1, 0, 5, 0, 0, time.UTC), true, 0},
 		{time.Date(2026, 3, 20, 0, 5, 0, 0, time.UTC), true, 0},
 		{time.Date(2026, 4, 1, 0, 5, 0, 0, time.UTC), false, 0},
-	} {
-		c.Set(step.at)
-		m, p, err := f.run(t, vendorsim.TwilioAccountAcme, step.at, prev, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		prev = p
-		if v, ok := value(m, "saas_twilio_usage_price", sms); ok != step.present || v != step.want {
-			t.Errorf("step %d (%s): sms this_month = %v (present %v), want %v (present %v)", i, step.at, v, ok, step.want, step.present)
-		}
-		if _, ok := value(m, "saas_twilio_usage_price", mms); ok {
-			t.Errorf("step %d: mms, never used, is exported", i)
-		}
-	}
+	})
 }
 
 // newServer serves h on loopback and returns its URL.
@@ -357,9 +359,7 @@ func TestMissingFirst(t *testing.T) {
 // Each subaccount's spend this month is read at most every
 // subaccountEvery; the counts on every collection.
 func TestSubaccountSpendEvery(t *testing.T) {
-	c := &clock{t: now}
-	f := newFixture(t, vendorsim.Options{Now: c.Now, PageSize: 1000})
-	f.authorize(t, vendorsim.TwilioAccountDelta)
+	c, f := deltaFixture(t)
 	routes := func() (list, spend int64) {
 		r := f.sim.CallCounts().Routes
 		return r["GET /twilio/2010-04-01/Accounts.json"], r["GET /twilio/2010-04-01/Accounts/"+vendorsim.TwilioSubaccountDeltaUS+"/Usage/Records/ThisMonth.json"]
