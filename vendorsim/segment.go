@@ -931,13 +931,9 @@ func (a *segmentAPI) serveSourceMTU(w http.ResponseWriter, r *http.Request, ws *
 	if !ok {
 		return
 	}
-	items := make([]map[string]any, 0, len(days)*ws.Sources)
-	for _, d := range days {
-		for i := range ws.Sources {
-			items = append(items, mtuItem(ws.SourceMTUOn(i, d), start, end, d, segmentID(ws, "src", i)))
-		}
-	}
-	servePage(a, w, r, "dailyPerSourceMTUUsage", items)
+	servePage(a, w, r, "dailyPerSourceMTUUsage", perSource(days, ws, func(i int, d time.Time) map[string]any {
+		return mtuItem(ws.SourceMTUOn(i, d), start, end, d, segmentID(ws, "src", i))
+	}))
 }
 
 func (a *segmentAPI) serveAPICalls(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
@@ -957,15 +953,22 @@ func (a *segmentAPI) serveSourceAPICalls(w http.ResponseWriter, r *http.Request,
 	if !ok {
 		return
 	}
+	servePage(a, w, r, "dailyPerSourceAPICallsUsage", perSource(days, ws, func(i int, d time.Time) map[string]any {
+		return map[string]any{
+			"sourceId": segmentID(ws, "src", i), "apiCalls": strconv.FormatInt(ws.SourceAPICallsOn(i, d), 10), "timestamp": d.Format(segmentTimestamp),
+		}
+	}))
+}
+
+// perSource builds one item per day and source, in day order.
+func perSource(days []time.Time, ws *SegmentWorkspace, item func(i int, day time.Time) map[string]any) []map[string]any {
 	items := make([]map[string]any, 0, len(days)*ws.Sources)
 	for _, d := range days {
 		for i := range ws.Sources {
-			items = append(items, map[string]any{
-				"sourceId": segmentID(ws, "src", i), "apiCalls": strconv.FormatInt(ws.SourceAPICallsOn(i, d), 10), "timestamp": d.Format(segmentTimestamp),
-			})
+			items = append(items, item(i, d))
 		}
 	}
-	servePage(a, w, r, "dailyPerSourceAPICallsUsage", items)
+	return items
 }
 
 // segmentOAuth is one region's authorization server, mounted at
