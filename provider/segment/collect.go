@@ -119,7 +119,9 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 			}
 			s.Gauge(descSources, float64(len(names)))
 			if perr != nil {
-				return perr
+				// The usage section reports why; this keeps the
+				// per-source series at their last values.
+				return errors.New("segment per-source usage: not collected, the usage period is not known (see the workspace usage error)")
 			}
 			return collectSourceUsage(ctx, c, s, period, names)
 		}),
@@ -133,7 +135,7 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 	// period is unknown, the last one known is kept.
 	prev := time.Time{}
 	if perr == nil {
-		prev = period.AddDate(0, -1, 0)
+		prev = addMonth(period, -1)
 	} else {
 		for name := range s.Previous {
 			if k, ok := strings.CutPrefix(name, "usage:"+periodLast+":"); ok {

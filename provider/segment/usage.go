@@ -149,7 +149,7 @@ func (p *Provider) resolvePeriod(ctx context.Context, c *client, connID string, 
 	p.mu.Unlock()
 	if known && !k.start.IsZero() {
 		for !now.Before(k.end) {
-			k.start, k.end = k.end, k.end.AddDate(0, 1, 0)
+			k.start, k.end = k.end, addMonth(k.end, 1)
 		}
 		return k.start, nil
 	}
@@ -303,6 +303,15 @@ func boundLabel(v string) string {
 	}
 	r := []rune(v)
 	return string(r[:maxLabelLen-1]) + "…"
+}
+
+// addMonth moves t by n months, keeping the day of the month where it
+// exists and the month's last day otherwise (January 31 + 1 is February
+// 28), where time.AddDate would spill into the month after.
+func addMonth(t time.Time, n int) time.Time {
+	first := time.Date(t.Year(), t.Month()+time.Month(n), 1, t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), t.Location())
+	last := first.AddDate(0, 1, -1).Day()
+	return first.AddDate(0, 0, min(t.Day(), last)-1)
 }
 
 func unixTime(sec float64) time.Time {

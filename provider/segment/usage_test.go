@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -142,6 +143,26 @@ func TestUsageGarbage(t *testing.T) {
 		// The lists still made it.
 		if n := testutil.CollectAndCount(m, "saas_segment_sources"); n != 1 {
 			t.Errorf("%s: the other sections were lost (%d)", name, n)
+		}
+	}
+}
+
+func TestAddMonth(t *testing.T) {
+	d := func(y int, m time.Month, day int) time.Time { return time.Date(y, m, day, 0, 0, 0, 0, time.UTC) }
+	for _, c := range []struct {
+		in   time.Time
+		n    int
+		want time.Time
+	}{
+		{d(2026, 3, 10), -1, d(2026, 2, 10)},
+		{d(2026, 3, 31), -1, d(2026, 2, 28)},
+		{d(2026, 1, 31), 1, d(2026, 2, 28)},
+		{d(2028, 1, 30), 1, d(2028, 2, 29)},
+		{d(2026, 12, 15), 1, d(2027, 1, 15)},
+		{d(2026, 1, 1), -1, d(2025, 12, 1)},
+	} {
+		if got := addMonth(c.in, c.n); !got.Equal(c.want) {
+			t.Errorf("addMonth(%s, %d) = %s, want %s", c.in.Format(time.DateOnly), c.n, got.Format(time.DateOnly), c.want.Format(time.DateOnly))
 		}
 	}
 }
