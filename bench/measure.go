@@ -284,13 +284,19 @@ func (b *bench) measureShared(ctx context.Context, byVendor map[string]int) (sha
 			return ctx.Err()
 		}
 	}
-	// In managed mode the fresh process has no result yet; with an
-	// external exporter the warm phase's results must age first.
-	last := time.Now()
-	if b.proc == nil {
-		if err := wait(last); err != nil {
+	// A process's first collection of a connection makes one-time calls
+	// (Segment: finding the workspace's usage period, and the previous
+	// period, then due again only after hours), so in managed mode a first
+	// round, not counted, comes first. With an external exporter the warm
+	// phase did that; its results must age first.
+	if b.proc != nil {
+		if _, _, err := b.scrape(ctx); err != nil {
 			return res, err
 		}
+	}
+	last := time.Now()
+	if err := wait(last); err != nil {
+		return res, err
 	}
 	// Each round waits min_interval after the previous one ended: a
 	// connection collected late in a long scrape is fresh until then.
