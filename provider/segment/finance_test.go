@@ -347,3 +347,18 @@ func TestTokenRateLimit(t *testing.T) {
 		t.Errorf("negative → %s", d)
 	}
 }
+
+// A broken body in the versioned media type is called broken JSON, not
+// "not JSON".
+func TestBrokenVersionedBody(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/vnd.segment.v1+json")
+		w.Write([]byte(`{"data":{"workspace":`))
+	}))
+	t.Cleanup(srv.Close)
+	p := newProvider(t, "api_url: "+srv.URL+"\n")
+	err := p.Collect(context.Background(), &provider.Scrape{Conn: tokenConn("us", "sgp_fakeTokenForAFakeServer000000000"), HTTP: srv.Client(), Now: t0})
+	if err == nil || !strings.Contains(err.Error(), "response is not valid JSON") {
+		t.Errorf("got %v", err)
+	}
+}
