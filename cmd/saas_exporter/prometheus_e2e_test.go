@@ -224,6 +224,42 @@ scrape_configs:
 		t.Errorf("found %d \"Spend this month\" panels on the Twilio dashboard, want 1", checked)
 	}
 
+	// The Segment dashboard's billable MTUs are identified +
+	// never_identified, as the simulator counts them.
+	ws, _ := vendorsim.SegmentWorkspaceFor(vendorsim.SegmentTokenAcme)
+	billable := fmt.Sprint(ws.MTUOn(s.Sim.Now()).Billable())
+	found := 0
+	for _, e := range exprs {
+		if e.File != "saas-segment.json" || !strings.HasSuffix(e.Source, "› Billable MTUs › A") {
+			continue
+		}
+		found++
+		r, err := query(e.Query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type sample struct {
+			Metric map[string]string `json:"metric"`
+			Value  [2]any            `json:"value"`
+		}
+		var got []sample
+		ok := false
+		for _, raw := range r.Data.Result {
+			var x sample
+			json.Unmarshal(raw, &x)
+			got = append(got, x)
+			if x.Metric["connection"] == "seg-us" {
+				ok = x.Value[1] == billable
+			}
+		}
+		if !ok {
+			t.Errorf("%s: seg-us billable MTUs %v, want %s (identified + never_identified)", e.Source, got, billable)
+		}
+	}
+	if found == 0 {
+		t.Error("no Billable MTUs panel in saas-segment.json")
+	}
+
 	// The revoked connection makes the revoked alert's expression true,
 	// and only for it.
 	for _, e := range exprs {
