@@ -12,10 +12,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/saas-exporter/saas_exporter/store"
+	"github.com/saas-exporter/saas_exporter/store/pgtest"
 	"github.com/saas-exporter/saas_exporter/vendorsim"
 )
 
@@ -323,5 +325,45 @@ func TestUnauthenticatedRequestsCapped(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/" {
 		t.Errorf("a signed-in admin under the cap: %d at %s", resp.StatusCode, resp.Request.URL)
+	}
+}
+
+// Issue #12 item 4: 20 parallel connects of one account through the API
+// leave one connection: one 201, the others 200 (updated), never a
+// duplicate that would count the account's usage twice.
+func TestParallelConnectsOfOneAccount(t *testing.T) {
+	t.Run("bbolt", func(t *testing.T) { parallelConnects(t, startStack(t, stackOptions{})) })
+	t.Run("PostgreSQL, two replicas", func(t *testing.T) {
+		dsn, _ := pgtest.Start(t)
+		shared := haConfig(t, dsn)
+		a := startStack(t, stackOptions{ExtraConfig: shared})
+		b := startStack(t, stackOptions{ExtraConfig: shared, Sim: a.Sim, SimURL: a.SimURL})
+		parallelConnects(t, a, b)
+	})
+}
+
+// parallelConnects connects one SendGrid account 20 times at once, spread
+// over the replicas.
+func parallelConnects(t *testing.T, replicas ...*stack) {
+	s := replicas[0]
+	const n = 20
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			codes <- replicas[i%len(replicas)].api("POST", "/api/v1/connections", map[string]string{"vendor": "sendgrid", "name": fmt.Sprintf("sg-%02d", i), "api_key": vendorsim.SendGridKeyAcme}, nil)
+		})
+	}
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	if count[http.StatusCreated] != 1 || count[http.StatusOK] != n-1 {
+		t.Errorf("answers %v, want one 201 and %d 200", count, n-1)
+	}
+	if cs := s.connections(); len(cs) != 1 {
+		t.Errorf("%d connections for one account: %v", len(cs), cs)
 	}
 }
