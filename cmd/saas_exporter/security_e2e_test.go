@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -179,20 +178,7 @@ func TestTwilioDeauthorizeReplayIgnored(t *testing.T) {
 
 	// The customer authorizes the app again (Reconnect).
 	c := newAPIFlowClient()
-	b, _ := json.Marshal(map[string]string{})
-	req, _ := http.NewRequest("POST", s.URL+"/api/v1/connections/"+conn.ID+"/reconnect", bytes.NewReader(b))
-	req.SetBasicAuth(testAdmin, testPassword)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var re struct {
-		AuthorizeURL string `json:"authorize_url"`
-	}
-	json.NewDecoder(resp.Body).Decode(&re)
-	resp.Body.Close()
-	consentTwilio(t, c, re.AuthorizeURL, vendorsim.TwilioAccountAcme, "allow").Body.Close()
+	consentTwilio(t, c, s.startReconnect(c, conn.ID), vendorsim.TwilioAccountAcme, "allow").Body.Close()
 	if st := s.connections()["tw-acme"].State; st != "active" {
 		t.Fatalf("after reconnect: %s", st)
 	}
@@ -366,4 +352,26 @@ func parallelConnects(t *testing.T, replicas ...*stack) {
 	if cs := s.connections(); len(cs) != 1 {
 		t.Errorf("%d connections for one account: %v", len(cs), cs)
 	}
+}
+
+// startReconnect asks the API to reconnect connection id through its
+// redirect flow and returns the authorize URL.
+func (s *stack) startReconnect(c *apiFlowClient, id string) string {
+	s.t.Helper()
+	req, _ := http.NewRequest("POST", s.URL+"/api/v1/connections/"+id+"/reconnect", strings.NewReader("{}"))
+	req.SetBasicAuth(testAdmin, testPassword)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var re struct {
+		AuthorizeURL string `json:"authorize_url"`
+	}
+	json.NewDecoder(resp.Body).Decode(&re)
+	if resp.StatusCode != http.StatusAccepted {
+		s.t.Fatalf("reconnect: %d", resp.StatusCode)
+	}
+	return re.AuthorizeURL
 }
