@@ -109,10 +109,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		listeners = append(listeners, l)
 	}
 	if a.generated != nil {
-		// Whatever can still stop the start is checked first.
-		if err := web.Validate(*webFlags.WebConfigFile); err != nil {
-			logger.Error("cannot start: --web.config.file", "err", err)
-			return 1
+		// Whatever can still stop the start (serveWeb's checks) comes first.
+		if p := *webFlags.WebConfigFile; p != "" {
+			err := web.Validate(p)
+			if err == nil {
+				_, err = readWebConfig(p)
+			}
+			if err != nil {
+				logger.Error("cannot start: --web.config.file "+p, "err", err)
+				return 1
+			}
 		}
 		if err := a.generated.save(logger); err != nil {
 			logger.Error("cannot start", "err", err)
@@ -120,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		}
 	}
 	srv := &http.Server{
-		Handler:           a.handler(),
+		Handler:           limits(a.handler(), a.auth.Authenticated),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -131,7 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	}
 
 	errc := make(chan error, 1)
-	go func() { errc <- web.ServeMultiple(listeners, srv, webFlags, logger) }()
+	go func() { errc <- serveWeb(listeners, srv, *webFlags.WebConfigFile, logger) }()
 	select {
 	case err := <-errc:
 		if err != nil && !errors.Is(err, http.ErrServerClosed) {
