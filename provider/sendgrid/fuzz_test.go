@@ -17,7 +17,7 @@ import (
 func FuzzResponses(f *testing.F) {
 	srv := providertest.NewCanned(f)
 	var n yaml.Node
-	if err := yaml.Unmarshal([]byte("api_url: "+srv.URL+"\n"), &n); err != nil {
+	if err := yaml.Unmarshal([]byte("api_url: "+srv.URL+"\neu_api_url: "+srv.URL+"\n"), &n); err != nil {
 		f.Fatal(err)
 	}
 	p, err := New(&n, provider.Env{})
