@@ -57,6 +57,10 @@ var knownMetrics = map[string][]string{
 	"saas_sendgrid_account_info":                    {"connection", "type"},
 	"saas_sendgrid_teammates":                       {"connection", "user_type"},
 	"saas_sendgrid_teammates_pending":               {"connection"},
+	"saas_sendgrid_teammates_pending_expired":       {"connection"},
+	"saas_sendgrid_credits_reset_frequency":         {"connection", "frequency"},
+	"saas_sendgrid_subuser_emails":                  {"connection", "subuser", "event", "period"},
+	"saas_sendgrid_subuser_credits_remaining":       {"connection", "subuser"},
 	"saas_sendgrid_api_keys":                        {"connection"},
 	"saas_sendgrid_subusers":                        {"connection", "disabled"},
 
@@ -75,12 +79,13 @@ var knownMetrics = map[string][]string{
 var knownValues = map[string][]string{
 	"state":     {"active", "expired", "revoked", "error", "rate_limited"},
 	"vendor":    {"twilio", "sendgrid", "segment"},
-	"period":    {"today", "this_month"},
+	"period":    {"today", "this_month", "last_month"},
 	"event":     {"requests", "delivered", "bounces", "blocks", "bounce_drops", "clicks", "deferred", "invalid_emails", "opens", "processed", "spam_report_drops", "spam_reports", "unique_clicks", "unique_opens", "unsubscribe_drops", "unsubscribes"},
 	"kind":      {"identified", "anonymous", "anonymous_identified", "never_identified"},
 	"status":    {"active", "suspended", "closed"},
 	"user_type": {"owner", "admin", "teammate"},
 	"disabled":  {"true", "false"},
+	"frequency": {"monthly", "weekly", "daily"},
 	"type":      {"free", "paid"},
 }
 

@@ -43,6 +43,7 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	for _, c := range []map[string]string{
 		{"vendor": "sendgrid", "name": "sg-acme", "api_key": vendorsim.SendGridKeyAcme},
 		{"vendor": "sendgrid", "name": "sg-beta", "api_key": vendorsim.SendGridKeyBeta},
+		{"vendor": "sendgrid", "name": "sg-euro", "api_key": vendorsim.SendGridKeyEuro, "region": "eu"},
 		{"vendor": "segment", "name": "seg-us", "token": vendorsim.SegmentTokenAcme, "region": "us"},
 		{"vendor": "segment", "name": "seg-eu", "method": "client_credentials", "region": "eu", "client_id": vendorsim.SegmentOAuthClientEuro,
 			"key_id": vendorsim.SegmentOAuthKeyIDEuro, "private_key": vendorsim.SegmentOAuthTestPrivateKey},
@@ -63,8 +64,8 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	s.Sim.SetSegmentOAuthRefuse(true)
 	// sg-beta's key is revoked at SendGrid.
 	s.Sim.RevokeSendGridKey(vendorsim.SendGridKeyBeta)
-	if n := len(s.connections()); n != 6 {
-		t.Fatalf("%d connections, want 6", n)
+	if n := len(s.connections()); n != 7 {
+		t.Fatalf("%d connections, want 7", n)
 	}
 
 	// Prometheus on loopback, scraping /metrics every second, with the
