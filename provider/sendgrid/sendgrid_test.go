@@ -184,6 +184,20 @@ func TestConfig(t *testing.T) {
 	if _, err := New(&n, provider.Env{}); err == nil || !strings.Contains(err.Error(), "api_url: must be an absolute http(s) URL") {
 		t.Errorf("bad url: %v", err)
 	}
+	for y, want := range map[string]string{
+		"eu_api_url: api.eu.sendgrid.com\n":    `eu_api_url: must be an absolute http(s) URL such as https://api.eu.sendgrid.com, got "api.eu.sendgrid.com"`,
+		"eu_api_url: https://u:p@x/\n":         "eu_api_url: must not carry a query, fragment or user info",
+		"max_subusers: -1\n":                   "max_subusers: must be between 0 (no subuser series) and 1000, got -1",
+		"max_subusers: 5000\n":                 "max_subusers: must be between 0 (no subuser series) and 1000, got 5000",
+		"max_subusers: many\n":                 "line 1: cannot unmarshal",
+		"api_url: ftp://x\nmax_subusers: -1\n": "api_url: must be an absolute http(s) URL",
+	} {
+		var n yaml.Node
+		_ = yaml.Unmarshal([]byte(y), &n)
+		if _, err := New(&n, provider.Env{}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", y, err, want)
+		}
+	}
 	_ = yaml.Unmarshal([]byte("api_ur1: http://x\n"), &n)
 	if _, err := New(&n, provider.Env{}); err == nil || !strings.Contains(err.Error(), `unknown key "api_ur1"`) {
 		t.Errorf("unknown key: %v", err)
