@@ -142,3 +142,19 @@ func TestLoadRelativePaths(t *testing.T) {
 		t.Error("missing file: no error")
 	}
 }
+
+func TestBaseURL(t *testing.T) {
+	for _, c := range []struct{ in, want, err string }{
+		{"", "https://api.example.com", ""},
+		{"http://127.0.0.1:9800/sim/", "http://127.0.0.1:9800/sim", ""},
+		{"api.example.com", "", `vendors.x.api_url: must be an absolute http(s) URL such as https://api.example.com, got "api.example.com"`},
+		{"ftp://x", "", "must be an absolute http(s) URL"},
+		{"https://x/?a=1", "", "must not carry a query, fragment or user info"},
+		{"https://u:p@x", "", "must not carry a query, fragment or user info"},
+	} {
+		got, err := BaseURL("vendors.x.api_url", c.in, "https://api.example.com")
+		if got != c.want || (c.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("BaseURL(%q) = %q, %v; want %q, %q", c.in, got, err, c.want, c.err)
+		}
+	}
+}
