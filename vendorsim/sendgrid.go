@@ -685,6 +685,12 @@ func (g *sendGrid) serve(w http.ResponseWriter, r *http.Request, region string) 
 		sgError(w, http.StatusUnauthorized, "", "authorization required")
 		return
 	}
+	// on-behalf-of (a parent calling as one of its subusers) is not
+	// modelled: answering the parent's data instead would pass silently.
+	if r.Header.Get("On-Behalf-Of") != "" {
+		sgError(w, http.StatusBadRequest, "on-behalf-of", "the simulator does not model on-behalf-of; call without it")
+		return
+	}
 	route, name, ok := routeOf(r.URL.Path)
 	if !ok {
 		sgError(w, http.StatusNotFound, "", "not found")

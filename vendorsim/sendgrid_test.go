@@ -2,6 +2,7 @@ package vendorsim
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
@@ -540,6 +541,14 @@ func TestSendGridRegions(t *testing.T) {
 		if a := get(t, ts, c.prefix+"/v3/scopes", c.key); a.Status != c.want {
 			t.Errorf("%s with %s: %d, want %d", c.prefix, c.key[:25], a.Status, c.want)
 		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/sendgrid/v3/user/credits", nil)
+	req.Header.Set("Authorization", "Bearer "+SendGridKeyAcme)
+	req.Header.Set("On-Behalf-Of", "acme-marketing")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 400 {
+		t.Errorf("on-behalf-of answered as if modelled: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	var cr SendGridCredits
 	get(t, ts, "/sendgrid-eu/v3/user/credits", SendGridKeyEuro).decode(t, &cr)
