@@ -124,7 +124,12 @@ func show(c store.Connection) string {
 		masked[k] = fmt.Sprintf("<%d bytes>", len(v))
 	}
 	c.Secret = masked
-	return fmt.Sprintf("%+v", c)
+	budget := "none"
+	if c.Budget != nil {
+		budget = fmt.Sprint(*c.Budget)
+	}
+	c.Budget = nil
+	return fmt.Sprintf("%+v budget=%s", c, budget)
 }
 
 func mustPut(t *testing.T, s store.Store, c store.Connection) {
