@@ -204,6 +204,7 @@ type apiConnection struct {
 	Scopes        []string          `json:"scopes"`
 	MissingScopes []string          `json:"missing_scopes"`
 	Settings      map[string]string `json:"settings"`
+	Budget        *apiBudget        `json:"budget"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -234,6 +235,13 @@ func toAPI(c store.Connection) apiConnection {
 	}
 }
 
+// toAPIConn is toAPI with the connection's budget.
+func (s *Server) toAPIConn(c store.Connection) apiConnection {
+	a := toAPI(c)
+	a.Budget = s.budgetView(c)
+	return a
+}
+
 func (s *Server) apiList(w http.ResponseWriter, r *http.Request, _ string) {
 	conns, err := s.o.Store.List(r.Context())
 	if err != nil {
@@ -242,7 +250,7 @@ func (s *Server) apiList(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	out := make([]apiConnection, 0, len(conns))
 	for _, c := range conns {
-		out = append(out, toAPI(c))
+		out = append(out, s.toAPIConn(c))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -257,7 +265,7 @@ func (s *Server) apiGet(w http.ResponseWriter, r *http.Request, _ string) {
 		writeFailure(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toAPI(c))
+	writeJSON(w, http.StatusOK, s.toAPIConn(c))
 }
 
 func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request, user string) {
@@ -442,7 +450,7 @@ func (s *Server) apiConnect(w http.ResponseWriter, r *http.Request, p provider.P
 	if res.Kind == "connected" {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, toAPI(res.Conn))
+	writeJSON(w, status, s.toAPIConn(res.Conn))
 }
 
 type apiInvite struct {

@@ -40,6 +40,9 @@ type Options struct {
 	Logger   *slog.Logger
 	Now      func() time.Time // default time.Now
 	OnChange func(connectionID string)
+	// OnEdit is called after a setting of a connection changed (its
+	// budget) that needs no new collection, only a fresh list.
+	OnEdit func(connectionID string)
 	// InviteTTL is the default lifetime of an invite; default 72h.
 	InviteTTL time.Duration
 }
@@ -142,6 +145,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", s.admin(s.connectionsPage))
 	mux.HandleFunc("GET /connections/{id}/disconnect", s.admin(s.disconnectConfirm))
 	mux.HandleFunc("POST /connections/{id}/disconnect", s.admin(s.disconnectSubmit))
+	mux.HandleFunc("POST /connections/{id}/budget", s.admin(s.budgetSubmit))
 	mux.HandleFunc("POST /invites", s.admin(s.inviteCreateSubmit))
 	mux.HandleFunc("POST /invites/{id}/revoke", s.admin(s.inviteRevokeSubmit))
 
@@ -164,6 +168,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/connections/{id}", s.api(s.apiGet))
 	mux.HandleFunc("DELETE /api/v1/connections/{id}", s.api(s.apiDelete))
 	mux.HandleFunc("POST /api/v1/connections/{id}/reconnect", s.api(s.apiReconnect))
+	mux.HandleFunc("PUT /api/v1/connections/{id}/budget", s.api(s.apiSetBudget))
 	mux.HandleFunc("GET /api/v1/invites", s.api(s.apiInvites))
 	mux.HandleFunc("POST /api/v1/invites", s.api(s.apiInviteCreate))
 	mux.HandleFunc("DELETE /api/v1/invites/{id}", s.api(s.apiInviteRevoke))

@@ -85,6 +85,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		Client:      a.engine.Client,
 		Logger:      log,
 		OnChange:    a.engine.Forget,
+		OnEdit:      func(string) { a.engine.Relist() },
 		InviteTTL:   cfg.Invites.DefaultTTL,
 		Now:         clock,
 	})
