@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/big"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -93,6 +94,7 @@ func collectUsage(ctx context.Context, c *client, s *provider.Scrape) error {
 	for i, k := range MTUKinds {
 		s.Gauge(descMTU, mtu[i], k)
 	}
+	s.MonthToDate(budgetUnit, mtu[slices.Index(MTUKinds, "identified")]+mtu[slices.Index(MTUKinds, "never_identified")])
 	s.Gauge(descPeriodStart, float64(start.Unix()))
 
 	const callsPath, callsKey = "/usage/api-calls/daily", "dailyWorkspaceAPICallsUsage"

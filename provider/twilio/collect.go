@@ -194,6 +194,9 @@ func collectUsage(ctx context.Context, c *client, s *provider.Scrape, list, peri
 		if r.Price.ok {
 			s.Gauge(descUsagePrice, r.Price.v, r.Category, period, strings.ToUpper(r.PriceUnit))
 		}
+		if r.Price.ok && r.Category == "totalprice" && period == "this_month" && strings.EqualFold(r.PriceUnit, budgetUnit) {
+			s.MonthToDate(budgetUnit, r.Price.v)
+		}
 	}
 	if len(bad) > 0 {
 		if len(bad) > 5 {
