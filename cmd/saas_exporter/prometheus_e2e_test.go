@@ -63,8 +63,16 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	s.Sim.SetSegmentOAuthRefuse(true)
 	// sg-beta's key is revoked at SendGrid.
 	s.Sim.RevokeSendGridKey(vendorsim.SendGridKeyBeta)
-	if n := len(s.connections()); n != 6 {
+	conns := s.connections()
+	if n := len(conns); n != 6 {
 		t.Fatalf("%d connections, want 6", n)
+	}
+	// Budgets: tw-acme is over its budget (the simulator's Acme spends
+	// more than 40 usd every day), sg-acme far under.
+	for name, v := range map[string]float64{"tw-acme": 10, "sg-acme": 1e9} {
+		if code := s.api("PUT", "/api/v1/connections/"+conns[name].ID+"/budget", map[string]any{"monthly": v}, nil); code != 200 {
+			t.Fatalf("budget of %s: %d", name, code)
+		}
 	}
 
 	// Prometheus on loopback, scraping /metrics every second, with the
@@ -134,6 +142,18 @@ scrape_configs:
 		time.Sleep(250 * time.Millisecond)
 	}
 
+	// And for the budget recording rules to have run on those scrapes.
+	for {
+		r, err := query(`saas:budget_usage:ratio{connection="tw-acme"} > 1`)
+		if err == nil && len(r.Data.Result) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no budget ratio over 1 recorded for tw-acme: %v %v\n%s", r.Data.Result, err, plog.String())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+
 	exprs, err := dashboards.Expressions("../../dashboards")
 	if err != nil {
 		t.Fatal(err)
@@ -158,6 +178,21 @@ scrape_configs:
 	t.Logf("%d panel and variable expressions and %d alert expressions ran against Prometheus", panels, alerts)
 	if panels < 20 || alerts < 10 {
 		t.Errorf("only %d panel and %d alert expressions found", panels, alerts)
+	}
+
+	// Only tw-acme is over its budget (and Prometheus runs the alert's
+	// query templates' selectors too).
+	for _, e := range exprs {
+		if e.Source != "alert SaasBudgetExceeded" {
+			continue
+		}
+		r, err := query(e.Query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Data.Result) != 1 || !strings.Contains(string(r.Data.Result[0]), `"connection":"tw-acme"`) || !strings.Contains(string(r.Data.Result[0]), `"unit":"usd"`) {
+			t.Errorf("SaasBudgetExceeded expression: %s", r.Data.Result)
+		}
 	}
 
 	// The revoked connection makes the revoked alert's expression true,
