@@ -44,18 +44,24 @@ func (s *Server) budgetView(c store.Connection) *apiBudget {
 	return v
 }
 
-// checkBudget refuses what cannot be a monthly budget.
-func checkBudget(v float64) error {
+// checkBudget refuses what cannot be a monthly budget; clear says how to
+// remove one instead ("send null").
+func checkBudget(v float64, clear string) error {
 	switch {
 	case math.IsNaN(v) || math.IsInf(v, 0):
-		return fail(http.StatusBadRequest, "the budget must be a number such as 500 or 1250.50")
+		return fail(http.StatusBadRequest, "The budget must be a number such as 500 or 1250.50.")
 	case v < 0:
-		return fail(http.StatusBadRequest, "the budget must not be negative (got %s); send null to clear it", fmtBudget(v))
+		return fail(http.StatusBadRequest, "The budget must not be negative (got %s); %s to clear it.", fmtBudget(v), clear)
 	case v > maxBudget:
-		return fail(http.StatusBadRequest, "the budget %s is over the limit of 1e12; check the number", fmtBudget(v))
+		return fail(http.StatusBadRequest, "The budget %s is over the limit of 1e12; check the number.", fmtBudget(v))
 	}
 	return nil
 }
+
+const (
+	clearAPI  = "send {\"monthly\": null}"
+	clearForm = "leave the field empty"
+)
 
 func fmtBudget(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
@@ -63,15 +69,10 @@ func fmtBudget(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 // current record, under the store's lock, so a concurrent credential
 // renewal or status write is not undone.
 func (s *Server) setBudget(ctx context.Context, id string, v *float64, user string) (store.Connection, error) {
-	if v != nil {
-		if err := checkBudget(*v); err != nil {
-			return store.Connection{}, err
-		}
-	}
 	var out store.Connection
 	err := s.o.Store.UpdateLocked(ctx, id, func(c store.Connection) (*store.Connection, error) {
 		if _, ok := s.provider(c.Vendor).(provider.Budgeted); !ok {
-			return nil, fail(http.StatusBadRequest, "%s connections are billed in no single unit this exporter knows; a budget cannot be set", s.title(c.Vendor))
+			return nil, fail(http.StatusBadRequest, "%s connections are billed in no single unit this exporter knows; a budget cannot be set.", s.title(c.Vendor))
 		}
 		c.Budget = v
 		out = c
@@ -150,7 +151,7 @@ func parseBudgetJSON(b []byte) (*float64, error) {
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return nil, bad("\"monthly\" %s is not a usable number; the budget must be between 0 and 1e12", clipJSON(raw))
 	}
-	if err := checkBudget(v); err != nil {
+	if err := checkBudget(v, clearAPI); err != nil {
 		f := asFailure(err)
 		f.Field = "monthly"
 		return nil, f
@@ -177,6 +178,10 @@ func (s *Server) budgetSubmit(w http.ResponseWriter, r *http.Request, a adminCtx
 			s.errorPage(w, http.StatusBadRequest, "Budget not changed", fmt.Sprintf("“%s” is not a number. Enter the monthly budget as a number such as 500 or 1250.50 (no currency sign or thousands separator), or leave it empty to clear it.", clipJSON([]byte(text))), "/", "Back to connections")
 			return
 		}
+		if err := checkBudget(f, clearForm); err != nil {
+			s.errorPage(w, http.StatusBadRequest, "Budget not changed", asFailure(err).Msg+" Nothing was changed.", "/", "Back to connections")
+			return
+		}
 		v = &f
 	}
 	c, err := s.setBudget(r.Context(), r.PathValue("id"), v, a.User)
@@ -187,8 +192,7 @@ func (s *Server) budgetSubmit(w http.ResponseWriter, r *http.Request, a adminCtx
 	if err != nil {
 		f := asFailure(err)
 		if f.Status == http.StatusBadRequest {
-			msg := strings.ToUpper(f.Msg[:1]) + f.Msg[1:] + ". Nothing was changed."
-			s.errorPage(w, f.Status, "Budget not changed", msg, "/", "Back to connections")
+			s.errorPage(w, f.Status, "Budget not changed", f.Msg+" Nothing was changed.", "/", "Back to connections")
 			return
 		}
 		s.storeErrorPage(w, err)

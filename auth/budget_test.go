@@ -178,6 +178,8 @@ func TestPageBudget(t *testing.T) {
 			t.Errorf("form value %q changed the budget to %v", v, b)
 		}
 	}
+	wantBody(t, e.do(c, "POST", "/connections/"+id+"/budget", url.Values{"csrf": {csrf}, "monthly": {"-3"}}), "must not be negative", "leave the field empty")
+	wantBody(t, e.do(c, "POST", "/connections/"+id+"/budget", url.Values{"csrf": {csrf}, "monthly": {"1,000"}}), "is not a number")
 	// Without the CSRF token nothing changes.
 	wantStatus(t, e.do(c, "POST", "/connections/"+id+"/budget", url.Values{"monthly": {"1"}}), http.StatusForbidden)
 	wantStatus(t, e.do(c, "POST", "/connections/0000000000000000/budget", url.Values{"csrf": {csrf}, "monthly": {"1"}}), http.StatusNotFound)
