@@ -43,6 +43,10 @@ type Options struct {
 	// OnEdit is called after a setting of a connection changed (its
 	// budget) that needs no new collection, only a fresh list.
 	OnEdit func(connectionID string)
+	// MonthToDate tells what this replica's last collection of a
+	// connection reported as its month-to-date usage (known: a
+	// collection with usage ran). nil: never known.
+	MonthToDate func(connectionID string) (v float64, reported, known bool)
 	// InviteTTL is the default lifetime of an invite; default 72h.
 	InviteTTL time.Duration
 }

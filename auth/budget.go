@@ -28,6 +28,9 @@ type apiBudget struct {
 	// Unit (Warning says why): a budget is kept but nothing is compared.
 	Comparable bool   `json:"comparable"`
 	Warning    string `json:"warning,omitempty"`
+	// MonthToDate is the usage so far this month in Unit, as this
+	// replica last collected it; absent before that.
+	MonthToDate *float64 `json:"month_to_date,omitempty"`
 }
 
 // budgetView is what the page and the API show of c's budget.
@@ -40,6 +43,19 @@ func (s *Server) budgetView(c store.Connection) *apiBudget {
 	if why := b.BudgetUnavailable(c); why != "" {
 		v.Comparable = false
 		v.Warning = "No usage can be compared with this budget: " + why
+		return v
+	}
+	if s.o.MonthToDate != nil {
+		mtd, reported, known := s.o.MonthToDate(c.ID)
+		switch {
+		case reported:
+			v.MonthToDate = &mtd
+		case known:
+			// The provider could not say in advance (a currency only the
+			// collection learns).
+			v.Comparable = false
+			v.Warning = "No usage can be compared with this budget: the last collection reported no usage this month in " + v.Unit + " (the vendor bills this account in another unit or currency, or its usage could not be read: see the last error)"
+		}
 	}
 	return v
 }

@@ -210,3 +210,43 @@ func TestPageBudget(t *testing.T) {
 		t.Errorf("an empty value left budget %v", *b)
 	}
 }
+
+// What this replica's last collection saw: the figure itself, or that
+// none came although the provider could not tell in advance.
+func TestBudgetMonthToDateFromCollection(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		state = map[string][3]float64{} // v, reported, known
+	)
+	e := newEnv(t, func(o *Options) {
+		o.MonthToDate = func(id string) (float64, bool, bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			s := state[id]
+			return s[0], s[1] == 1, s[2] == 1
+		}
+	})
+	c, csrf := e.admin()
+	e.connectKey(c, csrf, "prod", goodKey)
+	e.connectKey(c, csrf, "eur", goodKey2)
+	prod, eur := e.connByName("prod").ID, e.connByName("eur").ID
+	for _, id := range []string{prod, eur} {
+		wantStatus(t, e.api("PUT", "/api/v1/connections/"+id+"/budget", `{"monthly": 1000}`), http.StatusOK)
+	}
+	if b := decode[apiConnection](t, e.api("GET", "/api/v1/connections/"+prod, nil)).Budget; b.MonthToDate != nil || !b.Comparable {
+		t.Errorf("before a collection: %+v, want no month to date, comparable", b)
+	}
+	mu.Lock()
+	state[prod] = [3]float64{798.45, 1, 1}
+	state[eur] = [3]float64{0, 0, 1}
+	mu.Unlock()
+	b := decode[apiConnection](t, e.api("GET", "/api/v1/connections/"+prod, nil)).Budget
+	if b.MonthToDate == nil || *b.MonthToDate != 798.45 || !b.Comparable {
+		t.Errorf("collected: %+v, want month to date 798.45", b)
+	}
+	b = decode[apiConnection](t, e.api("GET", "/api/v1/connections/"+eur, nil)).Budget
+	if b.MonthToDate != nil || b.Comparable || !strings.Contains(b.Warning, "No usage can be compared") {
+		t.Errorf("collected without a month to date: %+v, want not comparable with a warning", b)
+	}
+	wantBody(t, e.do(c, "GET", "/", nil), "So far this month: 798.45 credits", "reported no usage this month in credits")
+}

@@ -32,6 +32,7 @@ var funcs = template.FuncMap{
 		}
 		return strings.Join(s, ", ")
 	},
+	"fmtBudget": func(v *float64) string { return fmtBudget(*v) },
 	"or": func(s, alt string) string {
 		if s == "" {
 			return alt

@@ -29,3 +29,21 @@ func (e *Engine) Relist() {
 	e.listDirty = true
 	e.mu.Unlock()
 }
+
+// MonthToDate tells what this replica's last collection of connection id
+// reported as its month-to-date usage: known is false before a collection
+// with usage, reported false if that collection had no such figure.
+func (e *Engine) MonthToDate(id string) (v float64, reported, known bool) {
+	e.mu.Lock()
+	ent := e.entries[id]
+	e.mu.Unlock()
+	if ent == nil {
+		return 0, false, false
+	}
+	ent.mu.Lock()
+	defer ent.mu.Unlock()
+	if ent.collectedAt.IsZero() {
+		return 0, false, false
+	}
+	return ent.monthToDate, ent.hasMonthToDate, true
+}

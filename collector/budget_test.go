@@ -48,7 +48,14 @@ func TestBudgetExported(t *testing.T) {
 	e, _, st, clk := setup(t, "prod", "other")
 	p := &budgetProvider{usage: 120}
 	e.providers["fake"] = p
+	prodID := mustConn(t, e, "prod").ID
+	if _, _, known := e.MonthToDate(prodID); known {
+		t.Error("month to date known before any collection")
+	}
 	got := gather(t, scrapeOf(e, nil))
+	if v, reported, known := e.MonthToDate(prodID); v != 120 || !reported || !known {
+		t.Errorf("MonthToDate after a collection = %v, %v, %v; want 120, true, true", v, reported, known)
+	}
 	if _, ok := got[budgetSeries]; ok {
 		t.Errorf("no budget set, yet %s is exported", budgetSeries)
 	}
@@ -85,6 +92,9 @@ func TestBudgetExported(t *testing.T) {
 	if got[`saas_connection_state{connection="prod",state="error",vendor="fake"}`] != 1 {
 		t.Error("the failing section must still fail the collection")
 	}
+	if v, reported, _ := e.MonthToDate(prodID); v != 120 || !reported {
+		t.Errorf("MonthToDate after a failing section = %v, %v; want the kept 120", v, reported)
+	}
 
 	if err := storetest.SetBudget(context.Background(), st, mustConn(t, e, "prod").ID, nil); err != nil {
 		t.Fatal(err)
@@ -103,7 +113,11 @@ func TestBudgetNeedsAUnit(t *testing.T) {
 	if err := storetest.SetBudget(context.Background(), st, mustConn(t, e, "prod").ID, &v); err != nil {
 		t.Fatal(err)
 	}
-	for k := range gather(t, scrapeOf(e, nil)) {
+	got := gather(t, scrapeOf(e, nil))
+	if _, reported, known := e.MonthToDate(mustConn(t, e, "prod").ID); reported || !known {
+		t.Errorf("a provider reporting no month to date: reported %v known %v, want false true", reported, known)
+	}
+	for k := range got {
 		if len(k) > 11 && k[:11] == "saas_budget" {
 			t.Errorf("a vendor without a budget unit exports %s", k)
 		}

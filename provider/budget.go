@@ -1,5 +1,10 @@
 package provider
 
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
 // Budgeted is implemented by a provider whose connections are billed in
 // one unit a monthly budget can be set in. The generic code learns the
 // unit from here and the month-to-date figure from Scrape.MonthToDate;
@@ -25,4 +30,19 @@ var descMonthToDate = NewDesc("budget_usage_month_to_date",
 // when the section fails, like the section's other series.
 func (s *Scrape) MonthToDate(unit string, v float64) {
 	s.Gauge(descMonthToDate, v, unit, s.Conn.Vendor)
+}
+
+// MonthToDateOf finds the month-to-date figure among a collection's
+// metrics (Scrape.Result), for the engine to tell the API.
+func MonthToDateOf(ms []prometheus.Metric) (float64, bool) {
+	for _, m := range ms {
+		if m.Desc() != descMonthToDate {
+			continue
+		}
+		var pb dto.Metric
+		if m.Write(&pb) == nil {
+			return pb.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
 }
