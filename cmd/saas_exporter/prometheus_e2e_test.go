@@ -296,6 +296,38 @@ scrape_configs:
 			t.Errorf("SaasBudgetExceeded expression: %s", r.Data.Result)
 		}
 	}
+	// The API shows the collected month to date, and that tw-gamma (an
+	// account Twilio prices in EUR) has none to compare with a usd budget.
+	var budgets []struct {
+		Name   string `json:"name"`
+		Budget struct {
+			Monthly     *float64 `json:"monthly"`
+			Unit        string   `json:"unit"`
+			Comparable  bool     `json:"comparable"`
+			Warning     string   `json:"warning"`
+			MonthToDate *float64 `json:"month_to_date"`
+		} `json:"budget"`
+	}
+	s.api("GET", "/api/v1/connections", nil, &budgets)
+	seen := 0
+	for _, c := range budgets {
+		b := c.Budget
+		switch c.Name {
+		case "tw-acme":
+			seen++
+			if b.Monthly == nil || *b.Monthly != 10 || b.Unit != "usd" || !b.Comparable || b.MonthToDate == nil || *b.MonthToDate <= 10 {
+				t.Errorf("tw-acme budget in the API: %+v", b)
+			}
+		case "tw-gamma":
+			seen++
+			if b.Comparable || !strings.Contains(b.Warning, "No usage can be compared") || b.MonthToDate != nil {
+				t.Errorf("tw-gamma (EUR) budget in the API: %+v, want not comparable", b)
+			}
+		}
+	}
+	if seen != 2 {
+		t.Errorf("tw-acme and tw-gamma: %d of them in the API's list", seen)
+	}
 
 	// The revoked connection makes the revoked alert's expression true,
 	// and only for it.
