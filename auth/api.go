@@ -43,6 +43,16 @@ func writeFailure(w http.ResponseWriter, err error) {
 	writeJSON(w, f.Status, apiError{Error: f.Msg, Field: f.Field})
 }
 
+// writeConnFailure answers a failed call on connection {id}: 404 if it
+// does not exist.
+func writeConnFailure(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, store.ErrNotFound) {
+		writeJSONError(w, http.StatusNotFound, "no connection with id "+r.PathValue("id"))
+		return
+	}
+	writeFailure(w, err)
+}
+
 // authCache remembers recent successful basic-auth checks, so a script
 // calling the API in a loop does not pay for bcrypt every time. Keys are
 // HMACs of user, password and hash: the cache never holds a password.
@@ -258,12 +268,8 @@ func (s *Server) apiList(w http.ResponseWriter, r *http.Request, _ string) {
 
 func (s *Server) apiGet(w http.ResponseWriter, r *http.Request, _ string) {
 	c, err := s.o.Store.Get(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		writeJSONError(w, http.StatusNotFound, "no connection with id "+r.PathValue("id"))
-		return
-	}
 	if err != nil {
-		writeFailure(w, err)
+		writeConnFailure(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, s.toAPIConn(c))
@@ -271,12 +277,8 @@ func (s *Server) apiGet(w http.ResponseWriter, r *http.Request, _ string) {
 
 func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request, user string) {
 	_, err := s.disconnect(r, r.PathValue("id"), user)
-	if errors.Is(err, store.ErrNotFound) {
-		writeJSONError(w, http.StatusNotFound, "no connection with id "+r.PathValue("id"))
-		return
-	}
 	if err != nil {
-		writeFailure(w, err)
+		writeConnFailure(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -314,12 +316,8 @@ func (s *Server) apiReconnect(w http.ResponseWriter, r *http.Request, _ string) 
 		return
 	}
 	c, err := s.o.Store.Get(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		writeJSONError(w, http.StatusNotFound, "no connection with id "+r.PathValue("id"))
-		return
-	}
 	if err != nil {
-		writeFailure(w, err)
+		writeConnFailure(w, r, err)
 		return
 	}
 	// A script may send the same body as for create; only matching values are accepted.

@@ -125,12 +125,8 @@ func (s *Server) apiSetBudget(w http.ResponseWriter, r *http.Request, user strin
 		return
 	}
 	c, err := s.setBudget(r.Context(), r.PathValue("id"), v, user)
-	if errors.Is(err, store.ErrNotFound) {
-		writeJSONError(w, http.StatusNotFound, "no connection with id "+r.PathValue("id"))
-		return
-	}
 	if err != nil {
-		writeFailure(w, err)
+		writeConnFailure(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, s.toAPIConn(c))

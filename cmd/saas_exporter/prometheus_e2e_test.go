@@ -283,18 +283,25 @@ scrape_configs:
 		t.Error("no Billable MTUs panel in saas-segment.json")
 	}
 
+	// alertResult runs the expression of alert name.
+	alertResult := func(name string) []json.RawMessage {
+		t.Helper()
+		for _, e := range exprs {
+			if e.Source == "alert "+name {
+				r, err := query(e.Query)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r.Data.Result
+			}
+		}
+		t.Fatalf("no %s alert in dashboards/alerts.yml", name)
+		return nil
+	}
+
 	// Only tw-acme is over its budget.
-	for _, e := range exprs {
-		if e.Source != "alert SaasBudgetExceeded" {
-			continue
-		}
-		r, err := query(e.Query)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(r.Data.Result) != 1 || !strings.Contains(string(r.Data.Result[0]), `"connection":"tw-acme"`) || !strings.Contains(string(r.Data.Result[0]), `"unit":"usd"`) {
-			t.Errorf("SaasBudgetExceeded expression: %s", r.Data.Result)
-		}
+	if res := alertResult("SaasBudgetExceeded"); len(res) != 1 || !strings.Contains(string(res[0]), `"connection":"tw-acme"`) || !strings.Contains(string(res[0]), `"unit":"usd"`) {
+		t.Errorf("SaasBudgetExceeded expression: %s", res)
 	}
 	// The API shows the collected month to date, and that tw-gamma (an
 	// account Twilio prices in EUR) has none to compare with a usd budget.
@@ -331,18 +338,7 @@ scrape_configs:
 
 	// The revoked connection makes the revoked alert's expression true,
 	// and only for it.
-	for _, e := range exprs {
-		if e.Source != "alert SaasConnectionRevoked" {
-			continue
-		}
-		r, err := query(e.Query)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(r.Data.Result) != 1 || !strings.Contains(string(r.Data.Result[0]), `"connection":"sg-beta"`) {
-			t.Errorf("SaasConnectionRevoked expression: %s", r.Data.Result)
-		}
-		return
+	if res := alertResult("SaasConnectionRevoked"); len(res) != 1 || !strings.Contains(string(res[0]), `"connection":"sg-beta"`) {
+		t.Errorf("SaasConnectionRevoked expression: %s", res)
 	}
-	t.Error("no SaasConnectionRevoked alert in dashboards/alerts.yml")
 }
