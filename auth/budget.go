@@ -83,7 +83,7 @@ func fmtBudget(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
 // setBudget sets (v != nil) or clears connection id's budget on the
 // current record, under the store's lock, so a concurrent credential
-// renewal or status write is not undone.
+// renewal is not undone.
 func (s *Server) setBudget(ctx context.Context, id string, v *float64, user string) (store.Connection, error) {
 	var out store.Connection
 	err := s.o.Store.UpdateLocked(ctx, id, func(c store.Connection) (*store.Connection, error) {
@@ -110,11 +110,7 @@ func (s *Server) setBudget(ctx context.Context, id string, v *float64, user stri
 
 // apiSetBudget: PUT /api/v1/connections/{id}/budget {"monthly": 500 | null}.
 func (s *Server) apiSetBudget(w http.ResponseWriter, r *http.Request, user string) {
-	if r.Header.Get("Content-Type") == "" {
-		writeJSONError(w, http.StatusUnsupportedMediaType, "send the body as JSON with Content-Type: application/json")
-		return
-	}
-	b, err := readBody(w, r)
+	b, err := readBody(w, r) // 415 without a JSON Content-Type
 	if err != nil {
 		writeFailure(w, err)
 		return
