@@ -43,6 +43,16 @@ func writeFailure(w http.ResponseWriter, err error) {
 	writeJSON(w, f.Status, apiError{Error: f.Msg, Field: f.Field})
 }
 
+// writeConnFailure answers a failed call on connection {id}: 404 if it
+// does not exist.
+func writeConnFailure(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, store.ErrNotFound) {
+		writeJSONError(w, http.StatusNotFound, "no connection with id "+r.PathValue("id"))
+		return
+	}
+	writeFailure(w, err)
+}
+
 // authCache remembers recent successful basic-auth checks, so a script
 // calling the API in a loop does not pay for bcrypt every time. Keys are
 // HMACs of user, password and hash: the cache never holds a password.
@@ -93,15 +103,15 @@ func (s *Server) api(h apiHandler) http.HandlerFunc {
 			writeJSONError(w, http.StatusUnauthorized, "authentication required: use HTTP basic auth with an admin user")
 			return
 		}
-		ip, now := clientIP(r), s.now()
-		if retry, ok := s.limiter.allowed(ip, now); !ok {
+		key, now := throttleKey(user, s.clientIP(r)), s.now()
+		if retry, ok := s.limiter.allowed(key, now); !ok {
 			secs := int(retry.Sub(now).Seconds()) + 1
 			w.Header().Set("Retry-After", fmt.Sprint(secs))
-			writeJSONError(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed sign-ins from your address; retry in %d seconds", secs))
+			writeJSONError(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed sign-ins for this user from your address; retry in %d seconds", secs))
 			return
 		}
 		if !s.apiCredentialsOK(user, password, now) {
-			s.limiter.fail(ip, now)
+			s.limiter.fail(key, now)
 			w.Header().Set("WWW-Authenticate", `Basic realm="saas_exporter", charset="UTF-8"`)
 			writeJSONError(w, http.StatusUnauthorized, "wrong user name or password")
 			return
@@ -110,14 +120,15 @@ func (s *Server) api(h apiHandler) http.HandlerFunc {
 	}
 }
 
-// readBody reads a bounded JSON body. A form content type is refused, so
-// a page on another site cannot post to the API with a browser's cached
-// basic-auth credentials.
+// readBody reads a bounded JSON body. Content-Type must say JSON, and a
+// missing one is refused too: a page on another site can make a browser
+// with cached basic-auth credentials POST a body without a type (a Blob)
+// or with a form or text type, but a JSON type needs a CORS preflight,
+// which the exporter never grants.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return nil, fail(http.StatusUnsupportedMediaType, "send the body as JSON with Content-Type: application/json")
-		}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		return nil, fail(http.StatusUnsupportedMediaType, "send the body as JSON with Content-Type: application/json")
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
@@ -204,6 +215,7 @@ type apiConnection struct {
 	Scopes        []string          `json:"scopes"`
 	MissingScopes []string          `json:"missing_scopes"`
 	Settings      map[string]string `json:"settings"`
+	Budget        *apiBudget        `json:"budget"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -234,6 +246,13 @@ func toAPI(c store.Connection) apiConnection {
 	}
 }
 
+// toAPIConn is toAPI with the connection's budget.
+func (s *Server) toAPIConn(c store.Connection) apiConnection {
+	a := toAPI(c)
+	a.Budget = s.budgetView(c)
+	return a
+}
+
 func (s *Server) apiList(w http.ResponseWriter, r *http.Request, _ string) {
 	conns, err := s.o.Store.List(r.Context())
 	if err != nil {
@@ -242,32 +261,24 @@ func (s *Server) apiList(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	out := make([]apiConnection, 0, len(conns))
 	for _, c := range conns {
-		out = append(out, toAPI(c))
+		out = append(out, s.toAPIConn(c))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) apiGet(w http.ResponseWriter, r *http.Request, _ string) {
 	c, err := s.o.Store.Get(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		writeJSONError(w, http.StatusNotFound, "no connection with id "+r.PathValue("id"))
-		return
-	}
 	if err != nil {
-		writeFailure(w, err)
+		writeConnFailure(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toAPI(c))
+	writeJSON(w, http.StatusOK, s.toAPIConn(c))
 }
 
 func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request, user string) {
 	_, err := s.disconnect(r, r.PathValue("id"), user)
-	if errors.Is(err, store.ErrNotFound) {
-		writeJSONError(w, http.StatusNotFound, "no connection with id "+r.PathValue("id"))
-		return
-	}
 	if err != nil {
-		writeFailure(w, err)
+		writeConnFailure(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -305,12 +316,8 @@ func (s *Server) apiReconnect(w http.ResponseWriter, r *http.Request, _ string) 
 		return
 	}
 	c, err := s.o.Store.Get(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		writeJSONError(w, http.StatusNotFound, "no connection with id "+r.PathValue("id"))
-		return
-	}
 	if err != nil {
-		writeFailure(w, err)
+		writeConnFailure(w, r, err)
 		return
 	}
 	// A script may send the same body as for create; only matching values are accepted.
@@ -442,7 +449,7 @@ func (s *Server) apiConnect(w http.ResponseWriter, r *http.Request, p provider.P
 	if res.Kind == "connected" {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, toAPI(res.Conn))
+	writeJSON(w, status, s.toAPIConn(res.Conn))
 }
 
 type apiInvite struct {

@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"sort"
@@ -34,12 +35,25 @@ type Options struct {
 	// SigningKey (at least 32 bytes) keys the HMACs of session, CSRF, flow
 	// and invite tokens. Every replica must use the same key.
 	SigningKey []byte
+	// PreviousSigningKeys are accepted, never used to sign: after a key
+	// rotation, invite links signed with an older key keep working.
+	PreviousSigningKeys [][]byte
 	// Client returns the HTTP client for a vendor's Verify/Finish calls;
 	// nil: a client with a 30s timeout.
 	Client   func(vendor string) *http.Client
 	Logger   *slog.Logger
 	Now      func() time.Time // default time.Now
 	OnChange func(connectionID string)
+	// OnEdit is called after a setting of a connection changed (its
+	// budget) that needs no new collection, only a fresh list.
+	OnEdit func(connectionID string)
+	// MonthToDate tells what this replica's last collection of a
+	// connection reported as its month-to-date usage (known: a
+	// collection with usage ran). nil: never known.
+	MonthToDate func(connectionID string) (v float64, reported, known bool)
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client (web.trusted_proxies).
+	TrustedProxies []netip.Prefix
 	// InviteTTL is the default lifetime of an invite; default 72h.
 	InviteTTL time.Duration
 }
@@ -125,6 +139,12 @@ func New(o Options) (*Server, error) {
 		s.o.InviteTTL = defaultInvite
 	}
 	s.keys = deriveKeys(o.SigningKey)
+	for _, k := range o.PreviousSigningKeys {
+		if len(k) < 32 {
+			return nil, fmt.Errorf("auth: a previous signing key must be at least 32 bytes, got %d", len(k))
+		}
+		s.keys.oldInvite = append(s.keys.oldInvite, derive(k, "invite"))
+	}
 	s.limiter = newLimiter(5, time.Minute)
 	s.apiCache = newAuthCache(time.Minute)
 	if s.pages, err = loadPages(); err != nil {
@@ -142,6 +162,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", s.admin(s.connectionsPage))
 	mux.HandleFunc("GET /connections/{id}/disconnect", s.admin(s.disconnectConfirm))
 	mux.HandleFunc("POST /connections/{id}/disconnect", s.admin(s.disconnectSubmit))
+	mux.HandleFunc("POST /connections/{id}/budget", s.admin(s.budgetSubmit))
 	mux.HandleFunc("POST /invites", s.admin(s.inviteCreateSubmit))
 	mux.HandleFunc("POST /invites/{id}/revoke", s.admin(s.inviteRevokeSubmit))
 
@@ -151,6 +172,8 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /connect/{vendor}/start", s.admin(s.startSubmit))
 	mux.HandleFunc("GET /connect/{vendor}/callback", s.callback)
 	mux.HandleFunc("POST /connect/{vendor}/{name}", s.webhook)
+	// Some vendors call webhooks by GET (Twilio's DeauthorizeCallbackMethod).
+	mux.HandleFunc("GET /connect/{vendor}/{name}", s.webhook)
 
 	// Invites (no login).
 	mux.HandleFunc("GET /invite/done", s.inviteDone)
@@ -164,6 +187,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/connections/{id}", s.api(s.apiGet))
 	mux.HandleFunc("DELETE /api/v1/connections/{id}", s.api(s.apiDelete))
 	mux.HandleFunc("POST /api/v1/connections/{id}/reconnect", s.api(s.apiReconnect))
+	mux.HandleFunc("PUT /api/v1/connections/{id}/budget", s.api(s.apiSetBudget))
 	mux.HandleFunc("GET /api/v1/invites", s.api(s.apiInvites))
 	mux.HandleFunc("POST /api/v1/invites", s.api(s.apiInviteCreate))
 	mux.HandleFunc("DELETE /api/v1/invites/{id}", s.api(s.apiInviteRevoke))

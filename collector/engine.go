@@ -78,6 +78,10 @@ type entry struct {
 	lastErr     string
 	expiry      time.Time // the credential's expiry after the last attempt renewed it
 	renewed     bool
+
+	// The month-to-date figure among usage, for the API (MonthToDate).
+	monthToDate    float64
+	hasMonthToDate bool
 }
 
 // New builds an engine. Call Close to flush state on shutdown.
@@ -270,14 +274,12 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 
 	// Concurrent scrapes share one round trip per connection.
 	done := e.flight.DoChan(c.ID, func() (any, error) {
-		// Detach from the first scraper's cancellation: others may wait on
-		// this result, but keep its deadline.
-		actx := context.WithoutCancel(ctx)
-		if dl, ok := ctx.Deadline(); ok {
-			var cancel context.CancelFunc
-			actx, cancel = context.WithDeadline(actx, dl)
-			defer cancel()
-		}
+		// The collection runs to its own deadline (scrape.timeout), not the
+		// caller's: a short X-Prometheus-Scrape-Timeout-Seconds or a caller
+		// that went away must never turn into the connection's failure,
+		// and other scrapes may wait on this result.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.Timeout)
+		defer cancel()
 		// A flight that just ended may have refreshed it meanwhile.
 		ent.mu.Lock()
 		fresh := ent.attempted && e.o.Now().Sub(ent.attemptAt) < e.o.MinInterval
@@ -289,7 +291,10 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 		case e.pool <- struct{}{}:
 			defer func() { <-e.pool }()
 		case <-actx.Done():
-			ent.record(e, c, now, 0, nil, nil, fmt.Errorf("not started: %d connections were already being collected until the scrape deadline (raise scrape.concurrency)", e.o.Concurrency), nil)
+			// Not started: nothing was learnt about the connection, so
+			// nothing is cached, stored or counted; the next scrape tries.
+			e.o.Logger.Warn("collection not started: scrape.concurrency connections were being collected for all of scrape.timeout (raise scrape.concurrency)",
+				"vendor", c.Vendor, "connection", c.Name, "concurrency", e.o.Concurrency)
 			return nil, nil
 		}
 		e.attempt(actx, c, ent)
@@ -300,7 +305,7 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 		return ent.snapshot(c)
 	case <-ctx.Done():
 		// This scrape cannot wait longer; the collection goes on for
-		// the scrapes after it.
+		// the scrapes after it. Only this answer shows it unfinished.
 		snap := ent.snapshot(c)
 		snap.success = false
 		if !snap.attempted {
@@ -477,6 +482,7 @@ func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur tim
 	if len(rendered) > 0 {
 		ent.usage = rendered
 		ent.collectedAt = start
+		ent.monthToDate, ent.hasMonthToDate = provider.MonthToDateOf(usage)
 	}
 	if err == nil {
 		ent.lastSuccess = start

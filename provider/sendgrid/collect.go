@@ -185,12 +185,12 @@ type statsDay struct {
 	} `json:"stats"`
 }
 
-// emails reads GET /v3/stats over q and emits every metric (0 where the
-// answer has none).
-func emails(ctx context.Context, c *client, s *provider.Scrape, q period) error {
+// emails reads GET /v3/stats over q, emits every metric (0 where the
+// answer has none) and returns the sums.
+func emails(ctx context.Context, c *client, s *provider.Scrape, q period) (map[string]float64, error) {
 	var days []statsDay
 	if err := c.get(ctx, "/v3/stats", map[string]string{"start_date": q.start, "end_date": q.end, "aggregated_by": q.agg}, &days); err != nil {
-		return err
+		return nil, err
 	}
 	sum := map[string]float64{}
 	for _, d := range days {
@@ -203,20 +203,25 @@ func emails(ctx context.Context, c *client, s *provider.Scrape, q period) error 
 	for _, m := range StatsMetrics {
 		s.Gauge(descEmails, sum[m], m, q.name)
 	}
-	return nil
+	return sum, nil
 }
 
 func collectStats(ctx context.Context, c *client, s *provider.Scrape) error {
 	for _, q := range currentPeriods(s.Now) {
-		if err := emails(ctx, c, s, q); err != nil {
+		sum, err := emails(ctx, c, s, q)
+		if err != nil {
 			return err
+		}
+		if q.name == "this_month" {
+			s.MonthToDate(budgetUnit, sum["requests"])
 		}
 	}
 	return nil
 }
 
 func collectStatsLastMonth(ctx context.Context, c *client, s *provider.Scrape) error {
-	return emails(ctx, c, s, lastMonthPeriod(s.Now))
+	_, err := emails(ctx, c, s, lastMonthPeriod(s.Now))
+	return err
 }
 
 func collectCredits(ctx context.Context, c *client, s *provider.Scrape) error {
