@@ -376,10 +376,21 @@ func (s *Bolt) UpdateLocked(ctx context.Context, id string, fn func(Connection) 
 	return updateLocked(ctx, &s.locks, s, id, fn)
 }
 
+// Delete waits for an UpdateLocked of the same id to finish, so that one
+// cannot write back the record after the delete returned.
 func (s *Bolt) Delete(ctx context.Context, id string) error {
+	unlock, err := s.locks.lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketConnections).Delete([]byte(id))
 	})
+}
+
+func (s *Bolt) Ping(ctx context.Context) error {
+	return s.view(ctx, func(*bolt.Tx) error { return nil })
 }
 
 func (s *Bolt) UseOnce(ctx context.Context, key string, expires time.Time) (bool, error) {

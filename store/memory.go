@@ -124,12 +124,27 @@ func (m *Memory) UpdateLocked(ctx context.Context, id string, fn func(Connection
 	return updateLocked(ctx, &m.locks, m, id, fn)
 }
 
+// Delete waits for an UpdateLocked of the same id to finish, so that one
+// cannot write back the record after the delete returned.
 func (m *Memory) Delete(ctx context.Context, id string) error {
+	unlock, err := m.locks.lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := m.lock(ctx); err != nil {
 		return err
 	}
 	defer m.mu.Unlock()
 	delete(m.conns, id)
+	return nil
+}
+
+func (m *Memory) Ping(ctx context.Context) error {
+	if err := m.lock(ctx); err != nil {
+		return err
+	}
+	m.mu.Unlock()
 	return nil
 }
 

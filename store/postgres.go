@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -30,6 +31,7 @@ type Postgres struct {
 	password string // removed from every error, should a driver message hold it
 	now      func() time.Time
 	closed   atomic.Bool
+	timeout  atomic.Int64 // per-call timeout, nanoseconds (SetCallTimeout)
 }
 
 var _ Store = (*Postgres)(nil)
@@ -49,6 +51,14 @@ const (
 	pgLockedIdleTimeout = "5min"
 	// pgMigrateLockKey names the advisory lock held while migrating.
 	pgMigrateLockKey int64 = 0x5aa5_e7_0000_0001
+	// DefaultPostgresCallTimeout bounds each store call (a query, a
+	// write, waiting for a row lock) unless SetCallTimeout says otherwise:
+	// a stopped, frozen or locked database then fails the call, reported
+	// as ErrUnavailable, instead of holding a scrape or a request.
+	DefaultPostgresCallTimeout = 3 * time.Second
+	// pgCancelGrace is how long a timed-out call waits for the server to
+	// confirm the cancellation before the connection is dropped.
+	pgCancelGrace = 300 * time.Millisecond
 	// pgSaveTimeout bounds saving fn's result in UpdateLocked; the save is
 	// not tied to the caller's context (see UpdateLocked).
 	pgSaveTimeout = 30 * time.Second
@@ -120,6 +130,13 @@ func OpenPostgres(ctx context.Context, dsn string, kr *Keyring, logger *slog.Log
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = pgConnectTimeout
 	}
+	// A call that times out is cancelled on the server too (a statement
+	// waiting for a lock would otherwise run once the lock is free, after
+	// the caller was told it failed); a frozen server that cannot take the
+	// cancel request gets the connection closed shortly after.
+	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: pgCancelGrace}
+	}
 	s := &Postgres{
 		kr:       kr,
 		logger:   logger,
@@ -127,6 +144,7 @@ func OpenPostgres(ctx context.Context, dsn string, kr *Keyring, logger *slog.Log
 		password: cfg.ConnConfig.Password,
 		now:      time.Now,
 	}
+	s.timeout.Store(int64(DefaultPostgresCallTimeout))
 	// The pool connects lazily; a bad address shows up in migrate below.
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, s.redact(fmt.Errorf("store: PostgreSQL (%s): %w", s.where, err))
@@ -400,11 +418,40 @@ func (s *Postgres) redact(err error) error {
 	return &redactedError{err: err, pw: s.password}
 }
 
-// fail turns a driver error into the store's: ErrNotFound, ErrClosed, or a
-// wrapped error without the password. A lost connection resets the pool, so
-// that after a server restart no idle connection to the old server is
-// handed out again.
-func (s *Postgres) fail(op string, err error) error {
+// SetCallTimeout sets the bound of each later store call (d <= 0: the default).
+func (s *Postgres) SetCallTimeout(d time.Duration) {
+	if d <= 0 {
+		d = DefaultPostgresCallTimeout
+	}
+	s.timeout.Store(int64(d))
+}
+
+// CallTimeout is the bound of each store call.
+func (s *Postgres) CallTimeout() time.Duration { return time.Duration(s.timeout.Load()) }
+
+// call bounds one store call by the call timeout (and by ctx).
+func (s *Postgres) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.CallTimeout())
+}
+
+// unavailable is a failure of the store itself: it wraps ErrUnavailable
+// and keeps the driver's error for errors.As.
+type unavailable struct {
+	msg string
+	err error
+}
+
+func (e *unavailable) Error() string   { return e.msg }
+func (e *unavailable) Unwrap() []error { return []error{ErrUnavailable, e.err} }
+
+// fail turns a driver error into the store's: ErrNotFound, ErrClosed, an
+// ErrUnavailable naming the reason, or a wrapped error without the
+// password. parent is the caller's context: a deadline of the caller's is
+// theirs, a deadline of the call's own is the store's fault. A lost
+// connection resets the pool, so that after a server restart no idle
+// connection to the old server is handed out again.
+func (s *Postgres) fail(parent context.Context, op string, err error) error {
+	var pgErr *pgconn.PgError
 	switch {
 	case err == nil:
 		return nil
@@ -412,11 +459,16 @@ func (s *Postgres) fail(op string, err error) error {
 		return ErrNotFound
 	case s.closed.Load():
 		return ErrClosed
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case parent.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		return fmt.Errorf("store: %s: %w", op, err)
-	}
-	if connectionLost(err) {
+	case errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || (errors.As(err, &pgErr) && pgErr.Code == "57014"): // query_canceled
+		s.pool.Reset() // a frozen server leaves half-used connections behind
+		return &unavailable{err: err, msg: fmt.Sprintf("store: PostgreSQL (%s): %s: no answer within %s (store.postgres.call_timeout): the server is stopped, overloaded or unreachable, or another replica holds a lock on the same rows", s.where, op, s.CallTimeout())}
+	case errors.As(err, &pgErr) && pgErr.Code == "55P03": // lock_not_available
+		return &unavailable{err: err, msg: fmt.Sprintf("store: PostgreSQL (%s): %s: the record is locked by another replica (a credential refresh takes a few seconds) or by another session; try again", s.where, op)}
+	case connectionLost(err):
 		s.pool.Reset()
+		return &unavailable{err: err, msg: s.redact(fmt.Errorf("store: PostgreSQL (%s): %s: %w", s.where, op, err)).Error()}
 	}
 	return s.redact(fmt.Errorf("store: PostgreSQL (%s): %s: %w", s.where, op, err))
 }
@@ -473,13 +525,15 @@ func (s *Postgres) decodeConn(id string, record, sealed []byte) (Connection, err
 	return c, nil
 }
 
-func (s *Postgres) List(ctx context.Context) ([]Connection, error) {
+func (s *Postgres) List(parent context.Context) ([]Connection, error) {
 	if err := s.open(); err != nil {
 		return nil, err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	rows, err := s.pool.Query(ctx, "SELECT id, record, sealed_secret FROM connections")
 	if err != nil {
-		return nil, s.fail("listing connections", err)
+		return nil, s.fail(parent, "listing connections", err)
 	}
 	out := []Connection{}
 	var id string
@@ -498,20 +552,22 @@ func (s *Postgres) List(ctx context.Context) ([]Connection, error) {
 		return nil, decodeErr
 	}
 	if err != nil {
-		return nil, s.fail("listing connections", err)
+		return nil, s.fail(parent, "listing connections", err)
 	}
 	sortConnections(out)
 	return out, nil
 }
 
-func (s *Postgres) Get(ctx context.Context, id string) (Connection, error) {
+func (s *Postgres) Get(parent context.Context, id string) (Connection, error) {
 	if err := s.open(); err != nil {
 		return Connection{}, err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	var record, sealed []byte
 	err := s.pool.QueryRow(ctx, "SELECT record, sealed_secret FROM connections WHERE id = $1", id).Scan(&record, &sealed)
 	if err != nil {
-		return Connection{}, s.fail("reading connection", err)
+		return Connection{}, s.fail(parent, "reading connection", err)
 	}
 	return s.decodeConn(id, record, sealed)
 }
@@ -522,7 +578,7 @@ func nameTaken(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "connections_name_key"
 }
 
-func (s *Postgres) Put(ctx context.Context, c Connection) error {
+func (s *Postgres) Put(parent context.Context, c Connection) error {
 	if c.ID == "" {
 		return errEmptyID
 	}
@@ -533,6 +589,8 @@ func (s *Postgres) Put(ctx context.Context, c Connection) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	_, err = s.pool.Exec(ctx, `
 INSERT INTO connections (id, name, vendor, record, sealed_secret) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (id) DO UPDATE SET name = excluded.name, vendor = excluded.vendor, record = excluded.record,
@@ -541,12 +599,12 @@ ON CONFLICT (id) DO UPDATE SET name = excluded.name, vendor = excluded.vendor, r
 	if nameTaken(err) {
 		return ErrNameTaken
 	}
-	return s.fail("saving connection", err)
+	return s.fail(parent, "saving connection", err)
 }
 
 // patch merges top-level fields into a stored record in one statement, so
 // it needs no lock and cannot lose a concurrent update of other fields.
-func (s *Postgres) patch(ctx context.Context, op, id string, fields map[string]any, sealed []byte) error {
+func (s *Postgres) patch(parent context.Context, op, id string, fields map[string]any, sealed []byte) error {
 	if err := s.open(); err != nil {
 		return err
 	}
@@ -554,6 +612,8 @@ func (s *Postgres) patch(ctx context.Context, op, id string, fields map[string]a
 	if err != nil {
 		return err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	var tag pgconn.CommandTag
 	if sealed == nil {
 		tag, err = s.pool.Exec(ctx, "UPDATE connections SET record = record || $2::jsonb, updated_at = now() WHERE id = $1", id, p)
@@ -561,7 +621,7 @@ func (s *Postgres) patch(ctx context.Context, op, id string, fields map[string]a
 		tag, err = s.pool.Exec(ctx, "UPDATE connections SET record = record || $2::jsonb, sealed_secret = $3, updated_at = now() WHERE id = $1", id, p, sealed)
 	}
 	if err != nil {
-		return s.fail(op, err)
+		return s.fail(parent, op, err)
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrNotFound
@@ -599,18 +659,22 @@ func (s *Postgres) UpdateLocked(ctx context.Context, id string, fn func(Connecti
 	if err := s.open(); err != nil {
 		return err
 	}
-	tx, err := s.pool.Begin(ctx)
+	// Taking the lock is one store call, bounded like every other.
+	lctx, cancel := s.call(ctx)
+	defer cancel()
+	tx, err := s.pool.Begin(lctx)
 	if err != nil {
-		return s.fail("locking connection", err)
+		return s.fail(ctx, "locking connection", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	if _, err := tx.Exec(ctx, "SET LOCAL idle_in_transaction_session_timeout = '"+pgLockedIdleTimeout+"'"); err != nil {
-		return s.fail("locking connection", err)
+	if _, err := tx.Exec(lctx, "SET LOCAL idle_in_transaction_session_timeout = '"+pgLockedIdleTimeout+"'"); err != nil {
+		return s.fail(ctx, "locking connection", err)
 	}
 	var record, sealed []byte
-	if err := tx.QueryRow(ctx, "SELECT record, sealed_secret FROM connections WHERE id = $1 FOR UPDATE", id).Scan(&record, &sealed); err != nil {
-		return s.fail("locking connection", err)
+	if err := tx.QueryRow(lctx, "SELECT record, sealed_secret FROM connections WHERE id = $1 FOR UPDATE", id).Scan(&record, &sealed); err != nil {
+		return s.fail(ctx, "locking connection", err)
 	}
+	cancel()
 	c, err := s.decodeConn(id, record, sealed)
 	if err != nil {
 		return err
@@ -620,7 +684,9 @@ func (s *Postgres) UpdateLocked(ctx context.Context, id string, fn func(Connecti
 		return err
 	}
 	if nc == nil {
-		return s.fail("unlocking connection", tx.Commit(ctx))
+		cctx, cancel := s.call(ctx)
+		defer cancel()
+		return s.fail(ctx, "unlocking connection", tx.Commit(cctx))
 	}
 	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pgSaveTimeout)
 	defer cancel()
@@ -634,31 +700,48 @@ func (s *Postgres) UpdateLocked(ctx context.Context, id string, fn func(Connecti
 	if nameTaken(err) {
 		return ErrNameTaken
 	}
+	// The save has its own bound: running out of it is the store's fault.
 	if err != nil {
-		return s.fail("saving connection", err)
+		return s.fail(context.Background(), "saving connection", err)
 	}
-	return s.fail("saving connection", tx.Commit(saveCtx))
+	return s.fail(context.Background(), "saving connection", tx.Commit(saveCtx))
 }
 
-func (s *Postgres) Delete(ctx context.Context, id string) error {
+func (s *Postgres) Delete(parent context.Context, id string) error {
 	if err := s.open(); err != nil {
 		return err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	_, err := s.pool.Exec(ctx, "DELETE FROM connections WHERE id = $1", id)
-	return s.fail("deleting connection", err)
+	return s.fail(parent, "deleting connection", err)
+}
+
+// Ping runs an empty query, bounded like every call: readiness needs the
+// database, not the records.
+func (s *Postgres) Ping(parent context.Context) error {
+	if err := s.open(); err != nil {
+		return err
+	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
+	_, err := s.pool.Exec(ctx, "SELECT 1")
+	return s.fail(parent, "checking the connection", err)
 }
 
 // useOncePurge bounds how many expired keys one UseOnce removes, so a call
 // stays cheap however many have piled up.
 const useOncePurge = 64
 
-func (s *Postgres) UseOnce(ctx context.Context, key string, expires time.Time) (bool, error) {
+func (s *Postgres) UseOnce(parent context.Context, key string, expires time.Time) (bool, error) {
 	if key == "" {
 		return false, errors.New("store: UseOnce with an empty key")
 	}
 	if err := s.open(); err != nil {
 		return false, err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	// An expired row counts as unused: the conflict branch renews it. The
 	// purge skips the key being used and rows another call is purging.
 	tag, err := s.pool.Exec(ctx, `
@@ -670,18 +753,20 @@ INSERT INTO use_once AS u (key, expires) VALUES ($1, $2)
 ON CONFLICT (key) DO UPDATE SET expires = excluded.expires WHERE u.expires <= $3`,
 		key, expires, s.now())
 	if err != nil {
-		return false, s.fail("recording a single-use value", err)
+		return false, s.fail(parent, "recording a single-use value", err)
 	}
 	return tag.RowsAffected() == 1, nil
 }
 
-func (s *Postgres) PutInvite(ctx context.Context, inv Invite) error {
+func (s *Postgres) PutInvite(parent context.Context, inv Invite) error {
 	if inv.ID == "" {
 		return errEmptyID
 	}
 	if err := s.open(); err != nil {
 		return err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	record, err := json.Marshal(inv)
 	if err != nil {
 		return err
@@ -690,16 +775,18 @@ func (s *Postgres) PutInvite(ctx context.Context, inv Invite) error {
 INSERT INTO invites (id, created, record) VALUES ($1, $2, $3)
 ON CONFLICT (id) DO UPDATE SET created = excluded.created, record = excluded.record`,
 		inv.ID, inv.Created, record)
-	return s.fail("saving invite", err)
+	return s.fail(parent, "saving invite", err)
 }
 
-func (s *Postgres) GetInvite(ctx context.Context, id string) (Invite, error) {
+func (s *Postgres) GetInvite(parent context.Context, id string) (Invite, error) {
 	if err := s.open(); err != nil {
 		return Invite{}, err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	var record []byte
 	if err := s.pool.QueryRow(ctx, "SELECT record FROM invites WHERE id = $1", id).Scan(&record); err != nil {
-		return Invite{}, s.fail("reading invite", err)
+		return Invite{}, s.fail(parent, "reading invite", err)
 	}
 	var inv Invite
 	if err := json.Unmarshal(record, &inv); err != nil {
@@ -708,13 +795,15 @@ func (s *Postgres) GetInvite(ctx context.Context, id string) (Invite, error) {
 	return inv, nil
 }
 
-func (s *Postgres) ListInvites(ctx context.Context) ([]Invite, error) {
+func (s *Postgres) ListInvites(parent context.Context) ([]Invite, error) {
 	if err := s.open(); err != nil {
 		return nil, err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	rows, err := s.pool.Query(ctx, "SELECT id, record FROM invites")
 	if err != nil {
-		return nil, s.fail("listing invites", err)
+		return nil, s.fail(parent, "listing invites", err)
 	}
 	out := []Invite{}
 	var id string
@@ -733,7 +822,7 @@ func (s *Postgres) ListInvites(ctx context.Context) ([]Invite, error) {
 		return nil, decodeErr
 	}
 	if err != nil {
-		return nil, s.fail("listing invites", err)
+		return nil, s.fail(parent, "listing invites", err)
 	}
 	sortInvites(out)
 	return out, nil
