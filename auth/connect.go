@@ -34,6 +34,9 @@ func asFailure(err error) *failure {
 	if errors.As(err, &f) {
 		return f
 	}
+	if errors.Is(err, store.ErrUnavailable) {
+		return fail(http.StatusServiceUnavailable, "The connection store is unavailable: %v. Try again; check the exporter log and saas_exporter_store_up if it persists.", err)
+	}
 	return fail(http.StatusServiceUnavailable, "The connection store failed: %v. Nothing was changed; try again, and check the exporter log if it persists.", err)
 }
 

@@ -452,3 +452,72 @@ func pgVersion(binDir string) float64 {
 	v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(binDir)), 64)
 	return v
 }
+
+// Crash stops the server as a power cut would (pg_ctl stop -m immediate):
+// no checkpoint, sessions cut; StartServer recovers from the WAL.
+func (s *Server) Crash(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.pgctl("stop", "-m", "immediate"); err != nil {
+		t.Fatalf("pgtest: crashing the server: %v", err)
+	}
+}
+
+// Freeze stops every process of the server with SIGSTOP (a hung host):
+// connections stay open and nothing answers. Thaw (also run when t ends)
+// resumes them.
+func (s *Server) Freeze(t testing.TB) {
+	t.Helper()
+	pids := s.pids(t)
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGSTOP)
+	}
+	t.Cleanup(func() { s.signal(pids, syscall.SIGCONT) })
+}
+
+// Thaw resumes a frozen server (SIGCONT).
+func (s *Server) Thaw(t testing.TB) {
+	t.Helper()
+	s.signal(s.pids(t), syscall.SIGCONT)
+}
+
+func (s *Server) signal(pids []int, sig syscall.Signal) {
+	for _, pid := range pids {
+		syscall.Kill(pid, sig)
+	}
+}
+
+// pids returns the postmaster and its children.
+func (s *Server) pids(t testing.TB) []int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.data, "postmaster.pid"))
+	if err != nil {
+		t.Fatalf("pgtest: the server is not running: %v", err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pm, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		t.Fatalf("pgtest: postmaster.pid: %v", err)
+	}
+	pids := []int{pm}
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range procs {
+		st, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so cut at the last ')'.
+		i := strings.LastIndexByte(string(st), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(st)[i+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pm) {
+			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
