@@ -120,9 +120,9 @@ func TestHAStoreFaultsAreNotVendorFaults(t *testing.T) {
 				continue
 			}
 			for series, want := range map[string]string{
-				"saas_exporter_store_up": "0",
-				`saas_connection_up{connection="prod",vendor="sendgrid"}`:                       "1",
-				`saas_scrape_success{connection="prod",vendor="sendgrid"}`:                      "1",
+				"saas_exporter_store_up":                                                    "0",
+				`saas_connection_up{connection="prod",vendor="sendgrid"}`:                   "1",
+				`saas_scrape_success{connection="prod",vendor="sendgrid"}`:                  "1",
 				`saas_connection_state{connection="prod",state="active",vendor="sendgrid"}`: "1",
 				`saas_connection_state{connection="prod",state="error",vendor="sendgrid"}`:  "0",
 			} {
