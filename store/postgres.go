@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -229,8 +230,8 @@ func (s *Postgres) migrate(ctx context.Context) (stale int, err error) {
 	if version > latest {
 		return 0, fmt.Errorf("store: PostgreSQL (%s) has schema version %d, but this saas_exporter reads up to %d: upgrade saas_exporter", s.where, version, latest)
 	}
-	if version > 0 {
-		if stale, err = s.verify(ctx, tx); err != nil {
+	if version == 0 {
+		if err := s.orphanTables(ctx, tx); err != nil {
 			return 0, err
 		}
 	}
@@ -250,6 +251,15 @@ func (s *Postgres) migrate(ctx context.Context) (stale int, err error) {
 		}
 		s.logger.Info("applied store schema migration", "version", m.version, "name", m.name, "database", s.where)
 	}
+	// Everything in one transaction: a failed check changes nothing.
+	if err := s.checkSchema(ctx, tx); err != nil {
+		return 0, err
+	}
+	if version > 0 {
+		if stale, err = s.verify(ctx, tx); err != nil {
+			return 0, err
+		}
+	}
 	if version == 0 {
 		sealed, err := s.kr.Seal(canaryText)
 		if err != nil {
@@ -263,6 +273,109 @@ func (s *Postgres) migrate(ctx context.Context) (stale int, err error) {
 		return 0, fmt.Errorf("store: PostgreSQL (%s): committing the schema: %w", s.where, err)
 	}
 	return stale, nil
+}
+
+// pgSchema is the newest schema as saas_exporter reads it: every table with
+// its columns and their types, and the indexes it relies on. A migration
+// that changes the schema changes this too. Columns and tables that are
+// not listed (added by a DBA) are allowed.
+var pgSchema = []struct {
+	table   string
+	columns [][2]string // name, information_schema data_type
+}{
+	{"schema_migrations", [][2]string{{"version", "integer"}, {"name", "text"}, {"applied_at", "timestamp with time zone"}}},
+	{"store_meta", [][2]string{{"key", "text"}, {"value", "bytea"}}},
+	{"connections", [][2]string{{"id", "text"}, {"name", "text"}, {"vendor", "text"}, {"record", "jsonb"}, {"sealed_secret", "bytea"}, {"updated_at", "timestamp with time zone"}}},
+	{"invites", [][2]string{{"id", "text"}, {"created", "timestamp with time zone"}, {"record", "jsonb"}}},
+	{"use_once", [][2]string{{"key", "text"}, {"expires", "timestamp with time zone"}}},
+}
+
+// pgIndexes are the indexes correctness depends on (uniqueness, keys).
+var pgIndexes = []string{
+	"schema_migrations_pkey", "store_meta_pkey", "connections_pkey", "connections_name_key", "invites_pkey", "use_once_pkey",
+}
+
+// checkSchema compares the database with pgSchema and names everything
+// that is missing or has another type, so a damaged schema stops the
+// replica at start instead of failing its calls later.
+func (s *Postgres) checkSchema(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, `SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = current_schema()`)
+	if err != nil {
+		return fmt.Errorf("store: PostgreSQL (%s): reading the schema: %w", s.where, err)
+	}
+	have := map[[2]string]string{}
+	tables := map[string]bool{}
+	var table, column, typ string
+	if _, err := pgx.ForEachRow(rows, []any{&table, &column, &typ}, func() error {
+		have[[2]string{table, column}] = typ
+		tables[table] = true
+		return nil
+	}); err != nil {
+		return fmt.Errorf("store: PostgreSQL (%s): reading the schema: %w", s.where, err)
+	}
+	var problems []string
+	for _, t := range pgSchema {
+		if !tables[t.table] {
+			problems = append(problems, "table "+t.table+" is missing")
+			continue
+		}
+		for _, c := range t.columns {
+			got, ok := have[[2]string{t.table, c[0]}]
+			switch {
+			case !ok:
+				problems = append(problems, fmt.Sprintf("column %s.%s (%s) is missing", t.table, c[0], c[1]))
+			case got != c[1]:
+				problems = append(problems, fmt.Sprintf("column %s.%s is %s, want %s", t.table, c[0], got, c[1]))
+			}
+		}
+	}
+	var present []string
+	if err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(indexname::text), '{}') FROM pg_indexes WHERE schemaname = current_schema()`).Scan(&present); err != nil {
+		return fmt.Errorf("store: PostgreSQL (%s): reading the indexes: %w", s.where, err)
+	}
+	for _, ix := range pgIndexes {
+		if !slices.Contains(present, ix) {
+			problems = append(problems, "index "+ix+" is missing")
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("store: PostgreSQL (%s) does not have the schema saas_exporter expects: %s. It was changed outside saas_exporter: restore the database from a backup, or repair what is named here by hand", s.where, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// orphanTables refuses a database without a schema version that holds
+// saas_exporter's tables: the version record was dropped or emptied, and
+// applying the migrations again would fail or hide what happened.
+func (s *Postgres) orphanTables(ctx context.Context, tx pgx.Tx) error {
+	var found []string
+	for _, t := range pgSchema {
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", t.table).Scan(&exists); err != nil {
+			return fmt.Errorf("store: PostgreSQL (%s): reading the schema: %w", s.where, err)
+		}
+		if exists && t.table != "schema_migrations" {
+			found = append(found, t.table)
+		}
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	// The key canary tells our tables from another application's.
+	ours := false
+	if slices.Contains(found, "store_meta") {
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM store_meta WHERE key = 'canary')").Scan(&ours); err != nil {
+			ours = false
+		}
+	}
+	if !ours {
+		return fmt.Errorf("store: PostgreSQL (%s) has tables saas_exporter did not create (%s): the database must be dedicated to saas_exporter (or give it its own schema with search_path in the DSN)", s.where, strings.Join(found, ", "))
+	}
+	var versions []string
+	for _, m := range pgMigrations {
+		versions = append(versions, fmt.Sprintf("(%d, '%s')", m.version, m.name))
+	}
+	return fmt.Errorf("store: PostgreSQL (%s) holds saas_exporter's data (tables %s, with its key canary) but its schema_migrations table is missing or empty, so the schema version is unknown (was it dropped or emptied by hand?). Restore the database from a backup; or, if the tables are otherwise intact and this build created them, re-create schema_migrations as in migration 1 and record the versions: INSERT INTO schema_migrations (version, name) VALUES %s", s.where, strings.Join(found, ", "), strings.Join(versions, ", "))
 }
 
 // schemaVersion returns the newest applied migration, 0 for an empty database.

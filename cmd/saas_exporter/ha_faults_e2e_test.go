@@ -8,12 +8,15 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/saas-exporter/saas_exporter/store"
 	"github.com/saas-exporter/saas_exporter/store/pgtest"
@@ -320,4 +323,60 @@ func openShared(t *testing.T, shared, dsn string) *store.Postgres {
 	}
 	t.Cleanup(func() { pg.Close() })
 	return pg
+}
+
+// startReplica runs one exporter on the shared configuration until it
+// listens (then stops it) or gives up, and returns its exit code and log.
+func startReplica(t *testing.T, shared string) (int, string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "config.yml")
+	hash, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf("external_url: http://127.0.0.1:9888\ndata_dir: %s\nadmins:\n  %s: %q\n%s", filepath.Join(dir, "data"), testAdmin, hash, shared)
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var logs syncBuffer
+	code := run(ctx, []string{"--config.file=" + cfgFile, "--web.listen-address=127.0.0.1:0"}, io.Discard, &logs, func(string) { cancel() })
+	return code, logs.String()
+}
+
+// A schema changed by hand stops every replica at start, naming what is
+// wrong, instead of one that starts and then answers 503.
+func TestHASchemaCheckedAtStart(t *testing.T) {
+	for _, tc := range []struct{ damage, want string }{
+		{"ALTER TABLE connections RENAME COLUMN record TO rec", "column connections.record (jsonb) is missing"},
+		{"ALTER TABLE invites ALTER COLUMN record TYPE text", "column invites.record is text, want jsonb"},
+		{"DROP INDEX connections_name_key", "index connections_name_key is missing"},
+		{"DROP TABLE use_once", "table use_once is missing"},
+		{"DROP TABLE schema_migrations", "schema_migrations table is missing or empty"},
+		{"DELETE FROM schema_migrations", "schema_migrations table is missing or empty"},
+	} {
+		dsn, _ := pgtest.Start(t)
+		shared := haConfig(t, dsn)
+		pg := openShared(t, shared, dsn)
+		if err := pg.Put(context.Background(), storetest.Sample("a", "prod")); err != nil {
+			t.Fatal(err)
+		}
+		pg.Close()
+		conn, err := pgx.Connect(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(context.Background(), tc.damage); err != nil {
+			t.Fatalf("%s: %v", tc.damage, err)
+		}
+		conn.Close(context.Background())
+		for _, replica := range []string{"A", "B"} {
+			code, logs := startReplica(t, shared)
+			if code == 0 || !strings.Contains(logs, tc.want) {
+				t.Errorf("after %s, replica %s: exit %d, want a refusal naming %q:\n%s", tc.damage, replica, code, tc.want, logs)
+			}
+		}
+	}
 }
