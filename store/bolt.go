@@ -389,6 +389,28 @@ func (s *Bolt) Delete(ctx context.Context, id string) error {
 	})
 }
 
+// metaPrefix keeps Meta keys apart from the store's own (schema, canary).
+const metaPrefix = "user:"
+
+func (s *Bolt) GetMeta(ctx context.Context, key string) ([]byte, error) {
+	var out []byte
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get([]byte(metaPrefix + key))
+		if v == nil {
+			return ErrNotFound
+		}
+		out = bytes.Clone(v)
+		return nil
+	})
+	return out, err
+}
+
+func (s *Bolt) PutMeta(ctx context.Context, key string, value []byte) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put([]byte(metaPrefix+key), bytes.Clone(value))
+	})
+}
+
 func (s *Bolt) Ping(ctx context.Context) error {
 	return s.view(ctx, func(*bolt.Tx) error { return nil })
 }

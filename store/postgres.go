@@ -830,6 +830,29 @@ func (s *Postgres) Delete(parent context.Context, id string) error {
 	return s.fail(parent, "deleting connection", err)
 }
 
+func (s *Postgres) GetMeta(parent context.Context, key string) ([]byte, error) {
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
+	var v []byte
+	if err := s.pool.QueryRow(ctx, "SELECT value FROM store_meta WHERE key = $1", metaPrefix+key).Scan(&v); err != nil {
+		return nil, s.fail(parent, "reading store metadata", err)
+	}
+	return v, nil
+}
+
+func (s *Postgres) PutMeta(parent context.Context, key string, value []byte) error {
+	if err := s.open(); err != nil {
+		return err
+	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
+	_, err := s.pool.Exec(ctx, "INSERT INTO store_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", metaPrefix+key, value)
+	return s.fail(parent, "saving store metadata", err)
+}
+
 // Ping runs an empty query, bounded like every call: readiness needs the
 // database, not the records.
 func (s *Postgres) Ping(parent context.Context) error {

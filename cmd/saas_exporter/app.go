@@ -108,6 +108,20 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 // openStore opens the configured backend: PostgreSQL for several replicas,
 // otherwise the embedded bbolt file in data_dir.
 func openStore(ctx context.Context, cfg *config.Config, kr *store.Keyring, log *slog.Logger) (store.Store, error) {
+	st, err := openBackend(ctx, cfg, kr, log)
+	if err != nil {
+		return nil, err
+	}
+	// A store filled by an unfinished `store migrate` looks valid but may
+	// hold any part of the source.
+	if err := store.CheckMigration(ctx, st); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+func openBackend(ctx context.Context, cfg *config.Config, kr *store.Keyring, log *slog.Logger) (store.Store, error) {
 	if pg := cfg.Store.Postgres; pg != nil {
 		st, err := store.OpenPostgres(ctx, pg.DSN, kr, log)
 		if err != nil {

@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpdateLockedNameTaken", testUpdateLockedNameTaken},
 		{"DeleteDuringUpdateLocked", testDeleteDuringUpdateLocked},
 		{"Ping", testPing},
+		{"Meta", testMeta},
 		{"UpdateLockedSerialised", func(t *testing.T, s store.Store) { CheckSerialised(t, []store.Store{s}, 16) }},
 		{"Invites", testInvites},
 		{"Closed", testClosed},
@@ -761,5 +762,31 @@ func testPing(t *testing.T, s store.Store) {
 	s.Close()
 	if err := s.Ping(context.Background()); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Ping after Close: %v, want ErrClosed", err)
+	}
+}
+
+// Every store keeps the small named values store migrate records.
+func testMeta(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	m, ok := s.(store.Meta)
+	if !ok {
+		t.Fatalf("%T does not implement store.Meta", s)
+	}
+	if _, err := m.GetMeta(ctx, "migration"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetMeta of a missing key: %v, want ErrNotFound", err)
+	}
+	for _, v := range []string{"one", "two"} {
+		if err := m.PutMeta(ctx, "migration", []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := m.GetMeta(ctx, "migration"); err != nil || string(got) != v {
+			t.Errorf("GetMeta after PutMeta(%q) = %q, %v", v, got, err)
+		}
+	}
+	// The store's own metadata is not reachable through Meta.
+	for _, k := range []string{"canary", "schema_version"} {
+		if _, err := m.GetMeta(ctx, k); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetMeta(%q) = %v, want ErrNotFound", k, err)
+		}
 	}
 }
