@@ -317,7 +317,9 @@ func wouldLose(ctx context.Context, to Store, last *migrationRecord, conns []Con
 	for _, d := range dinv {
 		invByID[d.ID] = d
 	}
-	copied := func(k, print string) bool { return last != nil && last.Records[k] != "" && (print == "" || last.Records[k] == print) }
+	copied := func(k, print string) bool {
+		return last != nil && last.Records[k] != "" && (print == "" || last.Records[k] == print)
+	}
 	var lost []string
 	for _, c := range conns {
 		d, ok := byID[c.ID]
