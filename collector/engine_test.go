@@ -567,3 +567,58 @@ func TestSDReusesTheList(t *testing.T) {
 		t.Errorf("three /sd polls and a scrape listed the store %d times, want 1", n)
 	}
 }
+
+// unavailableLocks fails UpdateLocked as a frozen database does, while fail is set.
+type unavailableLocks struct {
+	store.Store
+	fail atomic.Bool
+}
+
+func (u *unavailableLocks) UpdateLocked(ctx context.Context, id string, fn func(store.Connection) (*store.Connection, error)) error {
+	if u.fail.Load() {
+		return fmt.Errorf("store: locking connection: no answer within 3s: %w", store.ErrUnavailable)
+	}
+	return u.Store.UpdateLocked(ctx, id, fn)
+}
+
+// A collection that needs the store (a renewal) while it is unavailable is
+// not the vendor's fault: the connection keeps its last verdict, the
+// scrape says saas_exporter_store_up 0, and the next scrape tries again.
+func TestStoreFailureIsNotAVendorFailure(t *testing.T) {
+	_, _, st, clk := setup(t, "prod")
+	locks := &unavailableLocks{Store: st}
+	p := &renewingProvider{}
+	e := New(Options{Store: locks, Providers: []provider.Provider{p}, Timeout: 2 * time.Second,
+		MinInterval: 30 * time.Second, Now: clk.now})
+	t.Cleanup(e.Close)
+	scrape := func() map[string]float64 {
+		clk.add(time.Minute)
+		return gather(t, textGatherer{e: e, ctx: context.Background(), counters: true})
+	}
+	if got := scrape(); got[`saas_scrape_success{connection="prod",vendor="fake"}`] != 1 || got["saas_exporter_store_up{}"] != 1 {
+		t.Fatalf("first scrape: %v", got)
+	}
+	locks.fail.Store(true)
+	for i := 0; i < 2; i++ {
+		got := scrape()
+		for series, want := range map[string]float64{
+			"saas_exporter_store_up{}": 0,
+			`saas_scrape_success{connection="prod",vendor="fake"}`:                  1,
+			`saas_connection_up{connection="prod",vendor="fake"}`:                   1,
+			`saas_connection_state{connection="prod",state="active",vendor="fake"}`: 1,
+			`saas_connection_state{connection="prod",state="error",vendor="fake"}`:  0,
+		} {
+			if got[series] != want {
+				t.Errorf("scrape %d with the store failing: %s = %v, want %v", i+1, series, got[series], want)
+			}
+		}
+	}
+	locks.fail.Store(false)
+	if got := scrape(); got["saas_exporter_store_up{}"] != 1 {
+		t.Errorf("store back: store_up %v", got["saas_exporter_store_up{}"])
+	}
+	e.Close()
+	if c, _ := st.Get(context.Background(), "id0"); c.State != store.StateActive || c.LastError != "" {
+		t.Errorf("stored status after the store failures: %+v", c.Status)
+	}
+}
