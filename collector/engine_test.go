@@ -602,7 +602,7 @@ func TestStoreFailureIsNotAVendorFailure(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		got := scrape()
 		for series, want := range map[string]float64{
-			"saas_exporter_store_up{}": 0,
+			"saas_exporter_store_up{}":                                              0,
 			`saas_scrape_success{connection="prod",vendor="fake"}`:                  1,
 			`saas_connection_up{connection="prod",vendor="fake"}`:                   1,
 			`saas_connection_state{connection="prod",state="active",vendor="fake"}`: 1,
