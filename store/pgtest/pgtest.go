@@ -167,10 +167,15 @@ func sanitize(name string) string {
 // keeping its data directory and port for StartServer.
 func (s *Server) StopServer(t testing.TB) {
 	t.Helper()
+	s.stop(t, "fast")
+}
+
+func (s *Server) stop(t testing.TB, mode string) {
+	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.pgctl("stop", "-m", "fast"); err != nil {
-		t.Fatalf("pgtest: stopping the server: %v", err)
+	if err := s.pgctl("stop", "-m", mode); err != nil {
+		t.Fatalf("pgtest: stopping the server (%s): %v", mode, err)
 	}
 }
 
@@ -457,11 +462,7 @@ func pgVersion(binDir string) float64 {
 // no checkpoint, sessions cut; StartServer recovers from the WAL.
 func (s *Server) Crash(t testing.TB) {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.pgctl("stop", "-m", "immediate"); err != nil {
-		t.Fatalf("pgtest: crashing the server: %v", err)
-	}
+	s.stop(t, "immediate")
 }
 
 // Freeze stops every process of the server with SIGSTOP (a hung host):
