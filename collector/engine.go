@@ -375,6 +375,12 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 		ent.sections = secs
 	}
 	ent.mu.Unlock()
+	if errors.Is(err, store.ErrLocked) {
+		// Another replica holds the connection (a refresh): not a fault of
+		// the vendor nor of the store. The next scrape tries again.
+		e.o.Logger.Info("connection locked by another replica; keeping its last result", "vendor", c.Vendor, "connection", c.Name, "id", c.ID)
+		return
+	}
 	if errors.Is(err, store.ErrUnavailable) {
 		// The store failed, not the vendor: the connection keeps its last
 		// result and the next scrape tries again; the scrape reports

@@ -571,10 +571,14 @@ func TestSDReusesTheList(t *testing.T) {
 // unavailableLocks fails UpdateLocked as a frozen database does, while fail is set.
 type unavailableLocks struct {
 	store.Store
-	fail atomic.Bool
+	fail   atomic.Bool
+	locked atomic.Bool // the row is held by another replica
 }
 
 func (u *unavailableLocks) UpdateLocked(ctx context.Context, id string, fn func(store.Connection) (*store.Connection, error)) error {
+	if u.locked.Load() {
+		return fmt.Errorf("store: locking connection: locked by another replica: %w", errors.Join(store.ErrUnavailable, store.ErrLocked))
+	}
 	if u.fail.Load() {
 		return fmt.Errorf("store: locking connection: no answer within 3s: %w", store.ErrUnavailable)
 	}
@@ -620,5 +624,28 @@ func TestStoreFailureIsNotAVendorFailure(t *testing.T) {
 	e.Close()
 	if c, _ := st.Get(context.Background(), "id0"); c.State != store.StateActive || c.LastError != "" {
 		t.Errorf("stored status after the store failures: %+v", c.Status)
+	}
+}
+
+// A connection whose row another replica holds (its refresh) keeps its
+// verdict, and the store is not reported down for it.
+func TestLockedElsewhereIsNoFault(t *testing.T) {
+	_, _, st, clk := setup(t, "prod")
+	locks := &unavailableLocks{Store: st}
+	e := New(Options{Store: locks, Providers: []provider.Provider{&renewingProvider{}}, Timeout: 2 * time.Second,
+		MinInterval: 30 * time.Second, Now: clk.now})
+	t.Cleanup(e.Close)
+	gather(t, textGatherer{e: e, ctx: context.Background(), counters: true})
+	locks.locked.Store(true)
+	clk.add(time.Minute)
+	got := gather(t, textGatherer{e: e, ctx: context.Background(), counters: true})
+	for series, want := range map[string]float64{
+		"saas_exporter_store_up{}":                                              1,
+		`saas_connection_up{connection="prod",vendor="fake"}`:                   1,
+		`saas_connection_state{connection="prod",state="active",vendor="fake"}`: 1,
+	} {
+		if got[series] != want {
+			t.Errorf("%s = %v, want %v", series, got[series], want)
+		}
 	}
 }

@@ -125,6 +125,7 @@ func OpenPostgres(ctx context.Context, dsn string, kr *Keyring, logger *slog.Log
 	if err != nil {
 		return nil, dsnError(dsn, err)
 	}
+	var s *Postgres
 	if !strings.Contains(dsn, "pool_max_conns") {
 		cfg.MaxConns = max(cfg.MaxConns, pgDefaultMaxConns)
 	}
@@ -138,7 +139,14 @@ func OpenPostgres(ctx context.Context, dsn string, kr *Keyring, logger *slog.Log
 	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: pgCancelGrace}
 	}
-	s := &Postgres{
+	// A statement waiting for a row lock gives up a little before the
+	// call's deadline, so the server can say it was a lock (another
+	// replica's refresh), not a slow or frozen server.
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, fmt.Sprintf("SET lock_timeout = %d", s.CallTimeout().Milliseconds()*9/10))
+		return err
+	}
+	s = &Postgres{
 		kr:       kr,
 		logger:   logger,
 		where:    fmt.Sprintf("database %q on %s", cfg.ConnConfig.Database, net.JoinHostPort(cfg.ConnConfig.Host, fmt.Sprint(cfg.ConnConfig.Port))),
@@ -219,6 +227,11 @@ func (s *Postgres) migrate(ctx context.Context) (stale int, err error) {
 		return 0, fmt.Errorf("store: cannot connect to PostgreSQL (%s): %w; check store.postgres.dsn and that the server is running", s.where, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	// Replicas starting together wait for each other's migration, however
+	// long it takes: no lock_timeout here.
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = 0"); err != nil {
+		return 0, fmt.Errorf("store: PostgreSQL (%s): %w", s.where, err)
+	}
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", pgMigrateLockKey); err != nil {
 		return 0, fmt.Errorf("store: PostgreSQL (%s): taking the migration lock: %w", s.where, err)
 	}
@@ -536,7 +549,9 @@ func (s *Postgres) SetCallTimeout(d time.Duration) {
 	if d <= 0 {
 		d = DefaultPostgresCallTimeout
 	}
-	s.timeout.Store(int64(d))
+	if s.timeout.Swap(int64(d)) != int64(d) {
+		s.pool.Reset() // new sessions take the new lock_timeout
+	}
 }
 
 // CallTimeout is the bound of each store call.
@@ -550,12 +565,18 @@ func (s *Postgres) call(ctx context.Context) (context.Context, context.CancelFun
 // unavailable is a failure of the store itself: it wraps ErrUnavailable
 // and keeps the driver's error for errors.As.
 type unavailable struct {
-	msg string
-	err error
+	msg    string
+	err    error
+	locked bool
 }
 
-func (e *unavailable) Error() string   { return e.msg }
-func (e *unavailable) Unwrap() []error { return []error{ErrUnavailable, e.err} }
+func (e *unavailable) Error() string { return e.msg }
+func (e *unavailable) Unwrap() []error {
+	if e.locked {
+		return []error{ErrUnavailable, ErrLocked, e.err}
+	}
+	return []error{ErrUnavailable, e.err}
+}
 
 // fail turns a driver error into the store's: ErrNotFound, ErrClosed, an
 // ErrUnavailable naming the reason, or a wrapped error without the
@@ -578,7 +599,7 @@ func (s *Postgres) fail(parent context.Context, op string, err error) error {
 		s.pool.Reset() // a frozen server leaves half-used connections behind
 		return &unavailable{err: err, msg: fmt.Sprintf("store: PostgreSQL (%s): %s: no answer within %s (store.postgres.call_timeout): the server is stopped, overloaded or unreachable, or another replica holds a lock on the same rows", s.where, op, s.CallTimeout())}
 	case errors.As(err, &pgErr) && pgErr.Code == "55P03": // lock_not_available
-		return &unavailable{err: err, msg: fmt.Sprintf("store: PostgreSQL (%s): %s: the record is locked by another replica (a credential refresh takes a few seconds) or by another session; try again", s.where, op)}
+		return &unavailable{err: err, locked: true, msg: fmt.Sprintf("store: PostgreSQL (%s): %s: the record is locked by another replica (a credential refresh takes a few seconds) or by another session; try again", s.where, op)}
 	case connectionLost(err):
 		s.pool.Reset()
 		return &unavailable{err: err, msg: s.redact(fmt.Errorf("store: PostgreSQL (%s): %s: %w", s.where, op, err)).Error()}

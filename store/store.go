@@ -71,6 +71,10 @@ var (
 	// locked longer than that. The call may have been applied or not; the
 	// caller may retry. It is never a fault of the record or of a vendor.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrLocked comes with ErrUnavailable when the call waited its whole
+	// timeout for a lock another session holds (another replica's token
+	// refresh): the store itself is fine.
+	ErrLocked = errors.New("record locked by another session")
 )
 
 // Clone returns a deep copy of c, so the copy shares no map or slice with c.

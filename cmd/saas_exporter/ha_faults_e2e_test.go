@@ -287,7 +287,7 @@ func TestHAWriteOnLockedRowIsBounded(t *testing.T) {
 		go func() { done <- write() }()
 		select {
 		case got := <-done:
-			if got.code != 503 || !strings.Contains(got.body, "lock") {
+			if got.code != 503 || !strings.Contains(got.body, "locked by another replica") {
 				t.Errorf("%s of a locked connection: %d %s (%v) after %s, want 503 naming the lock", what, got.code, got.body, got.err, got.took)
 			}
 		case <-time.After(8 * time.Second):
