@@ -45,8 +45,9 @@ type Bolt struct {
 	db    *bolt.DB
 	kr    *Keyring
 	path  string
-	now   func() time.Time
-	locks idLocks
+	now     func() time.Time
+	locks   idLocks
+	secrets openedSecrets
 }
 
 var _ Store = (*Bolt)(nil)
@@ -245,14 +246,12 @@ func (s *Bolt) decodeConn(k, v []byte) (Connection, error) {
 	if err := json.Unmarshal(v, &rec); err != nil {
 		return Connection{}, fmt.Errorf("store: connection %q is damaged: %v", k, err)
 	}
-	pt, err := s.kr.Open(rec.SealedSecret)
+	secret, err := s.secrets.open(s.kr, string(k), rec.SealedSecret)
 	if err != nil {
-		return Connection{}, fmt.Errorf("store: opening the secret of connection %q: %w", k, err)
+		return Connection{}, err
 	}
 	c := rec.Connection
-	if err := json.Unmarshal(pt, &c.Secret); err != nil {
-		return Connection{}, fmt.Errorf("store: the secret of connection %q is damaged", k)
-	}
+	c.Secret = secret
 	return c, nil
 }
 
@@ -288,6 +287,11 @@ func (s *Bolt) List(ctx context.Context) ([]Connection, error) {
 	if out == nil {
 		out = []Connection{}
 	}
+	ids := make(map[string]bool, len(out))
+	for _, c := range out {
+		ids[c.ID] = true
+	}
+	s.secrets.keepOnly(ids)
 	sortConnections(out)
 	return out, nil
 }
@@ -384,6 +388,7 @@ func (s *Bolt) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	defer unlock()
+	s.secrets.forget(id)
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketConnections).Delete([]byte(id))
 	})

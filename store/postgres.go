@@ -33,6 +33,7 @@ type Postgres struct {
 	now      func() time.Time
 	closed   atomic.Bool
 	timeout  atomic.Int64 // per-call timeout, nanoseconds (SetCallTimeout)
+	secrets  openedSecrets
 }
 
 var _ Store = (*Postgres)(nil)
@@ -646,15 +647,11 @@ func (s *Postgres) decodeConn(id string, record, sealed []byte) (Connection, err
 	if err := json.Unmarshal(record, &c); err != nil {
 		return Connection{}, fmt.Errorf("store: connection %q is damaged: %v", id, err)
 	}
-	pt, err := s.kr.Open(sealed)
+	secret, err := s.secrets.open(s.kr, id, sealed)
 	if err != nil {
-		return Connection{}, fmt.Errorf("store: opening the secret of connection %q: %w", id, err)
+		return Connection{}, err
 	}
-	err = json.Unmarshal(pt, &c.Secret)
-	clear(pt)
-	if err != nil {
-		return Connection{}, fmt.Errorf("store: the secret of connection %q is damaged", id)
-	}
+	c.Secret = secret
 	c.ID = id
 	return c, nil
 }
@@ -688,6 +685,11 @@ func (s *Postgres) List(parent context.Context) ([]Connection, error) {
 	if err != nil {
 		return nil, s.fail(parent, "listing connections", err)
 	}
+	ids := make(map[string]bool, len(out))
+	for _, c := range out {
+		ids[c.ID] = true
+	}
+	s.secrets.keepOnly(ids)
 	sortConnections(out)
 	return out, nil
 }
@@ -848,6 +850,7 @@ func (s *Postgres) Delete(parent context.Context, id string) error {
 	ctx, cancel := s.call(parent)
 	defer cancel()
 	_, err := s.pool.Exec(ctx, "DELETE FROM connections WHERE id = $1", id)
+	s.secrets.forget(id)
 	return s.fail(parent, "deleting connection", err)
 }
 
