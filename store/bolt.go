@@ -42,9 +42,9 @@ const noncePurgeBatch = 64
 
 // Bolt is the embedded Store: one bbolt file, secrets sealed with a Keyring.
 type Bolt struct {
-	db    *bolt.DB
-	kr    *Keyring
-	path  string
+	db      *bolt.DB
+	kr      *Keyring
+	path    string
 	now     func() time.Time
 	locks   idLocks
 	secrets openedSecrets
