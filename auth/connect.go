@@ -260,10 +260,18 @@ func (s *Server) save(ctx context.Context, p provider.Provider, method string, c
 				continue // the matching connection went away: decide again
 			}
 		}
-		if errors.Is(err, store.ErrNameTaken) {
-			return saved{}, nameTaken(c.Name)
+		// A concurrent connect of the same account (or name) won the
+		// store's uniqueness check: decide again against what it stored,
+		// so the account is updated rather than connected twice.
+		if (errors.Is(err, store.ErrAccountTaken) || errors.Is(err, store.ErrNameTaken)) && try < 2 {
+			continue
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, store.ErrNameTaken):
+			return saved{}, nameTaken(c.Name)
+		case errors.Is(err, store.ErrAccountTaken):
+			return saved{}, fail(http.StatusConflict, "This %s account (%s) was connected by another request at the same moment. Nothing was stored; reload the connections list.", p.Title(), cred.Account)
+		case err != nil:
 			return saved{}, err
 		}
 		if t.Invite != "" {
