@@ -135,6 +135,19 @@ func TestStoreMigrateKilled(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte("data_dir: "+filepath.Join(dir, "data")+"\n"+shared), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A slow database (each row takes 10 ms) keeps the copy going long
+	// enough for the kill to land in it, however busy the machine is.
+	openShared(t, shared, dsn).Close()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), `
+CREATE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.01); RETURN NEW; END $$;
+CREATE TRIGGER slow_row BEFORE INSERT ON connections FOR EACH ROW EXECUTE FUNCTION slow_row();`); err != nil {
+		t.Fatal(err)
+	}
 	// The migration runs in a child process, killed once it has copied
 	// something.
 	args := []string{"--config.file=" + cfgFile, "store", "migrate", "--from=bbolt:" + boltFile, "--to=postgres"}
@@ -145,11 +158,6 @@ func TestStoreMigrateKilled(t *testing.T) {
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
 	copied := 0
 	for deadline := time.Now().Add(20 * time.Second); copied == 0 && time.Now().Before(deadline); {
 		// The table appears when the child has created the schema.
@@ -165,6 +173,9 @@ func TestStoreMigrateKilled(t *testing.T) {
 		t.Fatalf("the kill landed outside the copy (%d of %d copied):\n%s", copied, n, childOut.String())
 	}
 	t.Logf("killed after %d of %d connections", copied, n)
+	if _, err := conn.Exec(context.Background(), "DROP TRIGGER slow_row ON connections"); err != nil {
+		t.Fatal(err)
+	}
 
 	for _, replica := range []string{"A", "B"} {
 		code, logs := startReplica(t, shared)
