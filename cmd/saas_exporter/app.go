@@ -155,8 +155,17 @@ func (a *app) handler() http.Handler {
 		// The store answering is enough; no record is read, no secret opened.
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
-		if err := a.store.Ping(ctx); err != nil {
-			if ctx.Err() != nil {
+		// Answer at the deadline even if the store's driver takes longer
+		// to give up (a frozen server does not confirm a cancellation).
+		done := make(chan error, 1)
+		go func() { done <- a.store.Ping(ctx) }()
+		var err error
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+		}
+		if err != nil || ctx.Err() != nil {
+			if err == nil || ctx.Err() != nil {
 				err = fmt.Errorf("no answer within %s", readyTimeout)
 			}
 			http.Error(w, "store not ready: "+err.Error(), http.StatusServiceUnavailable)
