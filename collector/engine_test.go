@@ -692,7 +692,9 @@ func TestCallerDeadlineIsNotTheConnectionsFailure(t *testing.T) {
 // all of scrape.timeout) is neither cached nor stored: nothing was learnt.
 func TestNotStartedIsNotAFailure(t *testing.T) {
 	e, v, st, _ := setup(t, "prod")
-	e.o.Timeout = 50 * time.Millisecond
+	// The collection's own deadline ends well before the scrape's, so
+	// the slots are freed only after it gave up.
+	e.o.Timeout = 10 * time.Millisecond
 	for range cap(e.pool) {
 		e.pool <- struct{}{} // every slot busy
 	}
