@@ -195,6 +195,9 @@ func connDiffs(a, b Connection) []string {
 	if !slices.Equal(a.MissingScopes, b.MissingScopes) {
 		out = append(out, "missing_scopes")
 	}
+	if (a.Budget == nil) != (b.Budget == nil) || (a.Budget != nil && *a.Budget != *b.Budget) {
+		out = append(out, "budget_monthly")
+	}
 	times := []struct {
 		name string
 		a, b time.Time
