@@ -69,6 +69,8 @@ type Store struct {
 type Postgres struct {
 	DSN     string `yaml:"dsn"`
 	DSNFile string `yaml:"dsn_file"`
+	// CallTimeout bounds each store call; 0: the store's default (3s).
+	CallTimeout time.Duration `yaml:"call_timeout"`
 }
 
 // Defaults.
@@ -207,6 +209,9 @@ func (c *Config) validate() error {
 	}
 	if c.Store.Postgres != nil && c.Store.Postgres.DSN == "" && c.Store.Postgres.DSNFile == "" {
 		errs = append(errs, errors.New("store.postgres: set dsn or dsn_file"))
+	}
+	if c.Store.Postgres != nil && c.Store.Postgres.CallTimeout < 0 {
+		errs = append(errs, fmt.Errorf("store.postgres.call_timeout: must be > 0 (or left out for 3s), got %q", c.Store.Postgres.CallTimeout.String()))
 	}
 	return errors.Join(errs...)
 }
