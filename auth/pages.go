@@ -20,6 +20,10 @@ type connRow struct {
 	ReconnectMethod string
 	// CanInvite: the vendor has a usable method, so an invite can work.
 	CanInvite bool
+	// BudgetInfo is the budget form's content; nil for a vendor without a
+	// billing unit.
+	BudgetInfo  *apiBudget
+	BudgetValue string
 }
 
 type methodView struct {
@@ -76,7 +80,10 @@ func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, a admin
 		d.Warn, d.WarnLink = s.wrongHostMessage(r), u
 	}
 	for _, c := range conns {
-		row := connRow{Connection: c, Title: s.title(c.Vendor), StateClass: stateClass(c.State)}
+		row := connRow{Connection: c, Title: s.title(c.Vendor), StateClass: stateClass(c.State), BudgetInfo: s.budgetView(c)}
+		if c.Budget != nil {
+			row.BudgetValue = fmtBudget(*c.Budget)
+		}
 		if p := s.provider(c.Vendor); p != nil {
 			row.CanInvite = usable(p)
 		}
