@@ -316,27 +316,56 @@ func (s *Bolt) Put(ctx context.Context, c Connection) error {
 	}
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketConnections)
-		// A linear scan keeps names unique without an index to keep in step;
-		// a deployment has at most a few thousand connections.
-		err := b.ForEach(func(k, ov []byte) error {
-			if string(k) == c.ID {
-				return nil
-			}
-			var other struct {
-				Name string `json:"name"`
-			}
-			if err := json.Unmarshal(ov, &other); err != nil {
-				return fmt.Errorf("store: connection %q is damaged: %v", k, err)
-			}
-			if other.Name == c.Name {
-				return ErrNameTaken
-			}
-			return nil
-		})
-		if err != nil {
+		if err := nameFree(b, c.ID, c.Name); err != nil {
 			return err
 		}
 		return b.Put([]byte(c.ID), v)
+	})
+}
+
+// nameFree returns ErrNameTaken if a connection other than id uses name.
+// A linear scan keeps names unique without an index to keep in step; a
+// deployment has at most a few thousand connections.
+func nameFree(b *bolt.Bucket, id, name string) error {
+	return b.ForEach(func(k, ov []byte) error {
+		if string(k) == id {
+			return nil
+		}
+		var other struct {
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal(ov, &other); err != nil {
+			return fmt.Errorf("store: connection %q is damaged: %v", k, err)
+		}
+		if other.Name == name {
+			return ErrNameTaken
+		}
+		return nil
+	})
+}
+
+func (s *Bolt) replaceIf(ctx context.Context, id string, read, next Connection) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketConnections)
+		v := b.Get([]byte(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		cur, err := s.decodeConn([]byte(id), v)
+		if err != nil {
+			return err
+		}
+		if next, err = replacement(cur, read, next); err != nil {
+			return err
+		}
+		if err := nameFree(b, id, next.Name); err != nil {
+			return err
+		}
+		nv, err := s.encodeConn(next)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(id), nv)
 	})
 }
 
@@ -362,7 +391,11 @@ func (s *Bolt) modify(ctx context.Context, id string, fn func(*Connection)) erro
 }
 
 func (s *Bolt) SetStatus(ctx context.Context, id string, st Status) error {
-	return s.modify(ctx, id, func(c *Connection) { c.Status = st })
+	return s.modify(ctx, id, func(c *Connection) {
+		if !statusStale(c.Status, st) {
+			c.Status = st
+		}
+	})
 }
 
 func (s *Bolt) SetSecret(ctx context.Context, id string, secret map[string]string, expiry time.Time) error {

@@ -100,6 +100,9 @@ func (m *Memory) SetStatus(ctx context.Context, id string, s Status) error {
 	if !ok {
 		return ErrNotFound
 	}
+	if statusStale(c.Status, s) {
+		return nil
+	}
 	c.Status = s
 	m.conns[id] = c
 	return nil
@@ -122,6 +125,28 @@ func (m *Memory) SetSecret(ctx context.Context, id string, secret map[string]str
 
 func (m *Memory) UpdateLocked(ctx context.Context, id string, fn func(Connection) (*Connection, error)) error {
 	return updateLocked(ctx, &m.locks, m, id, fn)
+}
+
+func (m *Memory) replaceIf(ctx context.Context, id string, read, next Connection) error {
+	if err := m.lock(ctx); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	cur, ok := m.conns[id]
+	if !ok {
+		return ErrNotFound
+	}
+	next, err := replacement(cur, read, next)
+	if err != nil {
+		return err
+	}
+	for oid, other := range m.conns {
+		if oid != id && other.Name == next.Name {
+			return ErrNameTaken
+		}
+	}
+	m.conns[id] = next.Clone()
+	return nil
 }
 
 func (m *Memory) Delete(ctx context.Context, id string) error {

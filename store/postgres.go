@@ -421,6 +421,12 @@ func (s *Postgres) fail(op string, err error) error {
 	return s.redact(fmt.Errorf("store: PostgreSQL (%s): %s: %w", s.where, op, err))
 }
 
+// lockNotAvailable: lock_timeout ran out waiting for another holder.
+func lockNotAvailable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
+}
+
 func connectionLost(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
@@ -570,11 +576,36 @@ func (s *Postgres) patch(ctx context.Context, op, id string, fields map[string]a
 }
 
 func (s *Postgres) SetStatus(ctx context.Context, id string, st Status) error {
+	if err := s.open(); err != nil {
+		return err
+	}
 	// Every field explicitly: Status' JSON omits an empty last_error, and
 	// a merge must still clear the old one.
-	return s.patch(ctx, "saving status", id, map[string]any{
+	p, err := json.Marshal(map[string]any{
 		"state": st.State, "last_success": st.LastSuccess, "last_error": st.LastError, "updated": st.Updated,
-	}, nil)
+	})
+	if err != nil {
+		return err
+	}
+	// A newer status stored meanwhile (a deauthorize) wins. Both sides are
+	// cast from the same RFC 3339 text, so equal times compare equal.
+	tag, err := s.pool.Exec(ctx, `UPDATE connections SET record = record || $2::jsonb, updated_at = now()
+WHERE id = $1 AND ($3 OR record->>'updated' IS NULL OR (record->>'updated')::timestamptz <= $4::text::timestamptz)`,
+		id, p, st.Updated.IsZero(), st.Updated.UTC().Format(time.RFC3339Nano))
+	if err != nil {
+		return s.fail("saving status", err)
+	}
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM connections WHERE id = $1)", id).Scan(&exists); err != nil {
+		return s.fail("saving status", err)
+	}
+	if !exists {
+		return ErrNotFound
+	}
+	return nil // stale: the stored status is newer
 }
 
 func (s *Postgres) SetSecret(ctx context.Context, id string, secret map[string]string, expiry time.Time) error {
@@ -607,8 +638,16 @@ func (s *Postgres) UpdateLocked(ctx context.Context, id string, fn func(Connecti
 	if _, err := tx.Exec(ctx, "SET LOCAL idle_in_transaction_session_timeout = '"+pgLockedIdleTimeout+"'"); err != nil {
 		return s.fail("locking connection", err)
 	}
+	if d := lockWait(ctx); d > 0 {
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", max(d.Milliseconds(), 1))); err != nil {
+			return s.fail("locking connection", err)
+		}
+	}
 	var record, sealed []byte
 	if err := tx.QueryRow(ctx, "SELECT record, sealed_secret FROM connections WHERE id = $1 FOR UPDATE", id).Scan(&record, &sealed); err != nil {
+		if lockNotAvailable(err) {
+			return ErrLocked
+		}
 		return s.fail("locking connection", err)
 	}
 	c, err := s.decodeConn(id, record, sealed)

@@ -105,7 +105,10 @@ type Store interface {
 	// Put creates or replaces the connection with c.ID. It returns
 	// ErrNameTaken if another connection already uses c.Name.
 	Put(ctx context.Context, c Connection) error
-	// SetStatus updates only the status of a connection (ErrNotFound if gone).
+	// SetStatus updates only the status of a connection (ErrNotFound if
+	// gone). A stored status whose Updated is later than s.Updated is kept
+	// (a newer decision, such as a deauthorize, wins); an s with a zero
+	// Updated is always written. The check and the write are one step.
 	SetStatus(ctx context.Context, id string, s Status) error
 	// SetSecret replaces a connection's secret and expiry (token refresh).
 	SetSecret(ctx context.Context, id string, secret map[string]string, expiry time.Time) error
@@ -115,6 +118,14 @@ type Store interface {
 	// (nil: nothing to save) before the lock is released. It serialises
 	// OAuth refreshes: a rotating refresh token must never be used twice.
 	// fn must not call the store. ErrNotFound if id is gone.
+	//
+	// Once fn has returned a record it is saved even if ctx ends meanwhile
+	// (bounded by 30 s): fn may have used up a rotating refresh token. A
+	// Put, Delete or SetStatus that lands while fn runs is never undone:
+	// the write then returns ErrChanged (secret replaced) or ErrNotFound
+	// (deleted), or waits for the lock and applies after. With
+	// WithLockWait on ctx, a lock held by another caller for longer than
+	// that wait gives ErrLocked without calling fn.
 	UpdateLocked(ctx context.Context, id string, fn func(c Connection) (*Connection, error)) error
 	// Delete removes a connection and its secret. Deleting a missing id is not an error.
 	Delete(ctx context.Context, id string) error
