@@ -50,6 +50,7 @@ type Engine struct {
 	flight    singleflight.Group
 	pool      chan struct{}
 	status    *statusWriter
+	creds     *credentials
 
 	mu        sync.Mutex
 	entries   map[string]*entry
@@ -108,6 +109,7 @@ func New(o Options) *Engine {
 		e.providers[p.Vendor()] = p
 	}
 	e.status = newStatusWriter(o.Store, o.Logger)
+	e.creds = newCredentials(o.Store, o.Logger)
 	return e
 }
 
@@ -123,8 +125,13 @@ func NewTransport() *http.Transport {
 	return t
 }
 
-// Close writes pending connection status to the store.
-func (e *Engine) Close() { e.status.close() }
+// Close writes renewed credentials the store has not taken yet (waiting a
+// bounded time) and pending connection status to the store. Call it before
+// closing the store.
+func (e *Engine) Close() {
+	e.creds.close()
+	e.status.close()
+}
 
 // Client returns an HTTP client for calls outside a scrape (verifying a
 // new credential); its calls are counted in saas_vendor_requests_total.
@@ -321,6 +328,9 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 		ent.record(e, c, start, 0, nil, nil, fmt.Errorf("this exporter has no provider for vendor %q; remove the connection or run a build that supports it", c.Vendor), nil)
 		return
 	}
+	// A renewal the store has not taken yet: collect with it, never with
+	// the credential it replaced.
+	c = e.creds.overlay(c)
 	rec := newCallRecorder(e.o.Transport, c.Vendor, &e.counts, e.o.VendorConcurrency, e.o.Now)
 	// A renewed credential's expiry is exported by this very scrape, not
 	// only once the store is listed again.
@@ -347,11 +357,15 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 	metrics, missing, updated := s.Result()
 	if updated != nil {
 		// Save a renewed credential before anything uses it again: a
-		// rotated refresh token that is lost cannot be replayed.
-		if serr := e.o.Store.SetSecret(context.WithoutCancel(ctx), c.ID, updated.Secret, updated.Expiry); serr != nil {
-			err = errors.Join(err, fmt.Errorf("saving the renewed credential: %w", serr))
-		} else {
+		// rotated refresh token that is lost cannot be replayed. Only over
+		// the credential it renewed: a reconnect meanwhile wins.
+		switch serr := e.creds.save(c.ID, c.Secret, *updated); {
+		case serr == nil:
 			expiry, renewed = updated.Expiry, true
+		case errors.Is(serr, errReplaced), errors.Is(serr, store.ErrNotFound):
+			e.o.Logger.Info("not saving a renewed credential", "vendor", c.Vendor, "connection", c.Name, "id", c.ID, "reason", serr)
+		default:
+			err = errors.Join(err, fmt.Errorf("saving the renewed credential: %w", serr))
 		}
 	}
 	if err == nil && ctx.Err() != nil {
@@ -371,19 +385,35 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 }
 
 // renewer is Scrape.Renew for one connection: fn runs under the store's
-// cross-replica lock and its credential is saved in the same step.
+// cross-replica lock and its credential is saved in the same step. If the
+// vendor accepted a renewal the store then fails to take (a database
+// restart), the new credential is kept in memory, used, and saved again
+// in the background.
 func (e *Engine) renewer(id string) func(context.Context, func(provider.Connection) (*provider.Credential, error)) (provider.Connection, error) {
 	return func(ctx context.Context, fn func(provider.Connection) (*provider.Credential, error)) (provider.Connection, error) {
-		var out store.Connection
+		var (
+			out     store.Connection
+			from    map[string]string
+			renewed bool
+		)
 		err := e.o.Store.UpdateLocked(ctx, id, func(c store.Connection) (*store.Connection, error) {
-			out = c
-			cred, err := fn(c)
+			from, renewed = c.Secret, false
+			out = e.creds.overlay(c)
+			cred, err := fn(out)
 			if err != nil || cred == nil {
 				return nil, err
 			}
 			applyCredential(&out, cred)
+			renewed = true
 			return &out, nil
 		})
+		switch {
+		case err == nil && renewed:
+			e.creds.landed(id, out.Secret)
+		case err != nil && renewed && !permanent(err):
+			e.creds.keep(id, from, credentialOf(out), err)
+			return out, nil
+		}
 		return out, err
 	}
 }
