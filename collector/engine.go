@@ -297,6 +297,10 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 			defer func() { <-e.pool }()
 		case <-actx.Done():
 			ent.record(e, c, now, 0, nil, nil, fmt.Errorf("not started: %d connections were already being collected until the scrape deadline (raise scrape.concurrency)", e.o.Concurrency), nil)
+			// Never started: not a fresh result, the next scrape tries.
+			ent.mu.Lock()
+			ent.attemptAt = time.Time{}
+			ent.mu.Unlock()
 			return nil, nil
 		}
 		e.attempt(actx, c, ent)
@@ -478,6 +482,9 @@ func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur tim
 	}
 	if state == store.StateRateLimited && until.IsZero() {
 		until = start.Add(defaultRateLimitWait)
+	}
+	if limit := start.Add(maxRateLimitWait); until.After(limit) {
+		until = limit
 	}
 	msg := ""
 	if err != nil {

@@ -535,3 +535,62 @@ func TestManyConnections(t *testing.T) {
 		}
 	}
 }
+
+// A vendor's rate-limit header far in the future (a millisecond timestamp,
+// a reset decades away) parks the connection for maxRateLimitWait at most.
+func TestRateLimitWaitIsCapped(t *testing.T) {
+	for _, h := range []http.Header{
+		{"X-Ratelimit-Reset": {"999999999"}},
+		{"Retry-After": {fmt.Sprint(t0.Add(24*time.Hour).UnixMilli())}},
+		{"Retry-After": {"Fri, 01 Jan 2100 00:00:00 GMT"}},
+	} {
+		e, v, _, clk := setup(t, "prod")
+		v.set("secret-prod", 429, h)
+		gather(t, scrapeOf(e, nil))
+		v.set("secret-prod", 200, nil)
+		clk.add(maxRateLimitWait + time.Second)
+		got := gather(t, scrapeOf(e, nil))
+		if n := v.calls.Load(); n != 2 || got[`saas_connection_state{connection="prod",state="active",vendor="fake"}`] != 1 {
+			t.Errorf("%v: %d calls after %s, want 2 and active: %v", h, n, maxRateLimitWait+time.Second, got)
+		}
+	}
+}
+
+func TestParseWhenMilliseconds(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	if got, ok := parseWhen("1700000100000", now); !ok || !got.Equal(time.Unix(1_700_000_100, 0)) {
+		t.Errorf("millisecond timestamp: %v %v", got, ok)
+	}
+}
+
+// A collection that never started (no free slot until the deadline) is
+// not a fresh result: the next scrape collects, min_interval or not.
+func TestNotStartedIsNotFresh(t *testing.T) {
+	e, v, _, _ := setup(t, "prod")
+	for range cap(e.pool) {
+		e.pool <- struct{}{} // every slot taken
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	gather(t, textGatherer{e: e, ctx: ctx})
+	// The scrape may return before its flight records "not started".
+	for {
+		e.mu.Lock()
+		ent := e.entries["id0"]
+		e.mu.Unlock()
+		ent.mu.Lock()
+		done := ent.attempted
+		ent.mu.Unlock()
+		if done {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for range cap(e.pool) {
+		<-e.pool
+	}
+	got := gather(t, scrapeOf(e, nil))
+	if n := v.calls.Load(); n != 1 || got[`saas_scrape_success{connection="prod",vendor="fake"}`] != 1 {
+		t.Errorf("after a collection that never started: %d calls, scrape_success %v; want 1, 1", n, got[`saas_scrape_success{connection="prod",vendor="fake"}`])
+	}
+}
