@@ -541,7 +541,7 @@ func TestManyConnections(t *testing.T) {
 func TestRateLimitWaitIsCapped(t *testing.T) {
 	for _, h := range []http.Header{
 		{"X-Ratelimit-Reset": {"999999999"}},
-		{"Retry-After": {fmt.Sprint(t0.Add(24*time.Hour).UnixMilli())}},
+		{"Retry-After": {fmt.Sprint(t0.Add(24 * time.Hour).UnixMilli())}},
 		{"Retry-After": {"Fri, 01 Jan 2100 00:00:00 GMT"}},
 	} {
 		e, v, _, clk := setup(t, "prod")
