@@ -312,11 +312,11 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 	case <-ctx.Done():
 		// This scrape cannot wait longer; the collection goes on for
 		// the scrapes after it.
+		// Its health series describe this unfinished attempt alone: not
+		// the previous attempt's up or duration.
 		snap := ent.snapshot(c)
-		snap.success = false
-		if !snap.attempted {
-			snap.up = false
-		}
+		snap.success, snap.up, snap.attempted = false, false, true
+		snap.duration = e.o.Now().Sub(now)
 		if snap.state == store.StateActive {
 			snap.state = store.StateError // this collection did not finish in time
 		}

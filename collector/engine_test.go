@@ -594,3 +594,29 @@ func TestNotStartedIsNotFresh(t *testing.T) {
 		t.Errorf("after a collection that never started: %d calls, scrape_success %v; want 1, 1", n, got[`saas_scrape_success{connection="prod",vendor="fake"}`])
 	}
 }
+
+// The scrape whose collection runs past its deadline describes that
+// attempt: up 0 with state error, and the time it waited, not the last
+// attempt's up and duration.
+func TestTimedOutScrapeDescribesOneAttempt(t *testing.T) {
+	e, v, _, _ := setup(t, "prod")
+	e.o.Now = time.Now // durations must pass
+	e.o.MinInterval = 0 // every scrape collects
+	if got := gather(t, scrapeOf(e, nil)); got[`saas_connection_up{connection="prod",vendor="fake"}`] != 1 {
+		t.Fatalf("first scrape: %v", got)
+	}
+	block := make(chan struct{})
+	defer close(block)
+	v.mu.Lock()
+	v.block = block
+	v.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	got := gather(t, textGatherer{e: e, ctx: ctx})
+	up := got[`saas_connection_up{connection="prod",vendor="fake"}`]
+	state := got[`saas_connection_state{connection="prod",state="error",vendor="fake"}`]
+	dur := got[`saas_scrape_duration_seconds{connection="prod",vendor="fake"}`]
+	if up != 0 || state != 1 || dur < 0.1 {
+		t.Errorf("scrape cut by its deadline: up %v, state error %v, duration %vs; want 0, 1, the time it waited", up, state, dur)
+	}
+}
