@@ -600,7 +600,7 @@ func TestNotStartedIsNotFresh(t *testing.T) {
 // attempt's up and duration.
 func TestTimedOutScrapeDescribesOneAttempt(t *testing.T) {
 	e, v, _, _ := setup(t, "prod")
-	e.o.Now = time.Now // durations must pass
+	e.o.Now = time.Now  // durations must pass
 	e.o.MinInterval = 0 // every scrape collects
 	if got := gather(t, scrapeOf(e, nil)); got[`saas_connection_up{connection="prod",vendor="fake"}`] != 1 {
 		t.Fatalf("first scrape: %v", got)
