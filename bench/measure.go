@@ -284,13 +284,20 @@ func (b *bench) measureShared(ctx context.Context, byVendor map[string]int) (sha
 			return ctx.Err()
 		}
 	}
-	// In managed mode the fresh process has no result yet; with an
-	// external exporter the warm phase's results must age first.
+	// In managed mode the fresh process has no result yet, and its first
+	// collection also reads what is read only now and then (closed
+	// periods, provider.Section.Every): one scrape first, so every round
+	// measured below is a steady one. With an external exporter the warm
+	// phase's results must age first.
 	last := time.Now()
-	if b.proc == nil {
-		if err := wait(last); err != nil {
+	if b.proc != nil {
+		if _, _, err := b.scrape(ctx); err != nil {
 			return res, err
 		}
+		last = time.Now()
+	}
+	if err := wait(last); err != nil {
+		return res, err
 	}
 	// Each round waits min_interval after the previous one ended: a
 	// connection collected late in a long scrape is fresh until then.

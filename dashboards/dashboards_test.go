@@ -40,12 +40,15 @@ var knownMetrics = map[string][]string{
 	"saas_exporter_build_info":                       {"version", "revision", "goversion", "branch", "tags", "goos", "goarch"},
 	"saas_exporter_store_up":                         nil,
 
-	"saas_twilio_usage_events":   {"connection", "category", "period"},
-	"saas_twilio_usage":          {"connection", "category", "period", "unit"},
-	"saas_twilio_usage_price":    {"connection", "category", "period", "currency"},
-	"saas_twilio_account_status": {"connection", "status"},
-	"saas_twilio_balance":        {"connection", "currency"},
-	"saas_twilio_phone_numbers":  {"connection"},
+	"saas_twilio_usage_events":     {"connection", "category", "period"},
+	"saas_twilio_usage":            {"connection", "category", "period", "unit"},
+	"saas_twilio_usage_price":      {"connection", "category", "period", "currency"},
+	"saas_twilio_account_status":   {"connection", "status"},
+	"saas_twilio_balance":          {"connection", "currency"},
+	"saas_twilio_phone_numbers":    {"connection"},
+	"saas_twilio_account_info":     {"connection", "type", "parent_account_sid", "account_sid"},
+	"saas_twilio_subaccounts":      {"connection", "status"},
+	"saas_twilio_subaccount_spend": {"connection", "subaccount_sid", "subaccount", "period", "currency"},
 
 	"saas_sendgrid_emails":                          {"connection", "event", "period"},
 	"saas_sendgrid_credits_remaining":               {"connection"},
@@ -60,13 +63,15 @@ var knownMetrics = map[string][]string{
 	"saas_sendgrid_api_keys":                        {"connection"},
 	"saas_sendgrid_subusers":                        {"connection", "disabled"},
 
-	"saas_segment_mtu":                            {"connection", "kind"},
-	"saas_segment_api_calls":                      {"connection"},
+	"saas_segment_mtu":                            {"connection", "kind", "period"},
+	"saas_segment_api_calls":                      {"connection", "period"},
+	"saas_segment_source_mtu":                     {"connection", "source_id", "source", "kind"},
+	"saas_segment_source_api_calls":               {"connection", "source_id", "source"},
 	"saas_segment_period_start_timestamp_seconds": {"connection"},
 	"saas_segment_sources":                        {"connection"},
 	"saas_segment_destinations":                   {"connection"},
 	"saas_segment_warehouses":                     {"connection"},
-	"saas_segment_users":                          {"connection"},
+	"saas_segment_users":                          {"connection", "role"},
 	"saas_segment_invites_pending":                {"connection"},
 }
 
@@ -75,13 +80,16 @@ var knownMetrics = map[string][]string{
 var knownValues = map[string][]string{
 	"state":     {"active", "expired", "revoked", "error", "rate_limited"},
 	"vendor":    {"twilio", "sendgrid", "segment"},
-	"period":    {"today", "this_month"},
+	"period":    {"today", "this_month", "last_month"},
 	"event":     {"requests", "delivered", "bounces", "blocks", "bounce_drops", "clicks", "deferred", "invalid_emails", "opens", "processed", "spam_report_drops", "spam_reports", "unique_clicks", "unique_opens", "unsubscribe_drops", "unsubscribes"},
 	"kind":      {"identified", "anonymous", "anonymous_identified", "never_identified"},
 	"status":    {"active", "suspended", "closed"},
 	"user_type": {"owner", "admin", "teammate"},
 	"disabled":  {"true", "false"},
-	"type":      {"free", "paid"},
+	"type":      {"free", "paid", "Full", "Trial"},
+	"role": {"Workspace Owner", "Source Admin", "Source Read-only", "Warehouse Admin", "Warehouse Read-only", "Function Admin", "Function Read-only",
+		"Engage Admin", "Engage User", "Engage Read-only", "Unify and Engage Admin", "Unify Read-only", "Identity Admin",
+		"Tracking Plan Admin", "Tracking Plan Read-only", "End User Privacy Admin", "Workspace Member", "other"},
 }
 
 // The variables every dashboard filters by; "All" must be possible.
@@ -754,4 +762,75 @@ func TestKnownMetricsMatchSource(t *testing.T) {
 			t.Errorf("knownMetrics has %s, but no code declares it (renamed?)", name)
 		}
 	}
+}
+
+// mtuMetrics are the series with a kind label; anonymous already holds
+// anonymous_identified and never_identified, so only identified +
+// never_identified may be added up (what Segment bills).
+var mtuMetrics = []string{"saas_segment_mtu", "saas_segment_source_mtu"}
+
+// TestMTUsAreBillable: every expression that adds MTU kinds up keeps only
+// the billable ones, and every Segment usage selector names its period.
+func TestMTUsAreBillable(t *testing.T) {
+	exprs, err := Expressions(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, e := range exprs {
+		expr, err := promql.ParseExpr(e.Query)
+		if err != nil {
+			continue // TestExpressions reports it
+		}
+		parser.Inspect(expr, func(n parser.Node, path []parser.Node) error {
+			vs, ok := n.(*parser.VectorSelector)
+			if !ok {
+				return nil
+			}
+			name := metricName(vs)
+			if (name == "saas_segment_mtu" || name == "saas_segment_api_calls") && !slices.ContainsFunc(vs.LabelMatchers, func(m *labels.Matcher) bool {
+				return m.Name == "period" && m.Type == labels.MatchEqual
+			}) {
+				t.Errorf("%s %s: %s without period=\"this_month\" or \"last_month\" mixes two periods", e.File, e.Source, name)
+			}
+			if !slices.Contains(mtuMetrics, name) || !sumsKinds(path) {
+				return nil
+			}
+			checked++
+			if !billableOnly(vs) {
+				t.Errorf("%s %s: adds up MTU kinds without kind=~\"identified|never_identified\": %s", e.File, e.Source, e.Raw)
+			}
+			return nil
+		})
+	}
+	if checked < 5 {
+		t.Errorf("only %d expressions add MTUs up; the Segment dashboard has more", checked)
+	}
+}
+
+// sumsKinds reports whether an aggregation on path adds series of
+// different kinds together.
+func sumsKinds(path []parser.Node) bool {
+	for _, n := range path {
+		a, ok := n.(*parser.AggregateExpr)
+		if !ok || (a.Op != parser.SUM && a.Op != parser.AVG) {
+			continue
+		}
+		if a.Without == slices.Contains(a.Grouping, "kind") {
+			return true
+		}
+	}
+	return false
+}
+
+func billableOnly(vs *parser.VectorSelector) bool {
+	matches := func(kind string) bool {
+		for _, m := range vs.LabelMatchers {
+			if m.Name == "kind" && !m.Matches(kind) {
+				return false
+			}
+		}
+		return true
+	}
+	return matches("identified") && matches("never_identified") && !matches("anonymous") && !matches("anonymous_identified")
 }

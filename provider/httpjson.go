@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 )
 
 // maxBody bounds what is read of one vendor response.
@@ -51,7 +52,7 @@ func DoJSON(hc *http.Client, req *http.Request, vendor string, parse ErrorParser
 	}
 	if err := json.Unmarshal(body, out); err != nil {
 		ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-		if ct != "" && ct != "application/json" {
+		if ct != "" && ct != "application/json" && !strings.HasSuffix(ct, "+json") { // +json: RFC 6839, e.g. a versioned media type
 			return fmt.Errorf("%s %s %s: expected JSON, got %q (%d bytes): %v", vendor, req.Method, req.URL.Path, ct, len(body), err)
 		}
 		return fmt.Errorf("%s %s %s: response is not valid JSON (%d bytes): %v", vendor, req.Method, req.URL.Path, len(body), err)

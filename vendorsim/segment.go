@@ -116,9 +116,11 @@ type SegmentWorkspace struct {
 
 	// Daily increments of the cumulative usage counts: on the n-th day of
 	// a period (n = 1 on its first day) a count is PerDay*n + the month
-	// number (1..12) of the period's start.
-	IdentifiedPerDay, AnonymousPerDay, AnonymousIdentifiedPerDay, NeverIdentifiedPerDay int64
-	APICallsPerDay                                                                      int64
+	// number (1..12) of the period's start. Anonymous is not set: it is
+	// anonymous_identified + never_identified, as in Segment's model
+	// (an anonymous id is either later identified or never).
+	IdentifiedPerDay, AnonymousIdentifiedPerDay, NeverIdentifiedPerDay int64
+	APICallsPerDay                                                     int64
 }
 
 var segmentWorkspaces = map[string]*SegmentWorkspace{
@@ -127,7 +129,7 @@ var segmentWorkspaces = map[string]*SegmentWorkspace{
 		BillingDay: 1,
 		Sources:    7, Destinations: 8, Warehouses: 4, Users: 5,
 		Invites:          []string{"new-analyst@acme.example", "contractor@acme.example"},
-		IdentifiedPerDay: 41000, AnonymousPerDay: 95000, AnonymousIdentifiedPerDay: 7500, NeverIdentifiedPerDay: 88000,
+		IdentifiedPerDay: 41000, AnonymousIdentifiedPerDay: 7500, NeverIdentifiedPerDay: 88000,
 		// Large enough that a period's total passes 2^31.
 		APICallsPerDay: 165000000,
 	},
@@ -136,7 +138,7 @@ var segmentWorkspaces = map[string]*SegmentWorkspace{
 		BillingDay: 10,
 		Sources:    4, Destinations: 2, Warehouses: 0, Users: 3,
 		Invites:          []string{"dpo@euro.example"},
-		IdentifiedPerDay: 2000, AnonymousPerDay: 5000, AnonymousIdentifiedPerDay: 300, NeverIdentifiedPerDay: 4700,
+		IdentifiedPerDay: 2000, AnonymousIdentifiedPerDay: 300, NeverIdentifiedPerDay: 4700,
 		APICallsPerDay: 1200000,
 	},
 }
@@ -188,23 +190,72 @@ type SegmentMTU struct {
 	Identified, Anonymous, AnonymousIdentified, NeverIdentified int64
 }
 
+// Billable is what Segment bills: distinct user ids plus anonymous ids
+// never tied to one.
+func (m SegmentMTU) Billable() int64 { return m.Identified + m.NeverIdentified }
+
 // MTUOn returns the cumulative MTU counts of day's period up to and
 // including day.
 func (w SegmentWorkspace) MTUOn(day time.Time) SegmentMTU {
-	n, m := w.dayOfPeriod(day)
-	return SegmentMTU{
-		Identified:          w.IdentifiedPerDay*n + m,
-		Anonymous:           w.AnonymousPerDay*n + m,
-		AnonymousIdentified: w.AnonymousIdentifiedPerDay*n + m,
-		NeverIdentified:     w.NeverIdentifiedPerDay*n + m,
+	n, mo := w.dayOfPeriod(day)
+	m := SegmentMTU{Identified: w.IdentifiedPerDay*n + mo, AnonymousIdentified: w.AnonymousIdentifiedPerDay*n + mo, NeverIdentified: w.NeverIdentifiedPerDay*n + mo}
+	m.Anonymous = m.AnonymousIdentified + m.NeverIdentified
+	return m
+}
+
+// SourceMTUOn returns source i's cumulative MTU counts of day's period up
+// to and including day. The sources' counts add up to the workspace's
+// (MTUOn): the simulator's assumption, which the issue asks for. In
+// Segment a user seen by two sources is one workspace MTU, so there the
+// sources' sum can exceed the workspace's.
+func (w SegmentWorkspace) SourceMTUOn(i int, day time.Time) SegmentMTU {
+	n, mo := w.dayOfPeriod(day)
+	m := SegmentMTU{
+		Identified:          w.sourceShare(i, w.IdentifiedPerDay)*n + w.offset(i, mo),
+		AnonymousIdentified: w.sourceShare(i, w.AnonymousIdentifiedPerDay)*n + w.offset(i, mo),
+		NeverIdentified:     w.sourceShare(i, w.NeverIdentifiedPerDay)*n + w.offset(i, mo),
 	}
+	m.Anonymous = m.AnonymousIdentified + m.NeverIdentified
+	return m
 }
 
 // APICallsOn returns the cumulative API calls of day's period up to and
-// including day.
+// including day: the sum of the sources' (SourceAPICallsOn).
 func (w SegmentWorkspace) APICallsOn(day time.Time) int64 {
 	n, m := w.dayOfPeriod(day)
 	return w.APICallsPerDay*n + m
+}
+
+// SourceAPICallsOn returns source i's cumulative API calls of day's
+// period up to and including day.
+func (w SegmentWorkspace) SourceAPICallsOn(i int, day time.Time) int64 {
+	n, mo := w.dayOfPeriod(day)
+	return w.sourceShare(i, w.APICallsPerDay)*n + w.offset(i, mo)
+}
+
+// sourceShare splits a daily increment among the sources by weight i+1;
+// source 0 takes the rounding remainder, so the shares add up exactly.
+func (w SegmentWorkspace) sourceShare(i int, perDay int64) int64 {
+	if w.Sources <= 1 {
+		return perDay
+	}
+	total := int64(w.Sources * (w.Sources + 1) / 2)
+	if i > 0 {
+		return perDay * int64(i+1) / total
+	}
+	rest := perDay
+	for j := 1; j < w.Sources; j++ {
+		rest -= perDay * int64(j+1) / total
+	}
+	return rest
+}
+
+// offset: the month number goes to source 0 only.
+func (w SegmentWorkspace) offset(i int, month int64) int64 {
+	if i == 0 {
+		return month
+	}
+	return 0
 }
 
 // dayOfPeriod returns n (1 on the period's first day) and the month number
@@ -226,6 +277,11 @@ type segment struct {
 	lifetime time.Duration
 	refuse   bool
 	windows  map[string]*rateWindow // by workspace id; "" for callers without a valid token
+	// The next limitNext token requests answer 429 with Retry-After
+	// limitAfter (rounded up to whole seconds).
+	limitNext   int
+	limitAfter  time.Duration
+	unversioned int64 // API calls without Accept: application/vnd.segment.v1+json
 }
 
 type segmentAccess struct {
@@ -268,7 +324,7 @@ func (s *Server) registerSegment() {
 		[]string{
 			"POST /_sim/segment/revoke   form or JSON token=<token or OAuth access token>: it answers 401 until restored",
 			"POST /_sim/segment/restore  form or JSON token=<token>",
-			`PUT /_sim/segment/oauth     JSON {"token_lifetime":"1h","refuse":true}: access-token lifetime; refuse makes the token endpoints answer invalid_client`,
+			`PUT /_sim/segment/oauth     JSON {"token_lifetime":"1h","refuse":true,"rate_limit_next":2,"retry_after":"3s"}: access-token lifetime; refuse makes the token endpoints answer invalid_client; the next rate_limit_next token requests answer 429 with Retry-After`,
 			"GET /_sim/segment/oauth     current OAuth settings",
 		},
 		func(base string) string {
@@ -309,6 +365,25 @@ func (s *Server) SetSegmentOAuthRefuse(refuse bool) {
 	g.mu.Lock()
 	g.refuse = refuse
 	g.mu.Unlock()
+}
+
+// SetSegmentOAuthRateLimit makes the next n token requests (both regions)
+// answer 429 with Retry-After: retryAfter in whole seconds, rounded up
+// (0 sends "0"), as Segment's token service does when rate limited.
+func (s *Server) SetSegmentOAuthRateLimit(n int, retryAfter time.Duration) {
+	g := s.segment()
+	g.mu.Lock()
+	g.limitNext, g.limitAfter = max(n, 0), max(retryAfter, 0)
+	g.mu.Unlock()
+}
+
+// SegmentUnversionedCalls counts Public API calls that did not ask for
+// version 1 (Accept: application/vnd.segment.v1+json).
+func (s *Server) SegmentUnversionedCalls() int64 {
+	g := s.segment()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.unversioned
 }
 
 func (g *segment) setRevoked(token string, revoked bool) {
@@ -365,6 +440,8 @@ func (g *segment) serveRevoke(revoke bool) http.HandlerFunc {
 type segmentOAuthSettings struct {
 	TokenLifetime string `json:"token_lifetime"`
 	Refuse        bool   `json:"refuse"`
+	RateLimitNext int    `json:"rate_limit_next"`
+	RetryAfter    string `json:"retry_after"`
 }
 
 func (g *segment) serveOAuthSettings(w http.ResponseWriter, r *http.Request) {
@@ -380,7 +457,7 @@ func (g *segment) serveOAuthSettings(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		g.mu.Lock()
-		lifetime, refuse := g.lifetime, g.refuse
+		lifetime, refuse, limitNext, limitAfter := g.lifetime, g.refuse, g.limitNext, g.limitAfter
 		g.mu.Unlock()
 		for k, v := range raw {
 			switch k {
@@ -396,18 +473,30 @@ func (g *segment) serveOAuthSettings(w http.ResponseWriter, r *http.Request) {
 					simError(w, http.StatusBadRequest, "%v", err)
 					return
 				}
+			case "rate_limit_next":
+				if err := json.Unmarshal(v, &limitNext); err != nil || limitNext < 0 {
+					simError(w, http.StatusBadRequest, "rate_limit_next must be a whole number of token requests, 0 or more")
+					return
+				}
+			case "retry_after":
+				d, err := decodeDuration(k, v)
+				if err != nil || d < 0 {
+					simError(w, http.StatusBadRequest, `retry_after must be a duration like "30s", 0 or more`)
+					return
+				}
+				limitAfter = d
 			default:
-				simError(w, http.StatusBadRequest, "unknown field %q; known fields: refuse, token_lifetime", k)
+				simError(w, http.StatusBadRequest, "unknown field %q; known fields: rate_limit_next, refuse, retry_after, token_lifetime", k)
 				return
 			}
 		}
 		g.mu.Lock()
-		g.lifetime, g.refuse = lifetime, refuse
+		g.lifetime, g.refuse, g.limitNext, g.limitAfter = lifetime, refuse, limitNext, limitAfter
 		g.mu.Unlock()
-		g.s.log.Info("segment oauth settings", "token_lifetime", lifetime, "refuse", refuse)
+		g.s.log.Info("segment oauth settings", "token_lifetime", lifetime, "refuse", refuse, "rate_limit_next", limitNext, "retry_after", limitAfter)
 	}
 	g.mu.Lock()
-	out := segmentOAuthSettings{TokenLifetime: g.lifetime.String(), Refuse: g.refuse}
+	out := segmentOAuthSettings{TokenLifetime: g.lifetime.String(), Refuse: g.refuse, RateLimitNext: g.limitNext, RetryAfter: g.limitAfter.String()}
 	g.mu.Unlock()
 	writeJSON(w, http.StatusOK, out)
 }
@@ -521,17 +610,45 @@ func (a *segmentAPI) WriteFault(w http.ResponseWriter, r *http.Request, e FaultE
 }
 
 var segmentRoutes = map[string]func(a *segmentAPI, w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace){
-	"/":                      (*segmentAPI).serveWorkspace,
-	"/usage/mtu/daily":       (*segmentAPI).serveMTU,
-	"/usage/api-calls/daily": (*segmentAPI).serveAPICalls,
-	"/sources":               (*segmentAPI).serveSources,
-	"/destinations":          (*segmentAPI).serveDestinations,
-	"/warehouses":            (*segmentAPI).serveWarehouses,
-	"/users":                 (*segmentAPI).serveUsers,
-	"/invites":               (*segmentAPI).serveInvites,
+	"/":                              (*segmentAPI).serveWorkspace,
+	"/usage/mtu/daily":               (*segmentAPI).serveMTU,
+	"/usage/api-calls/daily":         (*segmentAPI).serveAPICalls,
+	"/usage/mtu/sources/daily":       (*segmentAPI).serveSourceMTU,
+	"/usage/api-calls/sources/daily": (*segmentAPI).serveSourceAPICalls,
+	"/sources":                       (*segmentAPI).serveSources,
+	"/destinations":                  (*segmentAPI).serveDestinations,
+	"/warehouses":                    (*segmentAPI).serveWarehouses,
+	"/users":                         (*segmentAPI).serveUsers,
+	"/invites":                       (*segmentAPI).serveInvites,
+}
+
+// segmentV1 is the media type of Public API version 1. A client pins the
+// version by asking for it in Accept; Segment serves unversioned calls
+// with "the most stable version", which can change.
+const segmentV1 = "application/vnd.segment.v1+json"
+
+// versionedWriter labels successful JSON answers with the version the
+// client asked for (the spec gives errors only as application/json).
+type versionedWriter struct{ http.ResponseWriter }
+
+func (v versionedWriter) WriteHeader(code int) {
+	if code < 300 && v.Header().Get("Content-Type") == "application/json" {
+		v.Header().Set("Content-Type", segmentV1)
+	}
+	v.ResponseWriter.WriteHeader(code)
 }
 
 func (a *segmentAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if slices.ContainsFunc(strings.Split(r.Header.Get("Accept"), ","), func(m string) bool {
+		mt, _, _ := mime.ParseMediaType(strings.TrimSpace(m))
+		return mt == segmentV1
+	}) {
+		w = versionedWriter{w}
+	} else {
+		a.g.mu.Lock()
+		a.g.unversioned++
+		a.g.mu.Unlock()
+	}
 	ws, why := a.g.authenticate(r, a.region)
 	a.g.rateHeaders(w, ws)
 	if ws == nil {
@@ -684,20 +801,45 @@ func (a *segmentAPI) serveWarehouses(w http.ResponseWriter, r *http.Request, ws 
 	servePage(a, w, r, "warehouses", items)
 }
 
+// SegmentCustomRole is a role name outside Segment's documented ones, as
+// a workspace may grow new roles: the exporter counts it as "other".
+const SegmentCustomRole = "Vendorsim Custom Auditor"
+
+// UserRoles returns the role names of user i's permissions: user 0 (and
+// every fifth) is a Workspace Owner; the others are Workspace Members
+// with, in turn, Source Admin on the first source, Source Read-only on
+// every source, nothing more, or SegmentCustomRole.
+func (w SegmentWorkspace) UserRoles(i int) []string {
+	switch i % 5 {
+	case 1:
+		return []string{"Workspace Member", "Source Admin"}
+	case 2:
+		return []string{"Workspace Member", "Source Read-only"}
+	case 3:
+		return []string{"Workspace Member"}
+	case 4:
+		return []string{SegmentCustomRole}
+	}
+	return []string{"Workspace Owner"}
+}
+
 func (a *segmentAPI) serveUsers(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
 	items := make([]map[string]any, ws.Users)
 	for i := range items {
-		role, roleName := "owner", "Workspace Owner"
-		if i > 0 {
-			role, roleName = "member", "Workspace Member"
+		var perms []map[string]any
+		for _, role := range ws.UserRoles(i) {
+			res := []map[string]string{{"id": ws.ID, "type": "WORKSPACE"}}
+			if strings.HasPrefix(role, "Source ") {
+				res = []map[string]string{{"id": segmentID(ws, "src", 0), "type": "SOURCE"}}
+			}
+			perms = append(perms, map[string]any{
+				"roleId": segmentID(ws, "role:"+role, 0), "roleName": role, "resources": res,
+			})
 		}
 		items[i] = map[string]any{
 			"id": segmentID(ws, "usr", i), "name": fmt.Sprintf("User %d", i+1),
-			"email": fmt.Sprintf("user%d@%s.example", i+1, ws.Slug),
-			"permissions": []map[string]any{{
-				"roleId": segmentID(ws, role, 0), "roleName": roleName,
-				"resources": []map[string]string{{"id": ws.ID, "type": "WORKSPACE"}},
-			}},
+			"email":       fmt.Sprintf("user%d@%s.example", i+1, ws.Slug),
+			"permissions": perms,
 		}
 	}
 	servePage(a, w, r, "users", items)
@@ -714,8 +856,12 @@ func segmentID(ws *SegmentWorkspace, kind string, i int) string {
 }
 
 // usageDays reads the period parameter (a date, or an ISO-8601 time whose
-// UTC date counts) and returns the days of the usage period holding it,
-// from its first day up to today, or answers 422.
+// UTC date counts) and returns the days of the usage period starting
+// then, from its first day up to today, or answers 422. A date that is not
+// the first day of one of the workspace's usage periods gets no days: the
+// docs only say period is "the start of the usage month", so the
+// simulator answers an empty list, the answer that fails loudly if a
+// client guesses the start wrong (the 1st, for a period from the 10th).
 func (a *segmentAPI) usageDays(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) (days []time.Time, start, end time.Time, ok bool) {
 	p := r.URL.Query().Get("period")
 	if p == "" {
@@ -737,6 +883,9 @@ func (a *segmentAPI) usageDays(w http.ResponseWriter, r *http.Request, ws *Segme
 		return nil, start, end, false
 	}
 	start, end = ws.PeriodOf(d)
+	if !start.Equal(utcDay(d)) {
+		return nil, start, end, true
+	}
 	for day := start; day.Before(end) && !day.After(today); day = day.AddDate(0, 0, 1) {
 		days = append(days, day)
 	}
@@ -746,8 +895,23 @@ func (a *segmentAPI) usageDays(w http.ResponseWriter, r *http.Request, ws *Segme
 // segmentTimestamp is how Segment writes snapshot timestamps.
 const segmentTimestamp = "2006-01-02T15:04:05.000Z"
 
+// mtuItem is one MtuSnapshotV1 (or, with sourceID, UsersPerSourceSnapshotV1).
+func mtuItem(m SegmentMTU, start, end, day time.Time, sourceID string) map[string]any {
+	item := map[string]any{
+		"periodStart": start.Unix(), "periodEnd": end.Unix(),
+		// Bigints travel as strings.
+		"identified": strconv.FormatInt(m.Identified, 10), "anonymous": strconv.FormatInt(m.Anonymous, 10),
+		"anonymousIdentified": strconv.FormatInt(m.AnonymousIdentified, 10), "neverIdentified": strconv.FormatInt(m.NeverIdentified, 10),
+		"timestamp": day.Format(segmentTimestamp),
+	}
+	if sourceID != "" {
+		item["sourceId"] = sourceID
+	}
+	return item
+}
+
 // serveMTU answers daily cumulative MTU snapshots of the usage period
-// holding the period parameter, one per day up to today.
+// starting on the period parameter, one per day up to today.
 func (a *segmentAPI) serveMTU(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
 	days, start, end, ok := a.usageDays(w, r, ws)
 	if !ok {
@@ -755,16 +919,21 @@ func (a *segmentAPI) serveMTU(w http.ResponseWriter, r *http.Request, ws *Segmen
 	}
 	items := make([]map[string]any, len(days))
 	for i, d := range days {
-		m := ws.MTUOn(d)
-		items[i] = map[string]any{
-			"periodStart": start.Unix(), "periodEnd": end.Unix(),
-			// Bigints travel as strings.
-			"identified": strconv.FormatInt(m.Identified, 10), "anonymous": strconv.FormatInt(m.Anonymous, 10),
-			"anonymousIdentified": strconv.FormatInt(m.AnonymousIdentified, 10), "neverIdentified": strconv.FormatInt(m.NeverIdentified, 10),
-			"timestamp": d.Format(segmentTimestamp),
-		}
+		items[i] = mtuItem(ws.MTUOn(d), start, end, d, "")
 	}
 	servePage(a, w, r, "dailyWorkspaceMTUUsage", items)
+}
+
+// serveSourceMTU answers the same per source: one snapshot per day and
+// source, in day order.
+func (a *segmentAPI) serveSourceMTU(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
+	days, start, end, ok := a.usageDays(w, r, ws)
+	if !ok {
+		return
+	}
+	servePage(a, w, r, "dailyPerSourceMTUUsage", perSource(days, ws, func(i int, d time.Time) map[string]any {
+		return mtuItem(ws.SourceMTUOn(i, d), start, end, d, segmentID(ws, "src", i))
+	}))
 }
 
 func (a *segmentAPI) serveAPICalls(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
@@ -777,6 +946,29 @@ func (a *segmentAPI) serveAPICalls(w http.ResponseWriter, r *http.Request, ws *S
 		items[i] = map[string]any{"apiCalls": strconv.FormatInt(ws.APICallsOn(d), 10), "timestamp": d.Format(segmentTimestamp)}
 	}
 	servePage(a, w, r, "dailyWorkspaceAPICallsUsage", items)
+}
+
+func (a *segmentAPI) serveSourceAPICalls(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
+	days, _, _, ok := a.usageDays(w, r, ws)
+	if !ok {
+		return
+	}
+	servePage(a, w, r, "dailyPerSourceAPICallsUsage", perSource(days, ws, func(i int, d time.Time) map[string]any {
+		return map[string]any{
+			"sourceId": segmentID(ws, "src", i), "apiCalls": strconv.FormatInt(ws.SourceAPICallsOn(i, d), 10), "timestamp": d.Format(segmentTimestamp),
+		}
+	}))
+}
+
+// perSource builds one item per day and source, in day order.
+func perSource(days []time.Time, ws *SegmentWorkspace, item func(i int, day time.Time) map[string]any) []map[string]any {
+	items := make([]map[string]any, 0, len(days)*ws.Sources)
+	for _, d := range days {
+		for i := range ws.Sources {
+			items = append(items, item(i, d))
+		}
+	}
+	return items
 }
 
 // segmentOAuth is one region's authorization server, mounted at
@@ -817,6 +1009,17 @@ func (o *segmentOAuth) audience(r *http.Request) string {
 func (o *segmentOAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/token" {
 		writeOAuthError(w, http.StatusNotFound, "not_found", "the token endpoint is "+o.prefix+"/token")
+		return
+	}
+	// A rate limit comes before any check of the request.
+	o.g.mu.Lock()
+	limited, after := o.g.limitNext > 0, o.g.limitAfter
+	if limited {
+		o.g.limitNext--
+	}
+	o.g.mu.Unlock()
+	if limited {
+		o.WriteFault(w, r, FaultError{Status: http.StatusTooManyRequests, RetryAfter: after})
 		return
 	}
 	f, ok := tokenForm(w, r)

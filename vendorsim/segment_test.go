@@ -117,6 +117,8 @@ type segContractCase struct {
 	want  int
 	// badRequest: the request breaks the spec on purpose.
 	badRequest bool
+	// accept is the Accept header ("" sends none).
+	accept string
 }
 
 // segUndocumented: statuses no operation of the file documents (every one
@@ -133,6 +135,7 @@ var segListEndpoints = []string{
 	"/", "/usage/mtu/daily?period=2026-03-01&pagination.count=1000", "/usage/api-calls/daily?period=2026-03-01&pagination.count=1000",
 	"/sources?pagination.count=1000", "/destinations?pagination.count=1000", "/warehouses?pagination.count=1000",
 	"/users?pagination.count=1000", "/invites?pagination.count=1000",
+	"/usage/mtu/sources/daily?period=2026-03-01&pagination.count=1000", "/usage/api-calls/sources/daily?period=2026-03-01&pagination.count=1000",
 }
 
 func segmentContractCases() []segContractCase {
@@ -160,6 +163,22 @@ func segmentContractCases() []segContractCase {
 		{name: "mtu euro current period", token: E, path: eu + "/usage/mtu/daily?period=2026-03-10&pagination.count=1000", want: 200},
 		{name: "api calls acme", token: A, path: us + "/usage/api-calls/daily?period=2026-03-01&pagination.count=1000", want: 200},
 		{name: "api calls euro", token: E, path: eu + "/usage/api-calls/daily?period=2026-03-10&pagination%5Bcount%5D=2", want: 200},
+		{name: "mtu euro from the 1st: empty", token: E, path: eu + "/usage/mtu/daily?period=2026-03-01&pagination.count=1000", want: 200},
+		{name: "api calls euro from the 1st: empty", token: E, path: eu + "/usage/api-calls/daily?period=2026-03-01&pagination.count=1000", want: 200},
+		{name: "mtu euro last period", token: E, path: eu + "/usage/mtu/daily?period=2026-02-10&pagination.count=1000", want: 200},
+		{name: "source mtu acme", token: A, path: us + "/usage/mtu/sources/daily?period=2026-03-01&pagination.count=1000", want: 200},
+		{name: "source mtu acme page 2", token: A, path: us + "/usage/mtu/sources/daily?period=2026-03-01&pagination.count=50&pagination.cursor=NTA%3D", want: 200},
+		{name: "source mtu euro", token: E, path: eu + "/usage/mtu/sources/daily?period=2026-03-10&pagination%5Bcount%5D=1000", want: 200},
+		{name: "source mtu euro from the 1st: empty", token: E, path: eu + "/usage/mtu/sources/daily?period=2026-03-01&pagination.count=1000", want: 200},
+		{name: "source api calls acme", token: A, path: us + "/usage/api-calls/sources/daily?period=2026-03-01&pagination.count=1000", want: 200},
+		{name: "source api calls euro last period", token: E, path: eu + "/usage/api-calls/sources/daily?period=2026-02-10&pagination.count=1000", want: 200},
+		{name: "source mtu bad period", token: A, path: us + "/usage/mtu/sources/daily?period=soon&pagination.count=10", want: 422},
+		{name: "source api calls no period", token: A, path: us + "/usage/api-calls/sources/daily?pagination.count=10", want: 422, badRequest: true},
+		{name: "v1 workspace", token: A, path: us + "/", want: 200, accept: "application/vnd.segment.v1+json"},
+		{name: "v1 users", token: A, path: us + "/users?pagination.count=1000", want: 200, accept: "application/vnd.segment.v1+json"},
+		{name: "v1 source mtu", token: E, path: eu + "/usage/mtu/sources/daily?period=2026-03-10&pagination.count=1000", want: 200, accept: "application/vnd.segment.v1+json"},
+		{name: "v1 source api calls", token: A, path: us + "/usage/api-calls/sources/daily?period=2026-03-01&pagination.count=1000", want: 200, accept: "application/vnd.segment.v1+json"},
+		{name: "v1 bad period", token: A, path: us + "/usage/mtu/daily?period=March&pagination.count=10", want: 422, accept: "application/vnd.segment.v1+json"},
 
 		{name: "wrong region", token: A, path: eu + "/", want: 401},
 		{name: "wrong region list", token: E, path: us + "/sources?pagination.count=10", want: 401},
@@ -229,7 +248,13 @@ func TestSegmentContract(t *testing.T) {
 			if c.token != "" {
 				req.Header.Set("Authorization", "Bearer "+c.token)
 			}
+			if c.accept != "" {
+				req.Header.Set("Accept", c.accept)
+			}
 			a := fetchWant(t, ts, req, c.want)
+			if ct := a.Header.Get("Content-Type"); c.accept != "" && c.want == 200 && ct != c.accept {
+				t.Errorf("asked for %s, got Content-Type %s", c.accept, ct)
+			}
 			body := a.Body
 
 			vreq := req.Clone(ctx)
@@ -598,8 +623,9 @@ func TestSegmentUsage(t *testing.T) {
 	if last.Timestamp != "2026-03-15T00:00:00.000Z" || last.PeriodStart != float64(start.Unix()) || last.PeriodEnd != float64(start.AddDate(0, 1, 0).Unix()) {
 		t.Errorf("last entry: %+v", last)
 	}
-	// Hand-computed: 41000*15+3, 95000*15+3, 7500*15+3, 88000*15+3.
-	if last.Identified != "615003" || last.Anonymous != "1425003" || last.AnonymousIdentified != "112503" || last.NeverIdentified != "1320003" {
+	// Hand-computed: 41000*15+3, (7500*15+3)+(88000*15+3), 7500*15+3,
+	// 88000*15+3: anonymous ids are either identified later or never.
+	if last.Identified != "615003" || last.Anonymous != "1432506" || last.AnonymousIdentified != "112503" || last.NeverIdentified != "1320003" {
 		t.Errorf("last entry counts: %+v", last)
 	}
 	if m := acme.MTUOn(testNow); strconv.FormatInt(m.Identified, 10) != last.Identified {
@@ -612,9 +638,18 @@ func TestSegmentUsage(t *testing.T) {
 			t.Errorf("cumulative counts decrease on day %d", i+1)
 		}
 	}
-	// Euro's periods start on the 10th: asking for the 1st gives the whole
-	// period from February 10 to March 9.
-	got = mtu("eu", SegmentTokenEuro, "2026-03-01")
+	// Euro's periods start on the 10th: a period parameter that is not a
+	// period's first day gets an empty list, the 1st included.
+	for _, p := range []string{"2026-03-01", "2026-03-11", "2026-02-28"} {
+		if got = mtu("eu", SegmentTokenEuro, p); len(got) != 0 {
+			t.Errorf("euro period=%s (not a period start): %d entries, want none", p, len(got))
+		}
+	}
+	if got = mtu("us", SegmentTokenAcme, "2026-03-02"); len(got) != 0 {
+		t.Errorf("acme period=2026-03-02: %d entries, want none", len(got))
+	}
+	// The previous period, from February 10 to March 9, complete.
+	got = mtu("eu", SegmentTokenEuro, "2026-02-10")
 	if len(got) != 28 || got[0].Timestamp != "2026-02-10T00:00:00.000Z" || got[27].Timestamp != "2026-03-09T00:00:00.000Z" {
 		t.Fatalf("euro previous period: %d entries, %+v", len(got), got)
 	}
@@ -899,5 +934,133 @@ func TestSegmentAccessTokensBounded(t *testing.T) {
 	}
 	if n := len(g.jtis); n > maxSegmentJTIs {
 		t.Errorf("%d jtis kept", n)
+	}
+}
+
+// Per-source usage adds up to the workspace's, kind by kind and day by
+// day; anonymous is anonymous_identified + never_identified; the source
+// ids are those of /sources.
+func TestSegmentSourceUsage(t *testing.T) {
+	_, ts, _ := newSim(t, Options{PageSize: 1000})
+	type srcItem struct {
+		segMTUItem
+		SourceID string `json:"sourceId"`
+		APICalls string `json:"apiCalls"`
+	}
+	num := func(s string) int64 {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			t.Fatalf("count %q: %v", s, err)
+		}
+		return n
+	}
+	for _, c := range []struct{ region, token, period string }{
+		{"us", SegmentTokenAcme, "2026-03-01"}, {"eu", SegmentTokenEuro, "2026-03-10"}, {"eu", SegmentTokenEuro, "2026-02-10"},
+	} {
+		base := "/segment/" + c.region
+		srcs, _ := walk(t, ts, base+"/sources", "sources", c.token, "pagination.count", 1000)
+		ids := map[string]bool{}
+		for _, raw := range srcs {
+			var s struct{ ID string }
+			json.Unmarshal(raw, &s)
+			ids[s.ID] = true
+		}
+		decode := func(path, key string) []srcItem {
+			items, _ := walk(t, ts, base+path+"?period="+c.period, key, c.token, "pagination.count", 1000)
+			out := make([]srcItem, len(items))
+			for i, it := range items {
+				if err := json.Unmarshal(it, &out[i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return out
+		}
+		type sums struct{ id, anon, ai, ni, calls int64 }
+		byDay := map[string]*sums{}
+		for _, it := range decode("/usage/mtu/sources/daily", "dailyPerSourceMTUUsage") {
+			if !ids[it.SourceID] {
+				t.Errorf("%s: source %q is not in /sources", c.token[:12], it.SourceID)
+			}
+			if num(it.Anonymous) != num(it.AnonymousIdentified)+num(it.NeverIdentified) {
+				t.Errorf("source %s: anonymous %s != %s + %s", it.SourceID, it.Anonymous, it.AnonymousIdentified, it.NeverIdentified)
+			}
+			s := byDay[it.Timestamp]
+			if s == nil {
+				s = &sums{}
+				byDay[it.Timestamp] = s
+			}
+			s.id += num(it.Identified)
+			s.anon += num(it.Anonymous)
+			s.ai += num(it.AnonymousIdentified)
+			s.ni += num(it.NeverIdentified)
+		}
+		for _, it := range decode("/usage/api-calls/sources/daily", "dailyPerSourceAPICallsUsage") {
+			byDay[it.Timestamp].calls += num(it.APICalls)
+		}
+		ws := decode("/usage/mtu/daily", "dailyWorkspaceMTUUsage")
+		calls := decode("/usage/api-calls/daily", "dailyWorkspaceAPICallsUsage")
+		if len(ws) == 0 || len(ws) != len(byDay) || len(calls) != len(ws) {
+			t.Fatalf("%s %s: %d workspace days, %d source days, %d api-call days", c.region, c.period, len(ws), len(byDay), len(calls))
+		}
+		for i, w := range ws {
+			s := byDay[w.Timestamp]
+			if s.id != num(w.Identified) || s.anon != num(w.Anonymous) || s.ai != num(w.AnonymousIdentified) || s.ni != num(w.NeverIdentified) || s.calls != num(calls[i].APICalls) {
+				t.Errorf("%s %s: the sources' sums %+v differ from the workspace's %+v / %s", c.region, w.Timestamp, *s, w, calls[i].APICalls)
+			}
+		}
+	}
+}
+
+// Users carry their roles as permissions (roleId, roleName, resources).
+func TestSegmentUserRoles(t *testing.T) {
+	_, ts, _ := newSim(t, Options{PageSize: 1000})
+	items, _ := walk(t, ts, "/segment/us/users", "users", SegmentTokenAcme, "pagination.count", 1000)
+	var got [][]string
+	for _, raw := range items {
+		var u struct {
+			Permissions []struct {
+				RoleID, RoleName string
+				Resources        []struct{ ID, Type string }
+			}
+		}
+		if err := json.Unmarshal(raw, &u); err != nil {
+			t.Fatal(err)
+		}
+		var roles []string
+		for _, p := range u.Permissions {
+			if p.RoleID == "" || len(p.Resources) == 0 {
+				t.Errorf("permission without role id or resources: %s", raw)
+			}
+			roles = append(roles, p.RoleName)
+		}
+		got = append(got, roles)
+	}
+	want := [][]string{{"Workspace Owner"}, {"Workspace Member", "Source Admin"}, {"Workspace Member", "Source Read-only"}, {"Workspace Member"}, {SegmentCustomRole}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("roles %v, want %v", got, want)
+	}
+}
+
+// The token endpoint's 429: Retry-After in whole seconds, then normal
+// answers again.
+func TestSegmentOAuthRateLimit(t *testing.T) {
+	sim, ts, clock := newSim(t, Options{})
+	key := testKey(t)
+	aud := ts.URL + "/segment/oauth/us"
+	sim.SetSegmentOAuthRateLimit(2, 2500*time.Millisecond)
+	for i := range 3 {
+		status, body := tokenRequest(t, ts, "us", assertion(t, key, aud, SegmentOAuthClientAcme, SegmentOAuthKeyIDAcme, clock.Now(), nil), nil)
+		if i < 2 && (status != 429 || body["error"] != "temporarily_unavailable") {
+			t.Errorf("request %d: %d %v, want 429", i, status, body)
+		}
+		if i == 2 && status != 200 {
+			t.Errorf("after the limit: %d %v", status, body)
+		}
+	}
+	sim.SetSegmentOAuthRateLimit(1, 2500*time.Millisecond)
+	f := url.Values{"grant_type": {"client_credentials"}}
+	a := do(t, ts, http.MethodPost, "/segment/oauth/eu/token", "", "application/x-www-form-urlencoded", f.Encode())
+	if a.Status != 429 || a.Header.Get("Retry-After") != "3" {
+		t.Errorf("429 answer: %d Retry-After %q", a.Status, a.Header.Get("Retry-After"))
 	}
 }

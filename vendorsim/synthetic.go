@@ -172,7 +172,6 @@ func segmentSynthetic(n int) *SegmentWorkspace {
 		// acme: 7 sources, 8 destinations, 4 warehouses, 5 users, 2 invites.
 		Sources: 5 + n%5, Destinations: 6 + n%5, Warehouses: 2 + n%3, Users: 4 + n%3,
 		IdentifiedPerDay:          int64(30000 + 1000*(n%20)),
-		AnonymousPerDay:           int64(80000 + 1000*(n%30)),
 		AnonymousIdentifiedPerDay: int64(5000 + 100*(n%50)),
 		NeverIdentifiedPerDay:     int64(70000 + 1000*(n%30)),
 		APICallsPerDay:            int64(100_000_000 + 1_000_000*(n%100)),

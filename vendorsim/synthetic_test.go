@@ -105,8 +105,8 @@ func TestSyntheticDeterministic(t *testing.T) {
 	if !ok || t1.Type != "Full" || t1.Status != "active" || t1.BalanceStatus != 0 || t1.UsageScale == 0 {
 		t.Errorf("synthetic Twilio account 5: %+v", t1)
 	}
-	if len(TwilioAccounts()) != 3 {
-		t.Errorf("TwilioAccounts lists %d accounts, want the 3 fixed ones", len(TwilioAccounts()))
+	if len(TwilioAccounts()) != 8 {
+		t.Errorf("TwilioAccounts lists %d accounts, want the 8 fixed ones (4 top-level, 4 subaccounts)", len(TwilioAccounts()))
 	}
 }
 

@@ -37,11 +37,29 @@ const (
 	// readable, 7 incoming numbers, busy (usage scale 10).
 	TwilioAccountAcme = "ACacac0000000000000000000000000001"
 	// TwilioAccountBeta: "Beta Labs", Trial, active, Balance answers 403,
-	// 2 incoming numbers, light usage (scale 1).
+	// 2 incoming numbers, light usage (scale 1). Accounts.json answers 403.
 	TwilioAccountBeta = "ACbeb00000000000000000000000000002"
 	// TwilioAccountGamma: "Gamma GmbH", Full, suspended, billed in EUR,
 	// balance -4.20000 EUR, 1 incoming number, no calls or messages.
+	// Accounts.json answers 401 (code 20003), although the account's own
+	// resources answer.
 	TwilioAccountGamma = "AC9a9a0000000000000000000000000003"
+	// TwilioAccountDelta: "Delta Holdings", Full, active, a parent account
+	// with the four Delta subaccounts below; balance 310.00000 USD, 3
+	// incoming numbers, usage scale 3. Its Usage Records include the
+	// subaccounts' usage unless IncludeSubaccounts=false.
+	TwilioAccountDelta = "ACde1a0000000000000000000000000004"
+	// TwilioSubaccountDeltaEU: "Delta EU", active subaccount of Delta
+	// (scale 2, 2 numbers). It is on the consent page: connecting it and
+	// Delta both is the "parent and subaccount connected" case.
+	TwilioSubaccountDeltaEU = "ACde1a00000000000000000000000000e1"
+	// TwilioSubaccountDeltaUS: "Delta US", active subaccount (scale 1, 1 number).
+	TwilioSubaccountDeltaUS = "ACde1a00000000000000000000000000e2"
+	// TwilioSubaccountDeltaLab: "Delta Lab", suspended subaccount (no
+	// calls or messages, 1 number billed on the 1st).
+	TwilioSubaccountDeltaLab = "ACde1a00000000000000000000000000e3"
+	// TwilioSubaccountDeltaArchive: "Delta Archive", closed subaccount, no usage.
+	TwilioSubaccountDeltaArchive = "ACde1a00000000000000000000000000e4"
 )
 
 // DefaultTwilioExporterURL is the exporter the Connect App points at
@@ -67,15 +85,57 @@ type TwilioAccount struct {
 	// UsageScale multiplies daily calls and messages (0: none).
 	UsageScale int64
 	Created    time.Time
+	// Owner is the parent account's SID for a subaccount, "" for a
+	// top-level account (whose owner_account_sid is its own SID).
+	Owner string
+	// ListStatus, when not 0, is the error status GET Accounts.json
+	// answers these credentials instead of the account list (a Connect
+	// App that may not list subaccounts; the docs do not say when Twilio
+	// refuses it). 401 comes with code 20003, 403 with 20403.
+	ListStatus int
 }
 
 var twilioAccounts = []TwilioAccount{
 	{Sid: TwilioAccountAcme, FriendlyName: "Acme Corp", Type: "Full", Status: "active", Currency: "usd",
 		Balance: "1523.40715", PhoneNumbers: 7, UsageScale: 10, Created: time.Date(2019, 4, 2, 9, 30, 0, 0, time.UTC)},
 	{Sid: TwilioAccountBeta, FriendlyName: "Beta Labs", Type: "Trial", Status: "active", Currency: "usd",
-		BalanceStatus: http.StatusForbidden, PhoneNumbers: 2, UsageScale: 1, Created: time.Date(2024, 11, 20, 16, 5, 0, 0, time.UTC)},
+		BalanceStatus: http.StatusForbidden, PhoneNumbers: 2, UsageScale: 1, Created: time.Date(2024, 11, 20, 16, 5, 0, 0, time.UTC),
+		ListStatus: http.StatusForbidden},
 	{Sid: TwilioAccountGamma, FriendlyName: "Gamma GmbH", Type: "Full", Status: "suspended", Currency: "eur",
-		Balance: "-4.20000", PhoneNumbers: 1, UsageScale: 0, Created: time.Date(2021, 1, 12, 8, 0, 0, 0, time.UTC)},
+		Balance: "-4.20000", PhoneNumbers: 1, UsageScale: 0, Created: time.Date(2021, 1, 12, 8, 0, 0, 0, time.UTC),
+		ListStatus: http.StatusUnauthorized},
+	{Sid: TwilioAccountDelta, FriendlyName: "Delta Holdings", Type: "Full", Status: "active", Currency: "usd",
+		Balance: "310.00000", PhoneNumbers: 3, UsageScale: 3, Created: time.Date(2020, 6, 1, 10, 0, 0, 0, time.UTC)},
+	// Subaccounts are billed to the parent: its currency, no balance of
+	// their own ("Child accounts do not contain balance information").
+	{Sid: TwilioSubaccountDeltaEU, FriendlyName: "Delta EU", Type: "Full", Status: "active", Currency: "usd",
+		PhoneNumbers: 2, UsageScale: 2, Created: time.Date(2021, 2, 1, 10, 0, 0, 0, time.UTC), Owner: TwilioAccountDelta},
+	{Sid: TwilioSubaccountDeltaUS, FriendlyName: "Delta US", Type: "Full", Status: "active", Currency: "usd",
+		PhoneNumbers: 1, UsageScale: 1, Created: time.Date(2021, 3, 1, 10, 0, 0, 0, time.UTC), Owner: TwilioAccountDelta},
+	{Sid: TwilioSubaccountDeltaLab, FriendlyName: "Delta Lab", Type: "Full", Status: "suspended", Currency: "usd",
+		PhoneNumbers: 1, Created: time.Date(2022, 5, 1, 10, 0, 0, 0, time.UTC), Owner: TwilioAccountDelta},
+	{Sid: TwilioSubaccountDeltaArchive, FriendlyName: "Delta Archive", Type: "Full", Status: "closed", Currency: "usd",
+		Created: time.Date(2019, 9, 1, 10, 0, 0, 0, time.UTC), Owner: TwilioAccountDelta},
+}
+
+// subaccounts lists a's subaccounts (fixed accounts only; synthetic
+// accounts have none).
+func (a *TwilioAccount) subaccounts() []*TwilioAccount {
+	var out []*TwilioAccount
+	for i := range twilioAccounts {
+		if twilioAccounts[i].Owner == a.Sid && a.Sid != "" {
+			out = append(out, &twilioAccounts[i])
+		}
+	}
+	return out
+}
+
+// ownerSid is owner_account_sid: the parent's SID, or the account's own.
+func (a *TwilioAccount) ownerSid() string {
+	if a.Owner != "" {
+		return a.Owner
+	}
+	return a.Sid
 }
 
 // TwilioAccounts lists the customer accounts.
@@ -158,12 +218,20 @@ func (a *TwilioAccount) day(d time.Time) map[string]twAmount {
 	return m
 }
 
-// usage sums day over the UTC days from start to end, both included.
-func (a *TwilioAccount) usage(start, end time.Time) map[string]twAmount {
+// usage sums day over the UTC days from start to end, both included; with
+// subs, the subaccounts' usage too (IncludeSubaccounts, Twilio's default).
+func (a *TwilioAccount) usage(start, end time.Time, subs bool) map[string]twAmount {
 	sum := map[string]twAmount{}
 	for d := utcDay(start); !d.After(utcDay(end)); d = d.AddDate(0, 0, 1) {
 		for k, v := range a.day(d) {
 			sum[k] = sum[k].add(v)
+		}
+	}
+	if subs {
+		for _, sub := range a.subaccounts() {
+			for k, v := range sub.usage(start, end, false) {
+				sum[k] = sum[k].add(v)
+			}
 		}
 	}
 	return sum
@@ -221,12 +289,25 @@ func (s *Server) registerTwilio() {
 		if a.BalanceStatus != 0 {
 			bal = fmt.Sprintf("Balance answers %d", a.BalanceStatus)
 		}
+		if a.Owner != "" {
+			bal = "no balance of its own"
+		}
 		numbers := fmt.Sprintf("%d incoming numbers", a.PhoneNumbers)
 		if a.PhoneNumbers == 1 {
 			numbers = "1 incoming number"
 		}
+		extra := ""
+		switch {
+		case a.Owner != "":
+			extra = ", subaccount of " + twilioAccount(a.Owner).FriendlyName
+		case len(a.subaccounts()) > 0:
+			extra = fmt.Sprintf(", parent of %d subaccounts", len(a.subaccounts()))
+		}
+		if a.ListStatus != 0 {
+			extra += fmt.Sprintf(", Accounts.json answers %d", a.ListStatus)
+		}
 		creds = append(creds, Credential{
-			Label: fmt.Sprintf("Customer account %s (%s, %s, %s, %s), chosen on the consent page", a.FriendlyName, a.Type, a.Status, bal, numbers),
+			Label: fmt.Sprintf("Customer account %s (%s, %s, %s, %s%s), chosen on the consent page", a.FriendlyName, a.Type, a.Status, bal, numbers, extra),
 			Value: a.Sid,
 		})
 	}
@@ -571,6 +652,15 @@ func (a *twilioAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		twError(w, http.StatusUnauthorized, 20003, "Authenticate")
 		return
 	}
+	if r.URL.Path == "/"+twAPIVersion+"/Accounts.json" {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			twError(w, http.StatusMethodNotAllowed, 20004, "Method not allowed")
+			return
+		}
+		a.serveAccounts(w, r, acct)
+		return
+	}
 	rest, ok := strings.CutPrefix(r.URL.Path, "/"+twAPIVersion+"/Accounts/")
 	sid, sub, _ := strings.Cut(rest, "/")
 	if sub == "" {
@@ -579,7 +669,17 @@ func (a *twilioAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		sub = ".json"
 		ok = ok && isJSON
 	}
-	if !ok || sid != acct.Sid {
+	target := acct
+	if ok && sid != acct.Sid {
+		// A parent's credentials reach its subaccounts' v2010 resources
+		// (Twilio's Subaccounts docs), as far as these credentials may
+		// see the subaccounts at all.
+		target = twilioAccount(sid)
+		if target == nil || target.Owner != acct.Sid || acct.ListStatus != 0 {
+			target = nil
+		}
+	}
+	if !ok || target == nil {
 		// Twilio hides what the credential may not see.
 		twError(w, http.StatusNotFound, 20404, "The requested resource "+r.URL.Path+" was not found")
 		return
@@ -594,6 +694,8 @@ func (a *twilioAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		serve = a.serveUsage("Today")
 	case "Usage/Records/ThisMonth.json":
 		serve = a.serveUsage("ThisMonth")
+	case "Usage/Records/LastMonth.json":
+		serve = a.serveUsage("LastMonth")
 	case "IncomingPhoneNumbers.json":
 		serve = a.serveNumbers
 	default:
@@ -605,21 +707,22 @@ func (a *twilioAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		twError(w, http.StatusMethodNotAllowed, 20004, "Method not allowed")
 		return
 	}
-	serve(w, r, acct)
+	serve(w, r, target)
 }
 
 func rfc2822(t time.Time) string { return t.UTC().Format("Mon, 02 Jan 2006 15:04:05 -0700") }
 
 func accountURI(sid string) string { return "/" + twAPIVersion + "/Accounts/" + sid }
 
-func (a *twilioAPI) serveAccount(w http.ResponseWriter, r *http.Request, acct *TwilioAccount) {
+// twAccountJSON is the Account resource. No auth_token: Twilio returns it
+// only to the account's own credentials, and the simulator has none.
+func twAccountJSON(acct *TwilioAccount) map[string]any {
 	base := accountURI(acct.Sid)
-	// No auth_token: Twilio returns it only to the account itself.
-	writeJSON(w, http.StatusOK, map[string]any{
+	return map[string]any{
 		"date_created":      rfc2822(acct.Created),
 		"date_updated":      rfc2822(acct.Created.AddDate(0, 3, 0)),
 		"friendly_name":     acct.FriendlyName,
-		"owner_account_sid": acct.Sid,
+		"owner_account_sid": acct.ownerSid(),
 		"sid":               acct.Sid,
 		"status":            acct.Status,
 		"subresource_uris": map[string]string{
@@ -629,7 +732,60 @@ func (a *twilioAPI) serveAccount(w http.ResponseWriter, r *http.Request, acct *T
 		},
 		"type": acct.Type,
 		"uri":  base + ".json",
-	})
+	}
+}
+
+func (a *twilioAPI) serveAccount(w http.ResponseWriter, r *http.Request, acct *TwilioAccount) {
+	writeJSON(w, http.StatusOK, twAccountJSON(acct))
+}
+
+// serveAccounts answers GET Accounts.json: "a collection of Accounts
+// belonging to the account used to make the request", which is the
+// account itself and its subaccounts (a subaccount sees only itself). The
+// docs do not say whether the account itself is listed; it is here, so a
+// client that counts it as a subaccount is caught. FriendlyName and Status
+// filter. Credentials with ListStatus get that error instead.
+func (a *twilioAPI) serveAccounts(w http.ResponseWriter, r *http.Request, acct *TwilioAccount) {
+	switch acct.ListStatus {
+	case 0:
+	case http.StatusUnauthorized:
+		twError(w, http.StatusUnauthorized, 20003, "Authenticate")
+		return
+	default:
+		twError(w, acct.ListStatus, 20403, "This application may not list the subaccounts of this account")
+		return
+	}
+	q := r.URL.Query()
+	filters := url.Values{}
+	all := append([]*TwilioAccount{acct}, acct.subaccounts()...)
+	var list []*TwilioAccount
+	st, name := q.Get("Status"), q.Get("FriendlyName")
+	if st != "" {
+		if !slices.Contains([]string{"active", "suspended", "closed"}, st) {
+			twError(w, http.StatusBadRequest, 20001, "Status must be one of active, suspended, closed")
+			return
+		}
+		filters.Set("Status", st)
+	}
+	if name != "" {
+		filters.Set("FriendlyName", name)
+	}
+	for _, x := range all {
+		if (st == "" || x.Status == st) && (name == "" || x.FriendlyName == name) {
+			list = append(list, x)
+		}
+	}
+	from, to, size, page, ok := a.twPage(w, q, len(list))
+	if !ok {
+		return
+	}
+	items := []map[string]any{}
+	for _, x := range list[from:to] {
+		items = append(items, twAccountJSON(x))
+	}
+	out := twListEnvelope("/"+twAPIVersion+"/Accounts.json", filters, from, len(items), size, page, len(list))
+	out["accounts"] = items
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *twilioAPI) serveBalance(w http.ResponseWriter, r *http.Request, acct *TwilioAccount) {
@@ -731,22 +887,38 @@ var twUsageSubresources = map[string]string{
 	"this_month": "ThisMonth", "today": "Today", "yearly": "Yearly", "yesterday": "Yesterday",
 }
 
-// serveUsage answers Usage/Records/Today.json and ThisMonth.json: one
-// record per category, count, usage and price as JSON strings as Twilio
-// sends them. Category filters; StartDate, EndDate and
-// IncludeSubaccounts are accepted and ignored (these lists have fixed
-// ranges, and the accounts have no subaccounts).
+// serveUsage answers Usage/Records/Today.json, ThisMonth.json and
+// LastMonth.json: one record per category, count, usage and price as JSON
+// strings as Twilio sends them. Category filters; IncludeSubaccounts
+// (default true) adds the subaccounts' usage to a parent's; StartDate and
+// EndDate are accepted and ignored (these lists have fixed ranges).
 func (a *twilioAPI) serveUsage(list string) func(http.ResponseWriter, *http.Request, *TwilioAccount) {
 	return func(w http.ResponseWriter, r *http.Request, acct *TwilioAccount) {
 		q := r.URL.Query()
 		now := a.t.s.now().UTC()
 		end := utcDay(now)
 		start := end
-		if list == "ThisMonth" {
+		switch list {
+		case "ThisMonth":
 			start = time.Date(end.Year(), end.Month(), 1, 0, 0, 0, 0, time.UTC)
+		case "LastMonth":
+			start = time.Date(end.Year(), end.Month()-1, 1, 0, 0, 0, 0, time.UTC)
+			end = time.Date(end.Year(), end.Month(), 0, 0, 0, 0, 0, time.UTC)
 		}
 		cats := twCategories
 		filters := url.Values{}
+		subs := true
+		if v := q.Get("IncludeSubaccounts"); v != "" {
+			switch v {
+			case "true":
+			case "false":
+				subs = false
+			default:
+				twError(w, http.StatusBadRequest, 20001, "IncludeSubaccounts must be true or false")
+				return
+			}
+			filters.Set("IncludeSubaccounts", v)
+		}
 		if c := q.Get("Category"); c != "" {
 			i := slices.IndexFunc(twCategories, func(x twCategory) bool { return x.name == c })
 			if i < 0 {
@@ -760,7 +932,7 @@ func (a *twilioAPI) serveUsage(list string) func(http.ResponseWriter, *http.Requ
 		if !ok {
 			return
 		}
-		sums := acct.usage(start, end)
+		sums := acct.usage(start, end, subs)
 		base := accountURI(acct.Sid) + "/Usage/Records/"
 		records := []twUsageRecord{}
 		for _, c := range cats[from:to] {

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -252,9 +253,32 @@ func twilioContractCases() []twContractCase {
 	}
 	cs = append(cs, twContractCase{name: "synthetic not authorized", user: S, path: "/2010-04-01/Accounts/" + S + ".json", want: 401,
 		setup: func(t *testing.T, s *Server) { s.twilio().setAuthorized(S, false) }})
-	for _, list := range []string{"Today", "ThisMonth"} {
-		for _, sid := range []string{A, B, G} {
+	D, EU, Lab := TwilioAccountDelta, TwilioSubaccountDeltaEU, TwilioSubaccountDeltaLab
+	accounts := func(q string) string { return "/2010-04-01/Accounts.json" + q }
+	cs = append(cs,
+		twContractCase{name: "accounts acme (itself)", user: A, path: accounts("?PageSize=1000"), want: 200},
+		twContractCase{name: "accounts delta (parent and subaccounts)", user: D, path: accounts("?PageSize=1000"), want: 200},
+		twContractCase{name: "accounts delta page 2", user: D, path: accounts("?PageSize=2&Page=1&PageToken=PA2"), want: 200},
+		twContractCase{name: "accounts delta status filter", user: D, path: accounts("?Status=closed"), want: 200},
+		twContractCase{name: "accounts delta name filter", user: D, path: accounts("?FriendlyName=Delta+US"), want: 200},
+		twContractCase{name: "accounts delta bad status", user: D, path: accounts("?Status=gone"), want: 400, badRequest: true},
+		twContractCase{name: "accounts subaccount (itself)", user: EU, path: accounts(""), want: 200},
+		twContractCase{name: "accounts beta refused 403", user: B, path: accounts(""), want: 403},
+		twContractCase{name: "accounts gamma refused 401", user: G, path: accounts(""), want: 401},
+		twContractCase{name: "subaccount via parent", user: D, path: "/2010-04-01/Accounts/" + Lab + ".json", want: 200},
+		twContractCase{name: "subaccount balance via parent", user: D, path: "/2010-04-01/Accounts/" + EU + "/Balance.json", want: 200},
+		twContractCase{name: "subaccount usage via parent", user: D, path: usage(EU, "ThisMonth", "?Category=totalprice&IncludeSubaccounts=false"), want: 200},
+		twContractCase{name: "parent via subaccount", user: EU, path: "/2010-04-01/Accounts/" + D + ".json", want: 404},
+		twContractCase{name: "sibling via subaccount", user: EU, path: "/2010-04-01/Accounts/" + Lab + ".json", want: 404},
+		twContractCase{name: "usage bad IncludeSubaccounts", user: D, path: usage(D, "Today", "?IncludeSubaccounts=maybe"), want: 400, badRequest: true},
+	)
+	for _, list := range []string{"Today", "ThisMonth", "LastMonth"} {
+		for _, sid := range []string{A, B, G, D, EU} {
 			cs = append(cs, twContractCase{name: list + " " + sid, user: sid, path: usage(sid, list, "?PageSize=1000"), want: 200})
+		}
+		for _, inc := range []string{"true", "false"} {
+			cs = append(cs, twContractCase{name: list + " delta IncludeSubaccounts=" + inc, user: D,
+				path: usage(D, list, "?PageSize=1000&IncludeSubaccounts="+inc), want: 200})
 		}
 		cs = append(cs,
 			twContractCase{name: list + " page 2", user: A, path: usage(A, list, "?PageSize=3&Page=1&PageToken=PA3"), want: 200},
@@ -683,7 +707,7 @@ func TestTwilioDescribed(t *testing.T) {
 			vi = &v
 		}
 	}
-	if vi == nil || strings.Join(vi.Prefixes, " ") != "/twilio /twilio-www" || len(vi.Credentials) != 7 || len(vi.Controls) == 0 {
+	if vi == nil || strings.Join(vi.Prefixes, " ") != "/twilio /twilio-www" || len(vi.Credentials) != 12 || len(vi.Controls) == 0 {
 		t.Fatalf("twilio description: %+v", vi)
 	}
 	snippet := sim.ConfigSnippet("http://127.0.0.1:9800")
@@ -701,5 +725,114 @@ func TestTwilioDescribed(t *testing.T) {
 		if !sidRe.MatchString(sid) {
 			t.Errorf("%s is not shaped like a Twilio SID", sid)
 		}
+	}
+}
+
+// A parent's usage includes its subaccounts' unless IncludeSubaccounts is
+// false, in every list and category; LastMonth is the previous calendar
+// month; the account list shows the parent and its subaccounts, each
+// subaccount owned by the parent.
+func TestTwilioSubaccountsAddUp(t *testing.T) {
+	sim, ts, _ := newSim(t, Options{PageSize: 1000})
+	for _, a := range twilioAccounts {
+		if err := sim.AuthorizeTwilioAccount(a.Sid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	D := TwilioAccountDelta
+	subs := []string{TwilioSubaccountDeltaEU, TwilioSubaccountDeltaUS, TwilioSubaccountDeltaLab, TwilioSubaccountDeltaArchive}
+	type rec struct {
+		Count, Usage, Price, StartDate, EndDate string
+	}
+	records := func(sid, list, q string) map[string]rec {
+		t.Helper()
+		a := twGet(t, ts, acct(sid)+"/Usage/Records/"+list+".json?PageSize=1000"+q, D, TwilioOwnerAuthToken)
+		if a.Status != 200 {
+			t.Fatalf("%s %s%s: %d %s", sid, list, q, a.Status, a.Body)
+		}
+		var env struct {
+			Records []struct {
+				Category, Count, Usage, Price string
+				StartDate                     string `json:"start_date"`
+				EndDate                       string `json:"end_date"`
+			} `json:"usage_records"`
+		}
+		a.decode(t, &env)
+		out := map[string]rec{}
+		for _, r := range env.Records {
+			out[r.Category] = rec{r.Count, r.Usage, r.Price, r.StartDate, r.EndDate}
+		}
+		return out
+	}
+	// cents parses "12.34500" into 1e-5 units.
+	units := func(s string) int64 {
+		whole, frac, _ := strings.Cut(s, ".")
+		n, err := strconv.ParseInt(whole+(frac + "00000")[:5], 10, 64)
+		if err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		return n
+	}
+	for _, list := range []string{"Today", "ThisMonth", "LastMonth"} {
+		all, dflt, own := records(D, list, "&IncludeSubaccounts=true"), records(D, list, ""), records(D, list, "&IncludeSubaccounts=false")
+		var parts []map[string]rec
+		for _, s := range subs {
+			parts = append(parts, records(s, list, "&IncludeSubaccounts=false"))
+		}
+		if len(all) != len(twCategories) {
+			t.Fatalf("%s: %d categories", list, len(all))
+		}
+		for cat, r := range all {
+			if dflt[cat] != r {
+				t.Errorf("%s %s: the default differs from IncludeSubaccounts=true: %v vs %v", list, cat, dflt[cat], r)
+			}
+			sum := units(own[cat].Price)
+			for _, p := range parts {
+				sum += units(p[cat].Price)
+			}
+			if sum != units(r.Price) {
+				t.Errorf("%s %s: parent with subaccounts %s, own + subaccounts %d", list, cat, r.Price, sum)
+			}
+		}
+		if units(own["totalprice"].Price) == units(all["totalprice"].Price) && list != "Today" {
+			t.Errorf("%s: the subaccounts add nothing to the parent's total", list)
+		}
+	}
+	lm := records(D, "LastMonth", "")["totalprice"]
+	if lm.StartDate != "2026-02-01" || lm.EndDate != "2026-02-28" {
+		t.Errorf("LastMonth on 2026-03-15 covers %s..%s, want 2026-02-01..2026-02-28", lm.StartDate, lm.EndDate)
+	}
+	// The Lab subaccount is suspended: only its number, billed on the 1st.
+	if got := records(TwilioSubaccountDeltaLab, "LastMonth", "&IncludeSubaccounts=false")["totalprice"].Price; got != "1.15000" {
+		t.Errorf("Delta Lab last month: %s, want 1.15000", got)
+	}
+
+	var list struct {
+		Accounts []struct {
+			Sid, Status string
+			Owner       string `json:"owner_account_sid"`
+		} `json:"accounts"`
+	}
+	twGet(t, ts, "/twilio/2010-04-01/Accounts.json", D, TwilioOwnerAuthToken).decode(t, &list)
+	got := map[string]string{}
+	for _, a := range list.Accounts {
+		got[a.Sid] = a.Owner
+	}
+	if len(got) != 5 || got[D] != D {
+		t.Errorf("Delta's account list: %v, want Delta (its own owner) and 4 subaccounts", got)
+	}
+	for _, s := range subs {
+		if got[s] != D {
+			t.Errorf("subaccount %s: owner %q, want %s", s, got[s], D)
+		}
+	}
+	list.Accounts = nil
+	twGet(t, ts, "/twilio/2010-04-01/Accounts.json", TwilioSubaccountDeltaEU, TwilioOwnerAuthToken).decode(t, &list)
+	if len(list.Accounts) != 1 || list.Accounts[0].Sid != TwilioSubaccountDeltaEU || list.Accounts[0].Owner != D {
+		t.Errorf("a subaccount lists only itself, owned by its parent: %+v", list.Accounts)
+	}
+	// Credentials refused the listing do not reach subaccounts either.
+	if a := twGet(t, ts, acct(TwilioAccountAcme)+".json", D, TwilioOwnerAuthToken); a.Status != 404 {
+		t.Errorf("another top-level account via Delta's credentials: %d", a.Status)
 	}
 }

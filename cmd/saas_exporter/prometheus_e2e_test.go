@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -51,21 +53,31 @@ func TestPrometheusEndToEnd(t *testing.T) {
 			t.Fatalf("connect %s: %d", c["name"], code)
 		}
 	}
-	for _, name := range []string{"tw-acme", "tw-gamma"} {
+	// Twilio: a top-level account, a suspended one whose subaccount list
+	// is refused, and a parent together with one of its subaccounts.
+	for name, acct := range map[string]string{
+		"tw-acme":     vendorsim.TwilioAccountAcme,
+		"tw-gamma":    vendorsim.TwilioAccountGamma,
+		"tw-delta":    vendorsim.TwilioAccountDelta,
+		"tw-delta-eu": vendorsim.TwilioSubaccountDeltaEU,
+	} {
 		fc := newAPIFlowClient()
-		acct := vendorsim.TwilioAccountAcme
-		if name == "tw-gamma" {
-			acct = vendorsim.TwilioAccountGamma
-		}
 		resp := consentTwilio(t, fc, s.startFlow(fc, map[string]string{"vendor": "twilio", "name": name}), acct, "allow")
 		resp.Body.Close()
 	}
 	s.Sim.SetSegmentOAuthRefuse(true)
 	// sg-beta's key is revoked at SendGrid.
 	s.Sim.RevokeSendGridKey(vendorsim.SendGridKeyBeta)
-	if n := len(s.connections()); n != 6 {
-		t.Fatalf("%d connections, want 6", n)
+	if n := len(s.connections()); n != 8 {
+		t.Fatalf("%d connections, want 8", n)
 	}
+	// Every vendor's series, Twilio's subaccount spend included, pass
+	// Prometheus' own lint.
+	full := s.scrape()
+	if !strings.Contains(full, `saas_twilio_subaccount_spend{connection="tw-delta"`) {
+		t.Error("no subaccount spend for the connected parent tw-delta")
+	}
+	promtoolCheck(t, full)
 
 	// Prometheus on loopback, scraping /metrics every second, with the
 	// shipped alert rules.
@@ -158,6 +170,94 @@ scrape_configs:
 	t.Logf("%d panel and variable expressions and %d alert expressions ran against Prometheus", panels, alerts)
 	if panels < 20 || alerts < 10 {
 		t.Errorf("only %d panel and %d alert expressions found", panels, alerts)
+	}
+
+	// The Twilio spend totals count the connected subaccount once: inside
+	// its parent's total.
+	// scalar is the value of q's one series whose currency is USD, or
+	// its only series.
+	scalar := func(q string) float64 {
+		t.Helper()
+		r, err := query(q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		var found []float64
+		for _, raw := range r.Data.Result {
+			var v struct {
+				Metric map[string]string `json:"metric"`
+				Value  [2]any            `json:"value"`
+			}
+			if err := json.Unmarshal(raw, &v); err != nil {
+				t.Fatal(err)
+			}
+			if c, ok := v.Metric["currency"]; ok && c != "USD" {
+				continue
+			}
+			f, err := strconv.ParseFloat(fmt.Sprint(v.Value[1]), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found = append(found, f)
+		}
+		if len(found) != 1 {
+			t.Fatalf("%s: want one USD series, got %s", q, r.Data.Result)
+		}
+		return found[0]
+	}
+	own := func(conn string) float64 {
+		return scalar(`max(saas_twilio_usage_price{connection="` + conn + `",category="totalprice",period="this_month"})`)
+	}
+	checked := 0
+	for _, e := range exprs {
+		if e.Source != "SaaS / Twilio › Spend this month › A" {
+			continue
+		}
+		checked++
+		got := scalar(e.Query)
+		acme, delta, eu := own("tw-acme"), own("tw-delta"), own("tw-delta-eu")
+		if want := acme + delta; math.Abs(got-want) > 1e-6 || eu == 0 {
+			t.Errorf("Twilio spend this month (USD) = %v, want tw-acme %v + tw-delta %v (which includes tw-delta-eu %v)", got, acme, delta, eu)
+		}
+	}
+	if checked != 1 {
+		t.Errorf("found %d \"Spend this month\" panels on the Twilio dashboard, want 1", checked)
+	}
+
+	// The Segment dashboard's billable MTUs are identified +
+	// never_identified, as the simulator counts them.
+	ws, _ := vendorsim.SegmentWorkspaceFor(vendorsim.SegmentTokenAcme)
+	billable := fmt.Sprint(ws.MTUOn(s.Sim.Now()).Billable())
+	found := 0
+	for _, e := range exprs {
+		if e.File != "saas-segment.json" || !strings.HasSuffix(e.Source, "› Billable MTUs › A") {
+			continue
+		}
+		found++
+		r, err := query(e.Query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type sample struct {
+			Metric map[string]string `json:"metric"`
+			Value  [2]any            `json:"value"`
+		}
+		var got []sample
+		ok := false
+		for _, raw := range r.Data.Result {
+			var x sample
+			json.Unmarshal(raw, &x)
+			got = append(got, x)
+			if x.Metric["connection"] == "seg-us" {
+				ok = x.Value[1] == billable
+			}
+		}
+		if !ok {
+			t.Errorf("%s: seg-us billable MTUs %v, want %s (identified + never_identified)", e.Source, got, billable)
+		}
+	}
+	if found == 0 {
+		t.Error("no Billable MTUs panel in saas-segment.json")
 	}
 
 	// The revoked connection makes the revoked alert's expression true,

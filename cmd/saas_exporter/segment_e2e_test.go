@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -40,7 +41,8 @@ func TestSegmentEndToEnd(t *testing.T) {
 	ws, _ := vendorsim.SegmentWorkspaceFor(vendorsim.SegmentTokenAcme)
 	for series, want := range map[string]string{
 		`saas_segment_sources{connection="seg-us"}`:                                                                          fmt.Sprint(ws.Sources),
-		`saas_segment_users{connection="seg-us"}`:                                                                            fmt.Sprint(ws.Users),
+		`saas_segment_users{connection="seg-us",role="Workspace Owner"}`:                                                     "1",
+		`saas_segment_users{connection="seg-us",role="other"}`:                                                               "1",
 		`saas_segment_invites_pending{connection="seg-us"}`:                                                                  fmt.Sprint(len(ws.Invites)),
 		`saas_scrape_success{connection="seg-oauth",vendor="segment"}`:                                                       "1",
 		`saas_connection_info{account="Euro Corp",auth_method="client_credentials",connection="seg-oauth",vendor="segment"}`: "1",
@@ -49,8 +51,20 @@ func TestSegmentEndToEnd(t *testing.T) {
 			t.Errorf("%s = %s, want %s", series, got, want)
 		}
 	}
-	for _, kind := range []string{"identified", "anonymous", "anonymous_identified", "never_identified"} {
-		metricValue(t, m, `saas_segment_mtu{connection="seg-us",kind="`+kind+`"}`)
+	mtu := ws.MTUOn(s.Sim.Now())
+	for kind, want := range map[string]int64{"identified": mtu.Identified, "anonymous": mtu.Anonymous, "anonymous_identified": mtu.AnonymousIdentified, "never_identified": mtu.NeverIdentified} {
+		if got, _ := strconv.ParseFloat(metricValue(t, m, `saas_segment_mtu{connection="seg-us",kind="`+kind+`",period="this_month"}`), 64); got != float64(want) {
+			t.Errorf("mtu %s = %v, want %d", kind, got, want)
+		}
+		metricValue(t, m, `saas_segment_mtu{connection="seg-us",kind="`+kind+`",period="last_month"}`)
+	}
+	// The EU workspace's periods start on the 10th: found, not zero.
+	metricValue(t, m, `saas_segment_mtu{connection="seg-oauth",kind="identified",period="this_month"}`)
+	if !strings.Contains(m, `saas_segment_source_api_calls{connection="seg-us",source="Javascript 1",source_id="`) {
+		t.Error("no per-source API calls")
+	}
+	if n := s.Sim.SegmentUnversionedCalls(); n != 0 {
+		t.Errorf("%d Segment calls without Accept: application/vnd.segment.v1+json", n)
 	}
 	// Neither expires without a person: tokens do not, and the exporter
 	// renews the OAuth access token itself.

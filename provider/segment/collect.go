@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,20 +16,27 @@ import (
 	"github.com/saas-exporter/saas_exporter/provider"
 )
 
-// MTUKinds are the label values of saas_segment_mtu{kind}.
+// MTUKinds are the label values of saas_segment_mtu{kind} and
+// saas_segment_source_mtu{kind}. Segment bills identified +
+// never_identified: anonymous already holds anonymous_identified and
+// never_identified.
 var MTUKinds = []string{"identified", "anonymous", "anonymous_identified", "never_identified"}
 
 var (
 	descMTU = provider.NewDesc("segment_mtu",
-		"Monthly tracked users of the current Segment usage period so far, by kind (the latest of Segment's daily cumulative counts).", "kind")
+		"Monthly tracked users of a Segment usage period (this_month: so far; last_month: the previous period), by kind, from Segment's latest daily cumulative count. Billable MTUs = identified + never_identified.", "kind", "period")
 	descAPICalls = provider.NewDesc("segment_api_calls",
-		"API calls of the current Segment usage period so far (the latest of Segment's daily cumulative counts).")
+		"API calls of a Segment usage period (this_month: so far; last_month: the previous period), from Segment's latest daily cumulative count.", "period")
 	descPeriodStart = provider.NewDesc("segment_period_start_timestamp_seconds",
 		"Start of the current Segment usage (billing) period, as a Unix timestamp.")
+	descSourceMTU = provider.NewDesc("segment_source_mtu",
+		"Monthly tracked users of the current Segment usage period so far, by source and kind (Segment's latest daily cumulative count per source). Billable MTUs = identified + never_identified.", "source_id", "source", "kind")
+	descSourceAPICalls = provider.NewDesc("segment_source_api_calls",
+		"API calls of the current Segment usage period so far, by source (Segment's latest daily cumulative count per source).", "source_id", "source")
 	descSources      = provider.NewDesc("segment_sources", "Sources in the Segment workspace.")
 	descDestinations = provider.NewDesc("segment_destinations", "Destinations in the Segment workspace.")
 	descWarehouses   = provider.NewDesc("segment_warehouses", "Warehouses connected to the Segment workspace.")
-	descUsers        = provider.NewDesc("segment_users", "Users with access to the Segment workspace (seats).")
+	descUsers        = provider.NewDesc("segment_users", "Users with access to the Segment workspace (seats), by their most privileged role.", "role")
 	descInvites      = provider.NewDesc("segment_invites_pending", "Invitations to the Segment workspace not accepted yet.")
 )
 
@@ -93,14 +101,57 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 	sec := func(name string, run func(context.Context, *client, *provider.Scrape) error) provider.Section {
 		return provider.Section{Name: name, Run: func(ctx context.Context, s *provider.Scrape) error { return run(ctx, c, s) }}
 	}
-	err := s.Sections(ctx,
-		sec("usage", collectUsage),
-		sec("sources", countSection("/sources", "sources", descSources)),
+	// The current period's start; one call at most once per connection
+	// and process (see resolvePeriod).
+	period, perr := p.resolvePeriod(ctx, c, s.Conn.ID, s.Now)
+	thisMonth := func(ctx context.Context, c *client, s *provider.Scrape) error {
+		if perr != nil {
+			return perr
+		}
+		return p.collectWorkspaceUsage(ctx, c, s, period, periodThis)
+	}
+	secs := []provider.Section{
+		sec("usage:"+periodThis, thisMonth),
+		sec("sources", func(ctx context.Context, c *client, s *provider.Scrape) error {
+			names, err := c.sourceNames(ctx)
+			if err != nil {
+				return err
+			}
+			s.Gauge(descSources, float64(len(names)))
+			if perr != nil {
+				// The usage section reports why; this keeps the
+				// per-source series at their last values.
+				return errors.New("segment per-source usage: not collected, the usage period is not known (see the workspace usage error)")
+			}
+			return collectSourceUsage(ctx, c, s, period, names)
+		}),
 		sec("destinations", countSection("/destinations", "destinations", descDestinations)),
 		sec("warehouses", countSection("/warehouses", "warehouses", descWarehouses)),
-		sec("users", countSection("/users", "users", descUsers)),
+		sec("users", collectUsers),
 		sec("invites", countSection("/invites", "invites", descInvites)),
-	)
+	}
+	// The previous period: its key is in the name, so a new month starts
+	// afresh, and Every keeps it to a few calls a day. If the current
+	// period is unknown, the last one known is kept.
+	prev := time.Time{}
+	if perr == nil {
+		prev = addMonth(period, -1)
+	} else {
+		for name := range s.Previous {
+			if k, ok := strings.CutPrefix(name, "usage:"+periodLast+":"); ok {
+				if t, err := time.Parse(time.DateOnly, k); err == nil && t.After(prev) {
+					prev = t
+				}
+			}
+		}
+	}
+	if !prev.IsZero() {
+		secs = append(secs, provider.Section{Name: "usage:" + periodLast + ":" + prev.Format(time.DateOnly), Every: lastMonthEvery,
+			Run: func(ctx context.Context, s *provider.Scrape) error {
+				return p.collectWorkspaceUsage(ctx, c, s, prev, periodLast)
+			}})
+	}
+	err := s.Sections(ctx, secs...)
 	return classify(provider.Errors(err), oauth)
 }
 
@@ -127,6 +178,12 @@ func (p *Provider) useToken(s *provider.Scrape, ts *tokenSource, c *client, forc
 			}
 			c.token = ts.cur.AccessToken
 			return nil
+		}
+		var se *provider.StateError
+		if errors.As(err, &se) && se.State == "rate_limited" {
+			// Segment asked us to wait: not a reason to give up on the
+			// connection.
+			return provider.RateLimited(se.Until, fmt.Errorf("segment: renewing the OAuth access token was rate limited; trying again after %s: %w", se.Until.UTC().Format(time.RFC3339), err))
 		}
 		return provider.Expired(fmt.Errorf("segment: the OAuth access token could not be renewed (reconnect if the app, its key or its scope changed): %w", err))
 	}
@@ -167,16 +224,25 @@ func classify(errs []error, oauth bool) error {
 	return err
 }
 
+// page fetches the first page of count items of a list.
+func (c *client) page(ctx context.Context, path, key string, query url.Values, count int, each func(items json.RawMessage) error) error {
+	return c.list(ctx, path, key, query, count, 1, each)
+}
+
 // pages fetches a cursor-paged list to its end; each gets the raw items
 // array of one page (data.<key>).
 func (c *client) pages(ctx context.Context, path, key string, query url.Values, each func(items json.RawMessage) error) error {
+	return c.list(ctx, path, key, query, pageCount, maxPages, each)
+}
+
+func (c *client) list(ctx context.Context, path, key string, query url.Values, count, most int, each func(items json.RawMessage) error) error {
 	cursor := ""
-	for range maxPages {
+	for range most {
 		q := url.Values{}
 		for k, v := range query {
 			q[k] = v
 		}
-		q.Set("pagination.count", strconv.Itoa(pageCount))
+		q.Set("pagination.count", strconv.Itoa(count))
 		if cursor != "" {
 			q.Set("pagination.cursor", cursor)
 		}
@@ -209,6 +275,9 @@ func (c *client) pages(ctx context.Context, path, key string, query url.Values, 
 		}
 		cursor = *pg.Next
 	}
+	if most < maxPages {
+		return nil // only the first pages were asked for
+	}
 	return fmt.Errorf("segment GET %s: the list did not end after %d pages", path, maxPages)
 }
 
@@ -230,4 +299,87 @@ func countSection(path, key string, d *prometheus.Desc) func(context.Context, *c
 		s.Gauge(d, float64(n))
 		return nil
 	}
+}
+
+// sourceNames lists the workspace's sources: id → name (bounded).
+func (c *client) sourceNames(ctx context.Context) (map[string]string, error) {
+	names := map[string]string{}
+	err := c.pages(ctx, "/sources", "sources", nil, func(items json.RawMessage) error {
+		var xs []struct {
+			ID   string `json:"id"`
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal(items, &xs); err != nil {
+			return fmt.Errorf("data.sources is not a list of sources: %v", err)
+		}
+		for _, x := range xs {
+			names[x.ID] = boundLabel(x.Name)
+		}
+		return nil
+	})
+	return names, err
+}
+
+// Roles are the role label values, most privileged first: Segment's
+// documented roles (docs: Access Management → Roles). A user counts once,
+// under the first of these among their permissions; a user with none of
+// them (a role Segment added later, or no permission) counts as "other".
+var Roles = []string{
+	"Workspace Owner",
+	"Source Admin", "Source Read-only",
+	"Warehouse Admin", "Warehouse Read-only",
+	"Function Admin", "Function Read-only",
+	"Engage Admin", "Engage User", "Engage Read-only",
+	"Unify and Engage Admin", "Unify Read-only", "Identity Admin",
+	"Tracking Plan Admin", "Tracking Plan Read-only",
+	"End User Privacy Admin",
+	"Workspace Member",
+	roleOther,
+}
+
+const roleOther = "other"
+
+// roleRank maps a lowercased role name to its index in Roles; "Functions
+// Admin" is the docs' other spelling of "Function Admin".
+var roleRank = func() map[string]int {
+	m := map[string]int{}
+	for i, r := range Roles {
+		m[strings.ToLower(r)] = i
+	}
+	m["functions admin"], m["functions read-only"] = m["function admin"], m["function read-only"]
+	return m
+}()
+
+// collectUsers counts seats by role.
+func collectUsers(ctx context.Context, c *client, s *provider.Scrape) error {
+	counts := make([]int, len(Roles))
+	err := c.pages(ctx, "/users", "users", nil, func(items json.RawMessage) error {
+		var users []struct {
+			Permissions []struct {
+				RoleName string `json:"roleName"`
+			} `json:"permissions"`
+		}
+		if err := json.Unmarshal(items, &users); err != nil {
+			return fmt.Errorf("data.users is not a list of users: %v", err)
+		}
+		for _, u := range users {
+			best := len(Roles) - 1 // other
+			for _, perm := range u.Permissions {
+				if i, ok := roleRank[strings.ToLower(strings.TrimSpace(perm.RoleName))]; ok && i < best {
+					best = i
+				}
+			}
+			counts[best]++
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, n := range counts {
+		if n > 0 {
+			s.Gauge(descUsers, float64(n), Roles[i])
+		}
+	}
+	return nil
 }

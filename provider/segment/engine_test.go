@@ -74,7 +74,7 @@ func TestThroughEngine(t *testing.T) {
 			t.Errorf("%s not active and successful: %v", conn, m)
 		}
 	}
-	if m[`saas_segment_mtu{connection="euro",kind="identified"}`] != 12003 || m[`saas_segment_sources{connection="oauth"}`] != 7 {
+	if m[`saas_segment_mtu{connection="euro",kind="identified",period="this_month"}`] != 12003 || m[`saas_segment_sources{connection="oauth"}`] != 7 {
 		t.Error("usage missing")
 	}
 	if _, ok := m[`saas_connection_expiry_timestamp_seconds{connection="euro",vendor="segment"}`]; ok {
@@ -138,5 +138,48 @@ func TestThroughEngineRenewalFailing(t *testing.T) {
 	m = scrapeMetrics(t, eng)
 	if got, ok := m[`saas_connection_expiry_timestamp_seconds{connection="oauth",vendor="segment"}`]; ok {
 		t.Errorf("expiry metric %v after a successful renewal", got)
+	}
+}
+
+// Through the engine, the previous period is fetched at most every 4
+// hours and its series stay in between; a new period starts afresh.
+func TestLastMonthThroughEngine(t *testing.T) {
+	env := newEnv(t, 1000)
+	st := store.NewMemory()
+	if err := st.Put(context.Background(), store.Connection{ID: "t1", Vendor: vendor, Name: "acme", AuthMethod: MethodToken,
+		Account: "Acme", AccountID: "AcmeVendorsimWs0000001", Settings: map[string]string{settingRegion: "us"},
+		Secret: map[string]string{secretToken: vendorsim.SegmentTokenAcme}, Created: t0, Status: store.Status{State: store.StateActive}}); err != nil {
+		t.Fatal(err)
+	}
+	eng := collector.New(collector.Options{Store: st, Providers: []provider.Provider{env.p}, Timeout: 5 * time.Second,
+		Now: env.clock.Now, Concurrency: 4, VendorConcurrency: 4})
+	t.Cleanup(eng.Close)
+	mtuCalls := func() int64 { return env.sim.CallCounts().Routes["GET /segment/us/usage/mtu/daily"] }
+	const last = `saas_segment_mtu{connection="acme",kind="identified",period="last_month"}`
+
+	env.clock.Set(t0)
+	m := scrapeMetrics(t, eng)
+	if m[last] != 41000*28+2 || mtuCalls() != 3 { // find the period, this month, last month
+		t.Fatalf("first scrape: last month %v, %d MTU calls", m[last], mtuCalls())
+	}
+	for i, at := range []time.Duration{time.Minute, time.Hour, 3*time.Hour + 59*time.Minute} {
+		env.clock.Set(t0.Add(at))
+		before := mtuCalls()
+		m = scrapeMetrics(t, eng)
+		if n := mtuCalls() - before; n != 1 || m[last] != 41000*28+2 {
+			t.Errorf("scrape %d at +%s: %d MTU calls (want this month only), last month %v (want it kept)", i, at, n, m[last])
+		}
+	}
+	env.clock.Set(t0.Add(4 * time.Hour))
+	before := mtuCalls()
+	scrapeMetrics(t, eng)
+	if n := mtuCalls() - before; n != 2 {
+		t.Errorf("after 4 h: %d MTU calls, want 2 (last month is due)", n)
+	}
+	// April 2: last month is March (31 days, month 3).
+	env.clock.Set(time.Date(2026, 4, 2, 1, 0, 0, 0, time.UTC))
+	m = scrapeMetrics(t, eng)
+	if m[last] != 41000*31+3 {
+		t.Errorf("new period: last month %v, want March's final %d", m[last], 41000*31+3)
 	}
 }

@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,8 +28,15 @@ import (
 // OAuth timing.
 const (
 	// assertionLifetime: Segment expects client assertions to be valid
-	// "for less than sixty seconds".
+	// "for less than sixty seconds", counted from iat.
 	assertionLifetime = 50 * time.Second
+	// clockSkew: iat is set this far in the past, so a token server whose
+	// clock is a little behind ours does not see an assertion from the
+	// future (Segment's own SDKs use 5 s).
+	clockSkew = 5 * time.Second
+	// maxRetryAfter bounds a token endpoint's Retry-After (Segment's SDKs
+	// clamp it to 300 s).
+	maxRetryAfter = 5 * time.Minute
 	// renewMargin: an access token with less than this left is renewed
 	// before use (Segment's lifetimes run from one day to 30 days).
 	renewMargin = 10 * time.Minute
@@ -92,8 +101,8 @@ func (a *oauthApp) assertion(now time.Time) (string, error) {
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    aud,
 			Subject:   a.clientID,
-			IssuedAt:  jwt.NewNumericDate(now),
-			ExpiresAt: jwt.NewNumericDate(now.Add(assertionLifetime)),
+			IssuedAt:  jwt.NewNumericDate(now.Add(-clockSkew)),
+			ExpiresAt: jwt.NewNumericDate(now.Add(-clockSkew + assertionLifetime)),
 			ID:        rand.Text(),
 		},
 		Aud: aud,
@@ -112,6 +121,9 @@ type tokenError struct {
 	url    string
 	status int // 0: no answer
 	err    error
+	// retryAfter is a 429's Retry-After, bounded to maxRetryAfter; -1 if
+	// the answer named none.
+	retryAfter time.Duration
 }
 
 func (e *tokenError) Error() string {
@@ -183,7 +195,7 @@ func (a *oauthApp) fetch(ctx context.Context, hc *http.Client, now time.Time) (*
 			// RetrieveError would print the whole body.
 			err = errors.New(http.StatusText(resp.StatusCode))
 		}
-		return nil, &tokenError{url: a.region.tokenURL, status: resp.StatusCode, err: err}
+		return nil, &tokenError{url: a.region.tokenURL, status: resp.StatusCode, err: err, retryAfter: retryAfter(resp.Header.Get("Retry-After"), now)}
 	}
 	var t struct {
 		AccessToken string  `json:"access_token"`
@@ -203,6 +215,24 @@ func (a *oauthApp) fetch(ctx context.Context, hc *http.Client, now time.Time) (*
 		tok.Expiry = now.Add(time.Duration(t.ExpiresIn * float64(time.Second)))
 	}
 	return tok, nil
+}
+
+// retryAfter reads Retry-After (seconds or an HTTP date) as a wait from
+// now, bounded to 0..maxRetryAfter; -1 if v says nothing usable.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return -1
+	}
+	var d time.Duration
+	if n, err := strconv.ParseFloat(v, 64); err == nil && !math.IsNaN(n) {
+		d = time.Duration(min(max(n, 0), maxRetryAfter.Seconds()) * float64(time.Second))
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	} else {
+		return -1
+	}
+	return min(max(d, 0), maxRetryAfter)
 }
 
 // secret is what the connection stores: the key and the current token.
@@ -255,7 +285,10 @@ func (ts *tokenSource) Token() (*oauth2.Token, error) {
 }
 
 // renew fetches a new token, retrying failures that may pass while the
-// deadline allows; a refusal (invalid_client, …) is not retried.
+// deadline allows; a refusal (invalid_client, …) is not retried. A 429
+// waits for its Retry-After (bounded); if that does not fit before the
+// deadline, renew gives up with a rate-limited error carrying when to try
+// again.
 func (ts *tokenSource) renew() (*oauth2.Token, error) {
 	for attempt := 0; ; attempt++ {
 		t, err := ts.app.fetch(ts.ctx, ts.hc, ts.now)
@@ -265,20 +298,33 @@ func (ts *tokenSource) renew() (*oauth2.Token, error) {
 		}
 		var te *tokenError
 		if !errors.As(err, &te) || te.definitive() || attempt >= len(ts.p.retryDelays) {
-			return nil, err
+			return nil, ts.limited(te, err)
 		}
 		wait := ts.p.retryDelays[attempt]
-		if dl, ok := ts.ctx.Deadline(); ok && time.Until(dl) < wait {
-			return nil, err
+		if te.status == http.StatusTooManyRequests && te.retryAfter >= 0 {
+			wait = te.retryAfter
 		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-timer.C:
-		case <-ts.ctx.Done():
-			timer.Stop()
-			return nil, err
+		if dl, ok := ts.ctx.Deadline(); ok && time.Until(dl) < wait {
+			return nil, ts.limited(te, err)
+		}
+		if ts.p.sleep(ts.ctx, wait) != nil {
+			return nil, ts.limited(te, err)
 		}
 	}
+}
+
+// limited marks a token endpoint's 429 as a rate limit until its
+// Retry-After (or a minute if it named none), so the engine waits instead
+// of giving up on the connection.
+func (ts *tokenSource) limited(te *tokenError, err error) error {
+	if te == nil || te.status != http.StatusTooManyRequests {
+		return err
+	}
+	wait := te.retryAfter
+	if wait < 0 {
+		wait = time.Minute
+	}
+	return provider.RateLimited(ts.now.Add(wait), err)
 }
 
 // parsePrivateKey reads an RSA private key in PEM (PKCS #1 or #8),

@@ -155,8 +155,13 @@ func TestAssertion(t *testing.T) {
 	}
 	const aud = "https://oauth2.eu1.segmentapis.com"
 	if tok.Header["kid"] != "kid1" || claims["iss"] != aud || claims["aud"] != aud || claims["sub"] != "app1" ||
-		claims["iat"] != float64(t0.Unix()) || claims["exp"] != float64(t0.Add(50*time.Second).Unix()) || claims["jti"] == "" {
+		claims["exp"] != float64(t0.Add(45*time.Second).Unix()) || claims["jti"] == "" {
 		t.Errorf("assertion: %v %v", tok.Header, claims)
+	}
+	// iat is 5 s in the past, so a token server whose clock is behind
+	// does not see it issued in the future; it still lives < 60 s.
+	if iat, exp := claims["iat"].(float64), claims["exp"].(float64); iat != float64(t0.Add(-5*time.Second).Unix()) || exp-iat >= 60 {
+		t.Errorf("iat %v exp %v, want iat %d and a life under 60 s", iat, exp, t0.Add(-5*time.Second).Unix())
 	}
 	c2 := jwt.MapClaims{}
 	if _, _, err := jwt.NewParser().ParseUnverified(s2, c2); err != nil || c2["jti"] == claims["jti"] {

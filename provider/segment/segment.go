@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -35,6 +36,10 @@ const (
 	MethodToken             = "token"
 	MethodClientCredentials = "client_credentials"
 )
+
+// apiVersion is the media type of Public API version 1, sent as Accept on
+// every call.
+const apiVersion = "application/vnd.segment.v1+json"
 
 // Scope is the OAuth scope of the Public API.
 const Scope = "public_api:read_write"
@@ -82,8 +87,14 @@ type Provider struct {
 	// now is Verify's clock; Collect uses Scrape.Now.
 	now func() time.Time
 	// retryDelays are the waits between token requests when a renewal
-	// fails for a reason that may pass (network, 5xx, 429).
+	// fails for a reason that may pass (network, 5xx; a 429 waits for its
+	// Retry-After instead).
 	retryDelays []time.Duration
+	// sleep waits d or until ctx ends (tests record the waits).
+	sleep func(ctx context.Context, d time.Duration) error
+
+	mu      sync.Mutex
+	periods map[string]knownPeriod // by connection id
 }
 
 // New builds the provider from its config section (nil: defaults).
@@ -127,6 +138,8 @@ func New(node *yaml.Node, env provider.Env) (provider.Provider, error) {
 		log:         log,
 		now:         env.Clock(),
 		retryDelays: []time.Duration{250 * time.Millisecond, time.Second},
+		sleep:       sleepCtx,
+		periods:     map[string]knownPeriod{},
 	}, nil
 }
 
@@ -274,7 +287,9 @@ func (c *client) get(ctx context.Context, path string, query url.Values, out any
 		return fmt.Errorf("segment: building request for %s: %w", path, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Accept", "application/json")
+	// Pinned: an unversioned call gets "the most stable version", which
+	// can change under us.
+	req.Header.Set("Accept", apiVersion)
 	req.Header.Set("User-Agent", "saas_exporter")
 	var wait *float64
 	err = provider.DoJSON(c.hc, req, vendor, func(body []byte) (string, string) {
@@ -336,4 +351,16 @@ func (c *client) workspace(ctx context.Context) (workspace, error) {
 		return workspace{}, fmt.Errorf("segment GET /: the answer names no workspace (expected data.workspace.id)")
 	}
 	return *r.Data.Workspace, nil
+}
+
+// sleepCtx waits d, or less if ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -129,11 +129,17 @@ func stateOf(err error) string {
 
 // TestCollectAcme: region us, usage period from the 1st, several pages of
 // every list (page size 3). The golden values are the simulator's
-// formulas worked out by hand for March 15 (day 15 of the period):
-// identified 41000*15+3 = 615003, anonymous 95000*15+3 = 1425003,
-// anonymous_identified 7500*15+3 = 112503, never_identified
-// 88000*15+3 = 1320003, API calls 165000000*15+3 = 2475000003 (past 2^31);
-// period start 2026-03-01T00:00Z = 1772323200.
+// formulas worked out by hand for March 15 (day 15 of the period, month
+// number 3): identified 41000*15+3 = 615003, anonymous_identified
+// 7500*15+3 = 112503, never_identified 88000*15+3 = 1320003, anonymous
+// their sum 1432506, API calls 165000000*15+3 = 2475000003 (past 2^31);
+// last month (February, 28 days, month 2): identified 41000*28+2 =
+// 1148002, API calls 165000000*28+2 = 4620000002; period start
+// 2026-03-01T00:00Z = 1772323200. Per source (weights 1..7 of 28, the
+// remainder to the first): identified of "Javascript 1" (41000 -
+// 39533)*15+3 = 22008, of "iOS 7" 41000*7/28*15 = 153750. Seats: one each
+// of Workspace Owner, Source Admin (a member with it), Source Read-only,
+// Workspace Member and other (a role outside the known set).
 func TestCollectAcme(t *testing.T) {
 	e := newEnv(t, 3)
 	m, updated, err := e.collect(t, tokenConn("us", vendorsim.SegmentTokenAcme), t0)
@@ -144,11 +150,13 @@ func TestCollectAcme(t *testing.T) {
 		t.Error("a token connection has nothing to renew")
 	}
 	compareGolden(t, m, "testdata/acme.prom")
-	// Every list was followed to its end, three items per page.
+	// Every list was followed to its end, three items per page; the
+	// period was found with one call of one item.
 	routes := e.sim.CallCounts().Routes
 	for path, want := range map[string]int64{
 		"/": 1, "/sources": 3, "/destinations": 3, "/warehouses": 2, "/users": 2, "/invites": 1,
-		"/usage/mtu/daily": 5, "/usage/api-calls/daily": 5,
+		"/usage/mtu/daily": 1 + 5 + 10, "/usage/api-calls/daily": 5 + 10, // this month (15 days), last month (28)
+		"/usage/mtu/sources/daily": 35, "/usage/api-calls/sources/daily": 35, // 15 days of 7 sources
 	} {
 		if got := routes["GET /segment/us"+path]; got != want {
 			t.Errorf("GET %s: %d calls, want %d", path, got, want)
@@ -157,11 +165,12 @@ func TestCollectAcme(t *testing.T) {
 }
 
 // TestCollectEuro: region eu; the workspace's periods start on the 10th,
-// so the period holding March 1 has ended and the provider asks again for
-// the one from March 10 (day 6 on March 15): identified 2000*6+3 = 12003,
-// anonymous 5000*6+3 = 30003, anonymous_identified 300*6+3 = 1803,
-// never_identified 4700*6+3 = 28203, API calls 1200000*6+3 = 7200003;
-// period start 2026-03-10T00:00Z = 1773100800. No warehouses: 0, not absent.
+// so period=2026-03-01 answers nothing and the provider tries March 15,
+// 14, … 10, which answers (day 6 on March 15): identified 2000*6+3 =
+// 12003, anonymous_identified 300*6+3 = 1803, never_identified 4700*6+3 =
+// 28203, anonymous 30006, API calls 1200000*6+3 = 7200003; period start
+// 2026-03-10T00:00Z = 1773100800. Last month: February 10 to March 9, 28
+// days, month 2. No warehouses: 0, not absent.
 func TestCollectEuro(t *testing.T) {
 	e := newEnv(t, 1000)
 	m, _, err := e.collect(t, tokenConn("eu", vendorsim.SegmentTokenEuro), t0)
@@ -170,7 +179,7 @@ func TestCollectEuro(t *testing.T) {
 	}
 	compareGolden(t, m, "testdata/euro.prom")
 	routes := e.sim.CallCounts().Routes
-	if routes["GET /segment/eu/usage/mtu/daily"] != 2 || routes["GET /segment/eu/usage/api-calls/daily"] != 1 {
+	if routes["GET /segment/eu/usage/mtu/daily"] != 1+6+2 || routes["GET /segment/eu/usage/api-calls/daily"] != 2 {
 		t.Errorf("usage calls: %v", routes)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -62,6 +63,10 @@ func fakeSegment(t *testing.T, mtu, calls string) *httptest.Server {
 			w.Write([]byte(`{"data":` + mtu + `}`))
 		case "/usage/api-calls/daily":
 			w.Write([]byte(`{"data":` + calls + `}`))
+		case "/usage/mtu/sources/daily":
+			w.Write([]byte(`{"data":{"dailyPerSourceMTUUsage":[{"sourceId":"s1","periodStart":1772323200,"periodEnd":1775001600,"identified":"1","anonymous":"0","anonymousIdentified":"0","neverIdentified":"0","timestamp":"2026-03-15T00:00:00.000Z"}],"pagination":{"current":"MA=="}}}`))
+		case "/usage/api-calls/sources/daily":
+			w.Write([]byte(`{"data":{"dailyPerSourceAPICallsUsage":[{"sourceId":"s1","apiCalls":"1","timestamp":"2026-03-15T00:00:00.000Z"}],"pagination":{"current":"MA=="}}}`))
 		default:
 			key := strings.TrimPrefix(r.URL.Path, "/")
 			w.Write([]byte(`{"data":{"` + key + `":[],"pagination":{"current":"MA=="}}}`))
@@ -93,15 +98,20 @@ func TestBigintsAndLatestSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `
-# HELP saas_segment_api_calls API calls of the current Segment usage period so far (the latest of Segment's daily cumulative counts).
+# HELP saas_segment_api_calls API calls of a Segment usage period (this_month: so far; last_month: the previous period), from Segment's latest daily cumulative count.
 # TYPE saas_segment_api_calls gauge
-saas_segment_api_calls{connection="prod"} 1.2345678901234568e+29
-# HELP saas_segment_mtu Monthly tracked users of the current Segment usage period so far, by kind (the latest of Segment's daily cumulative counts).
+saas_segment_api_calls{connection="prod",period="last_month"} 1.2345678901234568e+29
+saas_segment_api_calls{connection="prod",period="this_month"} 1.2345678901234568e+29
+# HELP saas_segment_mtu Monthly tracked users of a Segment usage period (this_month: so far; last_month: the previous period), by kind, from Segment's latest daily cumulative count. Billable MTUs = identified + never_identified.
 # TYPE saas_segment_mtu gauge
-saas_segment_mtu{connection="prod",kind="anonymous"} 12
-saas_segment_mtu{connection="prod",kind="anonymous_identified"} 1.8446744073709552e+19
-saas_segment_mtu{connection="prod",kind="identified"} 9.007199254740992e+15
-saas_segment_mtu{connection="prod",kind="never_identified"} 0
+saas_segment_mtu{connection="prod",kind="anonymous",period="last_month"} 12
+saas_segment_mtu{connection="prod",kind="anonymous",period="this_month"} 12
+saas_segment_mtu{connection="prod",kind="anonymous_identified",period="last_month"} 1.8446744073709552e+19
+saas_segment_mtu{connection="prod",kind="anonymous_identified",period="this_month"} 1.8446744073709552e+19
+saas_segment_mtu{connection="prod",kind="identified",period="last_month"} 9.007199254740992e+15
+saas_segment_mtu{connection="prod",kind="identified",period="this_month"} 9.007199254740992e+15
+saas_segment_mtu{connection="prod",kind="never_identified",period="last_month"} 0
+saas_segment_mtu{connection="prod",kind="never_identified",period="this_month"} 0
 # HELP saas_segment_warehouses Warehouses connected to the Segment workspace.
 # TYPE saas_segment_warehouses gauge
 saas_segment_warehouses{connection="prod"} 0
@@ -122,7 +132,7 @@ func TestUsageGarbage(t *testing.T) {
 			okCalls, `timestamp "yesterday" is not an ISO-8601 time`},
 		"no list":    {`{"somethingElse":[]}`, okCalls, "the answer has no data.dailyWorkspaceMTUUsage"},
 		"not a list": {`{"dailyWorkspaceMTUUsage":{"a":1}}`, okCalls, "data.dailyWorkspaceMTUUsage does not parse"},
-		"bad api calls": {`{"dailyWorkspaceMTUUsage":[],"pagination":{"current":"MA=="}}`,
+		"bad api calls": {`{"dailyWorkspaceMTUUsage":[{"periodStart":1772323200,"periodEnd":1775001600,"identified":"1","anonymous":"1","anonymousIdentified":"1","neverIdentified":"1","timestamp":"2026-03-15T00:00:00.000Z"}],"pagination":{"current":"MA=="}}`,
 			`{"dailyWorkspaceAPICallsUsage":[{"apiCalls":"-3","timestamp":"2026-03-15T00:00:00Z"}]}`, `apiCalls of 2026-03-15T00:00:00Z is "-3", not a whole number`},
 		"stuck cursor": {`{"dailyWorkspaceMTUUsage":[],"pagination":{"current":"MA==","next":"MA=="}}`, okCalls, ""},
 	} {
@@ -137,27 +147,22 @@ func TestUsageGarbage(t *testing.T) {
 	}
 }
 
-// An empty period (its first hours, before Segment's first snapshot):
-// zeros, and the period start is the requested one.
-func TestUsageEmptyPeriod(t *testing.T) {
-	m, err := collectFake(t, fakeSegment(t,
-		`{"dailyWorkspaceMTUUsage":[],"pagination":{"current":"MA=="}}`,
-		`{"dailyWorkspaceAPICallsUsage":[],"pagination":{"current":"MA=="}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := `
-# HELP saas_segment_api_calls API calls of the current Segment usage period so far (the latest of Segment's daily cumulative counts).
-# TYPE saas_segment_api_calls gauge
-saas_segment_api_calls{connection="prod"} 0
-# HELP saas_segment_period_start_timestamp_seconds Start of the current Segment usage (billing) period, as a Unix timestamp.
-# TYPE saas_segment_period_start_timestamp_seconds gauge
-saas_segment_period_start_timestamp_seconds{connection="prod"} 1772323200
-`
-	if err := testutil.CollectAndCompare(m, strings.NewReader(want), "saas_segment_api_calls", "saas_segment_period_start_timestamp_seconds"); err != nil {
-		t.Error(err)
-	}
-	if n := testutil.CollectAndCount(m, "saas_segment_mtu"); n != 4 {
-		t.Errorf("%d mtu series", n)
+func TestAddMonth(t *testing.T) {
+	d := func(y int, m time.Month, day int) time.Time { return time.Date(y, m, day, 0, 0, 0, 0, time.UTC) }
+	for _, c := range []struct {
+		in   time.Time
+		n    int
+		want time.Time
+	}{
+		{d(2026, 3, 10), -1, d(2026, 2, 10)},
+		{d(2026, 3, 31), -1, d(2026, 2, 28)},
+		{d(2026, 1, 31), 1, d(2026, 2, 28)},
+		{d(2028, 1, 30), 1, d(2028, 2, 29)},
+		{d(2026, 12, 15), 1, d(2027, 1, 15)},
+		{d(2026, 1, 1), -1, d(2025, 12, 1)},
+	} {
+		if got := addMonth(c.in, c.n); !got.Equal(c.want) {
+			t.Errorf("addMonth(%s, %d) = %s, want %s", c.in.Format(time.DateOnly), c.n, got.Format(time.DateOnly), c.want.Format(time.DateOnly))
+		}
 	}
 }

@@ -50,7 +50,8 @@ type client struct {
 	hc    *http.Client
 	base  string // api_url, no trailing slash
 	api   *url.URL
-	sid   string // customer AccountSid
+	user  string // customer AccountSid: the basic-auth user
+	sid   string // the account whose resources are read: user, or one of its subaccounts
 	token string // Connect App owner's auth token
 }
 
@@ -58,7 +59,15 @@ func (p *Provider) client(hc *http.Client, sid string) *client {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	return &client{hc: hc, base: p.apiURL, api: p.api, sid: sid, token: p.authToken}
+	return &client{hc: hc, base: p.apiURL, api: p.api, user: sid, sid: sid, token: p.authToken}
+}
+
+// subaccount reads subaccount sid's resources with the same credentials:
+// a parent's credentials reach its subaccounts' v2010 resources.
+func (c *client) subaccount(sid string) *client {
+	cc := *c
+	cc.sid = sid
+	return &cc
 }
 
 // rewriter sends twilio-go's requests to api_url with the call's context,
@@ -111,7 +120,7 @@ func (c *client) sdk(ctx context.Context) (*openapi.ApiService, *rewriter) {
 	}
 	rw := &rewriter{ctx: ctx, api: c.api, base: base}
 	tc := &twclient.Client{
-		Credentials: twclient.NewCredentials(c.sid, c.token),
+		Credentials: twclient.NewCredentials(c.user, c.token),
 		HTTPClient: &http.Client{
 			Transport: rw,
 			Timeout:   timeout,
@@ -119,7 +128,7 @@ func (c *client) sdk(ctx context.Context) (*openapi.ApiService, *rewriter) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
-	tc.SetAccountSid(c.sid)
+	tc.SetAccountSid(c.user)
 	h := twclient.NewRequestHandler(tc)
 	// api_url decides where calls go, not TWILIO_EDGE/TWILIO_REGION.
 	h.Edge, h.Region = "", ""
@@ -171,7 +180,20 @@ func (c *client) sdkError(ctx context.Context, rw *rewriter, fallbackPath string
 }
 
 type account struct {
-	Sid, FriendlyName, Type, Status string
+	Sid          string `json:"sid"`
+	FriendlyName string `json:"friendly_name"`
+	Type         string `json:"type"`
+	Status       string `json:"status"`
+	// OwnerAccountSid is the parent's SID; a top-level account's own.
+	OwnerAccountSid string `json:"owner_account_sid"`
+}
+
+// parent is the parent account's SID, "" for a top-level account.
+func (a *account) parent() string {
+	if a.OwnerAccountSid == "" || strings.EqualFold(a.OwnerAccountSid, a.Sid) {
+		return ""
+	}
+	return a.OwnerAccountSid
 }
 
 func str(p *string) string {
@@ -188,7 +210,7 @@ func (c *client) fetchAccount(ctx context.Context) (*account, error) {
 	if err != nil {
 		return nil, c.sdkError(ctx, rw, "/2010-04-01/Accounts/"+c.sid+".json", err)
 	}
-	return &account{Sid: str(a.Sid), FriendlyName: str(a.FriendlyName), Type: str(a.Type), Status: str(a.Status)}, nil
+	return &account{Sid: str(a.Sid), FriendlyName: str(a.FriendlyName), Type: str(a.Type), Status: str(a.Status), OwnerAccountSid: str(a.OwnerAccountSid)}, nil
 }
 
 // fetchBalance is GET /2010-04-01/Accounts/{sid}/Balance.json.
@@ -221,7 +243,7 @@ func (c *client) get(ctx context.Context, uri string, out any) error {
 	if err != nil {
 		return fmt.Errorf("%s: building request for %s: %w", vendor, uri, err)
 	}
-	req.SetBasicAuth(c.sid, c.token)
+	req.SetBasicAuth(c.user, c.token)
 	req.Header.Set("Accept", "application/json")
 	return provider.DoJSON(c.hc, req, vendor, parseError, out)
 }
@@ -235,7 +257,7 @@ const pageSize = 1000
 // list reads a paged v2010 list from first, following next_page_uri.
 // page decodes one answer and returns its next_page_uri.
 func (c *client) list(ctx context.Context, first string, page func(ctx context.Context, uri string) (next string, err error)) error {
-	prefix := "/2010-04-01/Accounts/" + c.sid + "/"
+	listPath, _, _ := strings.Cut(first, "?")
 	uri := first
 	for n := 0; n < maxPages; n++ {
 		next, err := page(ctx, uri)
@@ -246,10 +268,10 @@ func (c *client) list(ctx context.Context, first string, page func(ctx context.C
 			return nil
 		}
 		// The owner's token goes with every call: follow only links to
-		// the same account's resources on api_url.
+		// the next page of the same list on api_url.
 		u, err := url.Parse(next)
-		if err != nil || !strings.HasPrefix(u.Path, prefix) {
-			return fmt.Errorf("%s: next_page_uri %q of %s is not a list of account %s; stopped", vendor, next, first, c.sid)
+		if err != nil || u.Path != listPath || u.Host != "" || u.Scheme != "" {
+			return fmt.Errorf("%s: next_page_uri %q of %s is not a page of the same list; stopped", vendor, next, first)
 		}
 		nextURI := u.Path
 		if u.RawQuery != "" {

@@ -44,7 +44,17 @@ type Config struct {
 	AuthTokenFile string `yaml:"auth_token_file"`
 	APIURL        string `yaml:"api_url"`
 	AuthorizeURL  string `yaml:"authorize_url"`
+	// MaxSubaccounts bounds the subaccounts whose spend is collected
+	// (one call each per period and collection); nil: the default.
+	MaxSubaccounts *int `yaml:"max_subaccounts"`
 }
+
+// DefaultMaxSubaccounts is vendors.twilio.max_subaccounts' default;
+// maxMaxSubaccounts is Twilio's default limit of subaccounts per account.
+const (
+	DefaultMaxSubaccounts = 100
+	maxMaxSubaccounts     = 1000
+)
 
 // Factory registers Twilio with the exporter.
 var Factory = provider.Factory{Vendor: vendor, New: New}
@@ -59,6 +69,8 @@ type Provider struct {
 	authToken     string
 	externalURL   string
 	log           *slog.Logger
+	// maxSubaccounts: vendors.twilio.max_subaccounts.
+	maxSubaccounts int
 }
 
 var (
@@ -114,6 +126,13 @@ func New(node *yaml.Node, env provider.Env) (provider.Provider, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	maxSubs := DefaultMaxSubaccounts
+	if c.MaxSubaccounts != nil {
+		maxSubs = *c.MaxSubaccounts
+		if maxSubs < 0 || maxSubs > maxMaxSubaccounts {
+			errs = append(errs, fmt.Errorf("max_subaccounts: must be from 0 (no per-subaccount spend) to %d (Twilio's default limit of subaccounts), got %d; each subaccount costs one API call per period and collection", maxMaxSubaccounts, maxSubs))
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -122,14 +141,15 @@ func New(node *yaml.Node, env provider.Env) (provider.Provider, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Provider{
-		apiURL:        strings.TrimRight(api.String(), "/"),
-		api:           api,
-		authorizeURL:  strings.TrimRight(authz.String(), "/"),
-		connectAppSid: c.ConnectAppSid,
-		accountSid:    c.AccountSid,
-		authToken:     c.AuthToken,
-		externalURL:   strings.TrimRight(env.ExternalURL, "/"),
-		log:           log,
+		apiURL:         strings.TrimRight(api.String(), "/"),
+		api:            api,
+		authorizeURL:   strings.TrimRight(authz.String(), "/"),
+		connectAppSid:  c.ConnectAppSid,
+		accountSid:     c.AccountSid,
+		authToken:      c.AuthToken,
+		externalURL:    strings.TrimRight(env.ExternalURL, "/"),
+		log:            log,
+		maxSubaccounts: maxSubs,
 	}, nil
 }
 

@@ -150,6 +150,8 @@ func TestCollectBetaBalanceForbidden(t *testing.T) {
 	}
 }
 
+// Gamma's Accounts.json answers 401 with code 20003: no subaccount series,
+// and the connection is not revoked (its own resources answer).
 func TestCollectSuspendedEUR(t *testing.T) {
 	f := newFixture(t, vendorsim.Options{})
 	f.authorize(t, vendorsim.TwilioAccountGamma)
@@ -166,14 +168,19 @@ saas_twilio_account_status{connection="prod",status="suspended"} 1
 # HELP saas_twilio_balance Balance of the Twilio account in the currency named by the currency label; absent where Twilio does not let the Connect App read it.
 # TYPE saas_twilio_balance gauge
 saas_twilio_balance{connection="prod",currency="EUR"} -4.2
-# HELP saas_twilio_usage_price Price of the usage in the period by Twilio usage category, in the currency named by the currency label; category totalprice is the account's total.
+# HELP saas_twilio_usage_price Price of the usage in the period by Twilio usage category, in the currency named by the currency label; category totalprice is the account's total including its subaccounts' usage. Categories overlap (calls includes calls-inbound): never sum them.
 # TYPE saas_twilio_usage_price gauge
+saas_twilio_usage_price{category="phonenumbers",connection="prod",currency="EUR",period="last_month"} 1.15
+saas_twilio_usage_price{category="totalprice",connection="prod",currency="EUR",period="last_month"} 1.15
 saas_twilio_usage_price{category="phonenumbers",connection="prod",currency="EUR",period="this_month"} 1.15
 saas_twilio_usage_price{category="totalprice",connection="prod",currency="EUR",period="this_month"} 1.15
 saas_twilio_usage_price{category="totalprice",connection="prod",currency="EUR",period="today"} 0
 `
 	if err := testutil.CollectAndCompare(m, strings.NewReader(want), "saas_twilio_account_status", "saas_twilio_balance", "saas_twilio_usage_price"); err != nil {
 		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(m, "saas_twilio_subaccounts", "saas_twilio_subaccount_spend"); n != 0 {
+		t.Errorf("Twilio refused the account list, yet %d subaccount series were exported", n)
 	}
 }
 
@@ -289,7 +296,7 @@ func TestBadUsageValueIsReported(t *testing.T) {
 		t.Errorf("want an error naming the bad value, got %v", err)
 	}
 	want := `
-# HELP saas_twilio_usage_events Number of usage events (calls, messages, …) in the period by Twilio usage category (periods in GMT; this_month: month to date). Categories with no usage are left out, except totalprice.
+# HELP saas_twilio_usage_events Number of usage events (calls, messages, …) in the period by Twilio usage category, including the account's subaccounts (periods in GMT; this_month: month to date; last_month: the previous calendar month). A category with no usage is left out unless it had usage in this or the previous period (then 0); totalprice is always there.
 # TYPE saas_twilio_usage_events gauge
 saas_twilio_usage_events{category="sms",connection="prod",period="today"} 12
 `
@@ -317,7 +324,7 @@ func TestNextPageOutsideAccountNotFollowed(t *testing.T) {
 	c := p.client(http.DefaultClient, vendorsim.TwilioAccountAcme)
 	s := &provider.Scrape{Conn: provider.Connection{Name: "prod"}}
 	err := collectPhoneNumbers(context.Background(), c, s)
-	if err == nil || !strings.Contains(err.Error(), "is not a list of account") {
+	if err == nil || !strings.Contains(err.Error(), "is not a page of the same list") {
 		t.Errorf("want a refusal, got %v", err)
 	}
 	if hits != 1 {
@@ -420,7 +427,7 @@ func TestNotJSON(t *testing.T) {
 		t.Errorf("account via twilio-go: %v", err)
 	}
 	c := f.p.client(http.DefaultClient, vendorsim.TwilioAccountAcme)
-	err = collectUsage(context.Background(), c, &provider.Scrape{}, "Today", "today")
+	err = collectUsage(context.Background(), c, &provider.Scrape{}, periods[0])
 	if err == nil || !strings.Contains(err.Error(), "expected JSON") {
 		t.Errorf("usage: %v", err)
 	}
