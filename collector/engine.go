@@ -557,12 +557,68 @@ func (ent *entry) snapshot(c store.Connection) *snapshot {
 }
 
 // redact removes every secret value from a message, in case a vendor or a
-// library echoed one back.
+// library echoed one back, also in part: any run of 8 or more characters
+// that begins or ends a secret (a vendor showing "SG.abcd1234…").
 func redact(msg string, secret map[string]string) string {
 	for _, v := range secret {
 		if len(v) >= 4 {
 			msg = strings.ReplaceAll(msg, v, "[redacted]")
 		}
 	}
+	for _, v := range secret {
+		if len(v) >= 2*echoMin {
+			msg = redactEchoes(msg, v)
+		}
+	}
 	return msg
+}
+
+// echoMin is the shortest part of a secret redacted on its own.
+const echoMin = 8
+
+// redactEchoes replaces every run of msg that is a prefix or a suffix of
+// v, echoMin characters or longer.
+func redactEchoes(msg, v string) string {
+	hide := make([]bool, len(msg))
+	head, tail := v[:echoMin], v[len(v)-echoMin:]
+	for off := 0; ; {
+		p := strings.Index(msg[off:], head)
+		if p < 0 {
+			break
+		}
+		p += off
+		n := echoMin
+		for n < len(v) && p+n < len(msg) && msg[p+n] == v[n] {
+			n++
+		}
+		for i := p; i < p+n; i++ {
+			hide[i] = true
+		}
+		off = p + 1
+	}
+	for off := 0; ; {
+		p := strings.Index(msg[off:], tail)
+		if p < 0 {
+			break
+		}
+		p += off
+		start := p
+		for j := len(v) - echoMin - 1; j >= 0 && start > 0 && msg[start-1] == v[j]; j-- {
+			start--
+		}
+		for i := start; i < p+echoMin; i++ {
+			hide[i] = true
+		}
+		off = p + 1
+	}
+	var b strings.Builder
+	for i := 0; i < len(msg); i++ {
+		switch {
+		case !hide[i]:
+			b.WriteByte(msg[i])
+		case i == 0 || !hide[i-1]:
+			b.WriteString("[redacted]")
+		}
+	}
+	return b.String()
 }

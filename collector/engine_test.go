@@ -620,3 +620,37 @@ func TestTimedOutScrapeDescribesOneAttempt(t *testing.T) {
 		t.Errorf("scrape cut by its deadline: up %v, state error %v, duration %vs; want 0, 1, the time it waited", up, state, dur)
 	}
 }
+
+// A vendor echoing part of a secret (8 characters or more from its start
+// or its end) in an error does not carry it into last_error or a log line.
+func TestRedactEchoedParts(t *testing.T) {
+	key := "SG.abcdefgh12345678ZYXWVUTS"
+	secret := map[string]string{"api_key": key}
+	for in, want := range map[string]string{
+		"bad key " + key + " here":            "bad key [redacted] here",
+		"key SG.abcdefgh… is not valid":       "key [redacted]… is not valid",
+		"key ending in 678ZYXWVUTS refused":   "key ending in [redacted] refused",
+		"key ***ZYXWVUTS and SG.abcdefgh1***": "key ***[redacted] and [redacted]***",
+		"short SG.abc and VUTS stay":          "short SG.abc and VUTS stay",
+		"unrelated 12345678 text":             "unrelated 12345678 text",
+	} {
+		if got := redact(in, secret); got != want {
+			t.Errorf("redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A vendor's 60 KB account name does not become a 60 KB label value.
+func TestAccountLabelIsBounded(t *testing.T) {
+	e, _, st, _ := setup(t, "prod")
+	c, _ := st.Get(context.Background(), "id0")
+	c.Account = strings.Repeat("a", 60_000)
+	if err := st.Put(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	for k := range gather(t, scrapeOf(e, nil)) {
+		if len(k) > 1000 {
+			t.Errorf("series of %d bytes: %.80s…", len(k), k)
+		}
+	}
+}

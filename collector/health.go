@@ -4,6 +4,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
 )
 
@@ -56,7 +57,7 @@ type snapshot struct {
 // write adds the connection's health samples and its last usage to x.
 func (s *snapshot) write(x *exposition) {
 	v, n := s.conn.Vendor, s.conn.Name
-	x.sample(mInfo, 1, "account", s.conn.Account, "auth_method", s.conn.AuthMethod, "connection", n, "vendor", v)
+	x.sample(mInfo, 1, "account", provider.Label(s.conn.Account), "auth_method", s.conn.AuthMethod, "connection", n, "vendor", v)
 	x.sample(mUp, b2f(s.up), "connection", n, "vendor", v)
 	for _, st := range store.States {
 		x.sample(mState, b2f(st == s.state), "connection", n, "state", st, "vendor", v)

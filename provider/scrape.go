@@ -2,6 +2,8 @@ package provider
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -18,6 +21,28 @@ import (
 // the "connection" label first; Scrape.Gauge fills it in.
 func NewDesc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc("saas_"+name, help, append([]string{"connection"}, labels...), nil)
+}
+
+// MaxLabelLen bounds every label value that comes from a vendor, in bytes:
+// a Prometheus label_value_length_limit would otherwise fail the whole
+// scrape over one vendor's odd answer.
+const MaxLabelLen = 128
+
+// Label makes vendor text safe as a label value: invalid UTF-8 is
+// replaced, and a value longer than MaxLabelLen is cut and ends in "…"
+// and a short hash of the whole value, so two long values stay distinct.
+func Label(v string) string {
+	v = strings.ToValidUTF8(v, "\uFFFD")
+	if len(v) <= MaxLabelLen {
+		return v
+	}
+	sum := sha256.Sum256([]byte(v))
+	suffix := "…" + hex.EncodeToString(sum[:4])
+	cut := MaxLabelLen - len(suffix)
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return v[:cut] + suffix
 }
 
 // Scrape is one collection of one connection. Providers emit metrics through
@@ -61,7 +86,12 @@ func (s *Scrape) Counter(d *prometheus.Desc, v float64, labels ...string) {
 }
 
 func (s *Scrape) emit(d *prometheus.Desc, t prometheus.ValueType, v float64, labels []string) {
-	m := prometheus.MustNewConstMetric(d, t, v, append([]string{s.Conn.Name}, labels...)...)
+	values := make([]string, 0, len(labels)+1)
+	values = append(values, s.Conn.Name)
+	for _, l := range labels {
+		values = append(values, Label(l)) // vendor text: bounded, valid UTF-8
+	}
+	m := prometheus.MustNewConstMetric(d, t, v, values...)
 	s.mu.Lock()
 	s.metrics = append(s.metrics, m)
 	s.mu.Unlock()
