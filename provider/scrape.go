@@ -2,8 +2,6 @@ package provider
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -23,26 +21,20 @@ func NewDesc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc("saas_"+name, help, append([]string{"connection"}, labels...), nil)
 }
 
-// MaxLabelLen bounds every label value that comes from a vendor, in bytes:
-// a Prometheus label_value_length_limit would otherwise fail the whole
-// scrape over one vendor's odd answer.
+// MaxLabelLen bounds every label value that comes from a vendor, in
+// characters: a Prometheus label_value_length_limit would otherwise fail
+// the whole scrape over one vendor's odd answer.
 const MaxLabelLen = 128
 
 // Label makes vendor text safe as a label value: invalid UTF-8 is
-// replaced, and a value longer than MaxLabelLen is cut and ends in "…"
-// and a short hash of the whole value, so two long values stay distinct.
+// replaced, and a value longer than MaxLabelLen characters is cut, "…"
+// marking the cut. Scrape applies it to every label a provider emits.
 func Label(v string) string {
 	v = strings.ToValidUTF8(v, "\uFFFD")
-	if len(v) <= MaxLabelLen {
+	if utf8.RuneCountInString(v) <= MaxLabelLen {
 		return v
 	}
-	sum := sha256.Sum256([]byte(v))
-	suffix := "…" + hex.EncodeToString(sum[:4])
-	cut := MaxLabelLen - len(suffix)
-	for cut > 0 && !utf8.RuneStart(v[cut]) {
-		cut--
-	}
-	return v[:cut] + suffix
+	return string([]rune(v)[:MaxLabelLen-1]) + "…"
 }
 
 // Scrape is one collection of one connection. Providers emit metrics through
