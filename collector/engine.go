@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -76,6 +77,7 @@ type entry struct {
 	remaining   float64
 	usage       []renderedFamily                  // the last usage, rendered once
 	sections    map[string]provider.SectionResult // each section's last good metrics
+	sectionAt   []sectionAt                       // when each completed last, by name
 	lastErr     string
 	expiry      time.Time // the credential's expiry after the last attempt renewed it
 	renewed     bool
@@ -379,6 +381,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 	ent.expiry, ent.renewed = expiry, renewed
 	if secs := s.SectionResults(); secs != nil {
 		ent.sections = secs
+		ent.sectionAt = sectionTimes(secs)
 	}
 	ent.mu.Unlock()
 	var pe *provider.PanicError
@@ -553,7 +556,20 @@ func (ent *entry) snapshot(c store.Connection) *snapshot {
 		missing:     ent.missing,
 		remaining:   ent.remaining,
 		usage:       ent.usage,
+		sections:    ent.sectionAt,
 	}
+}
+
+// sectionTimes lists the sections that ever completed, by name.
+func sectionTimes(secs map[string]provider.SectionResult) []sectionAt {
+	out := make([]sectionAt, 0, len(secs))
+	for name, r := range secs {
+		if !r.At.IsZero() {
+			out = append(out, sectionAt{name: provider.Label(name), at: r.At})
+		}
+	}
+	slices.SortFunc(out, func(a, b sectionAt) int { return strings.Compare(a.name, b.name) })
+	return out
 }
 
 // redact removes every secret value from a message, in case a vendor or a
