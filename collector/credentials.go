@@ -3,6 +3,8 @@ package collector
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"log/slog"
 	"maps"
 	"sync"
@@ -171,6 +173,14 @@ func (k *credentials) startRetry(id string, p *pendingCred) {
 
 func (k *credentials) retry(id string, p *pendingCred) {
 	defer k.wg.Done()
+	defer func() {
+		if r := recover(); r != nil { // a store bug must not end the process
+			k.mu.Lock()
+			p.retrying = false
+			k.mu.Unlock()
+			k.log.Error("saving a renewed credential panicked", "id", id, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		}
+	}()
 	giveUp := time.Now().Add(credRetryFor)
 	wait := credBackoff
 	for {

@@ -276,3 +276,23 @@ func TestHungStoreSaveIsBoundedAndFlushedOnClose(t *testing.T) {
 		t.Errorf("after Close: stored secret %q, want the renewed one", c.Secret["key"])
 	}
 }
+
+// panicStore panics in UpdateLocked: engine code outside the provider.
+type panicStore struct{ store.Store }
+
+func (panicStore) UpdateLocked(context.Context, string, func(store.Connection) (*store.Connection, error)) error {
+	panic("store bug")
+}
+
+// A panic in a collection outside the provider's own code (here the store,
+// saving a renewed credential) fails that connection, not the process.
+func TestPanicOutsideProviderFailsOnlyTheConnection(t *testing.T) {
+	e, _, mem, _ := setup(t, "prod")
+	ps := panicStore{mem}
+	e.o.Store, e.creds.st = ps, ps
+	e.providers["fake"] = &updatingProvider{}
+	got := gather(t, scrapeOf(e, nil))
+	if got[`saas_scrape_success{connection="prod",vendor="fake"}`] != 0 || got[`saas_connection_state{connection="prod",state="error",vendor="fake"}`] != 1 {
+		t.Errorf("after a panic saving the credential: %v", got)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -279,6 +280,7 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 
 	// Concurrent scrapes share one round trip per connection.
 	done := e.flight.DoChan(c.ID, func() (any, error) {
+		defer e.recoverFlight(c, ent, now)
 		// Detach from the first scraper's cancellation: others may wait on
 		// this result, but keep its deadline.
 		actx := context.WithoutCancel(ctx)
@@ -324,6 +326,20 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 		}
 		return snap
 	}
+}
+
+// recoverFlight turns a panic in a collection outside the provider (engine
+// or store code; the provider's own are caught by safeCollect) into that
+// connection's error: singleflight would re-panic it and end the process.
+// It must be deferred directly.
+func (e *Engine) recoverFlight(c store.Connection, ent *entry, start time.Time) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	pe := &provider.PanicError{Where: c.Vendor + " collection", Value: r, Stack: debug.Stack()}
+	e.o.Logger.Error("collection panicked", "vendor", c.Vendor, "id", c.ID, "panic", redact(fmt.Sprint(r), c.Secret), "stack", string(pe.Stack))
+	ent.record(e, c, start, e.o.Now().Sub(start), nil, nil, pe, nil)
 }
 
 // attempt runs the provider once and records the outcome.
