@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"log/slog"
 	"maps"
+	"runtime/debug"
 	"sync"
 	"time"
 
