@@ -263,10 +263,14 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 	ent := e.entry(c)
 	now := e.o.Now()
 
-	// Revoked and expired credentials need a person (reconnect), not a call.
-	if c.State == store.StateRevoked || c.State == store.StateExpired {
+	// Revoked and expired credentials need a person (reconnect), not a
+	// call; so does a record the store cannot read (its state is error).
+	if c.State == store.StateRevoked || c.State == store.StateExpired || c.Damaged != "" {
 		snap := ent.snapshot(c)
 		snap.state, snap.up = c.State, false
+		if c.Damaged != "" {
+			snap.success = false
+		}
 		return snap
 	}
 

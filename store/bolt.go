@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -69,22 +71,55 @@ func OpenBolt(path string, kr *Keyring) (*Bolt, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating the directory for store file %s: %w", path, err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: boltLockTimeout})
+	s, err := openBoltChecked(path, kr)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// damagedFile is the error for a store file bbolt cannot read.
+func damagedFile(path string, cause any) error {
+	return fmt.Errorf("store file %s is damaged (%v): restore it from a backup (or, with PostgreSQL, `saas_exporter store migrate` from a good copy); moving it away starts an empty store, and every connection must then be connected again", path, cause)
+}
+
+// openBoltChecked opens and checks the file. bbolt panics on a damaged
+// page (and a read past a truncated file's end faults): both become an
+// error naming the file, never a crash.
+func openBoltChecked(path string, kr *Keyring) (s *Bolt, err error) {
+	var db *bolt.DB
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if db != nil {
+				go db.Close() // may block on a lock the panic left held
+			}
+			s, err = nil, damagedFile(path, r)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: boltLockTimeout})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("store file %s is locked by another process: is another saas_exporter running with the same data_dir?", path)
 	}
 	if errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrVersionMismatch) || errors.Is(err, bolterrors.ErrChecksum) {
 		return nil, fmt.Errorf("store file %s is not a readable saas_exporter store (%v): restore it from a backup or move it away to start empty", path, err)
 	}
+	var pathErr *fs.PathError
+	if err != nil && !errors.As(err, &pathErr) {
+		return nil, damagedFile(path, err) // bbolt's own checks (size, meta pages)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening store file: %w", err)
 	}
-	s := &Bolt{db: db, kr: kr, path: path, now: time.Now}
+	s = &Bolt{db: db, kr: kr, path: path, now: time.Now}
 	var fresh, missing bool
 	var stale int
 	// Check everything before writing anything: a wrong key must leave
 	// the file exactly as it was.
 	err = db.View(func(tx *bolt.Tx) error {
+		for cerr := range tx.Check() {
+			return damagedFile(path, cerr)
+		}
 		var err error
 		fresh, stale, err = s.verify(tx)
 		for _, name := range [][]byte{bucketMeta, bucketConnections, bucketNonces, bucketInvites} {
@@ -137,15 +172,14 @@ func (s *Bolt) verify(tx *bolt.Tx) (fresh bool, stale int, err error) {
 		stale++
 	}
 	if b := tx.Bucket(bucketConnections); b != nil {
+		// A record that does not decode or open (the canary did) is
+		// damaged on its own: List shows it as an error, the others work.
 		err = b.ForEach(func(k, v []byte) error {
 			var rec boltConn
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("store file %s: connection %q is damaged (%v); restore the file from a backup", s.path, k, err)
+			if json.Unmarshal(v, &rec) != nil {
+				return nil
 			}
-			if _, err := s.kr.Open(rec.SealedSecret); err != nil {
-				return fmt.Errorf("store file %s: the secret of connection %q (%s) cannot be opened: %w", s.path, rec.Name, k, err)
-			}
-			if !s.sealedWithFirst(rec.SealedSecret) {
+			if _, err := s.kr.Open(rec.SealedSecret); err == nil && !s.sealedWithFirst(rec.SealedSecret) {
 				stale++
 			}
 			return nil
@@ -184,15 +218,12 @@ func (s *Bolt) initOrReseal(tx *bolt.Tx, fresh bool) error {
 	var updates []update
 	err := b.ForEach(func(k, v []byte) error {
 		var rec boltConn
-		if err := json.Unmarshal(v, &rec); err != nil {
-			return err
-		}
-		if s.sealedWithFirst(rec.SealedSecret) {
-			return nil
+		if json.Unmarshal(v, &rec) != nil || s.sealedWithFirst(rec.SealedSecret) {
+			return nil // a damaged record stays as it is
 		}
 		pt, err := s.kr.Open(rec.SealedSecret)
 		if err != nil {
-			return err
+			return nil
 		}
 		if rec.SealedSecret, err = s.kr.Seal(pt); err != nil {
 			return err
@@ -245,13 +276,14 @@ func (s *Bolt) decodeConn(k, v []byte) (Connection, error) {
 	if err := json.Unmarshal(v, &rec); err != nil {
 		return Connection{}, fmt.Errorf("store: connection %q is damaged: %v", k, err)
 	}
+	c := rec.Connection
 	pt, err := s.kr.Open(rec.SealedSecret)
 	if err != nil {
-		return Connection{}, fmt.Errorf("store: opening the secret of connection %q: %w", k, err)
+		return c, fmt.Errorf("store: opening the secret of connection %q: %w", k, err)
 	}
-	c := rec.Connection
 	if err := json.Unmarshal(pt, &c.Secret); err != nil {
-		return Connection{}, fmt.Errorf("store: the secret of connection %q is damaged", k)
+		c.Secret = nil
+		return c, fmt.Errorf("store: the secret of connection %q is damaged", k)
 	}
 	return c, nil
 }
@@ -276,7 +308,7 @@ func (s *Bolt) List(ctx context.Context) ([]Connection, error) {
 		return tx.Bucket(bucketConnections).ForEach(func(k, v []byte) error {
 			c, err := s.decodeConn(k, v)
 			if err != nil {
-				return err
+				c = damagedConn(c, string(k), err)
 			}
 			out = append(out, c)
 			return nil
@@ -334,8 +366,8 @@ func nameFree(b *bolt.Bucket, id, name string) error {
 		var other struct {
 			Name string `json:"name"`
 		}
-		if err := json.Unmarshal(ov, &other); err != nil {
-			return fmt.Errorf("store: connection %q is damaged: %v", k, err)
+		if json.Unmarshal(ov, &other) != nil {
+			return nil // a damaged record holds no name we can know
 		}
 		if other.Name == name {
 			return ErrNameTaken

@@ -468,12 +468,13 @@ func (s *Postgres) decodeConn(id string, record, sealed []byte) (Connection, err
 	}
 	pt, err := s.kr.Open(sealed)
 	if err != nil {
-		return Connection{}, fmt.Errorf("store: opening the secret of connection %q: %w", id, err)
+		return c, fmt.Errorf("store: opening the secret of connection %q: %w", id, err)
 	}
 	err = json.Unmarshal(pt, &c.Secret)
 	clear(pt)
 	if err != nil {
-		return Connection{}, fmt.Errorf("store: the secret of connection %q is damaged", id)
+		c.Secret = nil
+		return c, fmt.Errorf("store: the secret of connection %q is damaged", id)
 	}
 	c.ID = id
 	return c, nil
@@ -490,19 +491,14 @@ func (s *Postgres) List(ctx context.Context) ([]Connection, error) {
 	out := []Connection{}
 	var id string
 	var record, sealed []byte
-	var decodeErr error
 	_, err = pgx.ForEachRow(rows, []any{&id, &record, &sealed}, func() error {
 		c, err := s.decodeConn(id, record, sealed)
 		if err != nil {
-			decodeErr = err
-			return err
+			c = damagedConn(c, id, err) // listed as an error; the others work
 		}
 		out = append(out, c)
 		return nil
 	})
-	if decodeErr != nil {
-		return nil, decodeErr
-	}
 	if err != nil {
 		return nil, s.fail("listing connections", err)
 	}

@@ -38,6 +38,23 @@ type Connection struct {
 	// Expiry is when the credential stops working without a person; zero if never.
 	Expiry time.Time `json:"expiry,omitempty"`
 	Status
+	// Damaged is set by List for a stored record that cannot be read (its
+	// secret does not open, its JSON is broken): the connection is listed
+	// with state error and this reason, has no secret, and is not
+	// collected. Reconnecting or deleting it heals the store. Never stored.
+	Damaged string `json:"-"`
+}
+
+// damagedConn is how List shows a record it cannot read: whatever it could
+// decode, no secret, state error with the reason.
+func damagedConn(c Connection, id string, err error) Connection {
+	c.ID, c.Secret = id, nil
+	if c.Name == "" {
+		c.Name = id
+	}
+	c.Damaged = err.Error() + "; reconnect the connection (or restore the store from a backup)"
+	c.Status = Status{State: StateError, LastSuccess: c.LastSuccess, LastError: c.Damaged, Updated: c.Updated}
+	return c
 }
 
 // Status is what collection learns about a connection.
