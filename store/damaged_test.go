@@ -147,7 +147,7 @@ func TestBoltDamagedRecord(t *testing.T) {
 		t.Errorf("damaged secret: the rest of the record is lost: %+v", byID["b"])
 	}
 	// A migration refuses to copy it: its sealed secret would be lost.
-	if _, err := Migrate(ctx, s, NewMemory()); err == nil || !strings.Contains(err.Error(), "conn-b") {
+	if _, err := Migrate(ctx, s, NewMemory()); err == nil || !strings.Contains(err.Error(), "cannot be read") {
 		t.Errorf("migrating a store with a damaged record: %v", err)
 	}
 	// Reconnecting replaces the record.
