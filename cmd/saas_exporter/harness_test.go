@@ -70,6 +70,10 @@ type stackOptions struct {
 	// SimWrap, if set, wraps the simulator's handler (a gate on one
 	// endpoint); only when startStack starts the simulator.
 	SimWrap func(http.Handler) http.Handler
+	// DataDir reuses a data directory (a restart); empty: a fresh one.
+	DataDir string
+	// Args are extra command-line flags (--web.config.file=…).
+	Args []string
 }
 
 // vendorConfig returns the vendors: section pointing every vendor at the
@@ -129,11 +133,14 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if o.DataDir == "" {
+		o.DataDir = filepath.Join(dir, "data")
+	}
 	if o.MinInterval == "" {
 		o.MinInterval = "1ms"
 	}
 	cfg := fmt.Sprintf("external_url: %s\ndata_dir: %s\nadmins:\n  %s: %q\nscrape:\n  timeout: 5s\n  min_interval: %s\n%s%s",
-		url, filepath.Join(dir, "data"), testAdmin, hash, o.MinInterval, vendorConfig(simURL, url), o.ExtraConfig)
+		url, o.DataDir, testAdmin, hash, o.MinInterval, vendorConfig(simURL, url), o.ExtraConfig)
 	cfgFile := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -144,7 +151,8 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	s.cancel = cancel
 	ready := make(chan string, 1)
 	go func() {
-		s.done <- run(ctx, []string{"--config.file=" + cfgFile, "--web.listen-address=" + addr, "--log.level=debug"}, io.Discard, s.logs, func(a string) { ready <- a })
+		args := append([]string{"--config.file=" + cfgFile, "--web.listen-address=" + addr, "--log.level=debug"}, o.Args...)
+		s.done <- run(ctx, args, io.Discard, s.logs, func(a string) { ready <- a })
 	}()
 	select {
 	case <-ready:
