@@ -56,15 +56,9 @@ func (h *hookStore) set(f func(h *hookStore)) {
 }
 
 func (h *hookStore) UpdateLocked(ctx context.Context, id string, fn func(store.Connection) (*store.Connection, error)) error {
-	h.mu.Lock()
-	saveErr, hang := h.saveErr, h.hang
-	h.mu.Unlock()
-	if hang != nil {
-		select {
-		case <-hang:
-		case <-ctx.Done():
-			return fmt.Errorf("store: locking connection: %w", ctx.Err())
-		}
+	saveErr, err := h.wait(ctx)
+	if err != nil {
+		return err
 	}
 	if saveErr == nil {
 		return h.Store.UpdateLocked(ctx, id, fn)
@@ -80,6 +74,19 @@ func (h *hookStore) UpdateLocked(ctx context.Context, id string, fn func(store.C
 }
 
 func (h *hookStore) SetSecret(ctx context.Context, id string, secret map[string]string, expiry time.Time) error {
+	saveErr, err := h.wait(ctx)
+	if err != nil {
+		return err
+	}
+	if saveErr != nil {
+		return saveErr
+	}
+	return h.Store.SetSecret(ctx, id, secret, expiry)
+}
+
+// wait holds a write while hang is set (or until ctx ends) and returns
+// the failure to give it.
+func (h *hookStore) wait(ctx context.Context) (saveErr, err error) {
 	h.mu.Lock()
 	saveErr, hang := h.saveErr, h.hang
 	h.mu.Unlock()
@@ -87,13 +94,10 @@ func (h *hookStore) SetSecret(ctx context.Context, id string, secret map[string]
 		select {
 		case <-hang:
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, fmt.Errorf("store: writing connection: %w", ctx.Err())
 		}
 	}
-	if saveErr != nil {
-		return saveErr
-	}
-	return h.Store.SetSecret(ctx, id, secret, expiry)
+	return saveErr, nil
 }
 
 func hookedSetup(t *testing.T, names ...string) (*Engine, *hookStore, *clock) {

@@ -73,6 +73,17 @@ func scrapeAsync(s *stack) chan string {
 	return out
 }
 
+// startGatedPair starts two replicas on dsn sharing a simulator whose
+// token endpoint at path is gated, with OAuth connection "oauth1" on A.
+func startGatedPair(t *testing.T, dsn, path string) (a *oauthStack, b *stack, g *tokenGate) {
+	t.Helper()
+	shared := haConfig(t, dsn)
+	g = &tokenGate{path: path}
+	a = startOAuthStack(t, stackOptions{ExtraConfig: shared, SimWrap: g.wrap})
+	b = startStack(t, stackOptions{ExtraConfig: shared, Sim: a.Sim, SimURL: a.SimURL})
+	return a, b, g
+}
+
 // PostgreSQL goes down while an OAuth refresh is in flight (#21 item 1):
 // the vendor rotates the refresh token, the store cannot take it. The
 // replica keeps collecting with the new tokens from memory, saves them
@@ -81,10 +92,7 @@ func scrapeAsync(s *stack) chan string {
 func TestHARenewalSurvivesDatabaseRestart(t *testing.T) {
 	srv := pgtest.NewServer(t)
 	dsn, _ := srv.NewDatabase(t)
-	shared := haConfig(t, dsn)
-	g := &tokenGate{path: "/oauth/token"}
-	a := startOAuthStack(t, stackOptions{ExtraConfig: shared, SimWrap: g.wrap})
-	b := startStack(t, stackOptions{ExtraConfig: shared, Sim: a.Sim, SimURL: a.SimURL})
+	a, b, g := startGatedPair(t, dsn, "/oauth/token")
 	a.connect("/api/v1/connections", map[string]string{"vendor": "sendgrid", "name": "oauth1", "method": "oauth"}, "acme")
 	success := `saas_scrape_success{connection="oauth1",vendor="sendgrid"}`
 
@@ -142,10 +150,7 @@ func TestHARenewalSurvivesDatabaseRestart(t *testing.T) {
 // refresh reaches the vendor.
 func TestHARefreshElsewhereDoesNotFailAValidToken(t *testing.T) {
 	dsn, _ := pgtest.Start(t)
-	shared := haConfig(t, dsn)
-	g := &tokenGate{path: "/oauth/token"}
-	a := startOAuthStack(t, stackOptions{ExtraConfig: shared, SimWrap: g.wrap})
-	b := startStack(t, stackOptions{ExtraConfig: shared, Sim: a.Sim, SimURL: a.SimURL})
+	a, b, g := startGatedPair(t, dsn, "/oauth/token")
 	a.connect("/api/v1/connections", map[string]string{"vendor": "sendgrid", "name": "oauth1", "method": "oauth"}, "acme")
 	success := `saas_scrape_success{connection="oauth1",vendor="sendgrid"}`
 	up := `saas_connection_up{connection="oauth1",vendor="sendgrid"}`
@@ -174,10 +179,7 @@ func TestHARefreshElsewhereDoesNotFailAValidToken(t *testing.T) {
 // after it, does not write the old credential back.
 func TestHAReconnectWinsOverRenewalInFlight(t *testing.T) {
 	dsn, _ := pgtest.Start(t)
-	shared := haConfig(t, dsn)
-	g := &tokenGate{path: "/segment/oauth/eu/token"}
-	a := startOAuthStack(t, stackOptions{ExtraConfig: shared, SimWrap: g.wrap})
-	b := startStack(t, stackOptions{ExtraConfig: shared, Sim: a.Sim, SimURL: a.SimURL})
+	a, b, g := startGatedPair(t, dsn, "/segment/oauth/eu/token")
 	if code := a.api("POST", "/api/v1/connections", map[string]string{"vendor": "segment", "name": "seg", "method": "client_credentials", "region": "eu",
 		"client_id": vendorsim.SegmentOAuthClientEuro, "key_id": vendorsim.SegmentOAuthKeyIDEuro, "private_key": vendorsim.SegmentOAuthTestPrivateKey}, nil); code != 201 {
 		t.Fatalf("connect: %d", code)

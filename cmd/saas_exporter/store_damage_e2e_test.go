@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -16,26 +13,11 @@ import (
 	"github.com/saas-exporter/saas_exporter/vendorsim"
 )
 
-// restart starts the exporter of a stopped stack again, same config and
-// data directory.
+// restart starts the exporter of a stopped stack again on its data
+// directory.
 func restart(t *testing.T, s *stack) *stack {
 	t.Helper()
-	n := &stack{t: t, Sim: s.Sim, SimURL: s.SimURL, URL: s.URL, Dir: s.Dir, logs: &syncBuffer{}, done: make(chan int, 1)}
-	ctx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
-	ready := make(chan string, 1)
-	go func() {
-		n.done <- run(ctx, []string{"--config.file=" + filepath.Join(s.Dir, "config.yml"), "--web.listen-address=" + strings.TrimPrefix(s.URL, "http://"), "--log.level=debug"}, io.Discard, n.logs, func(a string) { ready <- a })
-	}()
-	select {
-	case <-ready:
-	case code := <-n.done:
-		t.Fatalf("exporter exited with %d on restart:\n%s", code, n.logs.String())
-	case <-time.After(20 * time.Second):
-		t.Fatalf("exporter did not restart:\n%s", n.logs.String())
-	}
-	t.Cleanup(func() { n.stop() })
-	return n
+	return startStack(t, stackOptions{DataDir: filepath.Join(s.Dir, "data"), Sim: s.Sim, SimURL: s.SimURL})
 }
 
 // One connection whose stored secret cannot be opened (#13 item 3): the
