@@ -178,12 +178,18 @@ func (s *Bolt) verify(tx *bolt.Tx) (fresh bool, stale int, err error) {
 	if b := tx.Bucket(bucketConnections); b != nil {
 		// A record that does not decode or open (the canary did) is
 		// damaged on its own: List shows it as an error, the others work.
+		// One naming a key the ring lacks means a wrong key list: refused.
 		err = b.ForEach(func(k, v []byte) error {
 			var rec boltConn
 			if json.Unmarshal(v, &rec) != nil {
 				return nil
 			}
-			if _, err := s.kr.Open(rec.SealedSecret); err == nil && !s.sealedWithFirst(rec.SealedSecret) {
+			_, err := s.kr.Open(rec.SealedSecret)
+			var unknown *UnknownKeyError
+			switch {
+			case errors.As(err, &unknown):
+				return fmt.Errorf("store file %s: the secret of connection %q (%s) cannot be opened: %w", s.path, rec.Name, k, err)
+			case err == nil && !s.sealedWithFirst(rec.SealedSecret):
 				stale++
 			}
 			return nil

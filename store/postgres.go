@@ -308,9 +308,18 @@ func (s *Postgres) verify(ctx context.Context, tx pgx.Tx) (stale int, err error)
 	}
 	var id, name string
 	var sealed []byte
+	// The canary opened, so the key is right: a record that does not open
+	// is damaged on its own (List shows it as an error; the others work),
+	// unless it names a key the ring lacks (a replica started with a
+	// rotated-away key list): that is refused, changing nothing.
 	_, err = pgx.ForEachRow(rows, []any{&id, &name, &sealed}, func() error {
 		if _, err := s.kr.Open(sealed); err != nil {
-			return fmt.Errorf("store: PostgreSQL (%s): the secret of connection %q (%s) cannot be opened: %w", s.where, name, id, err)
+			var unknown *UnknownKeyError
+			if errors.As(err, &unknown) {
+				return fmt.Errorf("store: PostgreSQL (%s): the secret of connection %q (%s) cannot be opened: %w", s.where, name, id, err)
+			}
+			s.logger.Error("store: a connection's secret cannot be opened; it is shown as an error until reconnected or deleted", "connection", name, "id", id, "err", err)
+			return nil
 		}
 		if !s.sealedWithFirst(sealed) {
 			stale++
@@ -375,7 +384,7 @@ func (s *Postgres) resealAll(ctx context.Context) (int, error) {
 	for _, it := range todo {
 		pt, err := s.kr.Open(it.sealed)
 		if err != nil {
-			return n, err
+			continue // damaged: left as it is
 		}
 		sealed, err := s.kr.Seal(pt)
 		clear(pt)
