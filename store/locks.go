@@ -8,10 +8,6 @@ import (
 	"time"
 )
 
-// ErrLocked is returned by UpdateLocked when ctx carries a lock wait
-// (WithLockWait) and another caller held the connection's lock for longer.
-var ErrLocked = errors.New("store: the connection is being updated by another caller (another replica renewing its credential)")
-
 // ErrChanged is returned by UpdateLocked when the connection's secret was
 // replaced while fn ran (a reconnect): fn's record, built on the old
 // secret, is not saved and the newer secret stays.
