@@ -175,7 +175,7 @@ func specDir(t *testing.T, vendor string) string {
 	if _, err := os.Stat(d); err != nil {
 		citest.Missing(t, fmt.Sprintf("the vendor OpenAPI files are missing: %v. This contract test needs them in %s "+
 			"(segment_public_api.yaml, twilio_api_v2010.json, sendgrid/*.json): put them beside the repository in ../shared/vendor-specs, "+
-			"or point SAAS_VENDOR_SPECS at them; `bash .ci/vendor-specs` fetches them at the pinned commits (see the README's Quick start)", err, root))
+			"or point SAAS_VENDOR_SPECS at them (see the README's Quick start)", err, root))
 	}
 	return d
 }
