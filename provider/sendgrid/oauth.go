@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/saas-exporter/saas_exporter/auth/oauth"
 	"github.com/saas-exporter/saas_exporter/provider"
+	"github.com/saas-exporter/saas_exporter/provider/oauth"
 )
 
 // oauthMethodName is the auth_method of connections made with OAuth.

@@ -18,8 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"gopkg.in/yaml.v3"
 
-	"github.com/saas-exporter/saas_exporter/auth/oauth"
 	"github.com/saas-exporter/saas_exporter/provider"
+	"github.com/saas-exporter/saas_exporter/provider/oauth"
 	"github.com/saas-exporter/saas_exporter/store"
 	"github.com/saas-exporter/saas_exporter/vendorsim"
 )

@@ -16,9 +16,9 @@ import (
 	sg "github.com/sendgrid/sendgrid-go"
 	"gopkg.in/yaml.v3"
 
-	"github.com/saas-exporter/saas_exporter/auth/oauth"
 	"github.com/saas-exporter/saas_exporter/config"
 	"github.com/saas-exporter/saas_exporter/provider"
+	"github.com/saas-exporter/saas_exporter/provider/oauth"
 )
 
 const vendor = "sendgrid"

@@ -1,10 +1,10 @@
-// Package oauth is the generic OAuth 2.0 authorization-code client of the
-// exporter: a provider.RedirectMethod (PKCE S256, state from the flow
-// machinery in auth/) and the token lifecycle a provider runs inside
-// Collect (refresh before expiry and once after a 401, rotation saved under
-// the store's cross-replica lock, failure window, expiry). It never names a
-// vendor: a provider configures it and supplies the check of a new token
-// with its own API.
+// Package oauth is the generic OAuth 2.0 authorization-code client that
+// providers build on: a provider.RedirectMethod (PKCE S256; the state comes
+// from the web flow that calls it) and the token lifecycle a provider runs
+// inside Collect (refresh before expiry and once after a 401, rotation saved
+// under the store's cross-replica lock, failure window, expiry). It sits below
+// the vendor packages: it may import provider, store and config, never auth,
+// collector or a vendor package, and it never names a vendor.
 package oauth
 
 import (
