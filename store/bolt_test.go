@@ -44,6 +44,7 @@ func fileSum(t *testing.T, path string) [32]byte {
 }
 
 func TestBoltReopenPersists(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), DefaultBoltFile)
 	kr := mustRing(t, mustKey(t))
@@ -84,6 +85,7 @@ func TestBoltReopenPersists(t *testing.T) {
 }
 
 func TestBoltWrongKeyChangesNothing(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	for _, withData := range []bool{false, true} {
 		t.Run(fmt.Sprintf("connections=%v", withData), func(t *testing.T) {
@@ -145,6 +147,7 @@ func rawSealedKeyIDs(t *testing.T, path string) []string {
 }
 
 func TestBoltKeyRotation(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), DefaultBoltFile)
 	oldKey, newKey := mustKey(t), mustKey(t)
@@ -193,6 +196,7 @@ func TestBoltKeyRotation(t *testing.T) {
 }
 
 func TestBoltFileHasNoClearSecrets(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), DefaultBoltFile)
 	kr := mustRing(t, mustKey(t))
@@ -258,6 +262,7 @@ func TestBoltLocked(t *testing.T) {
 }
 
 func TestBoltRejectsForeignFiles(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	kr := mustRing(t, mustKey(t))
 
@@ -284,6 +289,7 @@ func TestBoltRejectsForeignFiles(t *testing.T) {
 }
 
 func TestBoltUseOncePurges(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := openTestBolt(t, filepath.Join(t.TempDir(), DefaultBoltFile), mustRing(t, mustKey(t)))
 	defer s.Close()
@@ -318,6 +324,7 @@ func TestBoltUseOncePurges(t *testing.T) {
 }
 
 func TestOpenBoltNeedsKeyring(t *testing.T) {
+	t.Parallel()
 	if _, err := OpenBolt(filepath.Join(t.TempDir(), "x.db"), nil); err == nil {
 		t.Fatal("OpenBolt without a keyring succeeded")
 	}

@@ -9,10 +9,12 @@ import (
 )
 
 func TestMemoryContract(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T) store.Store { return store.NewMemory() })
 }
 
 func TestBoltContract(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T) store.Store {
 		key, err := store.GenerateKey()
 		if err != nil {

@@ -68,6 +68,7 @@ func crashChild(path string) {
 // TestBoltCrash kills a writing child process at a random moment and checks
 // that the store opens afterwards with every acknowledged write in it.
 func TestBoltCrash(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), store.DefaultBoltFile)
 	kr, key := newKeyring(t)
 	acked := map[string]string{} // id -> the secret it must at least have

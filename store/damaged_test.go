@@ -54,6 +54,7 @@ func openDamaged(t *testing.T, path string, kr *Keyring) (err error) {
 // Zeroing any one 4 KiB page or truncating the file gives a clear error
 // (or, for a page not in use, a working store), never a panic.
 func TestBoltDamagedFile(t *testing.T) {
+	t.Parallel()
 	path, kr := damagedStore(t)
 	orig, err := os.ReadFile(path)
 	if err != nil {
@@ -94,6 +95,7 @@ func TestBoltDamagedFile(t *testing.T) {
 // reason and no secret, lists the others intact, and a reconnect (Put)
 // heals it.
 func TestBoltDamagedRecord(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), DefaultBoltFile)
 	kr := mustRing(t, mustKey(t))

@@ -32,6 +32,7 @@ func mustRing(t *testing.T, text string) *Keyring {
 }
 
 func TestKeyringRoundTrip(t *testing.T) {
+	t.Parallel()
 	kr := mustRing(t, mustKey(t))
 	for _, pt := range [][]byte{nil, []byte("x"), bytes.Repeat([]byte("secret"), 1000)} {
 		sealed, err := kr.Seal(pt)
@@ -60,6 +61,7 @@ func TestKeyringRoundTrip(t *testing.T) {
 }
 
 func TestKeyringWrongKey(t *testing.T) {
+	t.Parallel()
 	a := mustRing(t, mustKey(t))
 	b := mustRing(t, mustKey(t))
 	sealed, err := a.Seal([]byte("hello"))
@@ -82,6 +84,7 @@ func TestKeyringWrongKey(t *testing.T) {
 }
 
 func TestKeyringTampered(t *testing.T) {
+	t.Parallel()
 	kr := mustRing(t, mustKey(t))
 	sealed, _ := kr.Seal([]byte("hello world"))
 	for i := range sealed {
@@ -102,6 +105,7 @@ func TestKeyringTampered(t *testing.T) {
 }
 
 func TestKeyringRotation(t *testing.T) {
+	t.Parallel()
 	oldKey, newKey := mustKey(t), mustKey(t)
 	old := mustRing(t, oldKey)
 	sealedOld, _ := old.Seal([]byte("old data"))
@@ -124,6 +128,7 @@ func TestKeyringRotation(t *testing.T) {
 }
 
 func TestParseKeyringFormats(t *testing.T) {
+	t.Parallel()
 	raw := bytes.Repeat([]byte{0xfb}, 32) // 0xfb gives '+' '/' vs '-' '_' in base64
 	want := mustRing(t, base64.StdEncoding.EncodeToString(raw)).KeyIDs()[0]
 	for name, text := range map[string]string{
@@ -155,6 +160,7 @@ func TestParseKeyringFormats(t *testing.T) {
 }
 
 func TestParseKeyringErrors(t *testing.T) {
+	t.Parallel()
 	good := mustKey(t)
 	short := base64.StdEncoding.EncodeToString([]byte("sixteen byte key"))
 	for name, tc := range map[string]struct {
@@ -189,6 +195,7 @@ func TestParseKeyringErrors(t *testing.T) {
 }
 
 func TestDerive(t *testing.T) {
+	t.Parallel()
 	k1, k2 := mustKey(t), mustKey(t)
 	a := mustRing(t, k1+"\n"+k2)
 	b := mustRing(t, k1)
@@ -212,6 +219,7 @@ func TestDerive(t *testing.T) {
 }
 
 func TestGenerateKey(t *testing.T) {
+	t.Parallel()
 	k := mustKey(t)
 	b, err := base64.StdEncoding.DecodeString(k)
 	if err != nil || len(b) != 32 {
@@ -229,6 +237,7 @@ func logRecorder() (*slog.Logger, *bytes.Buffer) {
 }
 
 func TestLoadKeyringGenerates(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	logger, logs := logRecorder()
 	kr, err := LoadKeyring("", "", dir, logger)
@@ -277,6 +286,7 @@ func TestLoadKeyringGenerates(t *testing.T) {
 }
 
 func TestLoadKeyringSources(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	envKey, fileKey := mustKey(t), mustKey(t)
 	file := filepath.Join(dir, "key")
@@ -319,6 +329,7 @@ func TestLoadKeyringSources(t *testing.T) {
 }
 
 func TestLoadKeyringWarnsOnOpenMode(t *testing.T) {
+	t.Parallel()
 	if runtime.GOOS == "windows" {
 		t.Skip("file modes are not meaningful on windows")
 	}

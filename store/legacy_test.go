@@ -16,6 +16,7 @@ import (
 // A file written before the accounts index, with one account connected
 // twice (concurrent connects): it opens, and both connections keep working.
 func TestBoltLegacyDuplicates(t *testing.T) {
+	t.Parallel()
 	key, _ := store.GenerateKey()
 	kr, _ := store.ParseKeyring(key)
 	path := filepath.Join(t.TempDir(), store.DefaultBoltFile)
@@ -70,6 +71,7 @@ func TestBoltLegacyDuplicates(t *testing.T) {
 // A PostgreSQL store of schema 1 with one account connected twice: the
 // migration to the account index succeeds and both keep working.
 func TestPostgresLegacyDuplicates(t *testing.T) {
+	t.Parallel()
 	dsn, _ := pgtest.Start(t)
 	ctx := context.Background()
 	key, _ := store.GenerateKey()

@@ -9,6 +9,7 @@ import (
 // TestMigrateComparesEveryField fails when a field is added to Connection,
 // Status or Invite, so that connDiff and sameInvite are updated with it.
 func TestMigrateComparesEveryField(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		typ  reflect.Type
 		want int

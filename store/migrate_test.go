@@ -41,6 +41,7 @@ func migrateSource(t *testing.T, s store.Store) ([]store.Connection, []store.Inv
 }
 
 func TestMigrateBoltToPostgres(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	boltKR, _ := newKeyring(t)
 	from, err := store.OpenBolt(filepath.Join(t.TempDir(), store.DefaultBoltFile), boltKR)
@@ -101,6 +102,7 @@ func TestMigrateBoltToPostgres(t *testing.T) {
 }
 
 func TestMigrateNameConflict(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	from, to := store.NewMemory(), store.NewMemory()
 	migrateSource(t, from)
@@ -132,6 +134,7 @@ var errDiskFull = errors.New("disk full")
 func (failing) Put(context.Context, store.Connection) error { return errDiskFull }
 
 func TestMigrateVerifies(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	from := store.NewMemory()
 	conns, _ := migrateSource(t, from)

@@ -13,6 +13,7 @@ import (
 // Listing an unchanged store again opens no secret; a changed secret is
 // opened once. (A scrape or an /sd poll lists the store.)
 func TestListOpensOnlyChangedSecrets(t *testing.T) {
+	t.Parallel()
 	key, err := GenerateKey()
 	if err != nil {
 		t.Fatal(err)

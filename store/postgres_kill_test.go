@@ -74,6 +74,7 @@ func pgKillChild(dsn string) {
 // write it had acknowledged is in the database, and no lock it held is left
 // behind.
 func TestPostgresClientKill(t *testing.T) {
+	t.Parallel()
 	dsn, _ := pgtest.Start(t)
 	kr, key := newKeyring(t)
 	acked := map[string]string{} // id -> the secret it must at least have

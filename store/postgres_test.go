@@ -103,6 +103,7 @@ func pgConn(id, name string) store.Connection {
 }
 
 func TestPostgresContract(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T) store.Store {
 		dsn, _ := pgtest.Start(t)
 		kr, _ := newKeyring(t)
@@ -112,6 +113,7 @@ func TestPostgresContract(t *testing.T) {
 
 // Two stores on one database stand for two replicas: each has its own pool.
 func TestPostgresUpdateLockedAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	dsn, _ := pgtest.Start(t)
 	kr, _ := newKeyring(t)
 	a, b := openPG(t, dsn, kr), openPG(t, dsn, kr)
@@ -184,6 +186,7 @@ func TestPostgresUpdateLockedAcrossReplicas(t *testing.T) {
 // fn has used up a refresh token when it returns; the new one is saved even
 // if the caller's context ended meanwhile.
 func TestPostgresUpdateLockedSavesAfterCancel(t *testing.T) {
+	t.Parallel()
 	dsn, _ := pgtest.Start(t)
 	kr, _ := newKeyring(t)
 	s := openPG(t, dsn, kr)
@@ -206,6 +209,7 @@ func TestPostgresUpdateLockedSavesAfterCancel(t *testing.T) {
 }
 
 func TestPostgresConcurrentOpen(t *testing.T) {
+	t.Parallel()
 	dsn, _ := pgtest.Start(t)
 	kr, _ := newKeyring(t)
 	const n = 6
@@ -250,6 +254,7 @@ func TestPostgresConcurrentOpen(t *testing.T) {
 }
 
 func TestPostgresWrongKey(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	base, _ := pgtest.Start(t)
 	const pw = "pw-Do-Not-Show-9f27"
@@ -310,6 +315,7 @@ func TestPostgresWrongKey(t *testing.T) {
 }
 
 func TestPostgresKeyRotation(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dsn, _ := pgtest.Start(t)
 	_, oldKey := newKeyring(t)
@@ -353,6 +359,7 @@ func TestPostgresKeyRotation(t *testing.T) {
 }
 
 func TestPostgresNoClearSecrets(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dsn, _ := pgtest.Start(t)
 	kr, _ := newKeyring(t)
@@ -394,6 +401,7 @@ func TestPostgresNoClearSecrets(t *testing.T) {
 }
 
 func TestPostgresRefusesNewerSchema(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dsn, _ := pgtest.Start(t)
 	kr, _ := newKeyring(t)
@@ -412,6 +420,7 @@ func TestPostgresRefusesNewerSchema(t *testing.T) {
 }
 
 func TestPostgresRefusesForeignTables(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	kr, _ := newKeyring(t)
 
@@ -441,6 +450,7 @@ func TestPostgresRefusesForeignTables(t *testing.T) {
 }
 
 func TestPostgresDSNErrorsHidePassword(t *testing.T) {
+	t.Parallel()
 	const pw = "hunter2-Secret-7781"
 	// A port nobody listens on.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -484,6 +494,7 @@ func TestPostgresDSNErrorsHidePassword(t *testing.T) {
 // The server goes away under an open store: calls fail with an error, and
 // work again once it is back, without reopening the store.
 func TestPostgresServerRestart(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.NewServer(t)
 	base, _ := srv.NewDatabase(t)
 	const pw = "pw-Restart-Secret-4411"
@@ -571,6 +582,7 @@ func TestPostgresServerRestart(t *testing.T) {
 // Expired single-use keys are removed by later calls, so the table does not
 // grow without bound.
 func TestPostgresUseOncePurges(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dsn, _ := pgtest.Start(t)
 	kr, _ := newKeyring(t)
@@ -599,6 +611,7 @@ func TestPostgresUseOncePurges(t *testing.T) {
 // A budget set through one replica is what every replica reads and
 // exports, and a status write from another replica does not undo it.
 func TestPostgresBudgetAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	dsn, _ := pgtest.Start(t)
 	kr, _ := newKeyring(t)
 	a, b := openPG(t, dsn, kr), openPG(t, dsn, kr)
@@ -630,6 +643,7 @@ func TestPostgresBudgetAcrossReplicas(t *testing.T) {
 // One connection whose sealed secret does not open (the canary does): the
 // store opens, lists it as an error with the reason, and the others work.
 func TestPostgresDamagedRecord(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dsn, _ := pgtest.Start(t)
 	kr, _ := newKeyring(t)

@@ -29,7 +29,7 @@ func startNoAdmins(t *testing.T, dir, addr string, use func(url, logs string)) (
 	ready := make(chan string, 1)
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"--config.file=" + cfgFile, "--web.listen-address=" + addr}, io.Discard, &buf, func(a string) { ready <- a })
+		done <- run(ctx, []string{"--config.file=" + cfgFile, "--web.listen-address=" + addr}, io.Discard, &buf, hooks{ready: func(a string) { ready <- a }})
 	}()
 	select {
 	case code := <-done:

@@ -32,10 +32,6 @@ var vendors = []provider.Factory{
 	segment.Factory,
 }
 
-// clock is the exporter's time source; end-to-end tests replace it with a
-// fake clock to run expiry and refresh scenarios without waiting.
-var clock = time.Now
-
 // readyTimeout bounds /-/ready, so a probe gets an answer within a second
 // whatever the store does.
 const readyTimeout = 800 * time.Millisecond
@@ -53,7 +49,10 @@ type app struct {
 	generated *generatedAdmin
 }
 
-func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, error) {
+// newApp wires the exporter. now is its clock (time.Now outside tests):
+// passed in, not global, so end-to-end tests with a fake clock can run in
+// parallel with the others.
+func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, now func() time.Time) (*app, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
@@ -63,7 +62,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	if err != nil {
 		return nil, err
 	}
-	providers, err := provider.Build(vendors, cfg.Vendors, provider.Env{ExternalURL: cfg.ExternalURL, Logger: log, BaseDir: cfg.BaseDir, Now: clock})
+	providers, err := provider.Build(vendors, cfg.Vendors, provider.Env{ExternalURL: cfg.ExternalURL, Logger: log, BaseDir: cfg.BaseDir, Now: now})
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +87,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		Concurrency:       cfg.Scrape.Concurrency,
 		VendorConcurrency: cfg.Scrape.VendorConcurrency,
 		Logger:            log,
-		Now:               clock,
+		Now:               now,
 	})
 	signing := kr.DeriveAll("saas_exporter cookies v1")
 	a.auth, err = auth.New(auth.Options{
@@ -106,7 +105,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		MonthToDate:         a.engine.MonthToDate,
 		InviteTTL:           cfg.Invites.DefaultTTL,
 		LoginHint:           hint,
-		Now:                 clock,
+		Now:                 now,
 	})
 	if err != nil {
 		a.close()

@@ -21,6 +21,7 @@ import (
 // SAAS_UPDATE_SCREENSHOTS=1 also writes the screenshots in docs/ for the
 // README.
 func TestBrowserEndToEnd(t *testing.T) {
+	t.Parallel()
 	browser := requireTool(t, "chromium")
 	// With SendGrid's OAuth configured, so every kind of button shows.
 	s := startOAuthStack(t, stackOptions{MinInterval: "1h"}).stack

@@ -15,6 +15,7 @@ import (
 // simulator says, and config.example.yaml is valid: both are what people
 // run first.
 func TestShippedConfigs(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("../../config.demo.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -38,6 +39,7 @@ func TestShippedConfigs(t *testing.T) {
 // Every key of the README's configuration table is in config.example.yaml,
 // set or commented out.
 func TestExampleConfigHasEveryKey(t *testing.T) {
+	t.Parallel()
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)

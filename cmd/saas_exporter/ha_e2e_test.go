@@ -32,6 +32,7 @@ func haConfig(t *testing.T, dsn string) string {
 // Two replicas on one database serve the same connections: what one
 // creates, revokes or deletes, the other shows on its next scrape.
 func TestHAReplicasShareConnections(t *testing.T) {
+	t.Parallel()
 	dsn, _ := pgtest.Start(t)
 	shared := haConfig(t, dsn)
 	a := startStack(t, stackOptions{ExtraConfig: shared})
@@ -81,6 +82,7 @@ func TestHAReplicasShareConnections(t *testing.T) {
 // PostgreSQL restarted under a running exporter: scrapes still answer and
 // say the store is down, then recover without restarting the exporter.
 func TestHAPostgresRestart(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.NewServer(t)
 	dsn, _ := srv.NewDatabase(t)
 	s := startStack(t, stackOptions{ExtraConfig: haConfig(t, dsn)})
@@ -128,6 +130,7 @@ func TestHAPostgresRestart(t *testing.T) {
 
 // `saas_exporter store migrate` copies a bbolt store into PostgreSQL, twice.
 func TestStoreMigrateCommand(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	s.api("POST", "/api/v1/connections", map[string]string{"vendor": "sendgrid", "name": "prod", "api_key": vendorsim.SendGridKeyAcme}, nil)
 	s.api("POST", "/api/v1/connections", map[string]string{"vendor": "segment", "name": "seg", "token": vendorsim.SegmentTokenAcme, "region": "us"}, nil)
@@ -138,7 +141,7 @@ func TestStoreMigrateCommand(t *testing.T) {
 	cfgFile := filepath.Join(s.Dir, "config.yml")
 	for i := 0; i < 2; i++ {
 		var out, errb strings.Builder
-		code := run(context.Background(), []string{"--config.file=" + cfgFile, "store", "migrate", "--from=bbolt", "--to=postgres:" + dsn}, &out, &errb, nil)
+		code := run(context.Background(), []string{"--config.file=" + cfgFile, "store", "migrate", "--from=bbolt", "--to=postgres:" + dsn}, &out, &errb, hooks{})
 		if code != 0 || !strings.Contains(out.String(), "copied and verified 2 connections") {
 			t.Fatalf("migrate run %d: %d %q %s", i+1, code, out.String(), errb.String())
 		}
@@ -157,7 +160,7 @@ func TestStoreMigrateCommand(t *testing.T) {
 		t.Errorf("in PostgreSQL: %d connections", len(conns))
 	}
 	var out, errb strings.Builder
-	if code := run(context.Background(), []string{"--config.file=" + cfgFile, "store", "migrate", "--from=bbolt:/nonexistent", "--to=postgres:" + dsn}, &out, &errb, nil); code == 0 || !strings.Contains(errb.String(), "nonexistent") {
+	if code := run(context.Background(), []string{"--config.file=" + cfgFile, "store", "migrate", "--from=bbolt:/nonexistent", "--to=postgres:" + dsn}, &out, &errb, hooks{}); code == 0 || !strings.Contains(errb.String(), "nonexistent") {
 		t.Errorf("missing source: %d %s", code, errb.String())
 	}
 }
@@ -166,11 +169,12 @@ func TestStoreMigrateCommand(t *testing.T) {
 // token expires: however the scrapes interleave, exactly one refresh call
 // reaches the authorization server, and both keep collecting.
 func TestHAOneRefreshAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	dsn, _ := pgtest.Start(t)
 	shared := haConfig(t, dsn)
 	a := startOAuthStack(t, stackOptions{ExtraConfig: shared})
 	// Same configuration, clock and simulator: a second replica.
-	b := startStack(t, stackOptions{ExtraConfig: shared, Sim: a.Sim, SimURL: a.SimURL})
+	b := a.replica(stackOptions{ExtraConfig: shared})
 	a.connect("/api/v1/connections", map[string]string{"vendor": "sendgrid", "name": "oauth1", "method": "oauth"}, "acme")
 	for _, s := range []*stack{a.stack, b} {
 		if got := metricValue(t, s.scrape(), `saas_scrape_success{connection="oauth1",vendor="sendgrid"}`); got != "1" {

@@ -342,13 +342,14 @@ func startReplica(t *testing.T, shared string) (int, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var logs syncBuffer
-	code := run(ctx, []string{"--config.file=" + cfgFile, "--web.listen-address=127.0.0.1:0"}, io.Discard, &logs, func(string) { cancel() })
+	code := run(ctx, []string{"--config.file=" + cfgFile, "--web.listen-address=127.0.0.1:0"}, io.Discard, &logs, hooks{ready: func(string) { cancel() }})
 	return code, logs.String()
 }
 
 // A schema changed by hand stops every replica at start, naming what is
 // wrong, instead of one that starts and then answers 503.
 func TestHASchemaCheckedAtStart(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ damage, want string }{
 		{"ALTER TABLE connections RENAME COLUMN record TO rec", "column connections.record (jsonb) is missing"},
 		{"ALTER TABLE invites ALTER COLUMN record TYPE text", "column invites.record is text, want jsonb"},

@@ -80,7 +80,7 @@ func startGatedPair(t *testing.T, dsn, path string) (a *oauthStack, b *stack, g 
 	shared := haConfig(t, dsn)
 	g = &tokenGate{path: path}
 	a = startOAuthStack(t, stackOptions{ExtraConfig: shared, SimWrap: g.wrap})
-	b = startStack(t, stackOptions{ExtraConfig: shared, Sim: a.Sim, SimURL: a.SimURL})
+	b = a.replica(stackOptions{ExtraConfig: shared})
 	return a, b, g
 }
 
@@ -90,6 +90,7 @@ func startGatedPair(t *testing.T, dsn, path string) (a *oauthStack, b *stack, g 
 // once the database is back, and the other replica then refreshes with
 // them: no invalid_grant, no expired connection.
 func TestHARenewalSurvivesDatabaseRestart(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.NewServer(t)
 	dsn, _ := srv.NewDatabase(t)
 	a, b, g := startGatedPair(t, dsn, "/oauth/token")
@@ -149,6 +150,7 @@ func TestHARenewalSurvivesDatabaseRestart(t *testing.T) {
 // valid, collects with it instead of failing on the lock, and only one
 // refresh reaches the vendor.
 func TestHARefreshElsewhereDoesNotFailAValidToken(t *testing.T) {
+	t.Parallel()
 	dsn, _ := pgtest.Start(t)
 	a, b, g := startGatedPair(t, dsn, "/oauth/token")
 	a.connect("/api/v1/connections", map[string]string{"vendor": "sendgrid", "name": "oauth1", "method": "oauth"}, "acme")
@@ -178,6 +180,7 @@ func TestHARefreshElsewhereDoesNotFailAValidToken(t *testing.T) {
 // credentials renewal is in flight (#21 item 4): the renewal, finishing
 // after it, does not write the old credential back.
 func TestHAReconnectWinsOverRenewalInFlight(t *testing.T) {
+	t.Parallel()
 	dsn, _ := pgtest.Start(t)
 	a, b, g := startGatedPair(t, dsn, "/segment/oauth/eu/token")
 	if code := a.api("POST", "/api/v1/connections", map[string]string{"vendor": "segment", "name": "seg", "method": "client_credentials", "region": "eu",

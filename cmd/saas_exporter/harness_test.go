@@ -75,20 +75,26 @@ type stackOptions struct {
 	DataDir string
 	// Args are extra command-line flags (--web.config.file=…).
 	Args []string
+	// Now is the exporter's clock; nil is time.Now.
+	Now func() time.Time
+	// Sections replaces vendorSections (the OAuth stack's sendgrid block).
+	Sections []func(simURL, exporterURL string) string
 }
 
 // vendorConfig returns the vendors: section pointing every vendor at the
-// simulator; vendor test files add their sections through vendorSections.
-func vendorConfig(simURL, exporterURL string) string {
+// simulator, one entry of sections per vendor.
+func vendorConfig(sections []func(simURL, exporterURL string) string, simURL, exporterURL string) string {
 	var b strings.Builder
 	b.WriteString("vendors:\n")
-	for _, f := range vendorSections {
+	for _, f := range sections {
 		b.WriteString(f(simURL, exporterURL))
 	}
 	return b.String()
 }
 
 // vendorSections: one function per vendor, returning its indented section.
+// Read only: tests run in parallel; a test wanting others passes
+// stackOptions.Sections.
 var vendorSections = []func(simURL, exporterURL string) string{
 	func(sim, _ string) string {
 		return "  sendgrid:\n    api_url: " + sim + "/sendgrid\n    eu_api_url: " + sim + "/sendgrid-eu\n"
@@ -117,20 +123,6 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		simURL = simSrv.URL
 	}
 
-	// The exporter's port must be known before its config is written
-	// (external_url): reserve one.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	url := "http://" + addr
-	// The Connect App registered at the simulated Twilio points at this exporter.
-	if err := sim.SetTwilioConnectApp(url+"/connect/twilio/callback", url+"/connect/twilio/deauthorize"); err != nil {
-		t.Fatal(err)
-	}
-
 	dir := t.TempDir()
 	hash, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
 	if err != nil {
@@ -142,8 +134,42 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	if o.MinInterval == "" {
 		o.MinInterval = "1ms"
 	}
+	if o.Sections == nil {
+		o.Sections = vendorSections
+	}
+	// The exporter's port must be known before its config is written
+	// (external_url): reserve one. Between the reservation and the
+	// exporter's listen another test may take it; then start again on
+	// another port (only then: any other failure ends the test).
+	for attempt := 1; ; attempt++ {
+		s, code := startOnFreePort(t, o, sim, simURL, dir, hash)
+		if s != nil {
+			t.Cleanup(func() { s.stop() })
+			return s
+		}
+		if attempt == 3 || !strings.Contains(code, "cannot listen") {
+			t.Fatal(code)
+		}
+	}
+}
+
+// startOnFreePort is one attempt of startStack: the running stack, or nil
+// and why it did not start.
+func startOnFreePort(t *testing.T, o stackOptions, sim *vendorsim.Server, simURL, dir string, hash []byte) (*stack, string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	url := "http://" + addr
+	// The Connect App registered at the simulated Twilio points at this exporter.
+	if err := sim.SetTwilioConnectApp(url+"/connect/twilio/callback", url+"/connect/twilio/deauthorize"); err != nil {
+		t.Fatal(err)
+	}
 	cfg := fmt.Sprintf("external_url: %s\ndata_dir: %s\nadmins:\n  %s: %q\nscrape:\n  timeout: 5s\n  min_interval: %s\n%s%s",
-		url, o.DataDir, testAdmin, hash, o.MinInterval, vendorConfig(simURL, url), o.ExtraConfig)
+		url, o.DataDir, testAdmin, hash, o.MinInterval, vendorConfig(o.Sections, simURL, url), o.ExtraConfig)
 	cfgFile := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -155,17 +181,18 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	ready := make(chan string, 1)
 	go func() {
 		args := append([]string{"--config.file=" + cfgFile, "--web.listen-address=" + addr, "--log.level=debug"}, o.Args...)
-		s.done <- run(ctx, args, io.Discard, s.logs, func(a string) { ready <- a })
+		s.done <- run(ctx, args, io.Discard, s.logs, hooks{ready: func(a string) { ready <- a }, now: o.Now})
 	}()
 	select {
 	case <-ready:
+		return s, ""
 	case code := <-s.done:
-		t.Fatalf("exporter exited with %d before listening:\n%s", code, s.logs.String())
+		cancel()
+		return nil, fmt.Sprintf("exporter exited with %d before listening:\n%s", code, s.logs.String())
 	case <-time.After(20 * time.Second):
 		t.Fatalf("exporter did not start:\n%s", s.logs.String())
+		return nil, ""
 	}
-	t.Cleanup(func() { s.stop() })
-	return s
 }
 
 // stop shuts the exporter down as SIGTERM does and returns its exit code.

@@ -46,12 +46,21 @@ func init() {
 }
 
 func main() {
-	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, nil))
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, hooks{}))
+}
+
+// hooks are what an in-process caller (a test) may give run.
+type hooks struct {
+	// ready, if set, receives the first listen address.
+	ready func(addr string)
+	// now is the exporter's clock; nil is time.Now. End-to-end tests pass a
+	// fake one to run expiry and refresh scenarios without waiting.
+	now func() time.Time
 }
 
 // run is main without the process around it, so tests can start the
-// exporter in-process. ready, if set, receives the first listen address.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(addr string)) int {
+// exporter in-process.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, h hooks) int {
 	app := kingpin.New(program, "Prometheus exporter for SaaS vendor usage and connection health (Twilio, SendGrid, Segment).")
 	app.Writer(stdout)
 	app.ErrorWriter(stderr)
@@ -93,7 +102,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	a, err := newApp(ctx, cfg, logger)
+	now := h.now
+	if now == nil {
+		now = time.Now
+	}
+	a, err := newApp(ctx, cfg, logger, now)
 	if err != nil {
 		logger.Error("cannot start", "err", err)
 		return 1
@@ -133,8 +146,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	}
 	logger.Info("starting "+program, version.Slog()...)
 	logger.Info("listening", "address", listeners[0].Addr().String(), "ui", cfg.ExternalURL+"/", "metrics", cfg.ExternalURL+"/metrics")
-	if ready != nil {
-		ready(listeners[0].Addr().String())
+	if h.ready != nil {
+		h.ready(listeners[0].Addr().String())
 	}
 
 	errc := make(chan error, 1)

@@ -24,7 +24,7 @@ const migrateChildEnv = "SAAS_EXPORTER_MIGRATE_CHILD_ARGS"
 
 func TestMain(m *testing.M) {
 	if args := os.Getenv(migrateChildEnv); args != "" {
-		os.Exit(run(context.Background(), strings.Split(args, "\x1f"), os.Stdout, os.Stderr, nil))
+		os.Exit(run(context.Background(), strings.Split(args, "\x1f"), os.Stdout, os.Stderr, hooks{}))
 	}
 	os.Exit(m.Run())
 }
@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 func migrate(t *testing.T, cfgFile string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb strings.Builder
-	code := run(context.Background(), append([]string{"--config.file=" + cfgFile, "store", "migrate"}, args...), &out, &errb, nil)
+	code := run(context.Background(), append([]string{"--config.file=" + cfgFile, "store", "migrate"}, args...), &out, &errb, hooks{})
 	return code, out.String(), errb.String()
 }
 
@@ -42,6 +42,7 @@ func migrate(t *testing.T, cfgFile string, args ...string) (int, string, string)
 // to roll it back, and says what would be lost: a connection deleted there
 // would come back, one rewritten there would be replaced. --force does it.
 func TestStoreMigrateRefusesChangedDestination(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	var prod, seg apiConn
 	s.api("POST", "/api/v1/connections", map[string]string{"vendor": "sendgrid", "name": "prod", "api_key": vendorsim.SendGridKeyAcme}, &prod)
@@ -102,6 +103,7 @@ func TestStoreMigrateRefusesChangedDestination(t *testing.T) {
 // A `store migrate` killed half-way leaves a destination that replicas
 // refuse to start on, saying how to finish; running it again finishes it.
 func TestStoreMigrateKilled(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	key, err := store.GenerateKey()
 	if err != nil {

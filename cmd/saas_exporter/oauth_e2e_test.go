@@ -24,8 +24,8 @@ import (
 	"github.com/saas-exporter/saas_exporter/vendorsim"
 )
 
-// fakeClock is shared by the simulator and the exporter (package var
-// clock), so token lifetimes and the refresh failure window pass without
+// fakeClock is shared by the simulator and the exporter (hooks.now), so
+// token lifetimes and the refresh failure window pass without
 // waiting.
 type fakeClock struct {
 	mu sync.Mutex
@@ -52,6 +52,9 @@ type oauthStack struct {
 	*stack
 	clock *fakeClock
 	t0    time.Time
+	// opts started the stack; replica starts another with the same clock,
+	// sections and simulator.
+	opts stackOptions
 	// seen is every answer of the exporter, except the authorize URL of a
 	// flow start (which carries the state by design).
 	seen *syncBuffer
@@ -61,12 +64,10 @@ type oauthStack struct {
 
 func startOAuthStack(t *testing.T, opts ...stackOptions) *oauthStack {
 	t.Helper()
-	// The exporter's sendgrid section gets the oauth block (this test only).
-	saved := vendorSections
-	t.Cleanup(func() { vendorSections = saved })
+	// The exporter's sendgrid section gets the oauth block (this stack only).
 	var sections []func(string, string) string
 	found := false
-	for _, f := range saved {
+	for _, f := range vendorSections {
 		if strings.HasPrefix(f("SIM", "EXPORTER"), "  sendgrid:\n") {
 			found = true
 			f := f
@@ -81,21 +82,28 @@ func startOAuthStack(t *testing.T, opts ...stackOptions) *oauthStack {
 	if !found {
 		t.Fatal("no sendgrid section in vendorSections")
 	}
-	vendorSections = sections
 
 	// Real time, to the second: cookies set with the fake clock must not
 	// look expired to the cookie jar.
 	fc := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
-	savedClock := clock
-	clock = fc.Now
-	t.Cleanup(func() { clock = savedClock })
 	o := stackOptions{}
 	if len(opts) > 0 {
 		o = opts[0]
 	}
 	o.SimOptions.Now = fc.Now
+	o.Now = fc.Now
+	o.Sections = sections
 	s := startStack(t, o)
-	return &oauthStack{stack: s, clock: fc, t0: fc.Now(), seen: &syncBuffer{}}
+	return &oauthStack{stack: s, clock: fc, t0: fc.Now(), seen: &syncBuffer{}, opts: o}
+}
+
+// replica starts a second exporter with the stack's clock, vendor sections
+// and simulator, and o's configuration.
+func (s *oauthStack) replica(o stackOptions) *stack {
+	s.t.Helper()
+	o.Now, o.Sections = s.opts.Now, s.opts.Sections
+	o.Sim, o.SimURL = s.Sim, s.SimURL
+	return startStack(s.t, o)
 }
 
 // flowClient is a script's HTTP client: a cookie jar, and redirects shown
@@ -342,6 +350,7 @@ func (s *oauthStack) checkNoSecrets() {
 // (the grant is revoked), reconnect through the API and the UI button,
 // revocation, and the refresh failure window.
 func TestSendGridOAuthLifecycle(t *testing.T) {
+	t.Parallel()
 	s := startOAuthStack(t)
 	s.connect("/api/v1/connections", map[string]string{"vendor": "sendgrid", "name": "oauth1", "method": "oauth"}, "acme")
 	c := s.conns()["oauth1"]
@@ -522,6 +531,7 @@ func sameUnix(got string, want time.Time) bool {
 // from the authorization server, a forged state, a replayed callback and
 // a PKCE mismatch.
 func TestSendGridOAuthRefusedCallbacks(t *testing.T) {
+	t.Parallel()
 	s := startOAuthStack(t)
 	body := map[string]string{"vendor": "sendgrid", "name": "oauth1", "method": "oauth"}
 	refused := func(r reply, want string) {
@@ -600,6 +610,7 @@ func TestSendGridOAuthRefusedCallbacks(t *testing.T) {
 
 // An invited admin completes the OAuth flow without an exporter login.
 func TestSendGridOAuthInvite(t *testing.T) {
+	t.Parallel()
 	s := startOAuthStack(t)
 	var inv struct {
 		URL string `json:"url"`

@@ -17,6 +17,7 @@ import (
 // the collection says it failed, and the credits section's collected time
 // shows how old its values are while the other sections move on.
 func TestSendGridCreditsFailureKeepsCreditsSeries(t *testing.T) {
+	t.Parallel()
 	var failCredits atomic.Bool
 	wrap := func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

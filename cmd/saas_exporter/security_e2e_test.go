@@ -23,6 +23,7 @@ import (
 // Issue #12 item 10: after a key rotation (a new key first in
 // secret_key_file), a pending invite link still opens and can be used.
 func TestInviteSurvivesKeyRotation(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "data")
 	keyFile := filepath.Join(t.TempDir(), "secret.key")
 	oldKey, _ := store.GenerateKey()
@@ -95,6 +96,7 @@ func (s *stack) deauthorizeCall(method, rawQuery string, form url.Values, sig st
 // DeauthorizeCallbackMethod) and by POST, each signed as Twilio signs it;
 // forged signatures of both kinds are refused.
 func TestTwilioDeauthorizeByGETAndPOST(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	s.connectTwilio("tw-acme", vendorsim.TwilioAccountAcme)
 	s.connectTwilio("tw-beta", vendorsim.TwilioAccountBeta)
@@ -162,6 +164,7 @@ func TestTwilioDeauthorizeByGETAndPOST(t *testing.T) {
 // callback recorded earlier and replayed after the account authorized the
 // app again is ignored (and logged): Twilio still accepts the connection.
 func TestTwilioDeauthorizeReplayIgnored(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	conn := s.connectTwilio("tw-acme", vendorsim.TwilioAccountAcme)
 	cb := s.URL + "/connect/twilio/deauthorize"
@@ -318,6 +321,7 @@ func TestUnauthenticatedRequestsCapped(t *testing.T) {
 // leave one connection: one 201, the others 200 (updated), never a
 // duplicate that would count the account's usage twice.
 func TestParallelConnectsOfOneAccount(t *testing.T) {
+	t.Parallel()
 	t.Run("bbolt", func(t *testing.T) { parallelConnects(t, startStack(t, stackOptions{})) })
 	t.Run("PostgreSQL, two replicas", func(t *testing.T) {
 		dsn, _ := pgtest.Start(t)

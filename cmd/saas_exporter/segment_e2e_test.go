@@ -11,6 +11,7 @@ import (
 
 // Segment tokens in both regions and an OAuth app, through the API.
 func TestSegmentEndToEnd(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	var out struct {
 		Error string `json:"error"`

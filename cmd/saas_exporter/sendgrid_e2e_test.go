@@ -26,6 +26,7 @@ type apiConn struct {
 // A SendGrid key connected through the JSON API shows up in /metrics
 // with the simulator's values, and the scrape passes promtool.
 func TestSendGridEndToEnd(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	var c apiConn
 	if code := s.api("POST", "/api/v1/connections", map[string]string{"vendor": "sendgrid", "name": "prod", "api_key": vendorsim.SendGridKeyAcme}, &c); code != 201 {
@@ -112,6 +113,7 @@ func TestSendGridEndToEnd(t *testing.T) {
 
 // Bad input through the API is refused with a clear error and stores nothing.
 func TestAPIBadInputStoresNothing(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	for _, tc := range []struct {
 		body any
@@ -164,6 +166,7 @@ func TestAPIBadInputStoresNothing(t *testing.T) {
 
 // No secret reaches a log line, a page, an API answer or the scrape.
 func TestSecretsNeverLeak(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	key := vendorsim.SendGridKeyAcme
 	var c apiConn
@@ -227,6 +230,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 
 // SIGTERM: the exporter stops cleanly and the store reopens with the data.
 func TestGracefulShutdownKeepsData(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	s.api("POST", "/api/v1/connections", map[string]string{"vendor": "sendgrid", "name": "prod", "api_key": vendorsim.SendGridKeyAcme}, nil)
 	if code := s.stop(); code != 0 {
@@ -251,6 +255,7 @@ func TestGracefulShutdownKeepsData(t *testing.T) {
 // is refused in the global region with the region to choose, and accepted
 // in region eu, whose host is then the one collected.
 func TestSendGridEURegionEndToEnd(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	var e struct {
 		Error string `json:"error"`

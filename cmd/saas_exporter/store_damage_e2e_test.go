@@ -24,6 +24,7 @@ func restart(t *testing.T, s *stack) *stack {
 // exporter starts, that connection is exported as an error with the
 // reason, and the others keep working.
 func TestDamagedRecordFailsOnlyItsConnection(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	var bad apiConn
 	for name, key := range map[string]string{"good": vendorsim.SendGridKeyAcme, "bad": vendorsim.SendGridKeyBeta} {
@@ -84,6 +85,7 @@ func TestDamagedRecordFailsOnlyItsConnection(t *testing.T) {
 // A 0-byte store file beside the key and admin files of an earlier run
 // (#13 item 3) starts empty only with a loud error in the log.
 func TestEmptyStoreFileIsLoud(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	if code := s.stop(); code != 0 {
 		t.Fatalf("stop: %d", code)

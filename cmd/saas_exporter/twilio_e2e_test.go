@@ -92,6 +92,7 @@ func (s *stack) connections() map[string]apiConn {
 
 // The whole Twilio Connect flow, through the API the way a script does it.
 func TestTwilioConnectEndToEnd(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	c := newAPIFlowClient()
 	authURL := s.startFlow(c, map[string]string{"vendor": "twilio", "name": "tw-acme"})

@@ -61,6 +61,7 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 // API, flows, webhooks and invites keep their own authentication, and
 // everything is served over TLS.
 func TestWebConfigBasicAuthGuardsScrapesOnly(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	selfSigned(t, dir) // tls.crt, tls.key: relative to the web config
 	hash, _ := bcrypt.GenerateFromPassword([]byte(promPass), bcrypt.MinCost)
