@@ -185,6 +185,7 @@ func TestHAStoreFaultsAreNotVendorFaults(t *testing.T) {
 // the same connection, or a connect of the same account under another
 // name, racing it on another replica (started within one write's time).
 func TestHADeleteStaysDeleted(t *testing.T) {
+	t.Parallel()
 	dsn, _ := pgtest.Start(t)
 	shared := haConfig(t, dsn)
 	a := startStack(t, stackOptions{ExtraConfig: shared})
@@ -266,6 +267,7 @@ func TestHADeleteStaysDeleted(t *testing.T) {
 // reason within the store's call timeout; other connections stay writable,
 // and once the lock is gone the write goes through.
 func TestHAWriteOnLockedRowIsBounded(t *testing.T) {
+	t.Parallel()
 	dsn, _ := pgtest.Start(t)
 	shared := haConfig(t, dsn) + "    call_timeout: 1s\n"
 	a := startStack(t, stackOptions{ExtraConfig: shared})
