@@ -78,7 +78,7 @@ func newFleet(tb testing.TB, n int, minInterval time.Duration) *fleet {
 	st := &countingStore{Store: bolt}
 	acct, _ := vendorsim.SendGridAccountFor(vendorsim.SendGridKeyBeta)
 	var missing []string
-	for _, s := range sendgrid.RecommendedScopes {
+	for _, s := range sendgrid.RecommendedScopes() {
 		if !slices.Contains(acct.Scopes, s) {
 			missing = append(missing, s)
 		}

@@ -68,7 +68,7 @@ func (s *snapshot) write(x *exposition) {
 	v, n := s.conn.Vendor, s.conn.Name
 	x.sample(mInfo, 1, "account", provider.Label(s.conn.Account), "auth_method", s.conn.AuthMethod, "connection", n, "vendor", v)
 	x.sample(mUp, b2f(s.up), "connection", n, "vendor", v)
-	for _, st := range store.States {
+	for st := range store.States() {
 		x.sample(mState, b2f(st == s.state), "connection", n, "state", st, "vendor", v)
 	}
 	if !s.conn.Expiry.IsZero() {

@@ -5,6 +5,7 @@ package store
 import (
 	"context"
 	"errors"
+	"iter"
 	"time"
 )
 
@@ -17,8 +18,21 @@ const (
 	StateRateLimited = "rate_limited"
 )
 
-// States lists every state in the order metrics and pages show them.
-var States = []string{StateActive, StateExpired, StateRevoked, StateError, StateRateLimited}
+// states lists every state in the order metrics and pages show them.
+var states = [...]string{StateActive, StateExpired, StateRevoked, StateError, StateRateLimited}
+
+// States yields every state in the order metrics and pages show them. An
+// iterator, not a slice: the table is fixed, and a scrape walks it for
+// every connection without a copy.
+func States() iter.Seq[string] { return yieldStates }
+
+func yieldStates(yield func(string) bool) {
+	for _, s := range states {
+		if !yield(s) {
+			return
+		}
+	}
+}
 
 // Connection is one stored vendor connection.
 type Connection struct {

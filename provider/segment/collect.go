@@ -16,11 +16,11 @@ import (
 	"github.com/saas-exporter/saas_exporter/provider"
 )
 
-// MTUKinds are the label values of saas_segment_mtu{kind} and
+// mtuKinds are the label values of saas_segment_mtu{kind} and
 // saas_segment_source_mtu{kind}. Segment bills identified +
 // never_identified: anonymous already holds anonymous_identified and
 // never_identified.
-var MTUKinds = []string{"identified", "anonymous", "anonymous_identified", "never_identified"}
+var mtuKinds = []string{"identified", "anonymous", "anonymous_identified", "never_identified"}
 
 var (
 	descMTU = provider.NewDesc("segment_mtu",
@@ -320,11 +320,11 @@ func (c *client) sourceNames(ctx context.Context) (map[string]string, error) {
 	return names, err
 }
 
-// Roles are the role label values, most privileged first: Segment's
+// roles are the role label values, most privileged first: Segment's
 // documented roles (docs: Access Management → Roles). A user counts once,
 // under the first of these among their permissions; a user with none of
 // them (a role Segment added later, or no permission) counts as "other".
-var Roles = []string{
+var roles = []string{
 	"Workspace Owner",
 	"Source Admin", "Source Read-only",
 	"Warehouse Admin", "Warehouse Read-only",
@@ -339,11 +339,11 @@ var Roles = []string{
 
 const roleOther = "other"
 
-// roleRank maps a lowercased role name to its index in Roles; "Functions
+// roleRank maps a lowercased role name to its index in roles; "Functions
 // Admin" is the docs' other spelling of "Function Admin".
 var roleRank = func() map[string]int {
 	m := map[string]int{}
-	for i, r := range Roles {
+	for i, r := range roles {
 		m[strings.ToLower(r)] = i
 	}
 	m["functions admin"], m["functions read-only"] = m["function admin"], m["function read-only"]
@@ -352,7 +352,7 @@ var roleRank = func() map[string]int {
 
 // collectUsers counts seats by role.
 func collectUsers(ctx context.Context, c *client, s *provider.Scrape) error {
-	counts := make([]int, len(Roles))
+	counts := make([]int, len(roles))
 	err := c.pages(ctx, "/users", "users", nil, func(items json.RawMessage) error {
 		var users []struct {
 			Permissions []struct {
@@ -363,7 +363,7 @@ func collectUsers(ctx context.Context, c *client, s *provider.Scrape) error {
 			return fmt.Errorf("data.users is not a list of users: %v", err)
 		}
 		for _, u := range users {
-			best := len(Roles) - 1 // other
+			best := len(roles) - 1 // other
 			for _, perm := range u.Permissions {
 				if i, ok := roleRank[strings.ToLower(strings.TrimSpace(perm.RoleName))]; ok && i < best {
 					best = i
@@ -378,7 +378,7 @@ func collectUsers(ctx context.Context, c *client, s *provider.Scrape) error {
 	}
 	for i, n := range counts {
 		if n > 0 {
-			s.Gauge(descUsers, float64(n), Roles[i])
+			s.Gauge(descUsers, float64(n), roles[i])
 		}
 	}
 	return nil

@@ -44,8 +44,8 @@ const apiVersion = "application/vnd.segment.v1+json"
 // Scope is the OAuth scope of the Public API.
 const Scope = "public_api:read_write"
 
-// Regions lists the region values, the default first.
-var Regions = []string{"us", "eu"}
+// regionNames lists the region values, the default first.
+var regionNames = []string{"us", "eu"}
 
 const vendor = "segment"
 
@@ -146,14 +146,14 @@ func (p *Provider) Methods() []provider.Method {
 func (p *Provider) regionOf(v string) (region, error) {
 	v = strings.ToLower(strings.TrimSpace(v))
 	if v == "" {
-		v = Regions[0]
+		v = regionNames[0]
 	}
 	r, ok := p.regions[v]
 	if !ok {
 		if len(v) > 20 {
 			v = v[:20] + "…"
 		}
-		return region{}, provider.Inputf("region", "unknown region %q: choose one of %s (the region your Segment workspace was created in)", v, strings.Join(Regions, ", "))
+		return region{}, provider.Inputf("region", "unknown region %q: choose one of %s (the region your Segment workspace was created in)", v, strings.Join(regionNames, ", "))
 	}
 	return r, nil
 }
@@ -170,7 +170,7 @@ func regionField() provider.Field {
 		Name:    "region",
 		Label:   "Region",
 		Help:    "Where the workspace lives: us (api.segmentapis.com) or eu (eu1.api.segmentapis.com).",
-		Options: append([]string(nil), Regions...),
+		Options: append([]string(nil), regionNames...),
 	}
 }
 

@@ -203,13 +203,13 @@ func noSnapshot(l usageList, period time.Time) error {
 		l.path, period.Format(time.DateOnly), period.Format(time.DateOnly))
 }
 
-// mtuCounts parses the four kinds of a snapshot, in MTUKinds order.
+// mtuCounts parses the four kinds of a snapshot, in mtuKinds order.
 func mtuCounts(l usageList, sn *usageSnapshot) ([]float64, error) {
-	out := make([]float64, len(MTUKinds))
+	out := make([]float64, len(mtuKinds))
 	for i, raw := range []json.RawMessage{sn.Identified, sn.Anonymous, sn.AnonymousIdentified, sn.NeverIdentified} {
 		v, err := parseCount(raw)
 		if err != nil {
-			return nil, fmt.Errorf("segment GET %s: %s of %s %w", l.path, MTUKinds[i], sn.Timestamp, err)
+			return nil, fmt.Errorf("segment GET %s: %s of %s %w", l.path, mtuKinds[i], sn.Timestamp, err)
 		}
 		out[i] = v
 	}
@@ -232,7 +232,7 @@ func (p *Provider) collectWorkspaceUsage(ctx context.Context, c *client, s *prov
 	if err != nil {
 		return err
 	}
-	for i, k := range MTUKinds {
+	for i, k := range mtuKinds {
 		s.Gauge(descMTU, mtu[i], k, label)
 	}
 	if label == periodThis {
@@ -241,7 +241,7 @@ func (p *Provider) collectWorkspaceUsage(ctx context.Context, c *client, s *prov
 			start = st
 		}
 		s.Gauge(descPeriodStart, float64(start.Unix()))
-		s.MonthToDate(budgetUnit, mtu[slices.Index(MTUKinds, "identified")]+mtu[slices.Index(MTUKinds, "never_identified")])
+		s.MonthToDate(budgetUnit, mtu[slices.Index(mtuKinds, "identified")]+mtu[slices.Index(mtuKinds, "never_identified")])
 	}
 
 	best, err = c.latest(ctx, workspaceCalls, period, 0)
@@ -281,7 +281,7 @@ func collectSourceUsage(ctx context.Context, c *client, s *provider.Scrape, peri
 		if err != nil {
 			return err
 		}
-		for i, k := range MTUKinds {
+		for i, k := range mtuKinds {
 			s.Gauge(descSourceMTU, counts[i], provider.Label(id), names[id], k)
 		}
 	}

@@ -15,14 +15,14 @@ import (
 	"github.com/saas-exporter/saas_exporter/provider"
 )
 
-// StatsMetrics are the 16 metrics of SendGrid's global stats, exported as
+// statsMetrics are the 16 metrics of SendGrid's global stats, exported as
 // saas_sendgrid_emails{event=...}.
-var StatsMetrics = []string{"blocks", "bounce_drops", "bounces", "clicks", "deferred", "delivered", "invalid_emails", "opens",
+var statsMetrics = []string{"blocks", "bounce_drops", "bounces", "clicks", "deferred", "delivered", "invalid_emails", "opens",
 	"processed", "requests", "spam_report_drops", "spam_reports", "unique_clicks", "unique_opens", "unsubscribe_drops", "unsubscribes"}
 
-// CreditFrequencies are the reset_frequency values saas_sendgrid_credits_reset_frequency
+// creditFrequencies are the reset_frequency values saas_sendgrid_credits_reset_frequency
 // always exports (0 or 1); another value SendGrid sends is exported too.
-var CreditFrequencies = []string{"monthly", "weekly", "daily"}
+var creditFrequencies = []string{"monthly", "weekly", "daily"}
 
 var (
 	descEmails = provider.NewDesc("sendgrid_emails",
@@ -65,7 +65,7 @@ const (
 func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 	region, err := regionOf(s.Conn.Settings[settingRegion])
 	if err != nil {
-		return fmt.Errorf("sendgrid: the connection's region is not one of %s; reconnect it", strings.Join(Regions, ", "))
+		return fmt.Errorf("sendgrid: the connection's region is not one of %s; reconnect it", strings.Join(regionNames, ", "))
 	}
 	c := p.client(s.HTTP, region, s.Conn.Secret["api_key"])
 	isOAuth := s.Conn.AuthMethod == oauthMethodName
@@ -197,7 +197,7 @@ func emails(ctx context.Context, c *client, s *provider.Scrape, q period) (map[s
 			}
 		}
 	}
-	for _, m := range StatsMetrics {
+	for _, m := range statsMetrics {
 		s.Gauge(descEmails, sum[m], m, q.name)
 	}
 	return sum, nil
@@ -241,10 +241,10 @@ func collectCredits(ctx context.Context, c *client, s *provider.Scrape) error {
 		s.Gauge(descCreditsReset, float64(t.Unix()))
 	}
 	freq := provider.Label(strings.ToLower(strings.TrimSpace(r.ResetFrequency)))
-	for _, f := range CreditFrequencies {
+	for _, f := range creditFrequencies {
 		s.Gauge(descCreditsFrequency, boolValue(f == freq), f)
 	}
-	if freq != "" && !slices.Contains(CreditFrequencies, freq) {
+	if freq != "" && !slices.Contains(creditFrequencies, freq) {
 		s.Gauge(descCreditsFrequency, 1, freq)
 	}
 	return nil
@@ -437,7 +437,7 @@ func (p *Provider) subuserEmails(ctx context.Context, c *client, s *provider.Scr
 		return err
 	}
 	for _, su := range top {
-		for _, m := range StatsMetrics {
+		for _, m := range statsMetrics {
 			s.Gauge(descSubuserEmails, su.metrics[m], su.label, m, q.name)
 		}
 	}

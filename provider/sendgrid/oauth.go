@@ -17,15 +17,15 @@ import (
 // oauthMethodName is the auth_method of connections made with OAuth.
 const oauthMethodName = "oauth"
 
-// DefaultOAuthScopes are requested when vendors.sendgrid.oauth.scopes is
+// defaultOAuthScopes are requested when vendors.sendgrid.oauth.scopes is
 // empty: every recommended scope, plus the account's name and id.
-var DefaultOAuthScopes = append(slices.Clone(RecommendedScopes), "user.username.read")
+var defaultOAuthScopes = append(slices.Clone(recommendedScopes), "user.username.read")
 
 // newOAuthMethod builds the OAuth method from vendors.sendgrid.oauth.
 func (p *Provider) newOAuthMethod(sec *oauth.Section, env provider.Env) (*oauth.Method, error) {
 	resolved := *sec
 	resolved.ClientSecretFile = env.Path(sec.ClientSecretFile)
-	cfg, err := resolved.Config("oauth", DefaultOAuthScopes)
+	cfg, err := resolved.Config("oauth", defaultOAuthScopes)
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +41,7 @@ func (p *Provider) newOAuthMethod(sec *oauth.Section, env provider.Env) (*oauth.
 // first; it is stored like an API key's and used from then on.
 func (p *Provider) verifyOAuth(ctx context.Context, hc *http.Client, tok *oauth2.Token) (*provider.Credential, error) {
 	var refused error
-	for _, region := range Regions {
+	for _, region := range regionNames {
 		c := p.client(hc, region, tok.AccessToken)
 		scopes, err := c.scopes(ctx)
 		if st := provider.StatusOf(err); err != nil && (st == http.StatusUnauthorized || st == http.StatusForbidden) {

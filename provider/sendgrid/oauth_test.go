@@ -187,7 +187,7 @@ func TestOAuthConfig(t *testing.T) {
 		t.Errorf("methods %v", ms)
 	}
 	cfg := f.p.oauth.Config()
-	if strings.Join(cfg.Scopes, " ") != strings.Join(DefaultOAuthScopes, " ") || cfg.RefreshFailureWindow != 96*time.Hour || cfg.ConfigKey != "vendors.sendgrid.oauth" {
+	if strings.Join(cfg.Scopes, " ") != strings.Join(defaultOAuthScopes, " ") || cfg.RefreshFailureWindow != 96*time.Hour || cfg.ConfigKey != "vendors.sendgrid.oauth" {
 		t.Errorf("config %+v", cfg)
 	}
 	p, _ := New(nil, provider.Env{})

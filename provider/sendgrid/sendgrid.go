@@ -23,9 +23,9 @@ import (
 
 const vendor = "sendgrid"
 
-// Regions are the values of the connection's "region" setting, the
+// regionNames are the values of the connection's "region" setting, the
 // default first; they are sendgrid-go's data residency names.
-var Regions = []string{"global", "eu"}
+var regionNames = []string{"global", "eu"}
 
 // Defaults of vendors.sendgrid. The hosts come from sendgrid-go's data
 // residency table (see regionHost).
@@ -54,11 +54,15 @@ func regionHost(region string) string {
 	return r.BaseURL
 }
 
-// RecommendedScopes are what a restricted key needs for every metric
+// recommendedScopes are what a restricted key needs for every metric
 // ("read access to Subusers" in SendGrid's key editor grants the three
 // subusers.* ones).
-var RecommendedScopes = []string{"stats.read", "user.credits.read", "user.account.read", "teammates.read", "api_keys.read",
+var recommendedScopes = []string{"stats.read", "user.credits.read", "user.account.read", "teammates.read", "api_keys.read",
 	"subusers.read", "subusers.stats.sums.read", "subusers.credits.read"}
+
+// RecommendedScopes returns a copy of the scopes a restricted key needs for
+// every metric.
+func RecommendedScopes() []string { return slices.Clone(recommendedScopes) }
 
 // Config is the vendors.sendgrid section.
 type Config struct {
@@ -147,7 +151,7 @@ func (m *apiKeyMethod) Fields() []provider.Field {
 		Name:    settingRegion,
 		Label:   "Region",
 		Help:    "Where the account's data lives: global (api.sendgrid.com), or eu for an account pinned to the EU (api.eu.sendgrid.com).",
-		Options: slices.Clone(Regions),
+		Options: slices.Clone(regionNames),
 	}}
 }
 
@@ -155,13 +159,13 @@ func (m *apiKeyMethod) Fields() []provider.Field {
 func regionOf(v string) (string, error) {
 	v = strings.ToLower(strings.TrimSpace(v))
 	if v == "" {
-		return Regions[0], nil
+		return regionNames[0], nil
 	}
-	if !slices.Contains(Regions, v) {
+	if !slices.Contains(regionNames, v) {
 		if len(v) > 20 {
 			v = v[:20] + "…"
 		}
-		return "", provider.Inputf(settingRegion, "unknown region %q: choose one of %s (eu only for an account whose data SendGrid keeps in the EU)", v, strings.Join(Regions, ", "))
+		return "", provider.Inputf(settingRegion, "unknown region %q: choose one of %s (eu only for an account whose data SendGrid keeps in the EU)", v, strings.Join(regionNames, ", "))
 	}
 	return v, nil
 }
@@ -227,7 +231,7 @@ func (m *apiKeyMethod) Verify(ctx context.Context, hc *http.Client, values map[s
 
 func missing(granted []string) []string {
 	var out []string
-	for _, s := range RecommendedScopes {
+	for _, s := range recommendedScopes {
 		if !slices.Contains(granted, s) {
 			out = append(out, s)
 		}

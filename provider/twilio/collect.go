@@ -21,8 +21,8 @@ import (
 	"github.com/saas-exporter/saas_exporter/provider"
 )
 
-// AccountStatuses are the values of saas_twilio_account_status{status}.
-var AccountStatuses = []string{"active", "suspended", "closed"}
+// accountStatuses are the values of saas_twilio_account_status{status}.
+var accountStatuses = []string{"active", "suspended", "closed"}
 
 // period is one Usage Records list and its period label. key names the
 // period's instance at t (GMT, as Twilio's periods): a new key is a new
@@ -109,7 +109,7 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 	if err != nil {
 		return revokedIf(err)
 	}
-	for _, st := range AccountStatuses {
+	for _, st := range accountStatuses {
 		v := 0.0
 		if st == acct.Status {
 			v = 1
@@ -416,7 +416,7 @@ func collectSubaccountCounts(ctx context.Context, c *client, s *provider.Scrape)
 	for _, a := range subs {
 		n[provider.Label(a.Status)]++
 	}
-	for _, st := range AccountStatuses {
+	for _, st := range accountStatuses {
 		s.Gauge(descSubaccounts, float64(n[st]), st)
 		delete(n, st)
 	}
