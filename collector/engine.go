@@ -34,7 +34,8 @@ type Options struct {
 	MinInterval time.Duration
 	// Concurrency bounds connections collected at once.
 	Concurrency int
-	// VendorConcurrency bounds concurrent calls to one vendor account.
+	// VendorConcurrency bounds concurrent calls to one vendor account;
+	// 0: each provider's documented bound (provider.CallBound).
 	VendorConcurrency int
 	// Transport is the base transport to every vendor (keep-alive pool).
 	Transport http.RoundTripper
@@ -89,7 +90,7 @@ func New(o Options) *Engine {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Concurrency <= 0 {
-		o.Concurrency = 64
+		o.Concurrency = DefaultConcurrency
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 8 * time.Second
@@ -111,12 +112,31 @@ func New(o Options) *Engine {
 	return e
 }
 
+// DefaultConcurrency is scrape.concurrency's default: enough collections in
+// flight for 5,000 connections of about two vendor round trips each to
+// finish within the default 8 s deadline (see BENCHMARKS.md).
+const DefaultConcurrency = 512
+
+// callBound is how many calls one account of vendor may have in flight.
+func (e *Engine) callBound(vendor string) int {
+	if e.o.VendorConcurrency > 0 {
+		return e.o.VendorConcurrency
+	}
+	if b, ok := e.providers[vendor].(provider.CallBound); ok && b.MaxConcurrentCalls() > 0 {
+		return b.MaxConcurrentCalls()
+	}
+	return provider.DefaultCallBound
+}
+
 // NewTransport is the shared transport to vendors: bounded dial and TLS
-// times, and enough idle connections per host for keep-alive under load.
+// times, and enough idle connections per host for keep-alive under load:
+// every collection in flight may hold a few calls to the same vendor host,
+// and a connection closed for want of an idle slot costs a new TLS
+// handshake on the next call.
 func NewTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = 512
-	t.MaxIdleConnsPerHost = 128
+	t.MaxIdleConns = 4096
+	t.MaxIdleConnsPerHost = 2048
 	t.IdleConnTimeout = 90 * time.Second
 	t.TLSHandshakeTimeout = 10 * time.Second
 	t.ResponseHeaderTimeout = 30 * time.Second
@@ -130,7 +150,7 @@ func (e *Engine) Close() { e.status.close() }
 // new credential); its calls are counted in saas_vendor_requests_total.
 func (e *Engine) Client(vendor string) *http.Client {
 	return &http.Client{
-		Transport: newCallRecorder(e.o.Transport, vendor, &e.counts, e.o.VendorConcurrency, e.o.Now),
+		Transport: newCallRecorder(e.o.Transport, vendor, &e.counts, e.callBound(vendor), e.o.Now),
 		Timeout:   30 * time.Second,
 	}
 }
@@ -321,7 +341,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 		ent.record(e, c, start, 0, nil, nil, fmt.Errorf("this exporter has no provider for vendor %q; remove the connection or run a build that supports it", c.Vendor), nil)
 		return
 	}
-	rec := newCallRecorder(e.o.Transport, c.Vendor, &e.counts, e.o.VendorConcurrency, e.o.Now)
+	rec := newCallRecorder(e.o.Transport, c.Vendor, &e.counts, e.callBound(c.Vendor), e.o.Now)
 	// A renewed credential's expiry is exported by this very scrape, not
 	// only once the store is listed again.
 	var (

@@ -1,0 +1,188 @@
+package main
+
+// Round trips of one cold collection (issue #17): the longest chain of
+// vendor calls that wait for each other. The simulator adds the same
+// latency to every call and everything runs in a synctest bubble, where
+// the fake clock moves only while every goroutine waits: a collection's
+// fake duration is exactly (round trips) × latency, whatever the machine's
+// load. No wall-clock threshold is involved.
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"gopkg.in/yaml.v3"
+
+	"github.com/saas-exporter/saas_exporter/collector"
+	"github.com/saas-exporter/saas_exporter/provider"
+	"github.com/saas-exporter/saas_exporter/provider/segment"
+	"github.com/saas-exporter/saas_exporter/provider/sendgrid"
+	"github.com/saas-exporter/saas_exporter/provider/twilio"
+	"github.com/saas-exporter/saas_exporter/store"
+	"github.com/saas-exporter/saas_exporter/vendorsim"
+)
+
+const depthLatency = 100 * time.Millisecond
+
+// inProcess serves every request with the simulator's handler, in the
+// caller's goroutine: no sockets, so the whole exchange stays inside the
+// bubble.
+type inProcess struct{ h http.Handler }
+
+func (t inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	resp := rec.Result()
+	resp.Request = r
+	return resp, nil
+}
+
+// depthRig is an engine over a bolt store and the three providers, all
+// pointed at an in-process simulator.
+type depthRig struct {
+	sim       *vendorsim.Server
+	store     store.Store
+	engine    *collector.Engine
+	providers []provider.Provider
+	client    func(vendor string) *http.Client
+}
+
+func newDepthRig(t *testing.T, vendorConcurrency int) *depthRig {
+	t.Helper()
+	sim := vendorsim.New(vendorsim.Options{PageSize: 100})
+	ps := freshProviders(t, sim)
+	key, err := store.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := store.ParseKeyring(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bolt, err := store.OpenBolt(filepath.Join(t.TempDir(), "depth.db"), kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := collector.New(collector.Options{Store: bolt, Providers: ps, Timeout: 8 * time.Second,
+		MinInterval: time.Hour, VendorConcurrency: vendorConcurrency, Transport: inProcess{sim.Handler()}})
+	t.Cleanup(func() { eng.Close(); bolt.Close(); sim.Close() })
+	return &depthRig{sim: sim, store: bolt, engine: eng, providers: ps, client: eng.Client}
+}
+
+// connect stores synthetic account n of vendor, verified as the API does.
+func (r *depthRig) connect(t *testing.T, vendor string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	var (
+		cred *provider.Credential
+		err  error
+	)
+	p := provider.Find(r.providers, vendor)
+	switch vendor {
+	case "twilio":
+		sid := vendorsim.TwilioSyntheticAccount(n)
+		if err := r.sim.AuthorizeTwilioAccount(sid); err != nil {
+			t.Fatal(err)
+		}
+		cred = &provider.Credential{AccountID: sid, Account: sid, AuthMethod: "connect", Secret: map[string]string{}}
+	case "sendgrid":
+		cred, err = p.Methods()[0].(provider.FormMethod).Verify(ctx, r.client(vendor), map[string]string{"api_key": vendorsim.SendGridSyntheticKey(n)})
+	case "segment":
+		cred, err = p.Methods()[0].(provider.FormMethod).Verify(ctx, r.client(vendor), map[string]string{"token": vendorsim.SegmentSyntheticToken(n), "region": "us"})
+	}
+	if err != nil {
+		t.Fatalf("verifying %s account %d: %v", vendor, n, err)
+	}
+	now := time.Now()
+	c := store.Connection{ID: fmt.Sprintf("%s-%d", vendor, n), Vendor: vendor, Name: fmt.Sprintf("%s-%d", vendor, n),
+		AuthMethod: cred.AuthMethod, AccountID: cred.AccountID, Account: cred.Account, Secret: cred.Secret,
+		Settings: cred.Settings, Scopes: cred.Scopes, MissingScopes: cred.MissingScopes, Expiry: cred.Expiry,
+		Created: now, Status: store.Status{State: store.StateActive, Updated: now}}
+	if err := r.store.Put(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// scrape serves one /metrics and returns the body.
+func (r *depthRig) scrape(t *testing.T) string {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	rec := httptest.NewRecorder()
+	r.engine.MetricsHandler(prometheus.NewRegistry()).ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("/metrics answered %d", rec.Code)
+	}
+	return rec.Body.String()
+}
+
+// TestColdCollectionRoundTrips: a fresh process's first collection of one
+// connection of each vendor waits for at most two vendor round trips, and
+// collects every section (saas_scrape_success 1).
+func TestColdCollectionRoundTrips(t *testing.T) {
+	for _, vendor := range []string{"sendgrid", "twilio", "segment"} {
+		t.Run(vendor, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				r := newDepthRig(t, 0)
+				r.connect(t, vendor, 1)
+				// A fresh engine, as after a restart: nothing learnt in memory.
+				r.engine.Close()
+				eng := collector.New(collector.Options{Store: r.store, Providers: freshProviders(t, r.sim), Timeout: 8 * time.Second,
+					MinInterval: time.Hour, Transport: inProcess{r.sim.Handler()}})
+				defer eng.Close()
+				r.engine = eng
+				r.sim.SetFault(vendor, vendorsim.Fault{Latency: depthLatency})
+				r.sim.ResetCalls()
+				start := time.Now()
+				body := r.scrape(t)
+				rounds := float64(time.Since(start)) / float64(depthLatency)
+				if !strings.Contains(body, `saas_scrape_success{connection="`+vendor+`-1",vendor="`+vendor+`"} 1`) {
+					t.Fatalf("the cold collection did not succeed:\n%s", grepLines(body, vendor+"-1"))
+				}
+				t.Logf("%s: %.0f round trips, %d calls", vendor, rounds, r.sim.Calls(vendor))
+				if rounds > 2 {
+					t.Errorf("a cold %s collection waited for %.0f round trips of %d calls, want at most 2", vendor, rounds, r.sim.Calls(vendor))
+				}
+				// Lets client timers (SDK timeouts) fire before the bubble ends.
+				time.Sleep(time.Hour)
+			})
+		})
+	}
+}
+
+// freshProviders builds the providers again: no memory of earlier
+// collections (Segment's known periods, SendGrid's last scope check).
+func freshProviders(t *testing.T, sim *vendorsim.Server) []provider.Provider {
+	t.Helper()
+	var cfg struct {
+		Vendors map[string]yaml.Node `yaml:"vendors"`
+	}
+	if err := yaml.Unmarshal([]byte(sim.ConfigSnippet("http://sim.test")), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := provider.Build([]provider.Factory{sendgrid.Factory, twilio.Factory, segment.Factory}, cfg.Vendors, provider.Env{ExternalURL: "http://exporter.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps
+}
+
+func grepLines(body string, words ...string) string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		for _, w := range words {
+			if strings.Contains(l, w) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
