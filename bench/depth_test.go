@@ -146,7 +146,7 @@ func TestColdCollectionRoundTrips(t *testing.T) {
 				if !strings.Contains(body, `saas_scrape_success{connection="`+vendor+`-1",vendor="`+vendor+`"} 1`) {
 					t.Fatalf("the cold collection did not succeed:\n%s", grepLines(body, vendor+"-1"))
 				}
-				t.Logf("%s: %.0f round trips, %d calls", vendor, rounds, r.sim.Calls(vendor))
+				t.Logf("%s: %.0f round trips, %d calls: %v", vendor, rounds, r.sim.Calls(vendor), r.sim.CallCounts().Routes)
 				if rounds > 2 {
 					t.Errorf("a cold %s collection waited for %.0f round trips of %d calls, want at most 2", vendor, rounds, r.sim.Calls(vendor))
 				}

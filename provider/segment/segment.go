@@ -55,6 +55,10 @@ const (
 	settingWorkspaceSlug = "workspace_slug"
 	settingClientID      = "client_id"
 	settingKeyID         = "key_id"
+	// settingPeriodStart is a date on which one of the workspace's usage
+	// periods started, found when connecting, so that a new process does
+	// not search for it (see resolvePeriod).
+	settingPeriodStart = "usage_period_start"
 
 	secretToken       = "token"
 	secretPrivateKey  = "private_key"
@@ -222,14 +226,31 @@ func (m *tokenMethod) Verify(ctx context.Context, hc *http.Client, values map[st
 		}
 		return nil, fmt.Errorf("could not verify the token with Segment at %s: %w", r.apiURL, err)
 	}
+	settings := map[string]string{settingRegion: r.name, settingWorkspaceSlug: ws.Slug}
+	m.p.rememberPeriod(ctx, c, settings)
 	return &provider.Credential{
 		AccountID:  ws.ID,
 		Account:    ws.account(),
 		AuthMethod: MethodToken,
-		Settings:   map[string]string{settingRegion: r.name, settingWorkspaceSlug: ws.Slug},
+		Settings:   settings,
 		Secret:     map[string]string{secretToken: token},
 	}, nil
 }
+
+// rememberPeriod stores the workspace's usage period start in settings
+// when Segment tells it (see settingPeriodStart); nothing otherwise.
+func (p *Provider) rememberPeriod(ctx context.Context, c *client, settings map[string]string) {
+	if start, ok := p.findPeriod(ctx, c, p.now()); ok {
+		settings[settingPeriodStart] = start.Format(time.DateOnly)
+	}
+}
+
+// MaxConcurrentCalls: Segment documents rate limits by token and sender
+// address, with headers and 429s (honoured by the engine), but no number
+// of calls in flight; it warns against bursts of N+1 calls. 12 lets one
+// collection (11 calls when the period is known) go out at once, and a
+// period search (31 calls, only when none is known) in three waves.
+func (p *Provider) MaxConcurrentCalls() int { return 12 }
 
 // checkToken trims a pasted token and rejects what no Segment token looks
 // like, without echoing it.
