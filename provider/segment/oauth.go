@@ -458,8 +458,8 @@ func (m *clientCredentialsMethod) Verify(ctx context.Context, hc *http.Client, v
 		Account:    ws.account(),
 		AuthMethod: MethodClientCredentials,
 		Settings:   settings,
-		Secret: app.secret(tok),
-		Scopes: []string{Scope},
+		Secret:     app.secret(tok),
+		Scopes:     []string{Scope},
 		// No Expiry: the exporter renews the token by itself, so the
 		// connection does not stop working without a person.
 	}, nil
