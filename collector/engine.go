@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,6 +53,10 @@ type Engine struct {
 	flight    singleflight.Group
 	pool      chan struct{}
 	status    *statusWriter
+	// gen changes whenever what /metrics shows of the connections may
+	// have changed (see bodyCache).
+	gen   atomic.Uint64
+	cache bodyCache
 
 	mu        sync.Mutex
 	entries   map[string]*entry
@@ -109,6 +115,7 @@ func New(o Options) *Engine {
 		e.providers[p.Vendor()] = p
 	}
 	e.status = newStatusWriter(o.Store, o.Logger)
+	e.counts.changed = func() { e.gen.Add(1) }
 	return e
 }
 
@@ -163,6 +170,7 @@ func (e *Engine) Forget(id string) {
 	ent := e.entries[id]
 	e.listDirty = true
 	e.mu.Unlock()
+	e.gen.Add(1)
 	if ent != nil {
 		ent.mu.Lock()
 		ent.attempted = false
@@ -181,6 +189,7 @@ func (e *Engine) prune(conns []store.Connection) {
 	for id := range e.entries {
 		if !live[id] {
 			delete(e.entries, id)
+			e.gen.Add(1)
 		}
 	}
 	e.mu.Unlock()
@@ -204,6 +213,7 @@ func (e *Engine) connections(ctx context.Context) ([]store.Connection, bool) {
 	if err != nil {
 		if e.storeOK {
 			e.o.Logger.Error("cannot list connections from the store; exporting the last known list", "err", err)
+			e.gen.Add(1)
 		}
 		e.storeOK = false
 		return e.last, false
@@ -211,9 +221,29 @@ func (e *Engine) connections(ctx context.Context) ([]store.Connection, bool) {
 	if !e.storeOK {
 		e.o.Logger.Info("store reachable again")
 	}
+	if !e.storeOK || !sameList(e.last, conns) {
+		e.gen.Add(1)
+	}
 	e.storeOK = true
 	e.last, e.listedAt, e.listDirty = conns, e.o.Now(), false
 	return conns, true
+}
+
+// sameList reports whether two lists show the same on /metrics: a list
+// read again that did not change keeps the body cache.
+func sameList(a, b []store.Connection) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := &a[i], &b[i]
+		if x.ID != y.ID || x.Name != y.Name || x.Vendor != y.Vendor || x.Account != y.Account || x.AuthMethod != y.AuthMethod ||
+			x.State != y.State || x.LastError != y.LastError || !x.Expiry.Equal(y.Expiry) || !x.Created.Equal(y.Created) ||
+			!x.LastSuccess.Equal(y.LastSuccess) || !slices.Equal(x.MissingScopes, y.MissingScopes) {
+			return false
+		}
+	}
+	return true
 }
 
 // listTTL bounds how stale the list may be: a change made on another
@@ -335,6 +365,8 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 
 // attempt runs the provider once and records the outcome.
 func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
+	// Scrapes during the collection show it unfinished: not the cached body.
+	e.gen.Add(1)
 	start := e.o.Now()
 	p := e.providers[c.Vendor]
 	if p == nil {
@@ -511,6 +543,7 @@ func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur tim
 	} else if err == nil && prev != store.StateActive {
 		e.o.Logger.Info("collection recovered", "vendor", c.Vendor, "connection", c.Name, "id", c.ID)
 	}
+	e.gen.Add(1)
 	e.status.put(c.ID, st, state != c.State || msg != c.LastError)
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 
@@ -123,7 +124,9 @@ func openStore(ctx context.Context, cfg *config.Config, kr *store.Keyring, log *
 
 func (a *app) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", a.engine.MetricsHandler(a.extra))
+	// promhttp_metric_handler_requests_total and _in_flight, as a
+	// promhttp.Handler would export them.
+	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(a.extra, a.engine.MetricsHandler(a.extra)))
 	mux.Handle("GET /probe", a.engine.ProbeHandler())
 	mux.Handle("GET /sd", a.engine.SDHandler())
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, r *http.Request) {
