@@ -93,15 +93,15 @@ func (s *Server) api(h apiHandler) http.HandlerFunc {
 			writeJSONError(w, http.StatusUnauthorized, "authentication required: use HTTP basic auth with an admin user")
 			return
 		}
-		ip, now := clientIP(r), s.now()
-		if retry, ok := s.limiter.allowed(ip, now); !ok {
+		key, now := throttleKey(user, s.clientIP(r)), s.now()
+		if retry, ok := s.limiter.allowed(key, now); !ok {
 			secs := int(retry.Sub(now).Seconds()) + 1
 			w.Header().Set("Retry-After", fmt.Sprint(secs))
-			writeJSONError(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed sign-ins from your address; retry in %d seconds", secs))
+			writeJSONError(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed sign-ins for this user from your address; retry in %d seconds", secs))
 			return
 		}
 		if !s.apiCredentialsOK(user, password, now) {
-			s.limiter.fail(ip, now)
+			s.limiter.fail(key, now)
 			w.Header().Set("WWW-Authenticate", `Basic realm="saas_exporter", charset="UTF-8"`)
 			writeJSONError(w, http.StatusUnauthorized, "wrong user name or password")
 			return
@@ -110,14 +110,15 @@ func (s *Server) api(h apiHandler) http.HandlerFunc {
 	}
 }
 
-// readBody reads a bounded JSON body. A form content type is refused, so
-// a page on another site cannot post to the API with a browser's cached
-// basic-auth credentials.
+// readBody reads a bounded JSON body. Content-Type must say JSON, and a
+// missing one is refused too: a page on another site can make a browser
+// with cached basic-auth credentials POST a body without a type (a Blob)
+// or with a form or text type, but a JSON type needs a CORS preflight,
+// which the exporter never grants.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return nil, fail(http.StatusUnsupportedMediaType, "send the body as JSON with Content-Type: application/json")
-		}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		return nil, fail(http.StatusUnsupportedMediaType, "send the body as JSON with Content-Type: application/json")
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"sort"
@@ -34,12 +35,18 @@ type Options struct {
 	// SigningKey (at least 32 bytes) keys the HMACs of session, CSRF, flow
 	// and invite tokens. Every replica must use the same key.
 	SigningKey []byte
+	// PreviousSigningKeys are accepted, never used to sign: after a key
+	// rotation, invite links signed with an older key keep working.
+	PreviousSigningKeys [][]byte
 	// Client returns the HTTP client for a vendor's Verify/Finish calls;
 	// nil: a client with a 30s timeout.
 	Client   func(vendor string) *http.Client
 	Logger   *slog.Logger
 	Now      func() time.Time // default time.Now
 	OnChange func(connectionID string)
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client (web.trusted_proxies).
+	TrustedProxies []netip.Prefix
 	// InviteTTL is the default lifetime of an invite; default 72h.
 	InviteTTL time.Duration
 }
@@ -125,6 +132,12 @@ func New(o Options) (*Server, error) {
 		s.o.InviteTTL = defaultInvite
 	}
 	s.keys = deriveKeys(o.SigningKey)
+	for _, k := range o.PreviousSigningKeys {
+		if len(k) < 32 {
+			return nil, fmt.Errorf("auth: a previous signing key must be at least 32 bytes, got %d", len(k))
+		}
+		s.keys.oldInvite = append(s.keys.oldInvite, derive(k, "invite"))
+	}
 	s.limiter = newLimiter(5, time.Minute)
 	s.apiCache = newAuthCache(time.Minute)
 	if s.pages, err = loadPages(); err != nil {
@@ -151,6 +164,8 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /connect/{vendor}/start", s.admin(s.startSubmit))
 	mux.HandleFunc("GET /connect/{vendor}/callback", s.callback)
 	mux.HandleFunc("POST /connect/{vendor}/{name}", s.webhook)
+	// Some vendors call webhooks by GET (Twilio's DeauthorizeCallbackMethod).
+	mux.HandleFunc("GET /connect/{vendor}/{name}", s.webhook)
 
 	// Invites (no login).
 	mux.HandleFunc("GET /invite/done", s.inviteDone)

@@ -196,6 +196,28 @@ type saved struct {
 // save stores a verified credential as t says, consumes t's invite, and
 // tells OnChange.
 func (s *Server) save(ctx context.Context, p provider.Provider, method string, cred *provider.Credential, t target) (saved, error) {
+	inviteUsed := false
+	for attempt := 1; ; attempt++ {
+		res, err := s.saveOnce(ctx, p, method, cred, t, &inviteUsed)
+		// A concurrent connect of the same account (or name) won the
+		// store's uniqueness check: decide again against what it stored,
+		// so the account is updated rather than connected twice.
+		if (errors.Is(err, store.ErrAccountTaken) || errors.Is(err, store.ErrNameTaken)) && attempt < 3 {
+			continue
+		}
+		switch {
+		case errors.Is(err, store.ErrNameTaken):
+			return saved{}, nameTaken(t.Name)
+		case errors.Is(err, store.ErrAccountTaken):
+			return saved{}, fail(http.StatusConflict, "This %s account (%s) was connected by another request at the same moment. Nothing was stored; reload the connections list.", p.Title(), cred.Account)
+		}
+		return res, err
+	}
+}
+
+// saveOnce is one attempt of save; *inviteUsed carries the invite's
+// consumption across attempts.
+func (s *Server) saveOnce(ctx context.Context, p provider.Provider, method string, cred *provider.Credential, t target, inviteUsed *bool) (saved, error) {
 	conns, err := s.o.Store.List(ctx)
 	if err != nil {
 		return saved{}, err
@@ -263,6 +285,8 @@ func (s *Server) save(ctx context.Context, p provider.Provider, method string, c
 		if inv, err = s.usableInvite(ctx, t.Invite); err != nil {
 			return saved{}, err
 		}
+	}
+	if t.Invite != "" && !*inviteUsed {
 		// The invite is consumed here, after the vendor accepted the
 		// credential, so a mistyped key does not burn the link.
 		first, err := s.o.Store.UseOnce(ctx, "invite:"+inv.ID, inv.Expires)
@@ -272,12 +296,10 @@ func (s *Server) save(ctx context.Context, p provider.Provider, method string, c
 		if !first {
 			return saved{}, fail(http.StatusGone, "This invite was already used. Invite links work once; ask the administrator for a new one.")
 		}
+		*inviteUsed = true
 	}
 	if err := s.o.Store.Put(ctx, c); err != nil {
-		if errors.Is(err, store.ErrNameTaken) {
-			return saved{}, nameTaken(c.Name)
-		}
-		return saved{}, err
+		return saved{}, err // ErrNameTaken, ErrAccountTaken: see save
 	}
 	if t.Invite != "" {
 		inv.Used = now

@@ -80,9 +80,10 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	vendor := r.PathValue("vendor")
 	p := s.provider(vendor)
 	cookie, cerr := r.Cookie(flowCookie)
-	if cerr == nil {
-		s.clearCookie(w, flowCookie, "/")
-	}
+	// The cookie is cleared only once the flow is consumed or unusable: a
+	// forged callback (another site can navigate this browser here) must
+	// neither burn nor drop the flow the real callback needs.
+	clearFlow := func() { s.clearCookie(w, flowCookie, "/") }
 	again, againText := "/", "Start again from the connections page"
 	refuse := func(title, msg, detail string) {
 		s.log.Info("connection callback refused", "vendor", vendor, "reason", title)
@@ -98,6 +99,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	f, err := s.openFlow(cookie.Value)
 	if err != nil {
+		clearFlow()
 		refuse("Invalid sign-in cookie", "The cookie of this connection attempt is not valid: it was changed, or it was made by a server with a different signing key. Start again.", "")
 		return
 	}
@@ -105,6 +107,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		again, againText = "/invite/"+s.inviteToken(f.Invite), "Start again from the invite page"
 	}
 	if !s.now().Before(time.Unix(f.Expires, 0)) {
+		clearFlow()
 		refuse("Connection attempt expired", "More than 10 minutes passed between starting to connect "+p.Title()+" and coming back. Nothing was stored; start again.", "")
 		return
 	}
@@ -116,9 +119,16 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		refuse("Wrong vendor", "This browser started connecting "+other+", but came back to the "+p.Title()+" callback. Nothing was stored; start again.", "")
 		return
 	}
+	// Every input is checked before the flow is consumed, and state is
+	// required: without it any page could finish this browser's flow
+	// with an account of its choosing.
 	q := r.URL.Query()
-	if q.Has("state") && subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(f.State)) != 1 {
-		refuse("Forged or mixed-up callback", "The state in this callback does not match the connection this browser started, so it was not meant for this browser. Nothing was stored; start again.", "")
+	if !q.Has("state") {
+		refuse("Callback without state", "This callback carries no state, so it cannot be tied to the connection this browser started. Nothing was stored, and the connection attempt this browser started is still open: finish it on "+p.Title()+"'s page, or start again.", "")
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(f.State)) != 1 {
+		refuse("Forged or mixed-up callback", "The state in this callback does not match the connection this browser started, so it was not meant for this browser. Nothing was stored, and the connection attempt this browser started is still open: finish it on "+p.Title()+"'s page, or start again.", "")
 		return
 	}
 	ctx, cancel := s.contextOf(r)
@@ -130,6 +140,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		s.render(w, fl.Status, "error.html", errorData{base: base{Title: "Store unavailable"}, Status: fl.Status, Message: fl.Msg, Link: again, LinkText: againText})
 		return
 	}
+	clearFlow()
 	if !first {
 		refuse("Callback already used", "This callback link was already used; each one works once. Nothing was changed. If the connection is not listed, start again.", "")
 		return

@@ -97,18 +97,40 @@ func TestRedirectFlowEndToEnd(t *testing.T) {
 	}
 }
 
-func TestCallbackWithoutStateParameter(t *testing.T) {
-	// Some vendors (Twilio Connect) do not send the state back: the
-	// cookie alone binds the callback to the browser.
+// Issue #12 item 3: a callback without state, or with a wrong one, is
+// refused before the flow is consumed; the real callback still works. A
+// cross-site page can navigate the admin's browser (which holds the flow
+// cookie) to the callback with an account of its choosing.
+func TestCallbackForgedInputsDoNotBurnFlow(t *testing.T) {
 	e := newEnv(t)
 	c, csrf := e.admin()
-	cb, _ := url.Parse(e.consentTo(e.start(c, csrf, url.Values{"name": {"prod"}})))
-	q := cb.Query()
-	q.Del("state")
-	cb.RawQuery = q.Encode()
-	r := e.do(c, "GET", cb.String(), nil)
+	real := e.consentTo(e.start(c, csrf, url.Values{"name": {"prod"}}))
+	cb, _ := url.Parse(real)
+	forged := func(q url.Values) string {
+		u := *cb
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	for name, q := range map[string]url.Values{
+		"no state":         {"code": {authCode}, "account": {"mallory"}},
+		"empty state":      {"state": {""}, "code": {authCode}, "account": {"mallory"}},
+		"wrong state":      {"state": {"AAAA" + cb.Query().Get("state")[4:]}, "code": {authCode}, "account": {"mallory"}},
+		"no state, denial": {"error": {"access_denied"}},
+	} {
+		r := e.do(c, "GET", forged(q), nil)
+		wantStatus(t, r, http.StatusBadRequest)
+		if len(e.conns()) != 0 {
+			t.Fatalf("%s: a forged callback stored %+v", name, e.conns())
+		}
+		if e.flowCookie(c) == nil {
+			t.Fatalf("%s: a forged callback dropped the flow cookie", name)
+		}
+	}
+	r := e.do(c, "GET", real, nil)
 	wantStatus(t, r, http.StatusSeeOther)
-	e.connByName("prod")
+	if got := e.connByName("prod"); got.AccountID != "acme" {
+		t.Errorf("stored account %q, want the one the vendor sent (acme)", got.AccountID)
+	}
 }
 
 func TestCallbackRefusals(t *testing.T) {

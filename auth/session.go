@@ -6,7 +6,9 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,17 +41,23 @@ func (s *Server) clearCookie(w http.ResponseWriter, name, path string) {
 	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: path, MaxAge: -1, HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
 }
 
-// sessionUser returns the logged-in admin and the session token.
-func (s *Server) sessionUser(r *http.Request) (user, tok string) {
-	c, err := r.Cookie(sessionCookie)
-	if err != nil {
-		return "", ""
+// sessionUser returns the logged-in admin and the session token. A
+// session that was logged out (recorded in the store, so on every
+// replica) is no session; err is a store failure.
+func (s *Server) sessionUser(r *http.Request) (user, tok string, err error) {
+	c, cerr := r.Cookie(sessionCookie)
+	if cerr != nil {
+		return "", "", nil
 	}
-	u, ok := s.checkSession(c.Value)
+	sess, ok := s.openSession(c.Value)
 	if !ok {
-		return "", ""
+		return "", "", nil
 	}
-	return u, c.Value
+	out, err := s.o.Store.Used(r.Context(), loggedOutKey(sess))
+	if err != nil || out {
+		return "", "", err
+	}
+	return sess.User, c.Value, nil
 }
 
 // adminHandler is a page handler for a logged-in admin; csrf is the token
@@ -65,7 +73,11 @@ type adminCtx struct {
 // checks its CSRF token.
 func (s *Server) admin(h adminHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		user, tok := s.sessionUser(r)
+		user, tok, err := s.sessionUser(r)
+		if err != nil {
+			s.storeErrorPage(w, err)
+			return
+		}
 		if user == "" {
 			next := "/"
 			if r.Method == http.MethodGet || r.Method == http.MethodHead {
@@ -112,7 +124,7 @@ type loginData struct {
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	next := localPath(r.URL.Query().Get("next"))
-	if user, _ := s.sessionUser(r); user != "" {
+	if user, _, _ := s.sessionUser(r); user != "" {
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
@@ -146,15 +158,16 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusForbidden, "Form expired", csrfMessage, "/login?next="+url.QueryEscape(next), "Sign in again")
 		return
 	}
-	ip := clientIP(r)
+	ip := s.clientIP(r)
 	now := s.now()
-	if retry, ok := s.limiter.allowed(ip, now); !ok {
+	user := r.PostFormValue("user")
+	key := throttleKey(user, ip)
+	if retry, ok := s.limiter.allowed(key, now); !ok {
 		s.tooMany(w, retry, now)
 		return
 	}
-	user := r.PostFormValue("user")
 	if !s.checkPassword(user, r.PostFormValue("password")) {
-		s.limiter.fail(ip, now)
+		s.limiter.fail(key, now)
 		if _, known := s.o.Admins[user]; !known {
 			user = "(unknown user)" // could be a password typed into the wrong field
 		}
@@ -162,7 +175,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, r, http.StatusUnauthorized, next, r.PostFormValue("user"), "Wrong user name or password.")
 		return
 	}
-	s.limiter.reset(ip)
+	s.limiter.reset(key)
 	s.setCookie(w, sessionCookie, s.newSession(user), "/", now.Add(sessionTTL))
 	s.log.Info("admin signed in", "user", user, "client", ip)
 	http.Redirect(w, r, next, http.StatusSeeOther)
@@ -172,7 +185,7 @@ func (s *Server) tooMany(w http.ResponseWriter, retry, now time.Time) {
 	secs := int(retry.Sub(now).Seconds()) + 1
 	w.Header().Set("Retry-After", fmt.Sprint(secs))
 	s.errorPage(w, http.StatusTooManyRequests, "Too many attempts",
-		fmt.Sprintf("Too many failed sign-ins from your address. Try again in %d seconds (after %s).", secs, retry.UTC().Format("15:04:05 UTC")),
+		fmt.Sprintf("Too many failed sign-ins for this user from your address. Try again in %d seconds (after %s).", secs, retry.UTC().Format("15:04:05 UTC")),
 		"/login", "Sign in")
 }
 
@@ -190,23 +203,73 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	if !s.parseForm(w, r) {
 		return
 	}
-	user, tok := s.sessionUser(r)
+	user, tok, _ := s.sessionUser(r)
 	if user != "" && !s.csrfValid("session", tok, r.PostFormValue(csrfField)) {
 		s.errorPage(w, http.StatusForbidden, "Form expired", csrfMessage, "/", "Back to connections")
 		return
 	}
 	s.clearCookie(w, sessionCookie, "/")
+	if user != "" {
+		// The cookie is signed, not stored: a copy saved before logout
+		// would keep working until it expires unless the store says it ended.
+		sess, _ := s.openSession(tok)
+		if _, err := s.o.Store.UseOnce(r.Context(), loggedOutKey(sess), time.Unix(sess.Expires, 0).Add(time.Minute)); err != nil {
+			s.log.Error("recording a logout", "user", user, "err", err)
+			f := asFailure(err)
+			s.errorPage(w, f.Status, "Sign-out not recorded", "This browser is signed out, but the server could not record it: "+f.Msg+" Copies of the session cookie stay valid until it expires; sign in and out again once the store works.", "/login", "Sign in")
+			return
+		}
+		s.log.Info("admin signed out", "user", user)
+	}
 	http.Redirect(w, r, "/login?msg=logged_out", http.StatusSeeOther)
 }
 
-// clientIP is the TCP peer. X-Forwarded-For is not trusted: anyone could
-// set it to dodge the limit.
-func clientIP(r *http.Request) string {
+// clientIP is the TCP peer, or, when the peer is a trusted proxy, the
+// right-most address of X-Forwarded-For that is not a trusted proxy (the
+// left part of the header is whatever the client sent). From any other
+// peer the header is ignored: a client could set it to dodge the throttle.
+func (s *Server) clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if !s.trusted(host) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		a, err := netip.ParseAddr(hop)
+		if err != nil {
+			break // garbage: the last address that could be trusted wins
+		}
+		host = a.Unmap().String()
+		if !s.trusted(host) {
+			break
+		}
 	}
 	return host
+}
+
+func (s *Server) trusted(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range s.o.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// throttleKey is what failed sign-ins are counted by: the user name tried
+// and the client, so wrong passwords from one client never lock out
+// another client, nor another user.
+func throttleKey(user, client string) string {
+	return user + "\x00" + client
 }
 
 // limiter counts failed sign-ins per client address in a sliding window.
@@ -275,4 +338,29 @@ func (l *limiter) reset(ip string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.fails, ip)
+}
+
+// Authenticated reports cheaply whether r comes from a signed-in admin: a
+// signed, unexpired session cookie, or basic-auth credentials the API
+// accepted within the last minute. No bcrypt and no store call, so it can
+// run before a request is admitted (see the cap on unauthenticated requests).
+func (s *Server) Authenticated(r *http.Request) bool {
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		if _, ok := s.openSession(c.Value); ok {
+			return true
+		}
+	}
+	user, password, ok := r.BasicAuth()
+	if !ok {
+		return false
+	}
+	hash, known := s.o.Admins[user]
+	if !known {
+		return false
+	}
+	key := string(mac(s.keys.cache, user, password, hash))
+	s.apiCache.mu.Lock()
+	exp, hit := s.apiCache.ok[key]
+	s.apiCache.mu.Unlock()
+	return hit && s.now().Before(exp)
 }

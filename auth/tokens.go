@@ -22,6 +22,8 @@ var b64 = base64.RawURLEncoding.Strict()
 type keys struct {
 	session, csrf, invite, cache []byte
 	flow                         cipher.AEAD
+	// oldInvite verify invite links signed before a key rotation.
+	oldInvite [][]byte
 }
 
 func derive(master []byte, label string) []byte {
@@ -110,21 +112,32 @@ func (s *Server) newSession(user string) string {
 }
 
 // checkSession returns the user of a valid, unexpired session token.
+// It does not ask the store whether the session was logged out (see
+// sessionUser).
 func (s *Server) checkSession(tok string) (string, bool) {
+	sess, ok := s.openSession(tok)
+	return sess.User, ok
+}
+
+func (s *Server) openSession(tok string) (session, bool) {
 	b, ok := unsign(s.keys.session, tok)
 	if !ok {
-		return "", false
+		return session{}, false
 	}
 	var sess session
-	if json.Unmarshal(b, &sess) != nil {
-		return "", false
+	if json.Unmarshal(b, &sess) != nil || sess.Nonce == "" {
+		return session{}, false
 	}
 	hash, known := s.o.Admins[sess.User]
 	if !known || sess.Hash != hashTag(hash) || !s.now().Before(time.Unix(sess.Expires, 0)) {
-		return "", false
+		return session{}, false
 	}
-	return sess.User, true
+	return sess, true
 }
+
+// loggedOutKey is the single-use record that ends a session on every
+// replica sharing the store.
+func loggedOutKey(sess session) string { return "logout:" + sess.Nonce }
 
 // csrfToken derives a form token from what the form is bound to: the
 // session, an invite token or the login cookie.
@@ -190,8 +203,13 @@ func (s *Server) inviteID(tok string) (string, bool) {
 		return "", false
 	}
 	got, err := b64.DecodeString(sig)
-	if err != nil || !hmac.Equal(got, mac(s.keys.invite, id)) {
+	if err != nil {
 		return "", false
 	}
-	return id, true
+	for _, k := range append([][]byte{s.keys.invite}, s.keys.oldInvite...) {
+		if hmac.Equal(got, mac(k, id)) {
+			return id, true
+		}
+	}
+	return "", false
 }

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/saas-exporter/saas_exporter/provider"
@@ -43,7 +44,13 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(revoked) > 0 {
-		if err := s.revoke(r, vendor, revoked); err != nil {
+		if err := s.revoke(r, p, revoked); err != nil {
+			var unconfirmed *unconfirmedError
+			if errors.As(err, &unconfirmed) {
+				s.log.Warn("vendor revocation not confirmed; the connection stays as it is until the vendor can tell (collection notices a revoked credential by itself)", "vendor", vendor, "err", err)
+				plain(w, http.StatusServiceUnavailable, "could not confirm the revocation with the vendor; retry later")
+				return
+			}
 			s.log.Error("recording vendor revocation", "vendor", vendor, "err", err)
 			// 503 asks the vendor to retry; the revocation is not lost.
 			plain(w, http.StatusServiceUnavailable, "store unavailable; retry later")
@@ -53,7 +60,30 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	plain(w, http.StatusOK, "ok")
 }
 
-func (s *Server) revoke(r *http.Request, vendor string, accountIDs []string) error {
+// unconfirmedError: the vendor could not say whether access is gone.
+type unconfirmedError struct{ err error }
+
+func (e *unconfirmedError) Error() string { return e.err.Error() }
+
+// stillAuthorized asks a RevocationChecker provider whether c's credential
+// still works; providers that cannot be replayed are taken at their word.
+func (s *Server) stillAuthorized(r *http.Request, p provider.Provider, c store.Connection) (still bool, err error) {
+	rc, ok := p.(provider.RevocationChecker)
+	if !ok {
+		return false, nil
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			still, err = false, fmt.Errorf("the %s provider failed unexpectedly: %v", p.Vendor(), v)
+		}
+	}()
+	ctx, cancel := s.contextOf(r)
+	defer cancel()
+	return rc.StillAuthorized(ctx, s.client(p.Vendor()), c)
+}
+
+func (s *Server) revoke(r *http.Request, p provider.Provider, accountIDs []string) error {
+	vendor := p.Vendor()
 	ids := map[string]bool{}
 	for _, a := range accountIDs {
 		if a != "" {
@@ -65,7 +95,17 @@ func (s *Server) revoke(r *http.Request, vendor string, accountIDs []string) err
 		return err
 	}
 	for _, c := range conns {
-		if c.Vendor != vendor || !ids[c.AccountID] {
+		if c.Vendor != vendor || !ids[c.AccountID] || c.State == store.StateRevoked {
+			continue
+		}
+		// A signed callback can be replayed after the account authorized
+		// the app again: revoke only what the vendor confirms is gone.
+		still, err := s.stillAuthorized(r, p, c)
+		if err != nil {
+			return &unconfirmedError{fmt.Errorf("connection %s: %w", c.Name, err)}
+		}
+		if still {
+			s.log.Warn("deauthorize callback ignored: the vendor still accepts the connection's credentials, so the callback is stale or replayed", "vendor", vendor, "name", c.Name, "id", c.ID)
 			continue
 		}
 		st := c.Status

@@ -320,14 +320,12 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 
 	// Concurrent scrapes share one round trip per connection.
 	done := e.flight.DoChan(c.ID, func() (any, error) {
-		// Detach from the first scraper's cancellation: others may wait on
-		// this result, but keep its deadline.
-		actx := context.WithoutCancel(ctx)
-		if dl, ok := ctx.Deadline(); ok {
-			var cancel context.CancelFunc
-			actx, cancel = context.WithDeadline(actx, dl)
-			defer cancel()
-		}
+		// The collection runs to its own deadline (scrape.timeout), not the
+		// caller's: a short X-Prometheus-Scrape-Timeout-Seconds or a caller
+		// that went away must never turn into the connection's failure,
+		// and other scrapes may wait on this result.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.Timeout)
+		defer cancel()
 		// A flight that just ended may have refreshed it meanwhile.
 		ent.mu.Lock()
 		fresh := ent.attempted && e.o.Now().Sub(ent.attemptAt) < e.o.MinInterval
@@ -339,7 +337,10 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 		case e.pool <- struct{}{}:
 			defer func() { <-e.pool }()
 		case <-actx.Done():
-			ent.record(e, c, now, 0, nil, nil, fmt.Errorf("not started: %d connections were already being collected until the scrape deadline (raise scrape.concurrency)", e.o.Concurrency), nil)
+			// Not started: nothing was learnt about the connection, so
+			// nothing is cached, stored or counted; the next scrape tries.
+			e.o.Logger.Warn("collection not started: scrape.concurrency connections were being collected for all of scrape.timeout (raise scrape.concurrency)",
+				"vendor", c.Vendor, "connection", c.Name, "concurrency", e.o.Concurrency)
 			return nil, nil
 		}
 		e.attempt(actx, c, ent)
@@ -350,7 +351,7 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 		return ent.snapshot(c)
 	case <-ctx.Done():
 		// This scrape cannot wait longer; the collection goes on for
-		// the scrapes after it.
+		// the scrapes after it. Only this answer shows it unfinished.
 		snap := ent.snapshot(c)
 		snap.success = false
 		if !snap.attempted {

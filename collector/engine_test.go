@@ -351,9 +351,16 @@ func TestDeadlineFromHeader(t *testing.T) {
 	if d := e.Deadline(r); d != 4500*time.Millisecond {
 		t.Errorf("5s header: %v", d)
 	}
-	r.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "0.6")
-	if d := e.Deadline(r); d != 300*time.Millisecond {
-		t.Errorf("0.6s header: %v", d)
+	r.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "1.6")
+	if d := e.Deadline(r); d != 1100*time.Millisecond {
+		t.Errorf("1.6s header: %v", d)
+	}
+	// Below the floor (1s): read as 1s, half of it kept as the margin.
+	for _, v := range []string{"0.6", "0.000001"} {
+		r.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", v)
+		if d := e.Deadline(r); d != 500*time.Millisecond {
+			t.Errorf("%ss header: %v", v, d)
+		}
 	}
 	r.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "junk")
 	if d := e.Deadline(r); d != 8*time.Second {
@@ -495,9 +502,9 @@ func TestNoRetryPastDeadline(t *testing.T) {
 	defer srv.Close()
 	e, _, _, _ := setup(t, "prod")
 	e.providers["fake"] = &fakeProvider{url: srv.URL}
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Millisecond)
-	defer cancel()
-	gather(t, textGatherer{e: e, ctx: ctx})
+	// The collection's own deadline (scrape.timeout) bounds retries.
+	e.o.Timeout = 40 * time.Millisecond
+	gather(t, textGatherer{e: e, ctx: context.Background()})
 	if n.Load() != 1 {
 		t.Errorf("%d calls with a 40ms deadline; a 50-150ms backoff does not fit", n.Load())
 	}
@@ -533,5 +540,65 @@ func TestManyConnections(t *testing.T) {
 		if got[`saas_scrape_success{connection="`+n+`",vendor="fake"}`] != 1 {
 			t.Errorf("%s: not reported as successful", n)
 		}
+	}
+}
+
+// Issue #12 item 1: a caller's short deadline (anyone can send
+// X-Prometheus-Scrape-Timeout-Seconds) shows only in its own answer; the
+// collection runs on, and what is cached and stored is its real outcome.
+func TestCallerDeadlineIsNotTheConnectionsFailure(t *testing.T) {
+	e, v, st, _ := setup(t, "prod")
+	v.mu.Lock()
+	v.block = make(chan struct{})
+	v.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	got := gather(t, textGatherer{e: e, ctx: ctx})
+	if got[`saas_scrape_success{connection="prod",vendor="fake"}`] != 0 {
+		t.Errorf("the cut answer claims success: %v", got)
+	}
+	close(v.block)
+	// The next scrape, within min_interval, gets the collection's result.
+	got = gather(t, scrapeOf(e, nil))
+	if got[`saas_scrape_success{connection="prod",vendor="fake"}`] != 1 || got[`saas_connection_up{connection="prod",vendor="fake"}`] != 1 ||
+		got[`saas_connection_state{connection="prod",state="active",vendor="fake"}`] != 1 {
+		t.Errorf("after a cut scrape: %v", got)
+	}
+	if n := v.calls.Load(); n != 1 {
+		t.Errorf("%d vendor calls, want 1 (the cut scrape's collection, finished)", n)
+	}
+	e.Close()
+	c, _ := st.Get(context.Background(), "id0")
+	if c.State != store.StateActive || c.LastError != "" {
+		t.Errorf("stored %q %q", c.State, c.LastError)
+	}
+}
+
+// A collection that never started (every scrape.concurrency slot busy for
+// all of scrape.timeout) is neither cached nor stored: nothing was learnt.
+func TestNotStartedIsNotAFailure(t *testing.T) {
+	e, v, st, _ := setup(t, "prod")
+	e.o.Timeout = 50 * time.Millisecond
+	for range cap(e.pool) {
+		e.pool <- struct{}{} // every slot busy
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	gather(t, textGatherer{e: e, ctx: ctx})
+	if n := v.calls.Load(); n != 0 {
+		t.Fatalf("%d vendor calls with no free slot", n)
+	}
+	for range cap(e.pool) {
+		<-e.pool
+	}
+	e.o.Timeout = 2 * time.Second
+	got := gather(t, scrapeOf(e, nil))
+	if got[`saas_scrape_success{connection="prod",vendor="fake"}`] != 1 || v.calls.Load() != 1 {
+		t.Errorf("once a slot is free: %d calls, %v", v.calls.Load(), got)
+	}
+	e.Close()
+	c, _ := st.Get(context.Background(), "id0")
+	if c.State != store.StateActive || c.LastError != "" {
+		t.Errorf("stored %q %q", c.State, c.LastError)
 	}
 }

@@ -120,13 +120,19 @@ func (e *Engine) connectionsPart(ctx context.Context, om bool) *cachedPart {
 	return p
 }
 
+// minScrapeTimeout is the least X-Prometheus-Scrape-Timeout-Seconds taken
+// at its word; anything shorter (anyone can send the header) counts as this.
+const minScrapeTimeout = time.Second
+
 // Deadline is the time one scrape may take: scrape.timeout, lowered to the
-// X-Prometheus-Scrape-Timeout-Seconds Prometheus sends minus a margin.
+// X-Prometheus-Scrape-Timeout-Seconds Prometheus sends (at least
+// minScrapeTimeout) minus a margin. It bounds the answer only: each
+// connection's collection runs to scrape.timeout whoever asked.
 func (e *Engine) Deadline(r *http.Request) time.Duration {
 	d := e.o.Timeout
 	if v := r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"); v != "" {
 		if secs, err := strconv.ParseFloat(v, 64); err == nil && secs > 0 {
-			h := time.Duration(secs * float64(time.Second))
+			h := max(time.Duration(secs*float64(time.Second)), minScrapeTimeout)
 			if h-deadlineMargin > h/2 {
 				h -= deadlineMargin
 			} else {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -27,6 +28,7 @@ type Config struct {
 	Scrape        Scrape            `yaml:"scrape"`
 	Invites       Invites           `yaml:"invites"`
 	Store         Store             `yaml:"store"`
+	Web           Web               `yaml:"web"`
 	// Vendors is decoded by each provider (Decode), so that a vendor's keys
 	// live in its own package.
 	Vendors map[string]yaml.Node `yaml:"vendors"`
@@ -41,6 +43,16 @@ type Scrape struct {
 	MinInterval       time.Duration `yaml:"min_interval"`
 	Concurrency       int           `yaml:"concurrency"`
 	VendorConcurrency int           `yaml:"vendor_concurrency"`
+}
+
+// Web controls how the exporter sees its HTTP clients.
+type Web struct {
+	// TrustedProxies lists the reverse proxies (addresses or CIDR
+	// ranges) whose X-Forwarded-For names the client; from anyone else
+	// it is ignored, since a client could set it to dodge the sign-in throttle.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// Proxies is TrustedProxies parsed.
+	Proxies []netip.Prefix `yaml:"-"`
 }
 
 // Invites controls invite links.
@@ -174,6 +186,22 @@ func (c *Config) validate() error {
 		if !strings.HasPrefix(h, "$2a$") && !strings.HasPrefix(h, "$2b$") && !strings.HasPrefix(h, "$2y$") {
 			errs = append(errs, fmt.Errorf("admins.%s: must be a bcrypt hash (starting with $2y$, $2a$ or $2b$); create one with: htpasswd -nbBC 10 '' 'PASSWORD' | tr -d ':\\n'", u))
 		}
+	}
+	c.Web.Proxies = nil
+	for _, v := range c.Web.TrustedProxies {
+		v = strings.TrimSpace(v)
+		pfx, err := netip.ParsePrefix(v)
+		if err != nil {
+			var a netip.Addr
+			if a, err = netip.ParseAddr(v); err == nil {
+				pfx = netip.PrefixFrom(a, a.BitLen())
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("web.trusted_proxies: %q is not an IP address or CIDR range such as 10.0.0.0/8", v))
+			continue
+		}
+		c.Web.Proxies = append(c.Web.Proxies, pfx.Masked())
 	}
 	if c.Store.Postgres != nil && c.Store.Postgres.DSN == "" && c.Store.Postgres.DSNFile == "" {
 		errs = append(errs, errors.New("store.postgres: set dsn or dsn_file"))

@@ -142,3 +142,21 @@ func TestLoadRelativePaths(t *testing.T) {
 		t.Error("missing file: no error")
 	}
 }
+
+func TestTrustedProxies(t *testing.T) {
+	c, err := Parse([]byte("web:\n  trusted_proxies: [10.0.0.0/8, 192.168.1.7, '::1', 172.16.5.9/12]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range c.Web.Proxies {
+		got = append(got, p.String())
+	}
+	if strings.Join(got, " ") != "10.0.0.0/8 192.168.1.7/32 ::1/128 172.16.0.0/12" {
+		t.Errorf("parsed %v", got)
+	}
+	_, err = Parse([]byte("web:\n  trusted_proxies: [lb.example.com]\n"))
+	if err == nil || !strings.Contains(err.Error(), `web.trusted_proxies: "lb.example.com" is not an IP address or CIDR range`) {
+		t.Errorf("a host name: %v", err)
+	}
+}

@@ -92,12 +92,22 @@ type Flow struct {
 
 // Webhooks is implemented by providers that receive vendor callbacks that
 // no browser sends (Twilio's deauthorize callback), served at
-// POST /connect/{vendor}/{name}.
+// GET and POST /connect/{vendor}/{name}.
 type Webhooks interface {
 	// Webhook checks and handles a vendor callback. It returns the
 	// AccountIDs whose credentials the vendor revoked. An unauthenticated
 	// request is reported with ErrForbidden.
 	Webhook(r *http.Request, name string) (revoked []string, err error)
+}
+
+// RevocationChecker is implemented by Webhooks providers whose revocation
+// callbacks can be replayed (a signature without a timestamp): before a
+// connection is revoked on such a callback, the vendor is asked with the
+// connection's own credentials whether access is really gone.
+type RevocationChecker interface {
+	// StillAuthorized reports whether c's credential still works (the
+	// callback is stale). An error means the vendor could not tell.
+	StillAuthorized(ctx context.Context, hc *http.Client, c Connection) (bool, error)
 }
 
 // Credential is what a successful connection flow yields.

@@ -26,6 +26,10 @@ var (
 	bucketConnections = []byte("connections")
 	bucketNonces      = []byte("nonces")
 	bucketInvites     = []byte("invites")
+	// bucketAccounts indexes vendor "\x00" account id → connection id,
+	// written in the same transaction as the connection: one vendor
+	// account is one connection.
+	bucketAccounts = []byte("accounts")
 
 	metaSchema = []byte("schema_version")
 	metaCanary = []byte("canary")
@@ -87,7 +91,7 @@ func OpenBolt(path string, kr *Keyring) (*Bolt, error) {
 	err = db.View(func(tx *bolt.Tx) error {
 		var err error
 		fresh, stale, err = s.verify(tx)
-		for _, name := range [][]byte{bucketMeta, bucketConnections, bucketNonces, bucketInvites} {
+		for _, name := range [][]byte{bucketMeta, bucketConnections, bucketNonces, bucketInvites, bucketAccounts} {
 			missing = missing || tx.Bucket(name) == nil
 		}
 		return err
@@ -159,7 +163,7 @@ func (s *Bolt) sealedWithFirst(sealed []byte) bool {
 }
 
 func (s *Bolt) initOrReseal(tx *bolt.Tx, fresh bool) error {
-	for _, name := range [][]byte{bucketMeta, bucketConnections, bucketNonces, bucketInvites} {
+	for _, name := range [][]byte{bucketMeta, bucketConnections, bucketNonces, bucketInvites, bucketAccounts} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("initialising store file %s: %w", s.path, err)
 		}
@@ -178,6 +182,9 @@ func (s *Bolt) initOrReseal(tx *bolt.Tx, fresh bool) error {
 		if err := meta.Put(metaCanary, sealed); err != nil {
 			return err
 		}
+	}
+	if err := rebuildAccounts(tx); err != nil {
+		return fmt.Errorf("indexing vendor accounts: %w", err)
 	}
 	b := tx.Bucket(bucketConnections)
 	type update struct{ k, v []byte }
@@ -306,6 +313,53 @@ func (s *Bolt) Get(ctx context.Context, id string) (Connection, error) {
 	return c, err
 }
 
+// accountOf is what the accounts index needs of a stored record.
+type accountOf struct {
+	Vendor    string `json:"vendor"`
+	AccountID string `json:"account_id"`
+}
+
+func accountKey(vendor, accountID string) []byte { return []byte(vendor + "\x00" + accountID) }
+
+// rebuildAccounts fills the accounts index from the connections. Of
+// connections stored twice for one account before the index existed, the
+// smallest id is indexed; the others keep working (see Put).
+func rebuildAccounts(tx *bolt.Tx) error {
+	idx := tx.Bucket(bucketAccounts)
+	var keys [][]byte
+	if err := idx.ForEach(func(k, _ []byte) error { keys = append(keys, bytes.Clone(k)); return nil }); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := idx.Delete(k); err != nil {
+			return err
+		}
+	}
+	type entry struct{ k, id []byte }
+	var entries []entry
+	err := tx.Bucket(bucketConnections).ForEach(func(k, v []byte) error {
+		var a accountOf
+		if err := json.Unmarshal(v, &a); err != nil {
+			return err
+		}
+		if a.AccountID != "" {
+			entries = append(entries, entry{accountKey(a.Vendor, a.AccountID), bytes.Clone(k)})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if idx.Get(e.k) == nil {
+			if err := idx.Put(e.k, e.id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func (s *Bolt) Put(ctx context.Context, c Connection) error {
 	if c.ID == "" {
 		return errEmptyID
@@ -316,6 +370,21 @@ func (s *Bolt) Put(ctx context.Context, c Connection) error {
 	}
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketConnections)
+		idx := tx.Bucket(bucketAccounts)
+		var old accountOf
+		ov := b.Get([]byte(c.ID))
+		if ov != nil {
+			if err := json.Unmarshal(ov, &old); err != nil {
+				return fmt.Errorf("store: connection %q is damaged: %v", c.ID, err)
+			}
+		}
+		same := ov != nil && old.Vendor == c.Vendor && old.AccountID == c.AccountID
+		key := accountKey(c.Vendor, c.AccountID)
+		if c.AccountID != "" && !same {
+			if owner := idx.Get(key); owner != nil && string(owner) != c.ID && b.Get(owner) != nil {
+				return ErrAccountTaken
+			}
+		}
 		// A linear scan keeps names unique without an index to keep in step;
 		// a deployment has at most a few thousand connections.
 		err := b.ForEach(func(k, ov []byte) error {
@@ -336,8 +405,43 @@ func (s *Bolt) Put(ctx context.Context, c Connection) error {
 		if err != nil {
 			return err
 		}
+		if ov != nil && old.AccountID != "" && !same {
+			if err := unindexAccount(tx, old, c.ID); err != nil {
+				return err
+			}
+		}
+		if owner := idx.Get(key); c.AccountID != "" && (owner == nil || b.Get(owner) == nil) {
+			if err := idx.Put(key, []byte(c.ID)); err != nil {
+				return err
+			}
+		}
 		return b.Put([]byte(c.ID), v)
 	})
+}
+
+// unindexAccount drops id's entry for account a; another connection
+// stored for the same account before the index existed takes it over.
+func unindexAccount(tx *bolt.Tx, a accountOf, id string) error {
+	idx := tx.Bucket(bucketAccounts)
+	key := accountKey(a.Vendor, a.AccountID)
+	if string(idx.Get(key)) != id {
+		return nil
+	}
+	if err := idx.Delete(key); err != nil {
+		return err
+	}
+	var heir []byte
+	err := tx.Bucket(bucketConnections).ForEach(func(k, v []byte) error {
+		var o accountOf
+		if heir == nil && string(k) != id && json.Unmarshal(v, &o) == nil && o.Vendor == a.Vendor && o.AccountID == a.AccountID {
+			heir = bytes.Clone(k)
+		}
+		return nil
+	})
+	if err != nil || heir == nil {
+		return err
+	}
+	return idx.Put(key, heir)
 }
 
 // modify rewrites one stored connection in a single transaction.
@@ -378,7 +482,17 @@ func (s *Bolt) UpdateLocked(ctx context.Context, id string, fn func(Connection) 
 
 func (s *Bolt) Delete(ctx context.Context, id string) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketConnections).Delete([]byte(id))
+		b := tx.Bucket(bucketConnections)
+		if v := b.Get([]byte(id)); v != nil {
+			var a accountOf
+			if json.Unmarshal(v, &a) == nil && a.AccountID != "" {
+				if err := b.Delete([]byte(id)); err != nil {
+					return err
+				}
+				return unindexAccount(tx, a, id)
+			}
+		}
+		return b.Delete([]byte(id))
 	})
 }
 
@@ -403,6 +517,16 @@ func (s *Bolt) UseOnce(ctx context.Context, key string, expires time.Time) (bool
 		return false, err
 	}
 	return first, nil
+}
+
+func (s *Bolt) Used(ctx context.Context, key string) (bool, error) {
+	used := false
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketNonces).Get([]byte(key))
+		used = len(v) == 8 && s.now().UnixNano() < int64(binary.BigEndian.Uint64(v))
+		return nil
+	})
+	return used, err
 }
 
 // purgeNonces deletes expired nonces among the noncePurgeBatch entries

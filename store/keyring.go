@@ -203,6 +203,21 @@ func (kr *Keyring) Derive(purpose string) []byte {
 	return b
 }
 
+// DeriveAll returns Derive's key for purpose from every key of the ring,
+// the first key's first: sign with the first, accept any, so rotating the
+// sealing key does not cut off what the old one signed (invite links).
+func (kr *Keyring) DeriveAll(purpose string) [][]byte {
+	out := make([][]byte, 0, len(kr.keys))
+	for _, k := range kr.keys {
+		b, err := hkdf.Key(sha256.New, k.raw, nil, purpose, keySize)
+		if err != nil {
+			panic("store: hkdf: " + err.Error())
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
 // GenerateKey returns a new random key as standard base64.
 func GenerateKey() (string, error) {
 	b := make([]byte, keySize)

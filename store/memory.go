@@ -82,6 +82,13 @@ func (m *Memory) Put(ctx context.Context, c Connection) error {
 		return err
 	}
 	defer m.mu.Unlock()
+	if old, had := m.conns[c.ID]; c.AccountID != "" && !(had && sameAccount(old, c)) {
+		for id, other := range m.conns {
+			if id != c.ID && sameAccount(other, c) {
+				return ErrAccountTaken
+			}
+		}
+	}
 	for id, other := range m.conns {
 		if id != c.ID && other.Name == c.Name {
 			return ErrNameTaken
@@ -89,6 +96,11 @@ func (m *Memory) Put(ctx context.Context, c Connection) error {
 	}
 	m.conns[c.ID] = c.Clone()
 	return nil
+}
+
+// sameAccount: a and b hold the same vendor account.
+func sameAccount(a, b Connection) bool {
+	return a.AccountID != "" && a.Vendor == b.Vendor && a.AccountID == b.AccountID
 }
 
 func (m *Memory) SetStatus(ctx context.Context, id string, s Status) error {
@@ -152,6 +164,15 @@ func (m *Memory) UseOnce(ctx context.Context, key string, expires time.Time) (bo
 	}
 	m.once[key] = expires
 	return true, nil
+}
+
+func (m *Memory) Used(ctx context.Context, key string) (bool, error) {
+	if err := m.lock(ctx); err != nil {
+		return false, err
+	}
+	defer m.mu.Unlock()
+	exp, ok := m.once[key]
+	return ok && m.now().Before(exp), nil
 }
 
 func (m *Memory) PutInvite(ctx context.Context, inv Invite) error {

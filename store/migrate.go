@@ -43,6 +43,9 @@ func Migrate(ctx context.Context, from, to Store) (MigrateReport, error) {
 			if errors.Is(err, ErrNameTaken) {
 				return rep, fmt.Errorf("copying connection %q (%s): the destination already has another connection with this name; rename or delete it there, then run the migration again", c.Name, c.ID)
 			}
+			if errors.Is(err, ErrAccountTaken) {
+				return rep, fmt.Errorf("copying connection %q (%s): another connection already holds %s account %s (in the destination, or twice in the source from concurrent connects before one account meant one connection); disconnect the duplicate, then run the migration again", c.Name, c.ID, c.Vendor, c.AccountID)
+			}
 			return rep, fmt.Errorf("copying connection %q (%s): %w", c.Name, c.ID, err)
 		}
 	}

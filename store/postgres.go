@@ -93,6 +93,18 @@ CREATE TABLE use_once (
 );
 CREATE INDEX use_once_expires ON use_once (expires);
 `},
+	{2, "one connection per vendor account", `
+-- Connections stored twice for one account before this rule (concurrent
+-- connects) keep working: all but the smallest id are marked and left out
+-- of the index, until their account changes.
+ALTER TABLE connections ADD COLUMN legacy_duplicate boolean NOT NULL DEFAULT false;
+UPDATE connections c SET legacy_duplicate = true
+WHERE c.record->>'account_id' <> '' AND EXISTS (
+	SELECT 1 FROM connections o
+	WHERE o.vendor = c.vendor AND o.record->>'account_id' = c.record->>'account_id' AND o.id < c.id);
+CREATE UNIQUE INDEX connections_account_key ON connections (vendor, (record->>'account_id'))
+	WHERE record->>'account_id' <> '' AND NOT legacy_duplicate;
+`},
 }
 
 // OpenPostgres connects to the database in dsn, creates or migrates the
@@ -517,9 +529,13 @@ func (s *Postgres) Get(ctx context.Context, id string) (Connection, error) {
 }
 
 // nameTaken reports whether err is the unique index on names refusing a row.
-func nameTaken(err error) bool {
+func nameTaken(err error) bool { return uniqueViolation(err, "connections_name_key") }
+
+func accountTaken(err error) bool { return uniqueViolation(err, "connections_account_key") }
+
+func uniqueViolation(err error, constraint string) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "connections_name_key"
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == constraint
 }
 
 func (s *Postgres) Put(ctx context.Context, c Connection) error {
@@ -536,8 +552,13 @@ func (s *Postgres) Put(ctx context.Context, c Connection) error {
 	_, err = s.pool.Exec(ctx, `
 INSERT INTO connections (id, name, vendor, record, sealed_secret) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (id) DO UPDATE SET name = excluded.name, vendor = excluded.vendor, record = excluded.record,
-	sealed_secret = excluded.sealed_secret, updated_at = now()`,
+	sealed_secret = excluded.sealed_secret, updated_at = now(),
+	legacy_duplicate = connections.legacy_duplicate AND connections.vendor = excluded.vendor
+		AND connections.record->>'account_id' IS NOT DISTINCT FROM excluded.record->>'account_id'`,
 		c.ID, c.Name, c.Vendor, record, sealed)
+	if accountTaken(err) {
+		return ErrAccountTaken
+	}
 	if nameTaken(err) {
 		return ErrNameTaken
 	}
@@ -629,8 +650,13 @@ func (s *Postgres) UpdateLocked(ctx context.Context, id string, fn func(Connecti
 	if record, sealed, err = s.encodeConn(n); err != nil {
 		return err
 	}
-	_, err = tx.Exec(saveCtx, "UPDATE connections SET name = $2, vendor = $3, record = $4, sealed_secret = $5, updated_at = now() WHERE id = $1",
+	_, err = tx.Exec(saveCtx, `UPDATE connections SET name = $2, vendor = $3, record = $4, sealed_secret = $5, updated_at = now(),
+	legacy_duplicate = legacy_duplicate AND vendor = $3 AND record->>'account_id' IS NOT DISTINCT FROM $4::jsonb->>'account_id'
+WHERE id = $1`,
 		id, n.Name, n.Vendor, record, sealed)
+	if accountTaken(err) {
+		return ErrAccountTaken
+	}
 	if nameTaken(err) {
 		return ErrNameTaken
 	}
@@ -673,6 +699,18 @@ ON CONFLICT (key) DO UPDATE SET expires = excluded.expires WHERE u.expires <= $3
 		return false, s.fail("recording a single-use value", err)
 	}
 	return tag.RowsAffected() == 1, nil
+}
+
+func (s *Postgres) Used(ctx context.Context, key string) (bool, error) {
+	if err := s.open(); err != nil {
+		return false, err
+	}
+	var used bool
+	err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM use_once WHERE key = $1 AND expires > $2)", key, s.now()).Scan(&used)
+	if err != nil {
+		return false, s.fail("reading a single-use value", err)
+	}
+	return used, nil
 }
 
 func (s *Postgres) PutInvite(ctx context.Context, inv Invite) error {

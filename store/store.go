@@ -64,6 +64,10 @@ type Invite struct {
 var (
 	ErrNotFound  = errors.New("not found")
 	ErrNameTaken = errors.New("a connection with this name already exists")
+	// ErrAccountTaken: another connection already holds this vendor
+	// account (same Vendor and non-empty AccountID). One vendor account is
+	// one connection, however many connect it at once.
+	ErrAccountTaken = errors.New("another connection already holds this vendor account")
 	// ErrClosed is returned by every method called after Close.
 	ErrClosed = errors.New("store is closed")
 )
@@ -103,7 +107,11 @@ type Store interface {
 	// Get returns one connection or ErrNotFound.
 	Get(ctx context.Context, id string) (Connection, error)
 	// Put creates or replaces the connection with c.ID. It returns
-	// ErrNameTaken if another connection already uses c.Name.
+	// ErrAccountTaken if another connection holds c's (Vendor, AccountID)
+	// (checked in the same transaction as the write), or ErrNameTaken if
+	// another connection already uses c.Name. A Put that
+	// keeps a record's (Vendor, AccountID) never fails on it, so
+	// duplicates stored before the rule keep working.
 	Put(ctx context.Context, c Connection) error
 	// SetStatus updates only the status of a connection (ErrNotFound if gone).
 	SetStatus(ctx context.Context, id string, s Status) error
@@ -124,6 +132,9 @@ type Store interface {
 	// may be dropped after expires: once expires has passed, the key counts
 	// as unused again, so callers must check expiry themselves.
 	UseOnce(ctx context.Context, key string, expires time.Time) (bool, error)
+	// Used reports whether UseOnce recorded key and it has not expired,
+	// without recording it (a logged-out session is checked this way).
+	Used(ctx context.Context, key string) (bool, error)
 
 	// PutInvite creates or replaces the invite with inv.ID.
 	PutInvite(ctx context.Context, inv Invite) error

@@ -255,8 +255,11 @@ type twilioSim struct {
 	authorized          map[string]bool // customer accounts that authorized the Connect App
 	authorizeRedirect   string
 	deauthorizeCallback string
-	dropState           bool
-	callbackClient      *http.Client
+	// deauthorizeMethod is the Connect App's DeauthorizeCallbackMethod:
+	// GET or POST (Twilio's default).
+	deauthorizeMethod string
+	dropState         bool
+	callbackClient    *http.Client
 }
 
 func (s *Server) registerTwilio() {
@@ -265,6 +268,7 @@ func (s *Server) registerTwilio() {
 		authorized:          map[string]bool{},
 		authorizeRedirect:   DefaultTwilioExporterURL + "/connect/twilio/callback",
 		deauthorizeCallback: DefaultTwilioExporterURL + "/connect/twilio/deauthorize",
+		deauthorizeMethod:   http.MethodPost,
 		callbackClient: &http.Client{
 			Timeout: 10 * time.Second,
 			// Report the exporter's own answer, not where it points.
@@ -319,9 +323,9 @@ func (s *Server) registerTwilio() {
 		[]string{
 			"Consent page: GET /twilio-www/authorize/" + TwilioConnectAppSid + "?state=... (the exporter sends the browser there)",
 			"GET /_sim/twilio/connect-app   the Connect App: redirect and deauthorize callback URLs, authorized accounts",
-			`PUT /_sim/twilio/connect-app   JSON {"authorize_redirect_url":"…","deauthorize_callback_url":"…","drop_state":false}`,
+			`PUT /_sim/twilio/connect-app   JSON {"authorize_redirect_url":"…","deauthorize_callback_url":"…","deauthorize_callback_method":"POST","drop_state":false}`,
 			"POST /_sim/twilio/authorize    form or JSON account_sid=AC…: authorize the Connect App without the browser",
-			"POST /_sim/twilio/deauthorize  form or JSON account_sid=AC…: deauthorize and POST the signed deauthorize callback",
+			"POST /_sim/twilio/deauthorize  form or JSON account_sid=AC…: deauthorize and call the signed deauthorize callback (GET or POST, as the Connect App says)",
 		},
 		func(base string) string {
 			return "  twilio:\n" +
@@ -349,6 +353,19 @@ func (s *Server) SetTwilioConnectApp(authorizeRedirectURL, deauthorizeCallbackUR
 	t.authorizeRedirect, t.deauthorizeCallback = authorizeRedirectURL, deauthorizeCallbackURL
 	t.mu.Unlock()
 	s.log.Info("twilio Connect App URLs set", "authorize_redirect_url", authorizeRedirectURL, "deauthorize_callback_url", deauthorizeCallbackURL)
+	return nil
+}
+
+// SetTwilioDeauthorizeMethod sets the Connect App's
+// DeauthorizeCallbackMethod, GET or POST.
+func (s *Server) SetTwilioDeauthorizeMethod(method string) error {
+	if method != http.MethodGet && method != http.MethodPost {
+		return fmt.Errorf("twilio Connect App deauthorize callback method must be GET or POST, got %q", method)
+	}
+	t := s.twilio()
+	t.mu.Lock()
+	t.deauthorizeMethod = method
+	t.mu.Unlock()
 	return nil
 }
 
@@ -402,10 +419,13 @@ type TwilioDeauthorization struct {
 const maxCallbackAnswer = 4 << 10
 
 // DeauthorizeTwilioAccount deauthorizes the Connect App for a customer
-// account (its API calls answer 401 from now on) and POSTs Twilio's
-// deauthorize callback (form AccountSid, ConnectAppSid, signed with the
-// owner's auth token in X-Twilio-Signature). The account stays
-// deauthorized even if the callback fails, as at Twilio.
+// account (its API calls answer 401 from now on) and calls Twilio's
+// deauthorize callback with AccountSid and ConnectAppSid, signed with the
+// owner's auth token in X-Twilio-Signature: a POST form (signature over
+// the URL and the sorted parameters), or with DeauthorizeCallbackMethod
+// GET the query string (signature over the full URL alone, as Twilio
+// signs every GET). The account stays deauthorized even if the callback
+// fails, as at Twilio.
 func (s *Server) DeauthorizeTwilioAccount(ctx context.Context, accountSid string) (TwilioDeauthorization, error) {
 	out := TwilioDeauthorization{AccountSid: accountSid}
 	if twilioAccount(accountSid) == nil {
@@ -414,17 +434,28 @@ func (s *Server) DeauthorizeTwilioAccount(ctx context.Context, accountSid string
 	t := s.twilio()
 	t.setAuthorized(accountSid, false)
 	t.mu.Lock()
-	cb := t.deauthorizeCallback
+	cb, method := t.deauthorizeCallback, t.deauthorizeMethod
 	t.mu.Unlock()
 	out.CallbackURL = cb
 	form := url.Values{"AccountSid": {accountSid}, "ConnectAppSid": {TwilioConnectAppSid}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cb, strings.NewReader(form.Encode()))
+	var req *http.Request
+	var err error
+	if method == http.MethodGet {
+		full := cb + "?" + form.Encode()
+		if strings.Contains(cb, "?") {
+			full = cb + "&" + form.Encode()
+		}
+		if req, err = http.NewRequestWithContext(ctx, http.MethodGet, full, nil); err == nil {
+			req.Header.Set("X-Twilio-Signature", TwilioSignature(TwilioOwnerAuthToken, full, nil))
+		}
+	} else if req, err = http.NewRequestWithContext(ctx, http.MethodPost, cb, strings.NewReader(form.Encode())); err == nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Twilio-Signature", TwilioSignature(TwilioOwnerAuthToken, cb, form))
+	}
 	if err != nil {
 		return out, fmt.Errorf("deauthorize callback URL %q: %w", cb, err)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("User-Agent", "TwilioProxy/1.1 (vendorsim)")
-	req.Header.Set("X-Twilio-Signature", TwilioSignature(TwilioOwnerAuthToken, cb, form))
 	resp, err := t.callbackClient.Do(req)
 	if err != nil {
 		return out, fmt.Errorf("the account is deauthorized, but the callback to %s failed: %w", cb, err)
@@ -475,6 +506,7 @@ type twConnectAppJSON struct {
 	Name                   string   `json:"name"`
 	AuthorizeRedirectURL   string   `json:"authorize_redirect_url"`
 	DeauthorizeCallbackURL string   `json:"deauthorize_callback_url"`
+	DeauthorizeMethod      string   `json:"deauthorize_callback_method"`
 	DropState              bool     `json:"drop_state"`
 	Authorized             []string `json:"authorized_accounts"`
 }
@@ -485,7 +517,7 @@ func (t *twilioSim) connectApp() twConnectAppJSON {
 	out := twConnectAppJSON{
 		ConnectAppSid: TwilioConnectAppSid, Name: TwilioConnectAppName,
 		AuthorizeRedirectURL: t.authorizeRedirect, DeauthorizeCallbackURL: t.deauthorizeCallback,
-		DropState: t.dropState, Authorized: []string{},
+		DeauthorizeMethod: t.deauthorizeMethod, DropState: t.dropState, Authorized: []string{},
 	}
 	for sid := range t.authorized {
 		out.Authorized = append(out.Authorized, sid)
@@ -507,6 +539,7 @@ func (t *twilioSim) servePutConnectApp(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		AuthorizeRedirectURL   *string `json:"authorize_redirect_url"`
 		DeauthorizeCallbackURL *string `json:"deauthorize_callback_url"`
+		DeauthorizeMethod      *string `json:"deauthorize_callback_method"`
 		DropState              *bool   `json:"drop_state"`
 	}
 	dec := json.NewDecoder(strings.NewReader(string(b)))
@@ -526,6 +559,12 @@ func (t *twilioSim) servePutConnectApp(w http.ResponseWriter, r *http.Request) {
 	if err := t.s.SetTwilioConnectApp(a, d); err != nil {
 		simError(w, http.StatusBadRequest, "%v", err)
 		return
+	}
+	if in.DeauthorizeMethod != nil {
+		if err := t.s.SetTwilioDeauthorizeMethod(*in.DeauthorizeMethod); err != nil {
+			simError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
 	}
 	if in.DropState != nil {
 		t.s.SetTwilioDropState(*in.DropState)

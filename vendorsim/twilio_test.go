@@ -514,10 +514,11 @@ func TestTwilioAPIAuth(t *testing.T) {
 // simulator's).
 type fakeExporter struct {
 	*httptest.Server
-	mu     sync.Mutex
-	forms  []url.Values
-	valid  []bool
-	status int
+	mu      sync.Mutex
+	forms   []url.Values
+	valid   []bool
+	methods []string
+	status  int
 }
 
 func newFakeExporter(t *testing.T) *fakeExporter {
@@ -532,8 +533,20 @@ func newFakeExporter(t *testing.T) *fakeExporter {
 		}
 		v := twclient.NewRequestValidator(TwilioOwnerAuthToken)
 		f.mu.Lock()
-		f.forms = append(f.forms, r.PostForm)
-		f.valid = append(f.valid, r.Method == http.MethodPost && v.Validate(f.URL+r.URL.Path, params, r.Header.Get("X-Twilio-Signature")))
+		sig := r.Header.Get("X-Twilio-Signature")
+		switch r.Method {
+		case http.MethodPost:
+			f.forms = append(f.forms, r.PostForm)
+			f.valid = append(f.valid, v.Validate(f.URL+r.URL.Path, params, sig))
+		case http.MethodGet:
+			// Twilio signs a GET over the full URL, query string included.
+			f.forms = append(f.forms, r.URL.Query())
+			f.valid = append(f.valid, len(r.PostForm) == 0 && v.Validate(f.URL+r.URL.RequestURI(), map[string]string{}, sig))
+		default:
+			f.forms = append(f.forms, nil)
+			f.valid = append(f.valid, false)
+		}
+		f.methods = append(f.methods, r.Method)
 		st := f.status
 		f.mu.Unlock()
 		w.WriteHeader(st)
@@ -541,6 +554,35 @@ func newFakeExporter(t *testing.T) *fakeExporter {
 	}))
 	t.Cleanup(f.Close)
 	return f
+}
+
+// A Connect App whose DeauthorizeCallbackMethod is GET: the parameters
+// travel in the query string and the signature covers the full URL.
+func TestTwilioDeauthorizeGET(t *testing.T) {
+	sim, ts, _ := newSim(t, Options{})
+	ex := newFakeExporter(t)
+	if err := sim.SetTwilioConnectApp(ex.URL+"/connect/twilio/callback", ex.URL+"/connect/twilio/deauthorize"); err != nil {
+		t.Fatal(err)
+	}
+	a := do(t, ts, http.MethodPut, "/_sim/twilio/connect-app", "", "application/json", `{"deauthorize_callback_method":"GET"}`)
+	var app twConnectAppJSON
+	a.decode(t, &app)
+	if a.Status != 200 || app.DeauthorizeMethod != "GET" {
+		t.Fatalf("set GET: %d %s", a.Status, a.Body)
+	}
+	if a := do(t, ts, http.MethodPut, "/_sim/twilio/connect-app", "", "application/json", `{"deauthorize_callback_method":"PUT"}`); a.Status != 400 || !strings.Contains(string(a.Body), "must be GET or POST") {
+		t.Errorf("PUT method: %d %s", a.Status, a.Body)
+	}
+	if err := sim.AuthorizeTwilioAccount(TwilioAccountAcme); err != nil {
+		t.Fatal(err)
+	}
+	res, err := sim.DeauthorizeTwilioAccount(context.Background(), TwilioAccountAcme)
+	if err != nil || res.Status != 200 {
+		t.Fatalf("deauthorize: %+v %v", res, err)
+	}
+	if len(ex.forms) != 1 || ex.methods[0] != http.MethodGet || !ex.valid[0] || ex.forms[0].Get("AccountSid") != TwilioAccountAcme || ex.forms[0].Get("ConnectAppSid") != TwilioConnectAppSid {
+		t.Fatalf("callback: %v %v valid=%v", ex.methods, ex.forms, ex.valid)
+	}
 }
 
 func TestTwilioDeauthorize(t *testing.T) {

@@ -77,17 +77,20 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		Logger:            log,
 		Now:               clock,
 	})
+	signing := kr.DeriveAll("saas_exporter cookies v1")
 	a.auth, err = auth.New(auth.Options{
 		Store:       st,
 		Providers:   providers,
 		ExternalURL: cfg.ExternalURL,
 		Admins:      admins,
-		SigningKey:  kr.Derive("saas_exporter cookies v1"),
-		Client:      a.engine.Client,
-		Logger:      log,
-		OnChange:    a.engine.Forget,
-		InviteTTL:   cfg.Invites.DefaultTTL,
-		Now:         clock,
+		SigningKey:  signing[0],
+		// Invite links outlive a key rotation; sessions and flows may not.
+		PreviousSigningKeys: signing[1:],
+		Client:              a.engine.Client,
+		Logger:              log,
+		OnChange:            a.engine.Forget,
+		InviteTTL:           cfg.Invites.DefaultTTL,
+		Now:                 clock,
 	})
 	if err != nil {
 		a.close()

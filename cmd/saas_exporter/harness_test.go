@@ -67,6 +67,10 @@ type stackOptions struct {
 	// Sim shares a running simulator (a second replica); nil starts one.
 	Sim    *vendorsim.Server
 	SimURL string
+	// DataDir reuses a data directory (a restart); empty: a fresh one.
+	DataDir string
+	// Args are extra command-line flags (--web.config.file=…).
+	Args []string
 }
 
 // vendorConfig returns the vendors: section pointing every vendor at the
@@ -122,11 +126,14 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if o.DataDir == "" {
+		o.DataDir = filepath.Join(dir, "data")
+	}
 	if o.MinInterval == "" {
 		o.MinInterval = "1ms"
 	}
 	cfg := fmt.Sprintf("external_url: %s\ndata_dir: %s\nadmins:\n  %s: %q\nscrape:\n  timeout: 5s\n  min_interval: %s\n%s%s",
-		url, filepath.Join(dir, "data"), testAdmin, hash, o.MinInterval, vendorConfig(simURL, url), o.ExtraConfig)
+		url, o.DataDir, testAdmin, hash, o.MinInterval, vendorConfig(simURL, url), o.ExtraConfig)
 	cfgFile := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -137,7 +144,8 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	s.cancel = cancel
 	ready := make(chan string, 1)
 	go func() {
-		s.done <- run(ctx, []string{"--config.file=" + cfgFile, "--web.listen-address=" + addr, "--log.level=debug"}, io.Discard, s.logs, func(a string) { ready <- a })
+		args := append([]string{"--config.file=" + cfgFile, "--web.listen-address=" + addr, "--log.level=debug"}, o.Args...)
+		s.done <- run(ctx, args, io.Discard, s.logs, func(a string) { ready <- a })
 	}()
 	select {
 	case <-ready:

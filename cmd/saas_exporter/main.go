@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
-	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/saas-exporter/saas_exporter/config"
@@ -109,7 +108,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		listeners = append(listeners, l)
 	}
 	srv := &http.Server{
-		Handler:           a.handler(),
+		Handler:           limits(a.handler(), a.auth.Authenticated),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -120,7 +119,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	}
 
 	errc := make(chan error, 1)
-	go func() { errc <- web.ServeMultiple(listeners, srv, webFlags, logger) }()
+	go func() { errc <- serveWeb(listeners, srv, *webFlags.WebConfigFile, logger) }()
 	select {
 	case err := <-errc:
 		if err != nil && !errors.Is(err, http.ErrServerClosed) {

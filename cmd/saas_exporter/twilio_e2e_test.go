@@ -203,23 +203,7 @@ func TestTwilioConnectEndToEnd(t *testing.T) {
 
 	// Reconnect runs the flow again and keeps the id.
 	c3 := newAPIFlowClient()
-	b, _ := json.Marshal(map[string]string{})
-	req, _ = http.NewRequest("POST", s.URL+"/api/v1/connections/"+conn.ID+"/reconnect", bytes.NewReader(b))
-	req.SetBasicAuth(testAdmin, testPassword)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err = c3.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var re struct {
-		AuthorizeURL string `json:"authorize_url"`
-	}
-	json.NewDecoder(resp.Body).Decode(&re)
-	resp.Body.Close()
-	if resp.StatusCode != 202 {
-		t.Fatalf("reconnect: %d", resp.StatusCode)
-	}
-	resp = consentTwilio(t, c3, re.AuthorizeURL, vendorsim.TwilioAccountAcme, "allow")
+	resp = consentTwilio(t, c3, s.startReconnect(c3, conn.ID), vendorsim.TwilioAccountAcme, "allow")
 	resp.Body.Close()
 	after := s.connections()["tw-acme"]
 	if after.ID != conn.ID || after.State != "active" {

@@ -264,10 +264,13 @@ func (m *connectMethod) Finish(ctx context.Context, hc *http.Client, f provider.
 // maxWebhookBody bounds a deauthorize callback (two short form fields).
 const maxWebhookBody = 64 << 10
 
-// Webhook handles POST /connect/twilio/deauthorize: Twilio tells that an
-// account deauthorized the Connect App. The request must carry a valid
-// X-Twilio-Signature (HMAC-SHA1 with the owner's auth token over the
-// callback URL as configured, external_url + DeauthorizePath, and the form).
+// Webhook handles /connect/twilio/deauthorize: Twilio tells that an
+// account deauthorized the Connect App, with the Connect App's
+// DeauthorizeCallbackMethod, POST or GET. The request must carry a valid
+// X-Twilio-Signature: HMAC-SHA1 with the owner's auth token over the
+// callback URL as configured (external_url + DeauthorizePath), followed
+// for a POST by the sorted form parameters, and for a GET by nothing: a
+// GET is signed over the full URL, query string included.
 func (p *Provider) Webhook(r *http.Request, name string) ([]string, error) {
 	if name != "deauthorize" {
 		return nil, fmt.Errorf("twilio has no callback %q; the deauthorize callback is %s", name, DeauthorizePath)
@@ -278,30 +281,41 @@ func (p *Provider) Webhook(r *http.Request, name string) ([]string, error) {
 	if p.externalURL == "" {
 		return nil, fmt.Errorf("%w: external_url is unknown, so the signature cannot be checked", provider.ErrForbidden)
 	}
-	if r.Method != http.MethodPost {
-		return nil, fmt.Errorf("the deauthorize callback must be a POST, got %s", r.Method)
+	if r.Method != http.MethodPost && r.Method != http.MethodGet {
+		return nil, fmt.Errorf("the deauthorize callback must be a GET or a POST, got %s", r.Method)
 	}
 	sig := r.Header.Get("X-Twilio-Signature")
 	if sig == "" {
 		return nil, fmt.Errorf("%w: no X-Twilio-Signature header", provider.ErrForbidden)
 	}
-	r.Body = http.MaxBytesReader(nil, r.Body, maxWebhookBody)
-	if err := r.ParseForm(); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("reading the deauthorize callback's form: %w", err)
-	}
-	params := make(map[string]string, len(r.PostForm))
-	for k, v := range r.PostForm {
-		params[k] = v[0]
-	}
 	callback := p.externalURL + DeauthorizePath
+	signed, params := callback, map[string]string{}
+	var values url.Values
+	if r.Method == http.MethodGet {
+		signed += "?" + r.URL.RawQuery
+		var err error
+		if values, err = url.ParseQuery(r.URL.RawQuery); err != nil {
+			return nil, fmt.Errorf("reading the deauthorize callback's query string: %w", err)
+		}
+	} else {
+		r.Body = http.MaxBytesReader(nil, r.Body, maxWebhookBody)
+		if err := r.ParseForm(); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("reading the deauthorize callback's form: %w", err)
+		}
+		values = r.PostForm
+		for k, v := range r.PostForm {
+			params[k] = v[0]
+		}
+	}
 	v := twclient.NewRequestValidator(p.authToken)
-	if !v.Validate(callback, params, sig) {
+	if !v.Validate(signed, params, sig) {
 		return nil, fmt.Errorf("%w: X-Twilio-Signature does not match (the Connect App's Deauthorize Callback URL must be exactly %s, and vendors.twilio.auth_token the owner's current token)", provider.ErrForbidden, callback)
 	}
+	params = map[string]string{"ConnectAppSid": values.Get("ConnectAppSid"), "AccountSid": values.Get("AccountSid")}
 	if params["ConnectAppSid"] != p.connectAppSid {
 		return nil, fmt.Errorf("%w: the callback is for another Connect App", provider.ErrForbidden)
 	}
@@ -309,6 +323,24 @@ func (p *Provider) Webhook(r *http.Request, name string) ([]string, error) {
 	if !accountSidRe.MatchString(acct) {
 		return nil, errors.New("the deauthorize callback has no valid AccountSid")
 	}
-	p.log.Info("twilio: account deauthorized the Connect App", "account_sid", acct)
+	p.log.Info("twilio: account deauthorized the Connect App", "account_sid", acct, "method", r.Method)
 	return []string{acct}, nil
+}
+
+// StillAuthorized asks Twilio whether the Connect App still reads c's
+// account. Twilio's signature has no timestamp, so a deauthorize callback
+// can be replayed after the account authorized the app again: only an
+// answer of 401 (code 20003) confirms it.
+func (p *Provider) StillAuthorized(ctx context.Context, hc *http.Client, c provider.Connection) (bool, error) {
+	if !accountSidRe.MatchString(c.AccountID) {
+		return false, fmt.Errorf("connection %s has no Twilio Account SID", c.Name)
+	}
+	_, err := p.client(hc, c.AccountID).fetchAccount(ctx)
+	switch {
+	case err == nil:
+		return true, nil
+	case provider.StatusOf(err) == http.StatusUnauthorized:
+		return false, nil
+	}
+	return false, err
 }

@@ -39,6 +39,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UseOnceExpiry", testUseOnceExpiry},
 		{"UseOnceConcurrent", testUseOnceConcurrent},
 		{"ConcurrentPut", testConcurrentPut},
+		{"AccountTaken", testAccountTaken},
+		{"ConcurrentAccount", testConcurrentAccount},
 		{"UpdateLocked", testUpdateLocked},
 		{"UpdateLockedNil", testUpdateLockedNil},
 		{"UpdateLockedNotFound", testUpdateLockedNotFound},
@@ -382,6 +384,24 @@ func testUseOnce(t *testing.T, s store.Store) {
 	if _, err := s.UseOnce(ctx, "", exp); err == nil {
 		t.Error("UseOnce with an empty key succeeded")
 	}
+	// Used reads without recording.
+	for i := 0; i < 2; i++ {
+		if used, err := s.Used(ctx, "state-unseen"); err != nil || used {
+			t.Fatalf("Used of an unrecorded key = %v, %v; want false", used, err)
+		}
+	}
+	if used, err := s.Used(ctx, "state-abc"); err != nil || !used {
+		t.Errorf("Used of a recorded key = %v, %v; want true", used, err)
+	}
+	if got, err := s.UseOnce(ctx, "state-unseen", exp); err != nil || !got {
+		t.Errorf("UseOnce after Used = %v, %v; want true", got, err)
+	}
+	if _, err := s.UseOnce(ctx, "state-past", time.Now().Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if used, err := s.Used(ctx, "state-past"); err != nil || used {
+		t.Errorf("Used of an expired key = %v, %v; want false", used, err)
+	}
 }
 
 func testUseOnceExpiry(t *testing.T, s store.Store) {
@@ -719,5 +739,124 @@ func CheckSerialised(t *testing.T, stores []store.Store, n int) {
 		if got := mustGet(t, s, "serial").Secret["n"]; got != strconv.Itoa(n) {
 			t.Errorf("store %d: counter after %d serialised increments = %q (lost updates)", i, n, got)
 		}
+	}
+}
+
+// withAccount is Sample(id, name) holding vendor account acct.
+func withAccount(id, name, vendor, acct string) store.Connection {
+	c := Sample(id, name)
+	c.Vendor, c.AccountID = vendor, acct
+	return c
+}
+
+// One vendor account is one connection: (Vendor, AccountID) is unique
+// among connections with an AccountID.
+func testAccountTaken(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a := withAccount("a", "prod", "sendgrid", "acct-1")
+	mustPut(t, s, a)
+	if err := s.Put(ctx, withAccount("b", "other", "sendgrid", "acct-1")); !errors.Is(err, store.ErrAccountTaken) {
+		t.Fatalf("Put of a held account: err = %v, want ErrAccountTaken", err)
+	}
+	if _, err := s.Get(ctx, "b"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("rejected connection was stored: err = %v", err)
+	}
+	// Another vendor's account with the same id, and connections without
+	// an account id, are no conflict.
+	mustPut(t, s, withAccount("c", "c", "twilio", "acct-1"))
+	mustPut(t, s, withAccount("d", "d", "sendgrid", ""))
+	mustPut(t, s, withAccount("e", "e", "sendgrid", ""))
+	// Replacing the holder is no conflict.
+	a.Account = "changed"
+	mustPut(t, s, a)
+	// Moving into a held account is refused; moving away frees it.
+	b := withAccount("b", "other", "sendgrid", "acct-2")
+	mustPut(t, s, b)
+	b.AccountID = "acct-1"
+	if err := s.Put(ctx, b); !errors.Is(err, store.ErrAccountTaken) {
+		t.Errorf("moving into a held account: err = %v, want ErrAccountTaken", err)
+	}
+	err := s.UpdateLocked(ctx, "b", func(c store.Connection) (*store.Connection, error) {
+		c.AccountID = "acct-1"
+		return &c, nil
+	})
+	if !errors.Is(err, store.ErrAccountTaken) {
+		t.Errorf("UpdateLocked into a held account: err = %v, want ErrAccountTaken", err)
+	}
+	if got := mustGet(t, s, "b").AccountID; got != "acct-2" {
+		t.Errorf("account after rejected moves = %q, want acct-2", got)
+	}
+	a.AccountID = "acct-3"
+	mustPut(t, s, a)
+	b.AccountID = "acct-1"
+	mustPut(t, s, b)
+	// Deleting the holder frees the account.
+	if err := s.Delete(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, s, withAccount("f", "f", "sendgrid", "acct-1"))
+}
+
+// Many writers connect one account at once: exactly one connection holds it.
+func testConcurrentAccount(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const n = 20
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs <- s.Put(ctx, withAccount(fmt.Sprintf("k%02d", i), fmt.Sprintf("acme-%02d", i), "sendgrid", "acct-acme"))
+		})
+	}
+	wg.Wait()
+	close(errs)
+	wins := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case !errors.Is(err, store.ErrAccountTaken):
+			t.Errorf("a losing Put: err = %v, want ErrAccountTaken", err)
+		}
+	}
+	if n := len(mustList(t, s)); wins != 1 || n != 1 {
+		t.Errorf("%d concurrent Puts of one account: %d succeeded, %d stored; want 1 and 1", 20, wins, n)
+	}
+}
+
+// CheckLegacyDuplicates runs on a store opened over data written before
+// the one-connection-per-account rule, holding "dup1" and "dup2" for one
+// sendgrid account "acct-dup": both keep working (status, secret, a Put
+// that keeps their account), a new connection of that account is refused,
+// and a duplicate that moves to another account cannot move back.
+func CheckLegacyDuplicates(t *testing.T, s store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	for _, id := range []string{"dup1", "dup2"} {
+		c := mustGet(t, s, id)
+		if c.AccountID != "acct-dup" {
+			t.Fatalf("%s holds %q, want acct-dup", id, c.AccountID)
+		}
+		c.Account = "renamed " + id
+		mustPut(t, s, c)
+		if err := s.UpdateLocked(ctx, id, func(c store.Connection) (*store.Connection, error) {
+			c.Secret = map[string]string{"api_key": "rotated"}
+			return &c, nil
+		}); err != nil {
+			t.Errorf("UpdateLocked of legacy duplicate %s: %v", id, err)
+		}
+		if err := s.SetStatus(ctx, id, store.Status{State: store.StateActive}); err != nil {
+			t.Errorf("SetStatus of legacy duplicate %s: %v", id, err)
+		}
+	}
+	if err := s.Put(ctx, withAccount("dup3", "dup3", "sendgrid", "acct-dup")); !errors.Is(err, store.ErrAccountTaken) {
+		t.Errorf("a new connection of a duplicated account: err = %v, want ErrAccountTaken", err)
+	}
+	c := mustGet(t, s, "dup2")
+	c.AccountID = "acct-other"
+	mustPut(t, s, c)
+	c.AccountID = "acct-dup"
+	if err := s.Put(ctx, c); !errors.Is(err, store.ErrAccountTaken) {
+		t.Errorf("moving back into a held account: err = %v, want ErrAccountTaken", err)
 	}
 }
