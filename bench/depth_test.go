@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"sync/atomic"
 	"testing/synctest"
 	"time"
 
@@ -34,10 +35,22 @@ const depthLatency = 100 * time.Millisecond
 
 // inProcess serves every request with the simulator's handler, in the
 // caller's goroutine: no sockets, so the whole exchange stays inside the
-// bubble.
-type inProcess struct{ h http.Handler }
+// bubble. It records the most calls that were in flight at once.
+type inProcess struct {
+	h        http.Handler
+	inFlight *atomic.Int64
+	most     *atomic.Int64
+}
+
+func newInProcess(h http.Handler) inProcess {
+	return inProcess{h: h, inFlight: new(atomic.Int64), most: new(atomic.Int64)}
+}
 
 func (t inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
+	n := t.inFlight.Add(1)
+	defer t.inFlight.Add(-1)
+	for m := t.most.Load(); n > m && !t.most.CompareAndSwap(m, n); m = t.most.Load() {
+	}
 	rec := httptest.NewRecorder()
 	t.h.ServeHTTP(rec, r)
 	resp := rec.Result()
@@ -72,7 +85,7 @@ func newDepthRig(t *testing.T, vendorConcurrency int) *depthRig {
 		t.Fatal(err)
 	}
 	eng := collector.New(collector.Options{Store: bolt, Providers: ps, Timeout: 8 * time.Second,
-		MinInterval: time.Hour, VendorConcurrency: vendorConcurrency, Transport: inProcess{sim.Handler()}})
+		MinInterval: time.Hour, VendorConcurrency: vendorConcurrency, Transport: newInProcess(sim.Handler())})
 	t.Cleanup(func() { eng.Close(); bolt.Close(); sim.Close() })
 	return &depthRig{sim: sim, store: bolt, engine: eng, providers: ps, client: eng.Client}
 }
@@ -111,6 +124,24 @@ func (r *depthRig) connect(t *testing.T, vendor string, n int) {
 	}
 }
 
+// toPresent moves the bubble's clock (which starts in 2000) to a fixed
+// day of 2026: vendors send reset times as Unix seconds, and before 2001
+// those look like a number of seconds from now.
+func toPresent() {
+	time.Sleep(time.Until(time.Date(2026, 11, 17, 9, 30, 0, 0, time.UTC)))
+}
+
+// restart replaces the engine and the providers, as a new process would
+// (nothing learnt in memory), with the given min_interval and transport.
+func (r *depthRig) restart(t *testing.T, minInterval time.Duration, tr http.RoundTripper) {
+	t.Helper()
+	r.engine.Close()
+	r.providers = freshProviders(t, r.sim)
+	r.engine = collector.New(collector.Options{Store: r.store, Providers: r.providers, Timeout: 8 * time.Second,
+		MinInterval: minInterval, Transport: tr})
+	t.Cleanup(r.engine.Close)
+}
+
 // scrape serves one /metrics and returns the body.
 func (r *depthRig) scrape(t *testing.T) string {
 	t.Helper()
@@ -130,14 +161,11 @@ func TestColdCollectionRoundTrips(t *testing.T) {
 	for _, vendor := range []string{"sendgrid", "twilio", "segment"} {
 		t.Run(vendor, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
+				toPresent()
 				r := newDepthRig(t, 0)
 				r.connect(t, vendor, 1)
 				// A fresh engine, as after a restart: nothing learnt in memory.
-				r.engine.Close()
-				eng := collector.New(collector.Options{Store: r.store, Providers: freshProviders(t, r.sim), Timeout: 8 * time.Second,
-					MinInterval: time.Hour, Transport: inProcess{r.sim.Handler()}})
-				defer eng.Close()
-				r.engine = eng
+				r.restart(t, time.Hour, newInProcess(r.sim.Handler()))
 				r.sim.SetFault(vendor, vendorsim.Fault{Latency: depthLatency})
 				r.sim.ResetCalls()
 				start := time.Now()
@@ -185,4 +213,96 @@ func grepLines(body string, words ...string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestCallBoundHonoured: however wide a collection gets, one account never
+// has more calls in flight than its provider's documented bound. A Segment
+// connection with no stored period searches 31 days at once, so its
+// bound is reached, not only respected.
+func TestCallBoundHonoured(t *testing.T) {
+	for _, vendor := range []string{"sendgrid", "twilio", "segment"} {
+		t.Run(vendor, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				toPresent()
+				r := newDepthRig(t, 0)
+				r.connect(t, vendor, 1)
+				if vendor == "segment" {
+					forgetStoredPeriod(t, r.store, vendor+"-1")
+				}
+				tr := newInProcess(r.sim.Handler())
+				r.restart(t, time.Hour, tr)
+				r.sim.SetFault(vendor, vendorsim.Fault{Latency: depthLatency})
+				r.scrape(t)
+				bound := provider.Find(r.providers, vendor).(provider.CallBound).MaxConcurrentCalls()
+				t.Logf("%s: at most %d calls in flight, bound %d", vendor, tr.most.Load(), bound)
+				if tr.most.Load() > int64(bound) {
+					t.Errorf("%d calls in flight to one %s account, bound %d", tr.most.Load(), vendor, bound)
+				}
+				if vendor == "segment" && tr.most.Load() != int64(bound) {
+					t.Errorf("the period search had %d calls in flight, want the bound %d", tr.most.Load(), bound)
+				}
+				time.Sleep(time.Hour)
+			})
+		})
+	}
+}
+
+func forgetStoredPeriod(t *testing.T, st store.Store, id string) {
+	t.Helper()
+	c, err := st.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Settings["usage_period_start"] == "" {
+		t.Fatal("connecting stored no usage_period_start")
+	}
+	delete(c.Settings, "usage_period_start")
+	if err := st.Put(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRateLimitBacksOff: the simulator's rate-limit fault (429 with the
+// vendor's headers, 60 s) makes the connection rate_limited; no call goes
+// to that vendor until the reset, even with scrapes after min_interval,
+// and collection resumes after it.
+func TestRateLimitBacksOff(t *testing.T) {
+	for _, vendor := range []string{"sendgrid", "twilio", "segment"} {
+		t.Run(vendor, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				toPresent()
+				r := newDepthRig(t, 0)
+				r.connect(t, vendor, 1)
+				r.restart(t, 5*time.Second, newInProcess(r.sim.Handler()))
+				r.sim.SetFault(vendor, vendorsim.Fault{RateLimit: true, RetryAfter: time.Minute})
+				r.sim.ResetCalls()
+				body := r.scrape(t)
+				state := `saas_connection_state{connection="` + vendor + `-1",state="rate_limited",vendor="` + vendor + `"} 1`
+				if !strings.Contains(body, state) {
+					t.Fatalf("after 429s the connection is not rate_limited:\n%s", grepLines(body, vendor+"-1"))
+				}
+				limited := r.sim.Calls(vendor)
+				if limited == 0 {
+					t.Fatal("no call reached the simulator")
+				}
+				for range 5 { // 50 s: min_interval passes 10 times, the limit does not
+					time.Sleep(10 * time.Second)
+					r.scrape(t)
+				}
+				if got := r.sim.Calls(vendor); got != limited {
+					t.Errorf("%d calls during the rate limit, want none", got-limited)
+				}
+				r.sim.ClearFaults()
+				time.Sleep(15 * time.Second) // past the 60 s reset
+				body = r.scrape(t)
+				if r.sim.Calls(vendor) == limited {
+					t.Error("no call after the rate limit ended")
+				}
+				if !strings.Contains(body, `saas_scrape_success{connection="`+vendor+`-1",vendor="`+vendor+`"} 1`) {
+					t.Errorf("not collected after the rate limit:\n%s", grepLines(body, vendor+"-1"))
+				}
+				time.Sleep(time.Hour)
+			})
+		})
+	}
 }
