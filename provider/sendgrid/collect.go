@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/saas-exporter/saas_exporter/provider"
@@ -45,24 +46,37 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 	var (
 		scopes []string
 		err    error
+		secs   []provider.Section
 	)
-	// /v3/scopes doubles as the credential check.
 	if isOAuth {
+		// /v3/scopes doubles as the check of a renewed token.
 		if scopes, err = p.oauthScopes(ctx, s, c); err != nil {
 			return err
 		}
+		s.MissingScopes(missing(scopes))
 	} else {
 		if c.key == "" {
 			return provider.Revoked(errors.New("sendgrid: the stored connection has no API key; reconnect it"))
 		}
-		if scopes, err = c.scopes(ctx); err != nil {
-			if provider.StatusOf(err) == http.StatusUnauthorized {
-				return provider.Revoked(err)
+		k := p.known.get(s.Conn)
+		scopes = k.scopes
+		if len(scopes) == 0 {
+			// Nothing stored (a connection from before scopes were
+			// kept): ask first, so the sections are chosen right.
+			if scopes, err = c.scopes(ctx); err != nil {
+				if provider.StatusOf(err) == http.StatusUnauthorized {
+					return provider.Revoked(err)
+				}
+				return err
 			}
-			return err
+			p.known.set(s.Conn, scopes)
+			s.MissingScopes(missing(scopes))
+		} else {
+			// Any section's 401 is the credential check; /v3/scopes runs
+			// alongside, at most every scopeCheckEvery (scopecheck.go).
+			secs = append(secs, p.scopeCheck(c, k))
 		}
 	}
-	s.MissingScopes(missing(scopes))
 
 	type section struct {
 		scope string
@@ -76,12 +90,15 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 		{"api_keys.read", collectAPIKeys},
 		{"subusers.read", collectSubusers},
 	}
-	var secs []provider.Section
 	for _, sec := range sections {
 		if !slices.Contains(scopes, sec.scope) {
 			continue // left out; saas_connection_scope_missing says why
 		}
-		secs = append(secs, provider.Section{Name: sec.scope, Run: func(ctx context.Context, s *provider.Scrape) error { return sec.run(ctx, c, s) }})
+		run := func(ctx context.Context, s *provider.Scrape) error { return sec.run(ctx, c, s) }
+		if !isOAuth {
+			run = p.lostScope([]string{sec.scope}, run)
+		}
+		secs = append(secs, provider.Section{Name: sec.scope, Run: run})
 	}
 	err = s.Sections(ctx, secs...)
 	errs := provider.Errors(err)
@@ -103,14 +120,18 @@ type statsDay struct {
 	} `json:"stats"`
 }
 
+// collectStats asks for today and this month at once.
 func collectStats(ctx context.Context, c *client, s *provider.Scrape) error {
 	now := s.Now.UTC()
 	today := now.Format("2006-01-02")
 	first := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC).Format("2006-01-02")
-	for _, q := range []struct {
+	queries := []struct {
 		period, start, agg string
-	}{{"today", today, "day"}, {"this_month", first, "month"}} {
+	}{{"today", today, "day"}, {"this_month", first, "month"}}
+	sums := make([]map[string]float64, len(queries))
+	err := parallel(len(queries), func(i int) error {
 		var days []statsDay
+		q := queries[i]
 		if err := c.get(ctx, "/v3/stats", map[string]string{"start_date": q.start, "end_date": today, "aggregated_by": q.agg}, &days); err != nil {
 			return err
 		}
@@ -122,8 +143,37 @@ func collectStats(ctx context.Context, c *client, s *provider.Scrape) error {
 				}
 			}
 		}
+		sums[i] = sum
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, q := range queries {
 		for _, m := range StatsMetrics {
-			s.Gauge(descEmails, sum[m], m, q.period)
+			s.Gauge(descEmails, sums[i][m], m, q.period)
+		}
+	}
+	return nil
+}
+
+// parallel runs f(0..n-1) at once (the engine bounds the calls per
+// account) and returns the first error by index.
+func parallel(n int, f func(i int) error) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer provider.Recover("sendgrid", &errs[i])
+			errs[i] = f(i)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -185,36 +235,39 @@ func pageQuery(offset int) map[string]string {
 	return map[string]string{"limit": strconv.Itoa(pageSize), "offset": strconv.Itoa(offset)}
 }
 
+// collectTeammates lists the teammates and the pending invitations at once.
 func collectTeammates(ctx context.Context, c *client, s *provider.Scrape) error {
 	byType := map[string]float64{"owner": 0, "admin": 0, "teammate": 0}
-	err := pages(ctx, func(ctx context.Context, offset int) (int, error) {
-		var r struct {
-			Result []struct {
-				UserType string `json:"user_type"`
-			} `json:"result"`
-			Results []struct {
-				UserType string `json:"user_type"`
-			} `json:"results"` // the spec's example spelling
-		}
-		if err := c.get(ctx, "/v3/teammates", pageQuery(offset), &r); err != nil {
-			return 0, err
-		}
-		items := append(r.Result, r.Results...)
-		for _, t := range items {
-			if t.UserType != "" {
-				byType[t.UserType]++
-			}
-		}
-		return len(items), nil
-	})
-	if err != nil {
-		return err
-	}
 	// Pending invitations are not paged by the API: one answer holds them all.
 	var pending struct {
 		Result []struct{ Email string } `json:"result"`
 	}
-	if err := c.get(ctx, "/v3/teammates/pending", nil, &pending); err != nil {
+	err := parallel(2, func(i int) error {
+		if i == 1 {
+			return c.get(ctx, "/v3/teammates/pending", nil, &pending)
+		}
+		return pages(ctx, func(ctx context.Context, offset int) (int, error) {
+			var r struct {
+				Result []struct {
+					UserType string `json:"user_type"`
+				} `json:"result"`
+				Results []struct {
+					UserType string `json:"user_type"`
+				} `json:"results"` // the spec's example spelling
+			}
+			if err := c.get(ctx, "/v3/teammates", pageQuery(offset), &r); err != nil {
+				return 0, err
+			}
+			items := append(r.Result, r.Results...)
+			for _, t := range items {
+				if t.UserType != "" {
+					byType[t.UserType]++
+				}
+			}
+			return len(items), nil
+		})
+	})
+	if err != nil {
 		return err
 	}
 	for t, n := range byType {

@@ -43,6 +43,7 @@ var Factory = provider.Factory{Vendor: vendor, New: New}
 type Provider struct {
 	apiURL string
 	oauth  *oauth.Method // nil unless vendors.sendgrid.oauth is configured
+	known  scopeMemory   // scopes learnt during collection (scopecheck.go)
 }
 
 // New builds the provider from its config section (nil: defaults).
