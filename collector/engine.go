@@ -104,6 +104,7 @@ func New(o Options) *Engine {
 	if o.Transport == nil {
 		o.Transport = NewTransport()
 	}
+	o.Transport = &boundedTransport{base: o.Transport, sem: make(chan struct{}, callsPerCollection*o.Concurrency)}
 	e := &Engine{
 		o:         o,
 		providers: map[string]provider.Provider{},
@@ -119,10 +120,36 @@ func New(o Options) *Engine {
 	return e
 }
 
-// DefaultConcurrency is scrape.concurrency's default: enough collections in
-// flight for 5,000 connections of about two vendor round trips each to
-// finish within the default 8 s deadline (see BENCHMARKS.md).
-const DefaultConcurrency = 512
+// DefaultConcurrency is scrape.concurrency's default (see BENCHMARKS.md):
+// with collections of about two vendor round trips, 256 at once finish
+// 5,000 connections within the default 8 s deadline when the CPU keeps up.
+const DefaultConcurrency = 256
+
+// callsPerCollection bounds the vendor calls in flight across all
+// connections to this many times scrape.concurrency. One connection may
+// use its whole per-account bound (a lone cold collection in two round
+// trips), but thousands at once would hold thousands of sockets and
+// starve the CPU: past this, calls queue in the order they were made.
+const callsPerCollection = 2
+
+// boundedTransport bounds the calls in flight through it.
+type boundedTransport struct {
+	base http.RoundTripper
+	sem  chan struct{}
+}
+
+// RoundTrip holds a slot until the answer's headers arrive: the wait is
+// what the bound is for, and a body a caller never closes cannot keep a
+// slot.
+func (t *boundedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	select {
+	case t.sem <- struct{}{}:
+	case <-r.Context().Done():
+		return nil, r.Context().Err()
+	}
+	defer func() { <-t.sem }()
+	return t.base.RoundTrip(r)
+}
 
 // callBound is how many calls one account of vendor may have in flight.
 func (e *Engine) callBound(vendor string) int {
@@ -142,8 +169,8 @@ func (e *Engine) callBound(vendor string) int {
 // handshake on the next call.
 func NewTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = 4096
-	t.MaxIdleConnsPerHost = 2048
+	t.MaxIdleConns = 2048
+	t.MaxIdleConnsPerHost = 1024
 	t.IdleConnTimeout = 90 * time.Second
 	t.TLSHandshakeTimeout = 10 * time.Second
 	t.ResponseHeaderTimeout = 30 * time.Second

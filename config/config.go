@@ -139,7 +139,7 @@ func (c *Config) applyDefaults() {
 		c.Scrape.MinInterval = 30 * time.Second
 	}
 	if c.Scrape.Concurrency == 0 {
-		c.Scrape.Concurrency = 512
+		c.Scrape.Concurrency = 256
 	}
 	// vendor_concurrency 0 stays 0: each vendor's documented bound.
 	if c.Invites.DefaultTTL == 0 {
