@@ -14,8 +14,8 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"testing"
 	"sync/atomic"
+	"testing"
 	"testing/synctest"
 	"time"
 

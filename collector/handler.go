@@ -41,6 +41,7 @@ func (e *Engine) exposition(snaps []*snapshot, storeOK, counters bool) *expositi
 	x := newExposition()
 	for _, s := range snaps {
 		s.write(x)
+		e.writeBudget(x, s.conn)
 	}
 	if counters {
 		x.sample(mStoreUp, b2f(storeOK))

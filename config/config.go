@@ -363,3 +363,20 @@ func lastKey(k string) string {
 	}
 	return k
 }
+
+// BaseURL checks a vendor base URL setting: empty means def; otherwise an
+// absolute http(s) URL without query, fragment or user info. It returns
+// the URL without a trailing slash; key names the setting in errors.
+func BaseURL(key, value, def string) (string, error) {
+	if value == "" {
+		value = def
+	}
+	u, err := url.Parse(value)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return "", fmt.Errorf("%s: must be an absolute http(s) URL such as %s, got %q", key, def, value)
+	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return "", fmt.Errorf("%s: must not carry a query, fragment or user info, got %q", key, value)
+	}
+	return strings.TrimRight(value, "/"), nil
+}

@@ -89,6 +89,8 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		Client:              a.engine.Client,
 		Logger:              log,
 		OnChange:            a.engine.Forget,
+		OnEdit:              func(string) { a.engine.Relist() },
+		MonthToDate:         a.engine.MonthToDate,
 		InviteTTL:           cfg.Invites.DefaultTTL,
 		Now:                 clock,
 	})

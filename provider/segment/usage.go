@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/big"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -347,6 +348,7 @@ func (p *Provider) collectWorkspaceUsage(ctx context.Context, c *client, s *prov
 			start = st
 		}
 		s.Gauge(descPeriodStart, float64(start.Unix()))
+		s.MonthToDate(budgetUnit, mtu[slices.Index(MTUKinds, "identified")]+mtu[slices.Index(MTUKinds, "never_identified")])
 	}
 
 	if callsErr != nil {
