@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -72,22 +71,29 @@ func newDepthRig(t *testing.T, vendorConcurrency int) *depthRig {
 	t.Helper()
 	sim := vendorsim.New(vendorsim.Options{PageSize: 100})
 	ps := freshProviders(t, sim)
-	key, err := store.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := store.ParseKeyring(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bolt, err := store.OpenBolt(filepath.Join(t.TempDir(), "depth.db"), kr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := collector.New(collector.Options{Store: bolt, Providers: ps, Timeout: 8 * time.Second,
+	st := store.NewMemory()
+	eng := collector.New(collector.Options{Store: st, Providers: ps, Timeout: 8 * time.Second,
 		MinInterval: time.Hour, VendorConcurrency: vendorConcurrency, Transport: newInProcess(sim.Handler())})
-	t.Cleanup(func() { eng.Close(); bolt.Close(); sim.Close() })
-	return &depthRig{sim: sim, store: bolt, engine: eng, providers: ps, client: eng.Client}
+	t.Cleanup(func() { eng.Close(); sim.Close() })
+	return &depthRig{sim: sim, store: st, engine: eng, providers: ps, client: eng.Client}
+}
+
+// eachVendor runs f for each vendor in a synctest bubble, with one
+// connection (synthetic account 1) stored through the vendor's connect
+// check.
+func eachVendor(t *testing.T, f func(t *testing.T, r *depthRig, vendor string)) {
+	for _, vendor := range []string{"sendgrid", "twilio", "segment"} {
+		t.Run(vendor, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				toPresent()
+				r := newDepthRig(t, 0)
+				r.connect(t, vendor, 1)
+				f(t, r, vendor)
+				// Lets client timers (SDK timeouts) fire before the bubble ends.
+				time.Sleep(time.Hour)
+			})
+		})
+	}
 }
 
 // connect stores synthetic account n of vendor, verified as the API does.
@@ -158,31 +164,22 @@ func (r *depthRig) scrape(t *testing.T) string {
 // connection of each vendor waits for at most two vendor round trips, and
 // collects every section (saas_scrape_success 1).
 func TestColdCollectionRoundTrips(t *testing.T) {
-	for _, vendor := range []string{"sendgrid", "twilio", "segment"} {
-		t.Run(vendor, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				toPresent()
-				r := newDepthRig(t, 0)
-				r.connect(t, vendor, 1)
-				// A fresh engine, as after a restart: nothing learnt in memory.
-				r.restart(t, time.Hour, newInProcess(r.sim.Handler()))
-				r.sim.SetFault(vendor, vendorsim.Fault{Latency: depthLatency})
-				r.sim.ResetCalls()
-				start := time.Now()
-				body := r.scrape(t)
-				rounds := float64(time.Since(start)) / float64(depthLatency)
-				if !strings.Contains(body, `saas_scrape_success{connection="`+vendor+`-1",vendor="`+vendor+`"} 1`) {
-					t.Fatalf("the cold collection did not succeed:\n%s", grepLines(body, vendor+"-1"))
-				}
-				t.Logf("%s: %.0f round trips, %d calls: %v", vendor, rounds, r.sim.Calls(vendor), r.sim.CallCounts().Routes)
-				if rounds > 2 {
-					t.Errorf("a cold %s collection waited for %.0f round trips of %d calls, want at most 2", vendor, rounds, r.sim.Calls(vendor))
-				}
-				// Lets client timers (SDK timeouts) fire before the bubble ends.
-				time.Sleep(time.Hour)
-			})
-		})
-	}
+	eachVendor(t, func(t *testing.T, r *depthRig, vendor string) {
+		// A fresh engine, as after a restart: nothing learnt in memory.
+		r.restart(t, time.Hour, newInProcess(r.sim.Handler()))
+		r.sim.SetFault(vendor, vendorsim.Fault{Latency: depthLatency})
+		r.sim.ResetCalls()
+		start := time.Now()
+		body := r.scrape(t)
+		rounds := float64(time.Since(start)) / float64(depthLatency)
+		if !strings.Contains(body, `saas_scrape_success{connection="`+vendor+`-1",vendor="`+vendor+`"} 1`) {
+			t.Fatalf("the cold collection did not succeed:\n%s", grepLines(body, vendor+"-1"))
+		}
+		t.Logf("%s: %.0f round trips, %d calls: %v", vendor, rounds, r.sim.Calls(vendor), r.sim.CallCounts().Routes)
+		if rounds > 2 {
+			t.Errorf("a cold %s collection waited for %.0f round trips of %d calls, want at most 2", vendor, rounds, r.sim.Calls(vendor))
+		}
+	})
 }
 
 // freshProviders builds the providers again: no memory of earlier
@@ -220,31 +217,23 @@ func grepLines(body string, words ...string) string {
 // connection with no stored period searches 31 days at once, so its
 // bound is reached, not only respected.
 func TestCallBoundHonoured(t *testing.T) {
-	for _, vendor := range []string{"sendgrid", "twilio", "segment"} {
-		t.Run(vendor, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				toPresent()
-				r := newDepthRig(t, 0)
-				r.connect(t, vendor, 1)
-				if vendor == "segment" {
-					forgetStoredPeriod(t, r.store, vendor+"-1")
-				}
-				tr := newInProcess(r.sim.Handler())
-				r.restart(t, time.Hour, tr)
-				r.sim.SetFault(vendor, vendorsim.Fault{Latency: depthLatency})
-				r.scrape(t)
-				bound := provider.Find(r.providers, vendor).(provider.CallBound).MaxConcurrentCalls()
-				t.Logf("%s: at most %d calls in flight, bound %d", vendor, tr.most.Load(), bound)
-				if tr.most.Load() > int64(bound) {
-					t.Errorf("%d calls in flight to one %s account, bound %d", tr.most.Load(), vendor, bound)
-				}
-				if vendor == "segment" && tr.most.Load() != int64(bound) {
-					t.Errorf("the period search had %d calls in flight, want the bound %d", tr.most.Load(), bound)
-				}
-				time.Sleep(time.Hour)
-			})
-		})
-	}
+	eachVendor(t, func(t *testing.T, r *depthRig, vendor string) {
+		if vendor == "segment" {
+			forgetStoredPeriod(t, r.store, vendor+"-1")
+		}
+		tr := newInProcess(r.sim.Handler())
+		r.restart(t, time.Hour, tr)
+		r.sim.SetFault(vendor, vendorsim.Fault{Latency: depthLatency})
+		r.scrape(t)
+		bound := provider.Find(r.providers, vendor).(provider.CallBound).MaxConcurrentCalls()
+		t.Logf("%s: at most %d calls in flight, bound %d", vendor, tr.most.Load(), bound)
+		if tr.most.Load() > int64(bound) {
+			t.Errorf("%d calls in flight to one %s account, bound %d", tr.most.Load(), vendor, bound)
+		}
+		if vendor == "segment" && tr.most.Load() != int64(bound) {
+			t.Errorf("the period search had %d calls in flight, want the bound %d", tr.most.Load(), bound)
+		}
+	})
 }
 
 func forgetStoredPeriod(t *testing.T, st store.Store, id string) {
@@ -267,42 +256,34 @@ func forgetStoredPeriod(t *testing.T, st store.Store, id string) {
 // to that vendor until the reset, even with scrapes after min_interval,
 // and collection resumes after it.
 func TestRateLimitBacksOff(t *testing.T) {
-	for _, vendor := range []string{"sendgrid", "twilio", "segment"} {
-		t.Run(vendor, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				toPresent()
-				r := newDepthRig(t, 0)
-				r.connect(t, vendor, 1)
-				r.restart(t, 5*time.Second, newInProcess(r.sim.Handler()))
-				r.sim.SetFault(vendor, vendorsim.Fault{RateLimit: true, RetryAfter: time.Minute})
-				r.sim.ResetCalls()
-				body := r.scrape(t)
-				state := `saas_connection_state{connection="` + vendor + `-1",state="rate_limited",vendor="` + vendor + `"} 1`
-				if !strings.Contains(body, state) {
-					t.Fatalf("after 429s the connection is not rate_limited:\n%s", grepLines(body, vendor+"-1"))
-				}
-				limited := r.sim.Calls(vendor)
-				if limited == 0 {
-					t.Fatal("no call reached the simulator")
-				}
-				for range 5 { // 50 s: min_interval passes 10 times, the limit does not
-					time.Sleep(10 * time.Second)
-					r.scrape(t)
-				}
-				if got := r.sim.Calls(vendor); got != limited {
-					t.Errorf("%d calls during the rate limit, want none", got-limited)
-				}
-				r.sim.ClearFaults()
-				time.Sleep(15 * time.Second) // past the 60 s reset
-				body = r.scrape(t)
-				if r.sim.Calls(vendor) == limited {
-					t.Error("no call after the rate limit ended")
-				}
-				if !strings.Contains(body, `saas_scrape_success{connection="`+vendor+`-1",vendor="`+vendor+`"} 1`) {
-					t.Errorf("not collected after the rate limit:\n%s", grepLines(body, vendor+"-1"))
-				}
-				time.Sleep(time.Hour)
-			})
-		})
-	}
+	eachVendor(t, func(t *testing.T, r *depthRig, vendor string) {
+		r.restart(t, 5*time.Second, newInProcess(r.sim.Handler()))
+		r.sim.SetFault(vendor, vendorsim.Fault{RateLimit: true, RetryAfter: time.Minute})
+		r.sim.ResetCalls()
+		body := r.scrape(t)
+		state := `saas_connection_state{connection="` + vendor + `-1",state="rate_limited",vendor="` + vendor + `"} 1`
+		if !strings.Contains(body, state) {
+			t.Fatalf("after 429s the connection is not rate_limited:\n%s", grepLines(body, vendor+"-1"))
+		}
+		limited := r.sim.Calls(vendor)
+		if limited == 0 {
+			t.Fatal("no call reached the simulator")
+		}
+		for range 5 { // 50 s: min_interval passes 10 times, the limit does not
+			time.Sleep(10 * time.Second)
+			r.scrape(t)
+		}
+		if got := r.sim.Calls(vendor); got != limited {
+			t.Errorf("%d calls during the rate limit, want none", got-limited)
+		}
+		r.sim.ClearFaults()
+		time.Sleep(15 * time.Second) // past the 60 s reset
+		body = r.scrape(t)
+		if r.sim.Calls(vendor) == limited {
+			t.Error("no call after the rate limit ended")
+		}
+		if !strings.Contains(body, `saas_scrape_success{connection="`+vendor+`-1",vendor="`+vendor+`"} 1`) {
+			t.Errorf("not collected after the rate limit:\n%s", grepLines(body, vendor+"-1"))
+		}
+	})
 }
