@@ -124,8 +124,8 @@ type exposition struct {
 
 type expoFamily struct {
 	header, omHeader string
-	body, omBody     bytes.Buffer // omBody: only for families whose OpenMetrics samples differ
-	omDiffers        bool
+	body             bytes.Buffer      // samples the engine writes (health)
+	usage            []*renderedFamily // connections' rendered samples, not copied
 }
 
 func newExposition() *exposition { return &exposition{fams: map[string]*expoFamily{}} }
@@ -139,14 +139,11 @@ func (x *exposition) family(name, header, omHeader string) *expoFamily {
 	return f
 }
 
-// add appends a rendered family's samples.
-func (x *exposition) add(rf renderedFamily) {
+// add appends a rendered family's samples (by reference: a collection
+// replaces a connection's usage, never changes it).
+func (x *exposition) add(rf *renderedFamily) {
 	f := x.family(rf.name, rf.header, rf.omHeader)
-	f.body.WriteString(rf.body)
-	if rf.omBody != "" {
-		f.omDiffers = true
-		f.omBody.WriteString(rf.omBody)
-	}
+	f.usage = append(f.usage, rf)
 }
 
 // sample appends one sample of d; labels are name/value pairs in the
@@ -184,18 +181,24 @@ func (x *exposition) writeTo(w io.Writer, om bool) error {
 	slices.Sort(names)
 	for _, n := range names {
 		f := x.fams[n]
-		header, body := f.header, f.body.Bytes()
+		header := f.header
 		if om {
 			header = f.omHeader
-			if f.omDiffers {
-				body = f.omBody.Bytes()
-			}
 		}
 		if _, err := io.WriteString(w, header); err != nil {
 			return err
 		}
-		if _, err := w.Write(body); err != nil {
+		if _, err := w.Write(f.body.Bytes()); err != nil {
 			return err
+		}
+		for _, rf := range f.usage {
+			body := rf.body
+			if om && rf.omBody != "" {
+				body = rf.omBody
+			}
+			if _, err := io.WriteString(w, body); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -58,41 +58,42 @@ func (e *Engine) exposition(snaps []*snapshot, storeOK, counters bool) *expositi
 	return x
 }
 
-// bodyCache keeps the last /metrics body of the connections (without the
-// process metrics), in each format, raw and compressed. It is valid while
-// the engine's generation is unchanged: nothing was collected, recorded,
+// bodyCache keeps the last gzipped /metrics body of the connections
+// (without the process metrics), in each format. It is valid while the
+// engine's generation is unchanged: nothing was collected, recorded,
 // forgotten or listed differently, and no vendor call was made. A warm
 // scrape then sends bytes it already has instead of writing and
-// compressing every series again.
+// compressing every series again. Only the compressed form is kept (a
+// tenth of the text); an uncompressed answer is written afresh.
 type bodyCache struct {
 	mu    sync.Mutex
 	gen   uint64
 	parts [2]*cachedPart // text, OpenMetrics
 }
 
-// cachedPart is one format's body: raw, and lazily as a DEFLATE stream
-// ended by a sync flush (so more blocks can follow) with its CRC-32.
+// cachedPart is one format's body as DEFLATE blocks ended by a sync flush
+// (so more blocks can follow), with the CRC-32 and length of the text.
 type cachedPart struct {
-	raw []byte
-
-	once    sync.Once
 	deflate []byte
 	crc     uint32
+	size    int
 }
 
-func (p *cachedPart) deflated() ([]byte, uint32) {
-	p.once.Do(func() {
-		var b bytes.Buffer
-		fw, _ := flate.NewWriter(&b, flate.BestSpeed)
-		_, _ = fw.Write(p.raw)
-		_ = fw.Flush() // byte-aligned, not final: the process metrics follow
-		p.deflate, p.crc = b.Bytes(), crc32.ChecksumIEEE(p.raw)
-	})
-	return p.deflate, p.crc
+// crcWriter counts and checksums what goes through it.
+type crcWriter struct {
+	w    io.Writer
+	crc  uint32
+	size int
 }
 
-// connectionsPart is /metrics' body of the connections in one format,
-// from the cache when nothing changed since it was made.
+func (c *crcWriter) Write(p []byte) (int, error) {
+	c.crc = crc32.Update(c.crc, crc32.IEEETable, p)
+	c.size += len(p)
+	return c.w.Write(p)
+}
+
+// connectionsPart is /metrics' compressed body of the connections in one
+// format, from the cache when nothing changed since it was made.
 func (e *Engine) connectionsPart(ctx context.Context, om bool) *cachedPart {
 	f := 0
 	if om {
@@ -108,8 +109,15 @@ func (e *Engine) connectionsPart(ctx context.Context, om bool) *cachedPart {
 	}
 	e.cache.mu.Unlock()
 	var b bytes.Buffer
-	_ = e.exposition(snaps, storeOK, true).writeTo(&b, om) // a bytes.Buffer does not fail
-	p := &cachedPart{raw: b.Bytes()}
+	fw := flateWriters.Get().(*flate.Writer)
+	fw.Reset(&b)
+	cw := &crcWriter{w: fw}
+	bw := bufio.NewWriterSize(cw, 64<<10)
+	_ = e.exposition(snaps, storeOK, true).writeTo(bw, om) // a bytes.Buffer does not fail
+	_ = bw.Flush()
+	_ = fw.Flush() // byte-aligned, not final: the process metrics follow
+	flateWriters.Put(fw)
+	p := &cachedPart{deflate: b.Bytes(), crc: cw.crc, size: cw.size}
 	e.cache.mu.Lock()
 	if e.gen.Load() == g0 { // nothing changed while it was written
 		if e.cache.gen != g0 {
@@ -155,7 +163,10 @@ func (e *Engine) MetricsHandler(extra prometheus.Gatherer) http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), e.Deadline(r))
 		defer cancel()
 		om := wantsOpenMetrics(r)
-		part := e.connectionsPart(ctx, om)
+		var part *cachedPart
+		if acceptsGzip(r) {
+			part = e.connectionsPart(ctx, om)
+		}
 		// The process metrics change on every scrape: written afresh.
 		var tail bytes.Buffer
 		mfs, err := extra.Gather()
@@ -176,9 +187,12 @@ func (e *Engine) MetricsHandler(extra prometheus.Gatherer) http.Handler {
 			tail.WriteString("# EOF\n")
 		}
 		setContentType(w, om)
-		if !acceptsGzip(r) {
-			if _, err := w.Write(part.raw); err == nil {
-				_, _ = w.Write(tail.Bytes())
+		if part == nil {
+			bw := bufio.NewWriterSize(w, 64<<10)
+			snaps, storeOK := e.collectAll(ctx, nil)
+			if err := e.exposition(snaps, storeOK, true).writeTo(bw, om); err == nil {
+				_, _ = bw.Write(tail.Bytes())
+				_ = bw.Flush()
 			}
 			return
 		}
@@ -197,7 +211,7 @@ var gzipHeader = []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}
 // CRC-32 and length of both. The blocks of tail refer to nothing before
 // them, so the stream decodes as one.
 func writeGzip(w io.Writer, part *cachedPart, tail []byte) error {
-	head, crc := part.deflated()
+	head, crc := part.deflate, part.crc
 	var b bytes.Buffer
 	b.Grow(len(tail)/4 + 64)
 	fw := flateWriters.Get().(*flate.Writer)
@@ -207,7 +221,7 @@ func writeGzip(w io.Writer, part *cachedPart, tail []byte) error {
 	flateWriters.Put(fw)
 	var trailer [8]byte
 	binary.LittleEndian.PutUint32(trailer[:4], crc32.Update(crc, crc32.IEEETable, tail))
-	binary.LittleEndian.PutUint32(trailer[4:], uint32(len(part.raw)+len(tail)))
+	binary.LittleEndian.PutUint32(trailer[4:], uint32(part.size+len(tail)))
 	for _, p := range [][]byte{gzipHeader, head, b.Bytes(), trailer[:]} {
 		if _, err := w.Write(p); err != nil {
 			return err
