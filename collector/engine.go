@@ -444,7 +444,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 	ent.mu.Lock()
 	ent.expiry, ent.renewed = expiry, renewed
 	if secs := s.SectionResults(); secs != nil {
-		ent.sections = secs
+		ent.sections = compactSections(secs)
 	}
 	ent.mu.Unlock()
 	var pe *provider.PanicError
