@@ -57,6 +57,7 @@ type Engine struct {
 	// have changed (see bodyCache).
 	gen   atomic.Uint64
 	cache bodyCache
+	seq   atomic.Uint64 // collections started, for callGate
 
 	mu        sync.Mutex
 	entries   map[string]*entry
@@ -108,7 +109,7 @@ func New(o Options) *Engine {
 	if o.Transport == nil {
 		o.Transport = NewTransport()
 	}
-	o.Transport = &boundedTransport{base: o.Transport, sem: make(chan struct{}, callsPerCollection*o.Concurrency)}
+	o.Transport = newCallGate(o.Transport, callsPerCollection*o.Concurrency)
 	e := &Engine{
 		o:         o,
 		providers: map[string]provider.Provider{},
@@ -133,27 +134,8 @@ const DefaultConcurrency = 256
 // connections to this many times scrape.concurrency. One connection may
 // use its whole per-account bound (a lone cold collection in two round
 // trips), but thousands at once would hold thousands of sockets and
-// starve the CPU: past this, calls queue in the order they were made.
+// starve the CPU: past this, calls queue, oldest collection first (callGate).
 const callsPerCollection = 2
-
-// boundedTransport bounds the calls in flight through it.
-type boundedTransport struct {
-	base http.RoundTripper
-	sem  chan struct{}
-}
-
-// RoundTrip holds a slot until the answer's headers arrive: the wait is
-// what the bound is for, and a body a caller never closes cannot keep a
-// slot.
-func (t *boundedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	select {
-	case t.sem <- struct{}{}:
-	case <-r.Context().Done():
-		return nil, r.Context().Err()
-	}
-	defer func() { <-t.sem }()
-	return t.base.RoundTrip(r)
-}
 
 // callBound is how many calls one account of vendor may have in flight.
 func (e *Engine) callBound(vendor string) int {
@@ -399,6 +381,7 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 	// Scrapes during the collection show it unfinished: not the cached body.
 	e.gen.Add(1)
+	ctx = withSeq(ctx, e.seq.Add(1))
 	start := e.o.Now()
 	p := e.providers[c.Vendor]
 	if p == nil {
