@@ -56,6 +56,9 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	// InviteTTL is the default lifetime of an invite; default 72h.
 	InviteTTL time.Duration
+	// LoginHint, if set, is shown under the sign-in form (e.g. where a
+	// generated password is to be found).
+	LoginHint string
 }
 
 // Server serves the connection pages, flows and API.

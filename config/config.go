@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"net/url"
 	"os"
@@ -69,7 +70,12 @@ type Store struct {
 type Postgres struct {
 	DSN     string `yaml:"dsn"`
 	DSNFile string `yaml:"dsn_file"`
+	// CallTimeout bounds each store call; 0: the store's default (3s).
+	CallTimeout time.Duration `yaml:"call_timeout"`
 }
+
+// unsetDuration marks a duration key the file did not set.
+const unsetDuration = time.Duration(math.MinInt64)
 
 // Defaults.
 const (
@@ -95,6 +101,9 @@ func Load(path string) (*Config, error) {
 		c.SecretKeyFile = filepath.Join(c.BaseDir, c.SecretKeyFile)
 	}
 	if c.Store.Postgres != nil {
+		if f := c.Store.Postgres.DSNFile; f != "" && !filepath.IsAbs(f) {
+			c.Store.Postgres.DSNFile = filepath.Join(c.BaseDir, f)
+		}
 		dsn, err := ReadSecret(c.Store.Postgres.DSN, c.Store.Postgres.DSNFile, "store.postgres.dsn")
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
@@ -111,7 +120,9 @@ func Parse(b []byte) (*Config, error) {
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("invalid YAML: %w", err)
 	}
-	c := &Config{}
+	// An explicit min_interval of 0 means "never reuse"; only an absent
+	// key gets the default.
+	c := &Config{Scrape: Scrape{MinInterval: unsetDuration}}
 	if doc.Kind != 0 {
 		if err := Decode(&doc, c); err != nil {
 			return nil, err
@@ -135,7 +146,7 @@ func (c *Config) applyDefaults() {
 	if c.Scrape.Timeout == 0 {
 		c.Scrape.Timeout = 8 * time.Second
 	}
-	if c.Scrape.MinInterval == 0 {
+	if c.Scrape.MinInterval == unsetDuration {
 		c.Scrape.MinInterval = 30 * time.Second
 	}
 	if c.Scrape.Concurrency == 0 {
@@ -205,6 +216,9 @@ func (c *Config) validate() error {
 	}
 	if c.Store.Postgres != nil && c.Store.Postgres.DSN == "" && c.Store.Postgres.DSNFile == "" {
 		errs = append(errs, errors.New("store.postgres: set dsn or dsn_file"))
+	}
+	if c.Store.Postgres != nil && c.Store.Postgres.CallTimeout < 0 {
+		errs = append(errs, fmt.Errorf("store.postgres.call_timeout: must be > 0 (or left out for 3s), got %q", c.Store.Postgres.CallTimeout.String()))
 	}
 	return errors.Join(errs...)
 }

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,51 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Scrape.Timeout != 8*time.Second || c.Scrape.MinInterval != 30*time.Second || c.Invites.DefaultTTL != 72*time.Hour {
 		t.Errorf("scrape defaults: %+v %+v", c.Scrape, c.Invites)
+	}
+	if c.Scrape.Concurrency != 256 || c.Scrape.VendorConcurrency != 0 {
+		t.Errorf("concurrency defaults: %+v", c.Scrape)
+	}
+	if c.Store.Postgres != nil || len(c.Admins) != 0 || c.SecretKeyFile != "" {
+		t.Errorf("store, admins or secret_key_file set by default: %+v", c)
+	}
+}
+
+// The defaults the README's configuration table documents are the ones
+// the code applies.
+func TestDefaultsMatchREADME(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]string{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_.]+)` \\| `([^`]+)` \\|").FindAllStringSubmatch(string(b), -1) {
+		documented[m[1]] = m[2]
+	}
+	c, err := Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, got := range map[string]any{
+		"external_url":              c.ExternalURL,
+		"data_dir":                  c.DataDir,
+		"scrape.timeout":            c.Scrape.Timeout,
+		"scrape.min_interval":       c.Scrape.MinInterval,
+		"scrape.concurrency":        c.Scrape.Concurrency,
+		"scrape.vendor_concurrency": c.Scrape.VendorConcurrency,
+		"invites.default_ttl":       c.Invites.DefaultTTL,
+	} {
+		doc, ok := documented[key]
+		if !ok {
+			t.Errorf("the README's configuration table has no default for %s", key)
+			continue
+		}
+		if d, isDur := got.(time.Duration); isDur {
+			if dd, err := time.ParseDuration(doc); err != nil || dd != d {
+				t.Errorf("%s: the README says %s, the code applies %s", key, doc, d)
+			}
+		} else if fmt.Sprint(got) != doc {
+			t.Errorf("%s: the README says %s, the code applies %v", key, doc, got)
+		}
 	}
 }
 
@@ -174,5 +221,49 @@ func TestTrustedProxies(t *testing.T) {
 	_, err = Parse([]byte("web:\n  trusted_proxies: [lb.example.com]\n"))
 	if err == nil || !strings.Contains(err.Error(), `web.trusted_proxies: "lb.example.com" is not an IP address or CIDR range`) {
 		t.Errorf("a host name: %v", err)
+	}
+}
+
+// A relative dsn_file is read from the config file's directory, not the
+// working directory.
+func TestLoadRelativeDSNFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "dsn"), []byte("postgres://u@db/x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "c.yml")
+	if err := os.WriteFile(p, []byte("store:\n  postgres:\n    dsn_file: dsn\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir()) // elsewhere
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store.Postgres.DSN != "postgres://u@db/x" {
+		t.Errorf("dsn from a relative dsn_file: %q", c.Store.Postgres.DSN)
+	}
+}
+
+// scrape.min_interval: 0 means "never reuse"; only a missing key gets 30s.
+func TestMinIntervalZero(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"scrape:\n  min_interval: 0s\n": 0,
+		"scrape:\n  timeout: 5s\n":      30 * time.Second,
+		"scrape:\n":                     30 * time.Second,
+		"":                              30 * time.Second,
+		"scrape:\n  min_interval: 5s\n": 5 * time.Second,
+	} {
+		c, err := Parse([]byte(in))
+		if err != nil {
+			t.Errorf("%q: %v", in, err)
+			continue
+		}
+		if c.Scrape.MinInterval != want {
+			t.Errorf("%q: min_interval %v, want %v", in, c.Scrape.MinInterval, want)
+		}
+	}
+	if _, err := Parse([]byte("scrape:\n  min_interval: -1s\n")); err == nil {
+		t.Error("negative min_interval accepted")
 	}
 }

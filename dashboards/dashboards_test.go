@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
+
+	"github.com/saas-exporter/saas_exporter/internal/citest"
 )
 
 // knownMetrics lists every series the exporter (or Prometheus, for up) can
@@ -35,6 +37,7 @@ var knownMetrics = map[string][]string{
 	"saas_scrape_success":                            {"vendor", "connection"},
 	"saas_scrape_duration_seconds":                   {"vendor", "connection"},
 	"saas_usage_collected_timestamp_seconds":         {"vendor", "connection"},
+	"saas_usage_section_collected_timestamp_seconds": {"vendor", "connection", "section"},
 	"saas_vendor_requests_total":                     {"vendor", "code"},
 	"saas_vendor_rate_limit_remaining":               {"vendor", "connection"},
 	"saas_exporter_build_info":                       {"version", "revision", "goversion", "branch", "tags", "goos", "goarch"},
@@ -97,7 +100,7 @@ var knownValues = map[string][]string{
 	"user_type": {"owner", "admin", "teammate"},
 	"disabled":  {"true", "false"},
 	"frequency": {"monthly", "weekly", "daily"},
-	"type":      {"free", "paid", "Full", "Trial"},
+	"type":      {"free", "paid", "other", "Full", "Trial"},
 	"role": {"Workspace Owner", "Source Admin", "Source Read-only", "Warehouse Admin", "Warehouse Read-only", "Function Admin", "Function Read-only",
 		"Engage Admin", "Engage User", "Engage Read-only", "Unify and Engage Admin", "Unify Read-only", "Identity Admin",
 		"Tracking Plan Admin", "Tracking Plan Read-only", "End User Privacy Admin", "Workspace Member", "other"},
@@ -118,10 +121,7 @@ func promtool(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("promtool")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool not found: install the prometheus apt package; .ci/run does")
-		}
-		t.Skip("promtool not found (install the prometheus package to run this test)")
+		citest.Missing(t, "promtool not found on PATH: install the prometheus package (apt-get install prometheus); .ci/run does")
 	}
 	return p
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +37,10 @@ var vendors = []provider.Factory{
 // fake clock to run expiry and refresh scenarios without waiting.
 var clock = time.Now
 
+// readyTimeout bounds /-/ready, so a probe gets an answer within a second
+// whatever the store does.
+const readyTimeout = 800 * time.Millisecond
+
 // app is the wired exporter.
 type app struct {
 	cfg    *config.Config
@@ -44,12 +49,17 @@ type app struct {
 	engine *collector.Engine
 	auth   *auth.Server
 	extra  *prometheus.Registry
+	// generated is an admin password generated at this start, saved and
+	// shown once the exporter listens.
+	generated *generatedAdmin
 }
 
 func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
+	// Before anything is generated: does data_dir hold an earlier run?
+	earlier := earlierRun(cfg.DataDir)
 	kr, err := store.LoadKeyring(cfg.SecretKeyFile, os.Getenv("SAAS_EXPORTER_SECRET_KEY"), cfg.DataDir, log)
 	if err != nil {
 		return nil, err
@@ -58,15 +68,19 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	if err != nil {
 		return nil, err
 	}
-	admins, err := ensureAdmin(cfg, log)
+	admins, generated, err := ensureAdmin(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStore(ctx, cfg, kr, log)
+	st, err := openStore(ctx, cfg, kr, log, earlier)
 	if err != nil {
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, store: st}
+	a := &app{cfg: cfg, log: log, store: st, generated: generated}
+	hint := ""
+	if len(cfg.Admins) == 0 {
+		hint = generatedLoginHint
+	}
 	a.engine = collector.New(collector.Options{
 		Store:             st,
 		Providers:         providers,
@@ -92,6 +106,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		OnEdit:              func(string) { a.engine.Relist() },
 		MonthToDate:         a.engine.MonthToDate,
 		InviteTTL:           cfg.Invites.DefaultTTL,
+		LoginHint:           hint,
 		Now:                 clock,
 	})
 	if err != nil {
@@ -109,16 +124,36 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 
 // openStore opens the configured backend: PostgreSQL for several replicas,
 // otherwise the embedded bbolt file in data_dir.
-func openStore(ctx context.Context, cfg *config.Config, kr *store.Keyring, log *slog.Logger) (store.Store, error) {
+func openStore(ctx context.Context, cfg *config.Config, kr *store.Keyring, log *slog.Logger, earlier []string) (store.Store, error) {
+	st, err := openBackend(ctx, cfg, kr, log, earlier)
+	if err != nil {
+		return nil, err
+	}
+	// A store filled by an unfinished `store migrate` looks valid but may
+	// hold any part of the source.
+	if err := store.CheckMigration(ctx, st); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+func openBackend(ctx context.Context, cfg *config.Config, kr *store.Keyring, log *slog.Logger, earlier []string) (store.Store, error) {
 	if pg := cfg.Store.Postgres; pg != nil {
 		st, err := store.OpenPostgres(ctx, pg.DSN, kr, log)
 		if err != nil {
 			return nil, err
 		}
-		log.Info("store: PostgreSQL", "database", st.Where())
+		st.SetCallTimeout(pg.CallTimeout)
+		log.Info("store: PostgreSQL", "database", st.Where(), "call_timeout", st.CallTimeout())
 		return st, nil
 	}
 	path := filepath.Join(cfg.DataDir, store.DefaultBoltFile)
+	if fi, err := os.Stat(path); (err != nil || fi.Size() == 0) && len(earlier) > 0 {
+		// bbolt starts an empty store from a missing or 0-byte file.
+		log.Error("STARTING WITH AN EMPTY STORE although data_dir holds files of an earlier run: the store file is missing or empty. If connections existed, stop the exporter and restore the store file from a backup",
+			"file", path, "found", strings.Join(earlier, ", "))
+	}
 	st, err := store.OpenBolt(path, kr)
 	if err != nil {
 		return nil, err
@@ -138,7 +173,22 @@ func (a *app) handler() http.Handler {
 		fmt.Fprintln(w, "Healthy")
 	})
 	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := a.store.List(r.Context()); err != nil {
+		// The store answering is enough; no record is read, no secret opened.
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		// Answer at the deadline even if the store's driver takes longer
+		// to give up (a frozen server does not confirm a cancellation).
+		done := make(chan error, 1)
+		go func() { done <- a.store.Ping(ctx) }()
+		var err error
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+		}
+		if err != nil || ctx.Err() != nil {
+			if err == nil || ctx.Err() != nil {
+				err = fmt.Errorf("no answer within %s", readyTimeout)
+			}
 			http.Error(w, "store not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -155,4 +205,15 @@ func (a *app) close() {
 	if err := a.store.Close(); err != nil {
 		a.log.Warn("closing the store", "err", err)
 	}
+}
+
+// earlierRun lists the files in dataDir that an earlier run created.
+func earlierRun(dataDir string) []string {
+	var found []string
+	for _, f := range []string{store.DefaultKeyFile, generatedAdminFile} {
+		if _, err := os.Stat(filepath.Join(dataDir, f)); err == nil {
+			found = append(found, f)
+		}
+	}
+	return found
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/saas-exporter/saas_exporter/config"
@@ -56,9 +57,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	app.ErrorWriter(stderr)
 	configFile := app.Flag("config.file", "Configuration file (YAML).").Default("saas_exporter.yml").String()
 	app.Command("serve", "Run the exporter (the default).").Default()
-	migrateCmd := app.Command("store", "Store maintenance.").Command("migrate", "Copy every connection and invite from one store to another, then verify the copy. Stop the exporters first; safe to run twice.")
+	migrateCmd := app.Command("store", "Store maintenance.").Command("migrate", "Copy every connection and invite from one store to another, then verify the copy. Stop the exporters first. Running it again finishes an interrupted run; it refuses to overwrite what changed in the destination since (see --force).")
 	migrateFrom := migrateCmd.Flag("from", "Source: bbolt:PATH, or bbolt for data_dir's file.").Required().String()
 	migrateTo := migrateCmd.Flag("to", "Destination: postgres:DSN, or postgres for store.postgres from the configuration.").Required().String()
+	migrateForce := migrateCmd.Flag("force", "Overwrite records that changed in the destination since the last migration (the refusal lists them).").Bool()
 	webFlags := kingpinflag.AddFlags(app, ":9888")
 	logCfg := &promslog.Config{Writer: stderr}
 	promslogflag.AddFlags(app, logCfg)
@@ -82,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		return 1
 	}
 	if cmd == migrateCmd.FullCommand() {
-		if err := migrateStores(ctx, cfg, *migrateFrom, *migrateTo, stdout, logger); err != nil {
+		if err := migrateStores(ctx, cfg, *migrateFrom, *migrateTo, *migrateForce, stdout, logger); err != nil {
 			logger.Error("store migrate failed", "err", err)
 			return 1
 		}
@@ -106,6 +108,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 			return 1
 		}
 		listeners = append(listeners, l)
+	}
+	if a.generated != nil {
+		// Whatever can still stop the start (serveWeb's checks) comes first.
+		if p := *webFlags.WebConfigFile; p != "" {
+			err := web.Validate(p)
+			if err == nil {
+				_, err = readWebConfig(p)
+			}
+			if err != nil {
+				logger.Error("cannot start: --web.config.file "+p, "err", err)
+				return 1
+			}
+		}
+		if err := a.generated.save(logger); err != nil {
+			logger.Error("cannot start", "err", err)
+			return 1
+		}
 	}
 	srv := &http.Server{
 		Handler:           limits(a.handler(), a.auth.Authenticated),

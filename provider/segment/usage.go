@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/saas-exporter/saas_exporter/provider"
 )
@@ -47,7 +46,7 @@ const reprobeEvery = 6 * time.Hour
 const probeDays = 31
 
 // maxLabelLen bounds a label value taken from vendor text (a source name).
-const maxLabelLen = 128
+const maxLabelLen = provider.MaxLabelLen
 
 // usageSnapshot is one daily item of any of the four usage lists.
 type usageSnapshot struct {
@@ -401,7 +400,7 @@ func emitSourceUsage(s *provider.Scrape, mtu, calls map[string]*usageSnapshot, n
 			return err
 		}
 		for i, k := range MTUKinds {
-			s.Gauge(descSourceMTU, counts[i], boundLabel(id), names[id], k)
+			s.Gauge(descSourceMTU, counts[i], provider.Label(id), names[id], k)
 		}
 	}
 	for id, sn := range calls {
@@ -409,21 +408,13 @@ func emitSourceUsage(s *provider.Scrape, mtu, calls map[string]*usageSnapshot, n
 		if err != nil {
 			return fmt.Errorf("segment GET %s: apiCalls of source %s on %s %w", sourceCalls.path, quote(id), sn.Timestamp, err)
 		}
-		s.Gauge(descSourceAPICalls, v, boundLabel(id), names[id])
+		s.Gauge(descSourceAPICalls, v, provider.Label(id), names[id])
 	}
 	return nil
 }
 
 // boundLabel makes vendor text a safe label value: valid UTF-8, at most
 // maxLabelLen characters ("…" marks a cut).
-func boundLabel(v string) string {
-	v = strings.ToValidUTF8(v, "\uFFFD")
-	if utf8.RuneCountInString(v) <= maxLabelLen {
-		return v
-	}
-	r := []rune(v)
-	return string(r[:maxLabelLen-1]) + "…"
-}
 
 // addMonth moves t by n months, keeping the day of the month where it
 // exists and the month's last day otherwise (January 31 + 1 is February
