@@ -59,7 +59,7 @@ type Engine struct {
 	gen   atomic.Uint64
 	cache bodyCache
 	seq   atomic.Uint64 // collections started, for callGate
-	creds     *credentials
+	creds *credentials
 
 	mu        sync.Mutex
 	entries   map[string]*entry
