@@ -308,21 +308,23 @@ func mtuCounts(l usageList, sn *usageSnapshot) ([]float64, error) {
 	return out, nil
 }
 
+// latestPair runs latest for two lists of the same period at once.
+func (c *client) latestPair(ctx context.Context, a, b usageList, period time.Time) (ma, mb map[string]*usageSnapshot, errA, errB error) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer provider.Recover("segment GET "+b.path, &errB)
+		mb, errB = c.latest(ctx, b, period, 0)
+	}()
+	ma, errA = c.latest(ctx, a, period, 0)
+	<-done
+	return ma, mb, errA, errB
+}
+
 // collectWorkspaceUsage emits the workspace's MTUs and API calls of the
 // period starting on period, labelled label. Both lists are asked at once.
 func (p *Provider) collectWorkspaceUsage(ctx context.Context, c *client, s *provider.Scrape, period time.Time, label string) error {
-	var (
-		calls    map[string]*usageSnapshot
-		callsErr error
-		done     = make(chan struct{})
-	)
-	go func() {
-		defer close(done)
-		defer provider.Recover("segment API calls usage", &callsErr)
-		calls, callsErr = c.latest(ctx, workspaceCalls, period, 0)
-	}()
-	best, err := c.latest(ctx, workspaceMTU, period, 0)
-	<-done
+	best, calls, err, callsErr := c.latestPair(ctx, workspaceMTU, workspaceCalls, period)
 	if err != nil {
 		return err
 	}
@@ -367,17 +369,7 @@ func (p *Provider) collectWorkspaceUsage(ctx context.Context, c *client, s *prov
 // fetchSourceUsage reads each source's latest MTUs and API calls of the
 // period starting on period; both lists are asked at once.
 func fetchSourceUsage(ctx context.Context, c *client, period time.Time) (mtu, calls map[string]*usageSnapshot, err error) {
-	var (
-		callsErr error
-		done     = make(chan struct{})
-	)
-	go func() {
-		defer close(done)
-		defer provider.Recover("segment per-source API calls", &callsErr)
-		calls, callsErr = c.latest(ctx, sourceCalls, period, 0)
-	}()
-	mtu, err = c.latest(ctx, sourceMTU, period, 0)
-	<-done
+	mtu, calls, err, callsErr := c.latestPair(ctx, sourceMTU, sourceCalls, period)
 	switch {
 	case err != nil:
 		return nil, nil, err
