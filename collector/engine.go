@@ -78,6 +78,7 @@ type entry struct {
 	lastErr     string
 	expiry      time.Time // the credential's expiry after the last attempt renewed it
 	renewed     bool
+	detail      detail // history and latest metrics, for the connection page (detail.go)
 }
 
 // New builds an engine. Call Close to flush state on shutdown.
@@ -232,6 +233,12 @@ func (e *Engine) collectAll(ctx context.Context, keep func(store.Connection) boo
 }
 
 func (e *Engine) entry(c store.Connection) *entry {
+	ent := e.entryLocked(c)
+	ent.named(c.Name)
+	return ent
+}
+
+func (e *Engine) entryLocked(c store.Connection) *entry {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ent, ok := e.entries[c.ID]
@@ -484,6 +491,11 @@ func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur tim
 	}
 	prevErr := ent.lastErr
 	ent.lastErr = msg
+	outcome := OutcomeSuccess
+	if err != nil {
+		outcome = state
+	}
+	ent.detail.remember(Attempt{At: start, Duration: dur, Outcome: outcome, Error: msg}, usage)
 	st := store.Status{State: state, LastSuccess: ent.lastSuccess, LastError: msg, Updated: start}
 	ent.mu.Unlock()
 
