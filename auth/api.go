@@ -248,19 +248,6 @@ func (s *Server) apiList(w http.ResponseWriter, r *http.Request, _ string) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) apiGet(w http.ResponseWriter, r *http.Request, _ string) {
-	c, err := s.o.Store.Get(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		writeJSONError(w, http.StatusNotFound, "no connection with id "+r.PathValue("id"))
-		return
-	}
-	if err != nil {
-		writeFailure(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, toAPI(c))
-}
-
 func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request, user string) {
 	_, err := s.disconnect(r, r.PathValue("id"), user)
 	if errors.Is(err, store.ErrNotFound) {

@@ -68,18 +68,7 @@ func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, a admin
 	d := connectionsData{base: base{Title: "Connections", User: a.User, CSRF: a.CSRF, Flash: flashText(q.Get("msg"), q.Get("name"))}}
 	for _, c := range conns {
 		row := connRow{Connection: c, Title: s.title(c.Vendor), StateClass: stateClass(c.State)}
-		switch c.State {
-		case store.StateExpired, store.StateRevoked, store.StateError:
-			if p := s.provider(c.Vendor); p != nil {
-				if fm := formMethod(p, c.AuthMethod); fm != nil {
-					row.Reconnect = true
-					row.ReconnectURL = "/connect/" + c.Vendor + "?" + url.Values{"method": {fm.Name()}, "reconnect": {c.ID}}.Encode()
-				} else if rm := redirectMethod(p, c.AuthMethod); rm != nil {
-					row.Reconnect = true
-					row.ReconnectMethod = rm.Name()
-				}
-			}
-		}
+		row.ReconnectURL, row.ReconnectMethod, row.Reconnect = s.reconnectOf(c)
 		d.Conns = append(d.Conns, row)
 	}
 	for _, p := range s.o.Providers {

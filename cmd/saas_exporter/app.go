@@ -88,6 +88,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		Client:              a.engine.Client,
 		Logger:              log,
 		OnChange:            a.engine.Forget,
+		Collections:         a.engine,
 		InviteTTL:           cfg.Invites.DefaultTTL,
 		Now:                 clock,
 	})
