@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"net/http"
 	"net/url"
@@ -58,7 +57,8 @@ type itemView struct {
 // attribute: the page's CSP allows neither to be needed).
 type meterView struct {
 	Fill  string // width of the filled bar, of meterWidth
-	Label string // "62% of 50,000 credits"
+	Label string // "62% of 50,000 credits"; empty for a percentage of 100%
+	Aria  string // what a screen reader says
 }
 
 const meterWidth = 200
@@ -100,7 +100,7 @@ func formatValue(v float64, unit string) string {
 	case math.IsNaN(v) || math.IsInf(v, 0):
 		s = strconv.FormatFloat(v, 'f', -1, 64)
 	case unit == "%":
-		s = strconv.FormatFloat(v, 'f', 1, 64)
+		s = strconv.FormatFloat(math.Round(v*10)/10, 'f', -1, 64)
 	case v == math.Trunc(v) && math.Abs(v) < 1e15:
 		s = group(strconv.FormatFloat(v, 'f', 0, 64))
 	default:
@@ -134,6 +134,18 @@ func group(s string) string {
 	return sign + b.String() + frac
 }
 
+// percentOf shows v/limit as a whole percentage that reads 100% only when
+// the limit is reached.
+func percentOf(v, limit float64) string {
+	p := 100 * v / limit
+	if p < 100 {
+		p = math.Floor(p)
+	} else {
+		p = math.Round(p)
+	}
+	return strconv.FormatFloat(p, 'f', 0, 64) + "%"
+}
+
 // summaryViews groups items as the provider ordered them and sizes meters.
 func summaryViews(items []provider.SummaryItem) []summaryView {
 	var out []summaryView
@@ -147,9 +159,14 @@ func summaryViews(items []provider.SummaryItem) []summaryView {
 		}
 		if it.Limit > 0 && !math.IsNaN(it.Value) && !math.IsInf(it.Limit, 0) {
 			frac := max(0, min(it.Value/it.Limit, 1))
-			v.Meter = &meterView{
-				Fill:  strconv.FormatFloat(frac*meterWidth, 'f', 1, 64),
-				Label: fmt.Sprintf("%.0f%% of %s", 100*it.Value/it.Limit, formatValue(it.Limit, it.Unit)),
+			v.Meter = &meterView{Fill: strconv.FormatFloat(frac*meterWidth, 'f', 1, 64)}
+			// A percentage of 100% needs no second label.
+			if it.Unit != "%" || it.Limit != 100 {
+				v.Meter.Label = percentOf(it.Value, it.Limit) + " of " + formatValue(it.Limit, it.Unit)
+			}
+			v.Meter.Aria = it.Label + ": " + v.Value
+			if v.Meter.Label != "" {
+				v.Meter.Aria += ", " + v.Meter.Label
 			}
 		}
 		out[len(out)-1].Items = append(out[len(out)-1].Items, v)
@@ -248,13 +265,21 @@ func (s *Server) renderConnection(w http.ResponseWriter, r *http.Request, a admi
 		}
 	}
 	for _, at := range d.History {
-		data.History = append(data.History, attemptView{Attempt: at, Took: strconv.FormatFloat(at.Duration.Seconds(), 'f', 2, 64) + " s"})
+		data.History = append(data.History, attemptView{Attempt: at, Took: took(at.Duration)})
 	}
 	data.ReconnectURL, data.ReconnectMethod, data.Reconnect = s.reconnectOf(c)
 	s.render(w, status, "connection.html", data)
 }
 
-// collectCode runs Collect now and names its outcome for the page.
+// took shows a duration: milliseconds below a second, else seconds.
+func took(d time.Duration) string {
+	if d < time.Second {
+		return strconv.FormatInt(d.Round(time.Millisecond).Milliseconds(), 10) + " ms"
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', 2, 64) + " s"
+}
+
+// collectNow runs Collect now and names its outcome for the page.
 func (s *Server) collectNow(ctx context.Context, id string) (string, error) {
 	if s.o.Collections == nil {
 		return "", fail(http.StatusNotImplemented, "collecting on demand is not available in this exporter")

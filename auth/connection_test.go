@@ -119,7 +119,7 @@ func TestConnectionPage(t *testing.T) {
 		// Summary: grouped, formatted, with a server-drawn meter (42 of 100 → 84 of 200).
 		"<h3>Usage</h3>", "Units used", "42 units", "1,234.50 USD", `<svg class="meter"`, `width="84.0"`, "42% of 100 units", "of the plan",
 		// History: newest first, errors escaped.
-		"2026-03-15 12:00:00 UTC", "0.25 s", "2026-03-15 11:59:00 UTC", "2.00 s", "HTTP 502 &lt;b&gt;bad gateway&lt;/b&gt;",
+		"2026-03-15 12:00:00 UTC", "250 ms", "2026-03-15 11:59:00 UTC", "2.00 s", "HTTP 502 &lt;b&gt;bad gateway&lt;/b&gt;",
 		// Actions.
 		`action="/connections/`+prod.ID+`/collect"`, ">Collect now<", "/connect/keyco?method=api_key&amp;reconnect="+prod.ID, ">Reconnect<",
 		`action="/connections/`+prod.ID+`/rename"`, "This starts new series",

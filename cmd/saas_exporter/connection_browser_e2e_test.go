@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/saas-exporter/saas_exporter/vendorsim"
+)
+
+// A connection's page in a real browser (#18): what SendGrid collected,
+// with its meters, at desktop and phone widths without sideways scroll;
+// Collect now (twice, inside min_interval), Rename and Reconnect.
+// SAAS_UPDATE_SCREENSHOTS=1 also writes docs/connection.png and
+// docs/connection-phone.png for the README.
+func TestBrowserConnectionPage(t *testing.T) {
+	browser := requireTool(t, "chromium")
+	s := startStack(t, stackOptions{MinInterval: "1h"})
+	var created apiConn
+	if code := s.api("POST", "/api/v1/connections", map[string]string{"vendor": "sendgrid", "name": "sg-acme", "api_key": vendorsim.SendGridKeyAcme}, &created); code != 201 {
+		t.Fatalf("connect: %d", code)
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 1000),
+	)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+
+	run := func(step string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v\nexporter log:\n%s", step, err, s.logs.String())
+		}
+	}
+	text := func() string {
+		t.Helper()
+		page, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return page
+	}
+	historyRows := func() int {
+		t.Helper()
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`document.querySelectorAll("#history tbody tr").length`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(n)
+	}
+	// noSideways checks the page is no wider than the viewport and returns a screenshot.
+	noSideways := func(width float64) []byte {
+		t.Helper()
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`document.documentElement.scrollWidth`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got > width {
+			t.Errorf("the connection page is %v px wide in a %v px viewport: it scrolls sideways", got, width)
+		}
+		shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return shot
+	}
+	pageURL := s.URL + "/connections/" + created.ID
+
+	run("log in",
+		chromedp.Navigate(pageURL),
+		chromedp.WaitVisible(chromedp.CSS("#user")),
+		chromedp.SendKeys(chromedp.CSS("#user"), testAdmin),
+		chromedp.SendKeys(chromedp.CSS("#password"), testPassword),
+		chromedp.Submit(chromedp.CSS("#password")),
+		chromedp.WaitVisible(`//h1[contains(text(),"sg-acme")]`),
+	)
+	if page := text(); !strings.Contains(page, "Nothing collected by this exporter process yet") || historyRows() != 0 {
+		t.Errorf("before any collection:\n%s", page)
+	}
+
+	run("collect now", chromedp.Click(chromedp.CSS("#collect-now")), chromedp.WaitVisible(`//p[contains(text(),"Collected just now")]`))
+	page := text()
+	// The scrape reuses what Collect now fetched (min_interval 1h): the
+	// page shows the same credits.
+	used := metricValue(t, s.scrape(), `saas_sendgrid_credits_used{connection="sg-acme"}`)
+	for i := len(used) - 3; i > 0; i -= 3 {
+		used = used[:i] + "," + used[i:]
+	}
+	for _, want := range []string{"SendGrid", "Delivered this month", "Credits used", used + " credits", "% of 50,000 credits", "99.5%", "admin 2, owner 1, teammate 4", "success"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("after Collect now, the page lacks %q:\n%s", want, page)
+		}
+	}
+	if strings.Contains(page, vendorsim.SendGridKeyAcme) {
+		t.Error("the API key is on the page")
+	}
+	meters, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`document.querySelectorAll("svg.meter").length`))
+	if err != nil || meters < 2 {
+		t.Errorf("%v meters drawn, want at least 2 (credits, reputation): %v", meters, err)
+	}
+	if n := historyRows(); n != 1 {
+		t.Errorf("%d attempts after one Collect now", n)
+	}
+	// min_interval is 1h: a second Collect now still calls the vendor.
+	calls := s.Sim.CallCounts().Routes["GET /sendgrid/v3/user/credits"]
+	run("collect now again", chromedp.Click(chromedp.CSS("#collect-now")), chromedp.WaitVisible(`//p[contains(text(),"Collected just now")]`))
+	if n := historyRows(); n != 2 {
+		t.Errorf("%d attempts after two Collect now, want 2", n)
+	}
+	if got := s.Sim.CallCounts().Routes["GET /sendgrid/v3/user/credits"]; got != calls+1 {
+		t.Errorf("credits calls %d → %d: Collect now did not call the vendor inside min_interval", calls, got)
+	}
+
+	desktop := noSideways(1280)
+	run("phone viewport", chromedp.EmulateViewport(390, 844), chromedp.Navigate(pageURL), chromedp.WaitVisible(`//h1[contains(text(),"sg-acme")]`))
+	phone := noSideways(390)
+	run("desktop viewport", chromedp.EmulateReset(), chromedp.Navigate(pageURL), chromedp.WaitVisible(`//h1[contains(text(),"sg-acme")]`))
+	if os.Getenv("SAAS_UPDATE_SCREENSHOTS") == "1" {
+		for name, png := range map[string][]byte{"connection.png": desktop, "connection-phone.png": phone} {
+			if err := os.WriteFile(filepath.Join("..", "..", "docs", name), png, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	run("rename",
+		chromedp.SetValue(chromedp.CSS("#new-name"), "sg-prod"),
+		chromedp.Click(chromedp.CSS("#rename-submit")),
+		chromedp.WaitVisible(`//h1[contains(text(),"sg-prod")]`),
+	)
+	if page := text(); !strings.Contains(page, "Renamed.") || !strings.Contains(page, "This starts new series") {
+		t.Errorf("after rename:\n%s", page)
+	}
+	conns := s.connections()
+	if c, ok := conns["sg-prod"]; !ok || c.ID != created.ID || len(conns) != 1 {
+		t.Fatalf("after rename: %+v", conns)
+	}
+	scrape := s.scrape()
+	if strings.Contains(scrape, `connection="sg-acme"`) {
+		t.Errorf("after rename, /metrics still has the old name")
+	}
+	metricValue(t, scrape, `saas_sendgrid_credits_used{connection="sg-prod"}`)
+
+	run("reconnect",
+		chromedp.Click(chromedp.CSS("#reconnect")),
+		chromedp.WaitVisible(`//h1[contains(text(),"Reconnect sg-prod")]`),
+		chromedp.SendKeys(chromedp.CSS("#f-api_key"), vendorsim.SendGridKeyAcme),
+		chromedp.Submit(chromedp.CSS("#f-api_key")),
+		chromedp.WaitVisible(`//p[contains(text(),"Reconnected")]`),
+	)
+	conns = s.connections()
+	if c, ok := conns["sg-prod"]; !ok || c.ID != created.ID || len(conns) != 1 {
+		t.Errorf("after reconnect: %+v", conns)
+	}
+}
