@@ -43,6 +43,16 @@ func writeFailure(w http.ResponseWriter, err error) {
 	writeJSON(w, f.Status, apiError{Error: f.Msg, Field: f.Field})
 }
 
+// writeConnFailure answers a failed call on connection {id}: 404 if it
+// does not exist.
+func writeConnFailure(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, store.ErrNotFound) {
+		writeJSONError(w, http.StatusNotFound, "no connection with id "+r.PathValue("id"))
+		return
+	}
+	writeFailure(w, err)
+}
+
 // authCache remembers recent successful basic-auth checks, so a script
 // calling the API in a loop does not pay for bcrypt every time. Keys are
 // HMACs of user, password and hash: the cache never holds a password.
@@ -205,6 +215,7 @@ type apiConnection struct {
 	Scopes        []string          `json:"scopes"`
 	MissingScopes []string          `json:"missing_scopes"`
 	Settings      map[string]string `json:"settings"`
+	Budget        *apiBudget        `json:"budget"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -235,6 +246,13 @@ func toAPI(c store.Connection) apiConnection {
 	}
 }
 
+// toAPIConn is toAPI with the connection's budget.
+func (s *Server) toAPIConn(c store.Connection) apiConnection {
+	a := toAPI(c)
+	a.Budget = s.budgetView(c)
+	return a
+}
+
 func (s *Server) apiList(w http.ResponseWriter, r *http.Request, _ string) {
 	conns, err := s.o.Store.List(r.Context())
 	if err != nil {
@@ -243,19 +261,15 @@ func (s *Server) apiList(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	out := make([]apiConnection, 0, len(conns))
 	for _, c := range conns {
-		out = append(out, toAPI(c))
+		out = append(out, s.toAPIConn(c))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request, user string) {
 	_, err := s.disconnect(r, r.PathValue("id"), user)
-	if errors.Is(err, store.ErrNotFound) {
-		writeJSONError(w, http.StatusNotFound, "no connection with id "+r.PathValue("id"))
-		return
-	}
 	if err != nil {
-		writeFailure(w, err)
+		writeConnFailure(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -293,12 +307,8 @@ func (s *Server) apiReconnect(w http.ResponseWriter, r *http.Request, _ string) 
 		return
 	}
 	c, err := s.o.Store.Get(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		writeJSONError(w, http.StatusNotFound, "no connection with id "+r.PathValue("id"))
-		return
-	}
 	if err != nil {
-		writeFailure(w, err)
+		writeConnFailure(w, r, err)
 		return
 	}
 	// A script may send the same body as for create; only matching values are accepted.
@@ -430,7 +440,7 @@ func (s *Server) apiConnect(w http.ResponseWriter, r *http.Request, p provider.P
 	if res.Kind == "connected" {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, toAPI(res.Conn))
+	writeJSON(w, status, s.toAPIConn(res.Conn))
 }
 
 type apiInvite struct {

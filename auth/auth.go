@@ -44,6 +44,13 @@ type Options struct {
 	Logger   *slog.Logger
 	Now      func() time.Time // default time.Now
 	OnChange func(connectionID string)
+	// OnEdit is called after a setting of a connection changed (its
+	// budget) that needs no new collection, only a fresh list.
+	OnEdit func(connectionID string)
+	// MonthToDate tells what this replica's last collection of a
+	// connection reported as its month-to-date usage (known: a
+	// collection with usage ran). nil: never known.
+	MonthToDate func(connectionID string) (v float64, reported, known bool)
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client (web.trusted_proxies).
 	TrustedProxies []netip.Prefix
@@ -161,6 +168,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /connections/{id}/rename", s.admin(s.renameSubmit))
 	mux.HandleFunc("GET /connections/{id}/disconnect", s.admin(s.disconnectConfirm))
 	mux.HandleFunc("POST /connections/{id}/disconnect", s.admin(s.disconnectSubmit))
+	mux.HandleFunc("POST /connections/{id}/budget", s.admin(s.budgetSubmit))
 	mux.HandleFunc("POST /invites", s.admin(s.inviteCreateSubmit))
 	mux.HandleFunc("POST /invites/{id}/revoke", s.admin(s.inviteRevokeSubmit))
 
@@ -187,6 +195,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/connections/{id}/collect", s.api(s.apiCollect))
 	mux.HandleFunc("DELETE /api/v1/connections/{id}", s.api(s.apiDelete))
 	mux.HandleFunc("POST /api/v1/connections/{id}/reconnect", s.api(s.apiReconnect))
+	mux.HandleFunc("PUT /api/v1/connections/{id}/budget", s.api(s.apiSetBudget))
 	mux.HandleFunc("GET /api/v1/invites", s.api(s.apiInvites))
 	mux.HandleFunc("POST /api/v1/invites", s.api(s.apiInviteCreate))
 	mux.HandleFunc("DELETE /api/v1/invites/{id}", s.api(s.apiInviteRevoke))

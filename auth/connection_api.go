@@ -33,7 +33,7 @@ func (s *Server) connectionDetail(c store.Connection) apiConnectionDetail {
 	if s.o.Collections != nil {
 		d, _ = s.o.Collections.Detail(c.ID)
 	}
-	out := apiConnectionDetail{apiConnection: toAPI(c), CollectedAt: timePtr(d.CollectedAt), RateLimitedUntil: timePtr(d.RateLimitedUntil),
+	out := apiConnectionDetail{apiConnection: s.toAPIConn(c), CollectedAt: timePtr(d.CollectedAt), RateLimitedUntil: timePtr(d.RateLimitedUntil),
 		Summary: s.summaryOf(c, d), History: make([]apiAttempt, 0, len(d.History))}
 	if out.Summary == nil {
 		out.Summary = []provider.SummaryItem{}
@@ -49,12 +49,8 @@ func (s *Server) connectionDetail(c store.Connection) apiConnectionDetail {
 
 func (s *Server) apiGet(w http.ResponseWriter, r *http.Request, _ string) {
 	c, err := s.o.Store.Get(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		writeJSONError(w, http.StatusNotFound, "no connection with id "+r.PathValue("id"))
-		return
-	}
 	if err != nil {
-		writeFailure(w, err)
+		writeConnFailure(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, s.connectionDetail(c))
@@ -79,15 +75,11 @@ func (s *Server) apiRename(w http.ResponseWriter, r *http.Request, user string) 
 		return
 	}
 	c, err := s.rename(r.Context(), r.PathValue("id"), *req.Name, user)
-	if errors.Is(err, store.ErrNotFound) {
-		writeJSONError(w, http.StatusNotFound, "no connection with id "+r.PathValue("id"))
-		return
-	}
 	if err != nil {
-		writeFailure(w, err)
+		writeConnFailure(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toAPI(c))
+	writeJSON(w, http.StatusOK, s.toAPIConn(c))
 }
 
 // apiCollect is POST /api/v1/connections/{id}/collect: Collect now. It
@@ -98,13 +90,9 @@ func (s *Server) apiCollect(w http.ResponseWriter, r *http.Request, user string)
 	ctx, cancel := s.contextOf(r)
 	defer cancel()
 	code, err := s.collectNow(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		writeJSONError(w, http.StatusNotFound, "no connection with id "+id)
-		return
-	}
 	switch code {
 	case "":
-		writeFailure(w, err)
+		writeConnFailure(w, r, err)
 		return
 	case "rate_limited":
 		var nc *collector.NotCollectedError
@@ -123,7 +111,7 @@ func (s *Server) apiCollect(w http.ResponseWriter, r *http.Request, user string)
 	s.log.Info("collect now", "id", id, "by", user, "outcome", code)
 	c, err := s.o.Store.Get(r.Context(), id)
 	if err != nil {
-		writeFailure(w, err)
+		writeConnFailure(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, s.connectionDetail(c))

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,16 @@ func (keyProvider) Vendor() string                                  { return "ke
 func (keyProvider) Title() string                                   { return "KeyCo" }
 func (keyProvider) Methods() []provider.Method                      { return []provider.Method{keyMethod{}} }
 func (keyProvider) Collect(context.Context, *provider.Scrape) error { return nil }
+
+// KeyCo bills in credits; without the usage.read scope it cannot tell
+// how many were used.
+func (keyProvider) BudgetUnit() string { return "credits" }
+func (keyProvider) BudgetUnavailable(c provider.Connection) string {
+	if slices.Contains(c.MissingScopes, "usage.read") {
+		return "the API key lacks the usage.read scope; reconnect with a key that has it"
+	}
+	return ""
+}
 
 type keyMethod struct{}
 

@@ -18,6 +18,10 @@ type connRow struct {
 	Reconnect       bool
 	ReconnectURL    string
 	ReconnectMethod string
+	// BudgetInfo is the budget form's content; nil for a vendor without a
+	// billing unit.
+	BudgetInfo  *apiBudget
+	BudgetValue string
 }
 
 type methodView struct {
@@ -67,7 +71,10 @@ func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, a admin
 	q := r.URL.Query()
 	d := connectionsData{base: base{Title: "Connections", User: a.User, CSRF: a.CSRF, Flash: flashText(q.Get("msg"), q.Get("name"))}}
 	for _, c := range conns {
-		row := connRow{Connection: c, Title: s.title(c.Vendor), StateClass: stateClass(c.State)}
+		row := connRow{Connection: c, Title: s.title(c.Vendor), StateClass: stateClass(c.State), BudgetInfo: s.budgetView(c)}
+		if c.Budget != nil {
+			row.BudgetValue = fmtBudget(*c.Budget)
+		}
 		row.ReconnectURL, row.ReconnectMethod, row.Reconnect = s.reconnectOf(c)
 		d.Conns = append(d.Conns, row)
 	}

@@ -33,6 +33,7 @@ var funcs = template.FuncMap{
 		}
 		return strings.Join(s, ", ")
 	},
+	"fmtBudget": func(v *float64) string { return fmtBudget(*v) },
 	"or": func(s, alt string) string {
 		if s == "" {
 			return alt
@@ -132,6 +133,10 @@ func flashText(code, name string) string {
 		return q("Disconnected %s; its credential was deleted.")
 	case "invite_created":
 		return q("Invite for %s created; copy its link from the list of invites below.")
+	case "budget_set":
+		return q("Budget of %s saved.")
+	case "budget_cleared":
+		return q("Budget of %s cleared.")
 	case "invite_revoked":
 		return "Invite revoked; its link no longer works."
 	case "logged_out":

@@ -79,6 +79,10 @@ type entry struct {
 	expiry      time.Time // the credential's expiry after the last attempt renewed it
 	renewed     bool
 	detail      detail // history and latest metrics, for the connection page (detail.go)
+
+	// The month-to-date figure among usage, for the API (MonthToDate).
+	monthToDate    float64
+	hasMonthToDate bool
 }
 
 // New builds an engine. Call Close to flush state on shutdown.
@@ -485,6 +489,7 @@ func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur tim
 	if len(rendered) > 0 {
 		ent.usage = rendered
 		ent.collectedAt = start
+		ent.monthToDate, ent.hasMonthToDate = provider.MonthToDateOf(usage)
 	}
 	if err == nil {
 		ent.lastSuccess = start

@@ -31,6 +31,7 @@ func (e *Engine) expose(ctx context.Context, w io.Writer, keep func(store.Connec
 	x := newExposition()
 	for _, s := range snaps {
 		s.write(x)
+		e.writeBudget(x, s.conn)
 	}
 	if counters {
 		x.sample(mStoreUp, b2f(storeOK))

@@ -73,6 +73,12 @@ var knownMetrics = map[string][]string{
 	"saas_segment_warehouses":                     {"connection"},
 	"saas_segment_users":                          {"connection", "role"},
 	"saas_segment_invites_pending":                {"connection"},
+
+	"saas_budget_monthly":             {"vendor", "connection", "unit"},
+	"saas_budget_usage_month_to_date": {"vendor", "connection", "unit"},
+	// Recorded by alerts.yml (per target: job and instance stay).
+	"saas:budget_usage:projected_month_end": {"vendor", "connection", "unit"},
+	"saas:budget_usage:ratio":               {"vendor", "connection", "unit"},
 }
 
 // knownValues are the documented values of enumerated labels; an equality
@@ -127,12 +133,29 @@ func TestAlertRulesPromtoolCheck(t *testing.T) {
 	runPromtool(t, "check", "rules", "alerts.yml")
 }
 
+// ruleTestFiles are the promtool test files: alerts_test.yml and the
+// budget forecast's budget_test.yml (hourly rules, so a file of its own).
+func ruleTestFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob("*_test.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"alerts_test.yml", "budget_test.yml"} {
+		if !slices.Contains(files, want) {
+			t.Errorf("%s is missing", want)
+		}
+	}
+	return files
+}
+
 func TestAlertRulesPromtoolTest(t *testing.T) {
-	runPromtool(t, "test", "rules", "alerts_test.yml")
+	runPromtool(t, append([]string{"test", "rules"}, ruleTestFiles(t)...)...)
 }
 
 type alertRule struct {
 	Alert       string            `yaml:"alert"`
+	Record      string            `yaml:"record"`
 	Expr        string            `yaml:"expr"`
 	For         string            `yaml:"for"`
 	Labels      map[string]string `yaml:"labels"`
@@ -167,11 +190,24 @@ func loadAlerts(t *testing.T) []alertRule {
 	return out
 }
 
+// recordRE is the level:metric:operations form of recorded names.
+var recordRE = regexp.MustCompile(`^saas:[a-z0-9_]+:[a-z0-9_]+$`)
+
 func TestAlertRulesConventions(t *testing.T) {
 	seen := map[string]bool{}
 	for _, r := range loadAlerts(t) {
+		if r.Record != "" {
+			// Only what alerts (and dashboards) use: the budget forecast.
+			if !recordRE.MatchString(r.Record) {
+				t.Errorf("recording rule %s: name it saas:<what>:<how>", r.Record)
+			}
+			if _, ok := knownMetrics[r.Record]; !ok {
+				t.Errorf("recording rule %s: add it to knownMetrics", r.Record)
+			}
+			continue
+		}
 		if r.Alert == "" {
-			t.Errorf("rule %q: only alerting rules belong in alerts.yml", r.Expr)
+			t.Errorf("rule %q: neither an alert nor a recording rule", r.Expr)
 			continue
 		}
 		if seen[r.Alert] {
@@ -212,49 +248,54 @@ func TestAlertRulesConventions(t *testing.T) {
 	}
 }
 
-// TestAlertRulesTested checks that alerts_test.yml has, for every alert, a
-// case where it fires and one where it stays silent.
+// TestAlertRulesTested checks that the promtool test files have, for every
+// alert, a case where it fires and one where it stays silent.
 func TestAlertRulesTested(t *testing.T) {
-	b, err := os.ReadFile("alerts_test.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tf struct {
-		RuleFiles []string `yaml:"rule_files"`
-		Tests     []struct {
-			AlertRuleTest []struct {
-				Alertname string           `yaml:"alertname"`
-				ExpAlerts []map[string]any `yaml:"exp_alerts"`
-			} `yaml:"alert_rule_test"`
-		} `yaml:"tests"`
-	}
-	if err := yaml.Unmarshal(b, &tf); err != nil {
-		t.Fatalf("alerts_test.yml: %v", err)
-	}
-	if !slices.Contains(tf.RuleFiles, "alerts.yml") {
-		t.Errorf("alerts_test.yml: rule_files %v does not list alerts.yml", tf.RuleFiles)
-	}
 	fires, silent := map[string]bool{}, map[string]bool{}
-	for _, tc := range tf.Tests {
-		for _, a := range tc.AlertRuleTest {
-			if len(a.ExpAlerts) > 0 {
-				fires[a.Alertname] = true
-				for _, e := range a.ExpAlerts {
-					if e["exp_labels"] == nil || e["exp_annotations"] == nil {
-						t.Errorf("%s: a firing case must give exp_labels and exp_annotations", a.Alertname)
+	for _, file := range ruleTestFiles(t) {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tf struct {
+			RuleFiles []string `yaml:"rule_files"`
+			Tests     []struct {
+				AlertRuleTest []struct {
+					Alertname string           `yaml:"alertname"`
+					ExpAlerts []map[string]any `yaml:"exp_alerts"`
+				} `yaml:"alert_rule_test"`
+			} `yaml:"tests"`
+		}
+		if err := yaml.Unmarshal(b, &tf); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if !slices.Contains(tf.RuleFiles, "alerts.yml") {
+			t.Errorf("%s: rule_files %v does not list alerts.yml", file, tf.RuleFiles)
+		}
+		for _, tc := range tf.Tests {
+			for _, a := range tc.AlertRuleTest {
+				if len(a.ExpAlerts) > 0 {
+					fires[a.Alertname] = true
+					for _, e := range a.ExpAlerts {
+						if e["exp_labels"] == nil || e["exp_annotations"] == nil {
+							t.Errorf("%s: a firing case must give exp_labels and exp_annotations", a.Alertname)
+						}
 					}
+				} else {
+					silent[a.Alertname] = true
 				}
-			} else {
-				silent[a.Alertname] = true
 			}
 		}
 	}
 	for _, r := range loadAlerts(t) {
+		if r.Alert == "" {
+			continue
+		}
 		if !fires[r.Alert] {
-			t.Errorf("alert %s: alerts_test.yml has no case where it fires", r.Alert)
+			t.Errorf("alert %s: no promtool test case where it fires", r.Alert)
 		}
 		if !silent[r.Alert] {
-			t.Errorf("alert %s: alerts_test.yml has no case where it stays silent (exp_alerts: [])", r.Alert)
+			t.Errorf("alert %s: no promtool test case where it stays silent (exp_alerts: [])", r.Alert)
 		}
 	}
 }
@@ -728,6 +769,8 @@ func TestKnownMetricsMatchSource(t *testing.T) {
 	}{
 		{"../collector/*.go", regexp.MustCompile(`\bdef\(\s*"(saas_[a-z0-9_]+)"`), "", ""},
 		{"../provider/*/*.go", regexp.MustCompile(`provider\.NewDesc\(\s*"([a-z0-9_]+)"`), "saas_", ""},
+		{"../provider/*.go", regexp.MustCompile(`\bNewDesc\(\s*"([a-z0-9_]+)",`), "saas_", ""},
+		{"alerts.yml", regexp.MustCompile(`(?m)^\s*- record: (saas:[a-z0-9_:]+)`), "", ""},
 		{"../cmd/saas_exporter/*.go", regexp.MustCompile(`versioncollector\.NewCollector\(\s*"([a-z0-9_]+)"`), "", "_build_info"},
 	}
 	declared := map[string]string{}

@@ -111,6 +111,8 @@ func connDiff(a, b Connection) string {
 		return "scopes"
 	case !slices.Equal(a.MissingScopes, b.MissingScopes):
 		return "missing_scopes"
+	case (a.Budget == nil) != (b.Budget == nil) || (a.Budget != nil && *a.Budget != *b.Budget):
+		return "budget_monthly"
 	}
 	times := []struct {
 		name string

@@ -13,7 +13,7 @@ func TestMigrateComparesEveryField(t *testing.T) {
 		typ  reflect.Type
 		want int
 	}{
-		{reflect.TypeFor[Connection](), 13},
+		{reflect.TypeFor[Connection](), 14},
 		{reflect.TypeFor[Status](), 4},
 		{reflect.TypeFor[Invite](), 8},
 	} {
@@ -23,8 +23,10 @@ func TestMigrateComparesEveryField(t *testing.T) {
 	}
 
 	// Each field, changed alone, is noticed.
+	budget := 500.0
 	base := Connection{
-		ID: "c", Vendor: "v", Name: "n", Account: "a", AccountID: "ai", AuthMethod: "m",
+		Budget: &budget,
+		ID:     "c", Vendor: "v", Name: "n", Account: "a", AccountID: "ai", AuthMethod: "m",
 		Settings: map[string]string{"s": "1"}, Secret: map[string]string{"k": "1"},
 		Scopes: []string{"x"}, MissingScopes: []string{"y"},
 		Created: time.Unix(1, 0), Expiry: time.Unix(2, 0),
@@ -49,6 +51,7 @@ func TestMigrateComparesEveryField(t *testing.T) {
 		"created": func(c *Connection) { c.Created = c.Created.Add(1) }, "expiry": func(c *Connection) { c.Expiry = time.Time{} },
 		"state": func(c *Connection) { c.State = StateError }, "last_success": func(c *Connection) { c.LastSuccess = time.Time{} },
 		"last_error": func(c *Connection) { c.LastError = "" }, "updated": func(c *Connection) { c.Updated = c.Updated.Add(time.Second) },
+		"budget_monthly": func(c *Connection) { *c.Budget = 0 },
 	}
 	for field, change := range changes {
 		c := base.Clone()

@@ -595,3 +595,34 @@ func TestPostgresUseOncePurges(t *testing.T) {
 		t.Errorf("use_once holds %d expired and %d live keys, want 0 and 10", expired, live)
 	}
 }
+
+// A budget set through one replica is what every replica reads and
+// exports, and a status write from another replica does not undo it.
+func TestPostgresBudgetAcrossReplicas(t *testing.T) {
+	dsn, _ := pgtest.Start(t)
+	kr, _ := newKeyring(t)
+	a, b := openPG(t, dsn, kr), openPG(t, dsn, kr)
+	ctx := context.Background()
+	if err := a.Put(ctx, pgConn("c1", "prod")); err != nil {
+		t.Fatal(err)
+	}
+	v := 500.0
+	if err := storetest.SetBudget(ctx, a, "c1", &v); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetStatus(ctx, "c1", store.Status{State: store.StateError, LastError: "HTTP 500"}); err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]store.Store{"a": a, "b": b} {
+		got, err := s.Get(ctx, "c1")
+		if err != nil || got.Budget == nil || *got.Budget != 500 || got.LastError != "HTTP 500" {
+			t.Errorf("replica %s reads budget %v, last error %q, %v; want 500, HTTP 500", name, got.Budget, got.LastError, err)
+		}
+	}
+	if err := storetest.SetBudget(ctx, b, "c1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Get(ctx, "c1"); err != nil || got.Budget != nil {
+		t.Errorf("replica a after b cleared the budget: %v, %v", got.Budget, err)
+	}
+}

@@ -37,6 +37,10 @@ type Connection struct {
 	Created       time.Time         `json:"created"`
 	// Expiry is when the credential stops working without a person; zero if never.
 	Expiry time.Time `json:"expiry,omitempty"`
+	// Budget is the monthly budget in the unit the vendor bills this
+	// connection in (provider.Budgeted); nil: none. Part of the JSON
+	// record, so no backend needs a schema change for it.
+	Budget *float64 `json:"budget_monthly,omitempty"`
 	Status
 }
 
@@ -78,6 +82,10 @@ func (c Connection) Clone() Connection {
 	c.Secret = cloneMap(c.Secret)
 	c.Scopes = cloneSlice(c.Scopes)
 	c.MissingScopes = cloneSlice(c.MissingScopes)
+	if c.Budget != nil {
+		b := *c.Budget
+		c.Budget = &b
+	}
 	return c
 }
 

@@ -88,6 +88,8 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		Client:              a.engine.Client,
 		Logger:              log,
 		OnChange:            a.engine.Forget,
+		OnEdit:              func(string) { a.engine.Relist() },
+		MonthToDate:         a.engine.MonthToDate,
 		Collections:         a.engine,
 		InviteTTL:           cfg.Invites.DefaultTTL,
 		Now:                 clock,

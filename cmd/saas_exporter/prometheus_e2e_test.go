@@ -68,14 +68,25 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	s.Sim.SetSegmentOAuthRefuse(true)
 	// sg-beta's key is revoked at SendGrid.
 	s.Sim.RevokeSendGridKey(vendorsim.SendGridKeyBeta)
-	if n := len(s.connections()); n != 8 {
+	conns := s.connections()
+	if n := len(conns); n != 8 {
 		t.Fatalf("%d connections, want 8", n)
 	}
-	// Every vendor's series, Twilio's subaccount spend included, pass
-	// Prometheus' own lint.
+	// Budgets: tw-acme is over its budget (the simulator's Acme spends
+	// more than 40 usd every day), sg-acme far under.
+	for name, v := range map[string]float64{"tw-acme": 10, "sg-acme": 1e9} {
+		if code := s.api("PUT", "/api/v1/connections/"+conns[name].ID+"/budget", map[string]any{"monthly": v}, nil); code != 200 {
+			t.Fatalf("budget of %s: %d", name, code)
+		}
+	}
+	// Every vendor's series, Twilio's subaccount spend and the budgets
+	// included, pass Prometheus' own lint.
 	full := s.scrape()
 	if !strings.Contains(full, `saas_twilio_subaccount_spend{connection="tw-delta"`) {
 		t.Error("no subaccount spend for the connected parent tw-delta")
+	}
+	if !strings.Contains(full, `saas_budget_monthly{connection="tw-acme",unit="usd",vendor="twilio"} 10`) {
+		t.Error("no budget for tw-acme in the scrape")
 	}
 	promtoolCheck(t, full)
 
@@ -142,6 +153,18 @@ scrape_configs:
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("Prometheus did not scrape the exporter twice: %v\n%s", err, plog.String())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+
+	// And for the budget recording rules to have run on those scrapes.
+	for {
+		r, err := query(`saas:budget_usage:ratio{connection="tw-acme"} > 1`)
+		if err == nil && len(r.Data.Result) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no budget ratio over 1 recorded for tw-acme: %v %v\n%s", r.Data.Result, err, plog.String())
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -260,20 +283,62 @@ scrape_configs:
 		t.Error("no Billable MTUs panel in saas-segment.json")
 	}
 
+	// alertResult runs the expression of alert name.
+	alertResult := func(name string) []json.RawMessage {
+		t.Helper()
+		for _, e := range exprs {
+			if e.Source == "alert "+name {
+				r, err := query(e.Query)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r.Data.Result
+			}
+		}
+		t.Fatalf("no %s alert in dashboards/alerts.yml", name)
+		return nil
+	}
+
+	// Only tw-acme is over its budget.
+	if res := alertResult("SaasBudgetExceeded"); len(res) != 1 || !strings.Contains(string(res[0]), `"connection":"tw-acme"`) || !strings.Contains(string(res[0]), `"unit":"usd"`) {
+		t.Errorf("SaasBudgetExceeded expression: %s", res)
+	}
+	// The API shows the collected month to date, and that tw-gamma (an
+	// account Twilio prices in EUR) has none to compare with a usd budget.
+	var budgets []struct {
+		Name   string `json:"name"`
+		Budget struct {
+			Monthly     *float64 `json:"monthly"`
+			Unit        string   `json:"unit"`
+			Comparable  bool     `json:"comparable"`
+			Warning     string   `json:"warning"`
+			MonthToDate *float64 `json:"month_to_date"`
+		} `json:"budget"`
+	}
+	s.api("GET", "/api/v1/connections", nil, &budgets)
+	seen := 0
+	for _, c := range budgets {
+		b := c.Budget
+		switch c.Name {
+		case "tw-acme":
+			seen++
+			if b.Monthly == nil || *b.Monthly != 10 || b.Unit != "usd" || !b.Comparable || b.MonthToDate == nil || *b.MonthToDate <= 10 {
+				t.Errorf("tw-acme budget in the API: %+v", b)
+			}
+		case "tw-gamma":
+			seen++
+			if b.Comparable || !strings.Contains(b.Warning, "No usage can be compared") || b.MonthToDate != nil {
+				t.Errorf("tw-gamma (EUR) budget in the API: %+v, want not comparable", b)
+			}
+		}
+	}
+	if seen != 2 {
+		t.Errorf("tw-acme and tw-gamma: %d of them in the API's list", seen)
+	}
+
 	// The revoked connection makes the revoked alert's expression true,
 	// and only for it.
-	for _, e := range exprs {
-		if e.Source != "alert SaasConnectionRevoked" {
-			continue
-		}
-		r, err := query(e.Query)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(r.Data.Result) != 1 || !strings.Contains(string(r.Data.Result[0]), `"connection":"sg-beta"`) {
-			t.Errorf("SaasConnectionRevoked expression: %s", r.Data.Result)
-		}
-		return
+	if res := alertResult("SaasConnectionRevoked"); len(res) != 1 || !strings.Contains(string(res[0]), `"connection":"sg-beta"`) {
+		t.Errorf("SaasConnectionRevoked expression: %s", res)
 	}
-	t.Error("no SaasConnectionRevoked alert in dashboards/alerts.yml")
 }

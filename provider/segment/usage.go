@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/big"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -241,6 +242,7 @@ func (p *Provider) collectWorkspaceUsage(ctx context.Context, c *client, s *prov
 			start = st
 		}
 		s.Gauge(descPeriodStart, float64(start.Unix()))
+		s.MonthToDate(budgetUnit, mtu[slices.Index(MTUKinds, "identified")]+mtu[slices.Index(MTUKinds, "never_identified")])
 	}
 
 	best, err = c.latest(ctx, workspaceCalls, period, 0)

@@ -125,6 +125,9 @@ func collectStats(ctx context.Context, c *client, s *provider.Scrape) error {
 		for _, m := range StatsMetrics {
 			s.Gauge(descEmails, sum[m], m, q.period)
 		}
+		if q.period == "this_month" {
+			s.MonthToDate(budgetUnit, sum["requests"])
+		}
 	}
 	return nil
 }

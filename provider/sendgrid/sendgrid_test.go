@@ -48,7 +48,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 
 func collect(t *testing.T, p *Provider, key string) (metrics, []string, error) {
 	t.Helper()
-	s := &provider.Scrape{Conn: provider.Connection{Name: "prod", Secret: map[string]string{"api_key": key}}, HTTP: http.DefaultClient, Now: now}
+	s := &provider.Scrape{Conn: provider.Connection{Vendor: vendor, Name: "prod", Secret: map[string]string{"api_key": key}}, HTTP: http.DefaultClient, Now: now}
 	err := p.Collect(context.Background(), s)
 	m, missing, _ := s.Result()
 	return m, missing, err

@@ -275,6 +275,9 @@ func collectUsage(ctx context.Context, c *client, s *provider.Scrape, pr period)
 		if r.Price.ok {
 			s.Gauge(descUsagePrice, r.Price.v, cat, pr.label, label(strings.ToUpper(r.PriceUnit)))
 		}
+		if r.Price.ok && r.Category == "totalprice" && pr.label == "this_month" && strings.EqualFold(r.PriceUnit, budgetUnit) {
+			s.MonthToDate(budgetUnit, r.Price.v)
+		}
 	}
 	if len(bad) > 0 {
 		if len(bad) > 5 {

@@ -46,7 +46,7 @@ func (q *queries) RoundTrip(r *http.Request) (*http.Response, error) {
 // prev, as the engine does.
 func (f *fixture) run(t *testing.T, sid string, at time.Time, prev map[string]provider.SectionResult, rt http.RoundTripper) (metrics, map[string]provider.SectionResult, error) {
 	t.Helper()
-	s := &provider.Scrape{Conn: provider.Connection{Name: "prod", AccountID: sid, Secret: map[string]string{}},
+	s := &provider.Scrape{Conn: provider.Connection{Vendor: vendor, Name: "prod", AccountID: sid, Secret: map[string]string{}},
 		HTTP: &http.Client{Transport: rt}, Now: at, Previous: prev}
 	err := f.p.Collect(context.Background(), s)
 	m, _, _ := s.Result()

@@ -83,7 +83,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 
 func (f *fixture) collect(t *testing.T, ctx context.Context, sid string) (metrics, error) {
 	t.Helper()
-	s := &provider.Scrape{Conn: provider.Connection{Name: "prod", AccountID: sid, Secret: map[string]string{}}, HTTP: &http.Client{}, Now: now}
+	s := &provider.Scrape{Conn: provider.Connection{Vendor: vendor, Name: "prod", AccountID: sid, Secret: map[string]string{}}, HTTP: &http.Client{}, Now: now}
 	err := f.p.Collect(ctx, s)
 	m, _, _ := s.Result()
 	return m, err

@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpdateLockedError", testUpdateLockedError},
 		{"UpdateLockedNameTaken", testUpdateLockedNameTaken},
 		{"UpdateLockedSerialised", func(t *testing.T, s store.Store) { CheckSerialised(t, []store.Store{s}, 16) }},
+		{"Budget", testBudget},
 		{"Invites", testInvites},
 		{"Closed", testClosed},
 	}
@@ -125,7 +126,12 @@ func show(c store.Connection) string {
 		masked[k] = fmt.Sprintf("<%d bytes>", len(v))
 	}
 	c.Secret = masked
-	return fmt.Sprintf("%+v", c)
+	budget := "none"
+	if c.Budget != nil {
+		budget = fmt.Sprint(*c.Budget)
+	}
+	c.Budget = nil
+	return fmt.Sprintf("%+v budget=%s", c, budget)
 }
 
 func mustPut(t *testing.T, s store.Store, c store.Connection) {
@@ -739,6 +745,75 @@ func CheckSerialised(t *testing.T, stores []store.Store, n int) {
 		if got := mustGet(t, s, "serial").Secret["n"]; got != strconv.Itoa(n) {
 			t.Errorf("store %d: counter after %d serialised increments = %q (lost updates)", i, n, got)
 		}
+	}
+}
+
+// SetBudget sets (b != nil) or clears a connection's monthly budget with
+// UpdateLocked, the way the API does: only the budget of the current
+// record changes.
+func SetBudget(ctx context.Context, s store.Store, id string, b *float64) error {
+	return s.UpdateLocked(ctx, id, func(c store.Connection) (*store.Connection, error) {
+		c.Budget = b
+		return &c, nil
+	})
+}
+
+func ptr(v float64) *float64 { return &v }
+
+// A budget is part of the record: stored exactly (0 is a budget, nil is
+// none), kept by the status and secret writes of collection, and by a
+// reconnect's Put of the record it read.
+func testBudget(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := Sample("c1", "prod")
+	mustPut(t, s, c)
+	checkConn(t, "without a budget", mustGet(t, s, "c1"), c)
+	for _, v := range []float64{500, 0.1, 0, 1e12, 123456.789} {
+		if err := SetBudget(ctx, s, "c1", ptr(v)); err != nil {
+			t.Fatalf("setting budget %v: %v", v, err)
+		}
+		got := mustGet(t, s, "c1")
+		if got.Budget == nil || *got.Budget != v {
+			t.Errorf("budget after setting %v = %v", v, got.Budget)
+		}
+	}
+	c.Budget = ptr(250.5)
+	if err := SetBudget(ctx, s, "c1", c.Budget); err != nil {
+		t.Fatal(err)
+	}
+	st := store.Status{State: store.StateError, LastError: "HTTP 500", Updated: ts(time.Hour)}
+	if err := s.SetStatus(ctx, "c1", st); err != nil {
+		t.Fatal(err)
+	}
+	c.Status = st
+	sec := map[string]string{"api_key": "rotated"}
+	if err := s.SetSecret(ctx, "c1", sec, ts(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	c.Secret, c.Expiry = sec, ts(time.Hour)
+	checkConn(t, "budget after SetStatus and SetSecret", mustGet(t, s, "c1"), c)
+	if l := mustList(t, s); len(l) != 1 || l[0].Budget == nil || *l[0].Budget != 250.5 {
+		t.Errorf("List lost the budget: %v", l)
+	}
+	// The record shares no pointer with what callers hold.
+	*mustGet(t, s, "c1").Budget = 1
+	*c.Budget = 2
+	c.Budget = ptr(250.5)
+	checkConn(t, "after mutating a returned budget", mustGet(t, s, "c1"), c)
+	// Reconnect: the record read, with a new credential, is put back.
+	re := mustGet(t, s, "c1")
+	re.Secret = map[string]string{"api_key": "reconnected"}
+	mustPut(t, s, re)
+	checkConn(t, "budget after a reconnect's Put", mustGet(t, s, "c1"), re)
+
+	if err := SetBudget(ctx, s, "c1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, s, "c1"); got.Budget != nil {
+		t.Errorf("budget after clearing = %v, want none", *got.Budget)
+	}
+	if err := SetBudget(ctx, s, "missing", ptr(1)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("budget on a missing id: err = %v, want ErrNotFound", err)
 	}
 }
 
