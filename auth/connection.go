@@ -218,18 +218,24 @@ func connectionMsg(code string, d collector.Detail) (text string, notice bool) {
 	return "", false
 }
 
+// connFailurePage answers a page request about a connection that failed:
+// 404 for an unknown id, else the store's error.
+func (s *Server) connFailurePage(w http.ResponseWriter, err error) {
+	if errors.Is(err, store.ErrNotFound) {
+		s.errorPage(w, http.StatusNotFound, "No such connection", "This connection does not exist; it may have been disconnected.", "/", "Back to connections")
+		return
+	}
+	s.storeErrorPage(w, err)
+}
+
 func (s *Server) connectionPage(w http.ResponseWriter, r *http.Request, a adminCtx) {
 	s.renderConnection(w, r, a, http.StatusOK, "", "", "")
 }
 
 func (s *Server) renderConnection(w http.ResponseWriter, r *http.Request, a adminCtx, status int, newName, nameErr, notice string) {
 	c, err := s.o.Store.Get(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		s.errorPage(w, http.StatusNotFound, "No such connection", "There is no connection with this id; it may have been disconnected.", "/", "Back to connections")
-		return
-	}
 	if err != nil {
-		s.storeErrorPage(w, err)
+		s.connFailurePage(w, err)
 		return
 	}
 	var d collector.Detail
@@ -308,12 +314,8 @@ func (s *Server) collectSubmit(w http.ResponseWriter, r *http.Request, a adminCt
 	ctx, cancel := s.contextOf(r)
 	defer cancel()
 	code, err := s.collectNow(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		s.errorPage(w, http.StatusNotFound, "No such connection", "There is no connection with this id; it may have been disconnected.", "/", "Back to connections")
-		return
-	}
 	if code == "" {
-		s.storeErrorPage(w, err)
+		s.connFailurePage(w, err)
 		return
 	}
 	s.log.Info("collect now", "id", id, "by", a.User, "outcome", code)
@@ -359,14 +361,10 @@ func (s *Server) rename(ctx context.Context, id, name, user string) (store.Conne
 func (s *Server) renameSubmit(w http.ResponseWriter, r *http.Request, a adminCtx) {
 	id, name := r.PathValue("id"), strings.TrimSpace(r.PostFormValue("name"))
 	_, err := s.rename(r.Context(), id, name, a.User)
-	if errors.Is(err, store.ErrNotFound) {
-		s.errorPage(w, http.StatusNotFound, "No such connection", "There is no connection with this id; it may have been disconnected.", "/", "Back to connections")
-		return
-	}
 	if err != nil {
 		f := asFailure(err)
 		if f.Field != "name" {
-			s.storeErrorPage(w, err)
+			s.connFailurePage(w, err)
 			return
 		}
 		s.renderConnection(w, r, a, f.Status, name, f.Msg, "")

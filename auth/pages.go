@@ -252,12 +252,8 @@ type confirmData struct {
 
 func (s *Server) disconnectConfirm(w http.ResponseWriter, r *http.Request, a adminCtx) {
 	c, err := s.o.Store.Get(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		s.errorPage(w, http.StatusNotFound, "No such connection", "This connection does not exist; it may already have been disconnected.", "/", "Back to connections")
-		return
-	}
 	if err != nil {
-		s.storeErrorPage(w, err)
+		s.connFailurePage(w, err)
 		return
 	}
 	s.render(w, http.StatusOK, "confirm.html", confirmData{base: base{Title: "Disconnect " + c.Name, User: a.User, CSRF: a.CSRF}, Conn: c, VTitle: s.title(c.Vendor)})
@@ -265,12 +261,8 @@ func (s *Server) disconnectConfirm(w http.ResponseWriter, r *http.Request, a adm
 
 func (s *Server) disconnectSubmit(w http.ResponseWriter, r *http.Request, a adminCtx) {
 	c, err := s.disconnect(r, r.PathValue("id"), a.User)
-	if errors.Is(err, store.ErrNotFound) {
-		s.errorPage(w, http.StatusNotFound, "No such connection", "This connection does not exist; it may already have been disconnected.", "/", "Back to connections")
-		return
-	}
 	if err != nil {
-		s.storeErrorPage(w, err)
+		s.connFailurePage(w, err)
 		return
 	}
 	http.Redirect(w, r, "/?msg=disconnected&name="+url.QueryEscape(c.Name), http.StatusSeeOther)
