@@ -126,9 +126,8 @@ func (s *Server) api(h apiHandler) http.HandlerFunc {
 // or with a form or text type, but a JSON type needs a CORS preflight,
 // which the exporter never grants.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-		return nil, fail(http.StatusUnsupportedMediaType, "send the body as JSON with Content-Type: application/json")
+	if err := requireJSON(r); err != nil {
+		return nil, err
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
@@ -142,6 +141,16 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 		return nil, fail(http.StatusBadRequest, "request body is empty; send a JSON object")
 	}
 	return b, nil
+}
+
+// requireJSON refuses a request not declared JSON (see readBody), also
+// for a write that takes no body: a page on another site could send it.
+func requireJSON(r *http.Request) error {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		return fail(http.StatusUnsupportedMediaType, "send the body as JSON with Content-Type: application/json")
+	}
+	return nil
 }
 
 func jsonFailure(err error) *failure {

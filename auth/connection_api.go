@@ -82,11 +82,16 @@ func (s *Server) apiRename(w http.ResponseWriter, r *http.Request, user string) 
 	writeJSON(w, http.StatusOK, s.toAPIConn(c))
 }
 
-// apiCollect is POST /api/v1/connections/{id}/collect: Collect now. It
+// apiCollect is POST /api/v1/connections/{id}/collect: Collect now. Like
+// every API write it must be declared JSON (the body is ignored). It
 // answers the connection as GET does; a refusal (rate limit, a credential
 // that needs a reconnect) answers 409 or 429 with the reason.
 func (s *Server) apiCollect(w http.ResponseWriter, r *http.Request, user string) {
 	id := r.PathValue("id")
+	if err := requireJSON(r); err != nil {
+		writeFailure(w, err)
+		return
+	}
 	ctx, cancel := s.contextOf(r)
 	defer cancel()
 	code, err := s.collectNow(ctx, id)

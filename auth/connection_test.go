@@ -160,7 +160,7 @@ func TestConnectionUnknownID(t *testing.T) {
 	}{
 		{"GET", "/api/v1/connections/" + id, nil},
 		{"PATCH", "/api/v1/connections/" + id, map[string]string{"name": "x"}},
-		{"POST", "/api/v1/connections/" + id + "/collect", nil},
+		{"POST", "/api/v1/connections/" + id + "/collect", "{}"},
 	} {
 		r := e.api(req.method, req.path, req.body)
 		wantStatus(t, r, http.StatusNotFound)
@@ -200,7 +200,7 @@ func TestCollectNowPage(t *testing.T) {
 	wantBody(t, r, `class="error"`, "Not collected: the vendor asked to wait until 2026-03-15 12:05:00 UTC")
 
 	// The API says the same with 429 and Retry-After.
-	r = e.api("POST", "/api/v1/connections/"+prod.ID+"/collect", nil)
+	r = e.api("POST", "/api/v1/connections/"+prod.ID+"/collect", "{}")
 	wantStatus(t, r, http.StatusTooManyRequests)
 	if r.Header.Get("Retry-After") == "" {
 		t.Error("no Retry-After")
@@ -208,14 +208,14 @@ func TestCollectNowPage(t *testing.T) {
 	fc.mu.Lock()
 	fc.err = &collector.NotCollectedError{State: store.StateRevoked}
 	fc.mu.Unlock()
-	wantStatus(t, e.api("POST", "/api/v1/connections/"+prod.ID+"/collect", nil), http.StatusConflict)
+	wantStatus(t, e.api("POST", "/api/v1/connections/"+prod.ID+"/collect", "{}"), http.StatusConflict)
 	r = e.do(c, "POST", "/connections/"+prod.ID+"/collect", url.Values{"csrf": {csrf}})
 	r = e.do(c, "GET", r.location(), nil)
 	wantBody(t, r, "Reconnect it first")
 	fc.mu.Lock()
 	fc.err = nil
 	fc.mu.Unlock()
-	r = e.api("POST", "/api/v1/connections/"+prod.ID+"/collect", nil)
+	r = e.api("POST", "/api/v1/connections/"+prod.ID+"/collect", "{}")
 	wantStatus(t, r, http.StatusOK)
 	if got := decode[apiConnectionDetail](t, r); len(got.History) != 4 || got.History[0].Outcome != "success" {
 		t.Errorf("after collect: %+v", got.History)
