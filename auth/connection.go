@@ -138,9 +138,12 @@ func group(s string) string {
 // the limit is reached.
 func percentOf(v, limit float64) string {
 	p := 100 * v / limit
-	if p < 100 {
+	switch {
+	case p > 0 && p < 1:
+		return "<1%"
+	case p < 100:
 		p = math.Floor(p)
-	} else {
+	default:
 		p = math.Round(p)
 	}
 	return strconv.FormatFloat(p, 'f', 0, 64) + "%"
@@ -248,6 +251,19 @@ func (s *Server) renderConnection(w http.ResponseWriter, r *http.Request, a admi
 		data.State = d.State // this process's last attempt is newer than the stored status
 	}
 	data.StateClass = stateClass(data.State)
+	// The stored status is written behind the collection: this process's
+	// own attempts are newer.
+	if len(d.History) > 0 {
+		data.Conn.LastError = d.History[0].Error
+	}
+	for _, at := range d.History {
+		if at.Outcome == collector.OutcomeSuccess {
+			if at.At.After(data.Conn.LastSuccess) {
+				data.Conn.LastSuccess = at.At
+			}
+			break
+		}
+	}
 	if notice == "" {
 		text, isNotice := connectionMsg(r.URL.Query().Get("msg"), d)
 		if isNotice {
@@ -257,7 +273,7 @@ func (s *Server) renderConnection(w http.ResponseWriter, r *http.Request, a admi
 		}
 	}
 	for k, v := range c.Settings {
-		data.Settings = append(data.Settings, settingView{k, v})
+		data.Settings = append(data.Settings, settingView{settingLabel(k), v})
 	}
 	sort.Slice(data.Settings, func(i, j int) bool { return data.Settings[i].Key < data.Settings[j].Key })
 	data.Summary = summaryViews(s.summaryOf(c, d))
@@ -275,6 +291,15 @@ func (s *Server) renderConnection(w http.ResponseWriter, r *http.Request, a admi
 	}
 	data.ReconnectURL, data.ReconnectMethod, data.Reconnect = s.reconnectOf(c)
 	s.render(w, status, "connection.html", data)
+}
+
+// settingLabel shows a setting's key as a label: "workspace_slug" → "Workspace slug".
+func settingLabel(k string) string {
+	k = strings.ReplaceAll(k, "_", " ")
+	if k == "" {
+		return k
+	}
+	return strings.ToUpper(k[:1]) + k[1:]
 }
 
 // took shows a duration: milliseconds below a second, else seconds.

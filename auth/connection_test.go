@@ -115,7 +115,7 @@ func TestConnectionPage(t *testing.T) {
 	r := e.do(c, "GET", "/connections/"+prod.ID, nil)
 	wantStatus(t, r, http.StatusOK)
 	wantBody(t, r,
-		"KeyCo", "KeyCo acct-1", "acct-1", "api_key", "<dt>region</dt><dd>eu</dd>", "stats.read", "billing.read",
+		"KeyCo", "KeyCo acct-1", "acct-1", "api_key", "<dt>Region</dt><dd>eu</dd>", "stats.read", "billing.read",
 		// Summary: grouped, formatted, with a server-drawn meter (42 of 100 → 84 of 200).
 		"<h3>Usage</h3>", "Units used", "42 units", "1,234.50 USD", `<svg class="meter"`, `width="84.0"`, "42% of 100 units", "of the plan",
 		// History: newest first, errors escaped.
@@ -330,6 +330,36 @@ func TestFormatValue(t *testing.T) {
 	} {
 		if got := formatValue(tc.v, tc.unit); got != tc.want {
 			t.Errorf("formatValue(%v, %q) = %q, want %q", tc.v, tc.unit, got, tc.want)
+		}
+	}
+}
+
+// The stored status is written behind the collection; the page shows this
+// process's newer attempt.
+func TestConnectionPageNewerThanStore(t *testing.T) {
+	e, fc, prod := newConnEnv(t)
+	if err := e.st.SetStatus(context.Background(), prod.ID, store.Status{State: store.StateError, LastError: "old stored error"}); err != nil {
+		t.Fatal(err)
+	}
+	later := e.clk.Now().Add(time.Hour).UTC()
+	fc.mu.Lock()
+	fc.details[prod.ID] = collector.Detail{State: store.StateActive, History: []collector.Attempt{{At: later, Outcome: collector.OutcomeSuccess}}}
+	fc.mu.Unlock()
+	c, _ := e.admin()
+	r := e.do(c, "GET", "/connections/"+prod.ID, nil)
+	wantBody(t, r, `<span class="badge state-active">active</span>`, "<dt>Last success</dt><dd>"+later.Format("2006-01-02 15:04 UTC")+"</dd>")
+	if strings.Contains(r.body, "old stored error") {
+		t.Error("the stored error shows after a newer success")
+	}
+}
+
+func TestPercentOf(t *testing.T) {
+	for _, tc := range []struct {
+		v, limit float64
+		want     string
+	}{{0.3, 46.54, "<1%"}, {0, 10, "0%"}, {99.5, 100, "99%"}, {100, 100, "100%"}, {150, 100, "150%"}, {31245, 50000, "62%"}} {
+		if got := percentOf(tc.v, tc.limit); got != tc.want {
+			t.Errorf("percentOf(%v, %v) = %q, want %q", tc.v, tc.limit, got, tc.want)
 		}
 	}
 }

@@ -76,6 +76,11 @@ func TestBrowserConnectionPage(t *testing.T) {
 		if got > width {
 			t.Errorf("the connection page is %v px wide in a %v px viewport: it scrolls sideways", got, width)
 		}
+		// Nor does text run out of its card (a long account id).
+		over, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`[...document.querySelectorAll("section.card")].filter(c => c.scrollWidth > c.clientWidth + 1).length`))
+		if err != nil || over != 0 {
+			t.Errorf("%v cards overflow at %v px: %v", over, width, err)
+		}
 		shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatal(err)
@@ -121,7 +126,9 @@ func TestBrowserConnectionPage(t *testing.T) {
 	}
 	// min_interval is 1h: a second Collect now still calls the vendor.
 	calls := s.Sim.CallCounts().Routes["GET /sendgrid/v3/user/credits"]
-	run("collect now again", chromedp.Click(chromedp.CSS("#collect-now")), chromedp.WaitVisible(`//p[contains(text(),"Collected just now")]`))
+	// From the page without the message, so the wait sees the new one.
+	run("collect now again", chromedp.Navigate(pageURL), chromedp.WaitVisible(`//h1[contains(text(),"sg-acme")]`),
+		chromedp.Click(chromedp.CSS("#collect-now")), chromedp.WaitVisible(`//p[contains(text(),"Collected just now")]`))
 	if n := historyRows(); n != 2 {
 		t.Errorf("%d attempts after two Collect now, want 2", n)
 	}
@@ -132,7 +139,7 @@ func TestBrowserConnectionPage(t *testing.T) {
 	desktop := noSideways(1280)
 	run("phone viewport", chromedp.EmulateViewport(390, 844), chromedp.Navigate(pageURL), chromedp.WaitVisible(`//h1[contains(text(),"sg-acme")]`))
 	phone := noSideways(390)
-	run("desktop viewport", chromedp.EmulateReset(), chromedp.Navigate(pageURL), chromedp.WaitVisible(`//h1[contains(text(),"sg-acme")]`))
+	run("desktop viewport", chromedp.EmulateViewport(1280, 1000), chromedp.Navigate(pageURL), chromedp.WaitVisible(`//h1[contains(text(),"sg-acme")]`))
 	if os.Getenv("SAAS_UPDATE_SCREENSHOTS") == "1" {
 		for name, png := range map[string][]byte{"connection.png": desktop, "connection-phone.png": phone} {
 			if err := os.WriteFile(filepath.Join("..", "..", "docs", name), png, 0o644); err != nil {
@@ -141,6 +148,37 @@ func TestBrowserConnectionPage(t *testing.T) {
 		}
 	}
 
+	// A Twilio connection's page: spend and the top categories with bars.
+	fc := newAPIFlowClient()
+	consentTwilio(t, fc, s.startFlow(fc, map[string]string{"vendor": "twilio", "name": "tw-acme"}), vendorsim.TwilioAccountAcme, "allow").Body.Close()
+	tw, ok := s.connections()["tw-acme"]
+	if !ok {
+		t.Fatalf("Twilio not connected: %+v", s.connections())
+	}
+	run("Twilio page",
+		chromedp.Navigate(s.URL+"/connections/"+tw.ID),
+		chromedp.WaitVisible(`//h1[contains(text(),"tw-acme")]`),
+		chromedp.Click(chromedp.CSS("#collect-now")),
+		chromedp.WaitVisible(`//p[contains(text(),"Collected just now")]`),
+	)
+	page = text()
+	for _, want := range []string{"Twilio", "Spend (subaccounts included)", "This month", "Last month", "Top categories this month", "share of this month's spend", "Balance", "USD"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the Twilio page lacks %q:\n%s", want, page)
+		}
+	}
+	twilioShot := noSideways(1280)
+	// Its account SID is one long word: it must wrap on a phone.
+	run("Twilio page on a phone", chromedp.EmulateViewport(390, 844), chromedp.Navigate(s.URL+"/connections/"+tw.ID), chromedp.WaitVisible(`//h1[contains(text(),"tw-acme")]`))
+	noSideways(390)
+	run("desktop viewport again", chromedp.EmulateViewport(1280, 1000))
+	if os.Getenv("SAAS_UPDATE_SCREENSHOTS") == "1" {
+		if err := os.WriteFile(filepath.Join("..", "..", "docs", "connection-twilio.png"), twilioShot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	run("back to SendGrid", chromedp.Navigate(pageURL), chromedp.WaitVisible(`//h1[contains(text(),"sg-acme")]`))
 	run("rename",
 		chromedp.SetValue(chromedp.CSS("#new-name"), "sg-prod"),
 		chromedp.Click(chromedp.CSS("#rename-submit")),
@@ -150,7 +188,7 @@ func TestBrowserConnectionPage(t *testing.T) {
 		t.Errorf("after rename:\n%s", page)
 	}
 	conns := s.connections()
-	if c, ok := conns["sg-prod"]; !ok || c.ID != created.ID || len(conns) != 1 {
+	if c, ok := conns["sg-prod"]; !ok || c.ID != created.ID || len(conns) != 2 {
 		t.Fatalf("after rename: %+v", conns)
 	}
 	scrape := s.scrape()
@@ -167,7 +205,7 @@ func TestBrowserConnectionPage(t *testing.T) {
 		chromedp.WaitVisible(`//p[contains(text(),"Reconnected")]`),
 	)
 	conns = s.connections()
-	if c, ok := conns["sg-prod"]; !ok || c.ID != created.ID || len(conns) != 1 {
+	if c, ok := conns["sg-prod"]; !ok || c.ID != created.ID || len(conns) != 2 {
 		t.Errorf("after reconnect: %+v", conns)
 	}
 }
