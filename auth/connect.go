@@ -34,6 +34,9 @@ func asFailure(err error) *failure {
 	if errors.As(err, &f) {
 		return f
 	}
+	if errors.Is(err, store.ErrUnavailable) {
+		return fail(http.StatusServiceUnavailable, "The connection store is unavailable: %v. Try again; check the exporter log and saas_exporter_store_up if it persists.", err)
+	}
 	return fail(http.StatusServiceUnavailable, "The connection store failed: %v. Nothing was changed; try again, and check the exporter log if it persists.", err)
 }
 
@@ -194,33 +197,108 @@ type saved struct {
 }
 
 // save stores a verified credential as t says, consumes t's invite, and
-// tells OnChange.
+// tells OnChange. An existing connection is changed in one store
+// transaction on the row as it is then (UpdateLocked), never written back
+// from the copy listed here: a connection deleted meanwhile stays deleted.
 func (s *Server) save(ctx context.Context, p provider.Provider, method string, cred *provider.Credential, t target) (saved, error) {
-	inviteUsed := false
-	for attempt := 1; ; attempt++ {
-		res, err := s.saveOnce(ctx, p, method, cred, t, &inviteUsed)
+	var inv store.Invite
+	consumed := false
+	for try := 0; ; try++ {
+		existing, kind, conns, err := s.decide(ctx, p, cred, t)
+		if err != nil {
+			return saved{}, err
+		}
+		now := s.now()
+		apply := func(c *store.Connection) {
+			c.Account = cred.Account
+			c.AccountID = cred.AccountID
+			c.AuthMethod = cred.AuthMethod
+			if c.AuthMethod == "" {
+				c.AuthMethod = method
+			}
+			c.Settings = cred.Settings
+			c.Secret = cred.Secret
+			c.Scopes = cred.Scopes
+			c.MissingScopes = cred.MissingScopes
+			c.Expiry = cred.Expiry
+			c.Status = store.Status{State: store.StateActive, LastSuccess: c.LastSuccess, Updated: now}
+		}
+		if t.Invite != "" && !consumed {
+			if inv, err = s.usableInvite(ctx, t.Invite); err != nil {
+				return saved{}, err
+			}
+			// The invite is consumed here, after the vendor accepted the
+			// credential and the target is known to be writable, so a
+			// mistyped key does not burn the link.
+			first, err := s.o.Store.UseOnce(ctx, "invite:"+inv.ID, inv.Expires)
+			if err != nil {
+				return saved{}, err
+			}
+			if !first {
+				return saved{}, fail(http.StatusGone, "This invite was already used. Invite links work once; ask the administrator for a new one.")
+			}
+			consumed = true
+		}
+		var c store.Connection
+		if existing == nil {
+			c = store.Connection{ID: s.unusedID(conns), Vendor: p.Vendor(), Name: t.Name, Created: now}
+			apply(&c)
+			err = s.o.Store.Put(ctx, c)
+		} else {
+			err = s.o.Store.UpdateLocked(ctx, existing.ID, func(cur store.Connection) (*store.Connection, error) {
+				if cur.Vendor != p.Vendor() || (kind == "updated" && cur.AccountID != cred.AccountID) {
+					return nil, errChanged // changed since listed: decide again
+				}
+				apply(&cur)
+				c = cur
+				return &cur, nil
+			})
+			switch {
+			case (errors.Is(err, store.ErrNotFound) || errors.Is(err, errChanged)) && kind == "reconnected":
+				return saved{}, fail(http.StatusNotFound, "The connection being reconnected no longer exists (it was disconnected meanwhile). Nothing was stored; connect it as a new connection instead.")
+			case (errors.Is(err, store.ErrNotFound) || errors.Is(err, errChanged)) && try < 2:
+				continue // the matching connection went away: decide again
+			}
+		}
 		// A concurrent connect of the same account (or name) won the
 		// store's uniqueness check: decide again against what it stored,
 		// so the account is updated rather than connected twice.
-		if (errors.Is(err, store.ErrAccountTaken) || errors.Is(err, store.ErrNameTaken)) && attempt < 3 {
+		if (errors.Is(err, store.ErrAccountTaken) || errors.Is(err, store.ErrNameTaken)) && try < 2 {
 			continue
 		}
 		switch {
 		case errors.Is(err, store.ErrNameTaken):
-			return saved{}, nameTaken(t.Name)
+			return saved{}, nameTaken(c.Name)
 		case errors.Is(err, store.ErrAccountTaken):
 			return saved{}, fail(http.StatusConflict, "This %s account (%s) was connected by another request at the same moment. Nothing was stored; reload the connections list.", p.Title(), cred.Account)
+		case err != nil:
+			return saved{}, err
 		}
-		return res, err
+		if t.Invite != "" {
+			inv.Used = now
+			inv.ConnectionID = c.ID
+			if err := s.o.Store.PutInvite(ctx, inv); err != nil {
+				// UseOnce already makes the link unusable; only the list is stale.
+				s.log.Warn("marking invite used", "invite", inv.ID, "err", err)
+			}
+		}
+		s.changed(c.ID)
+		s.log.Info("connection "+kind, "vendor", c.Vendor, "name", c.Name, "id", c.ID, "auth_method", c.AuthMethod, "account", c.Account, "invite", t.Invite)
+		return saved{Conn: c, Kind: kind}, nil
 	}
 }
 
-// saveOnce is one attempt of save; *inviteUsed carries the invite's
-// consumption across attempts.
-func (s *Server) saveOnce(ctx context.Context, p provider.Provider, method string, cred *provider.Credential, t target, inviteUsed *bool) (saved, error) {
+// errChanged: the connection save chose was changed by another request
+// before it could be written.
+var errChanged = errors.New("the connection changed meanwhile")
+
+// decide lists the store and says what save writes: an existing connection
+// (reconnected, or the same vendor account connected again: updated) or a
+// new one (connected), refusing names and accounts already taken.
+func (s *Server) decide(ctx context.Context, p provider.Provider, cred *provider.Credential, t target) (*store.Connection, string, []store.Connection, error) {
 	conns, err := s.o.Store.List(ctx)
 	if err != nil {
-		return saved{}, err
+		return nil, "", nil, err
 	}
 	var existing *store.Connection
 	kind := "connected"
@@ -235,83 +313,31 @@ func (s *Server) saveOnce(ctx context.Context, p provider.Provider, method strin
 			}
 		}
 		if existing == nil {
-			return saved{}, fail(http.StatusNotFound, "The connection being reconnected no longer exists (it was disconnected meanwhile). Nothing was stored; connect it as a new connection instead.")
+			return nil, "", nil, fail(http.StatusNotFound, "The connection being reconnected no longer exists (it was disconnected meanwhile). Nothing was stored; connect it as a new connection instead.")
 		}
 		if existing.Vendor != p.Vendor() {
-			return saved{}, fail(http.StatusBadRequest, "Connection “%s” is a %s connection, not %s.", existing.Name, existing.Vendor, p.Title())
+			return nil, "", nil, fail(http.StatusBadRequest, "Connection “%s” is a %s connection, not %s.", existing.Name, existing.Vendor, p.Title())
 		}
 		for i := range conns {
 			if conns[i].ID != t.Reconnect && sameAccount(&conns[i]) {
-				return saved{}, fail(http.StatusConflict, "This %s account (%s) is already connected as “%s”. Nothing was stored; reconnect or disconnect that connection instead.", p.Title(), cred.Account, conns[i].Name)
+				return nil, "", nil, fail(http.StatusConflict, "This %s account (%s) is already connected as “%s”. Nothing was stored; reconnect or disconnect that connection instead.", p.Title(), cred.Account, conns[i].Name)
 			}
 		}
-	} else {
-		for i := range conns {
-			if sameAccount(&conns[i]) {
-				existing, kind = &conns[i], "updated"
-				break
-			}
+		return existing, kind, conns, nil
+	}
+	for i := range conns {
+		if sameAccount(&conns[i]) {
+			return &conns[i], "updated", conns, nil
 		}
 	}
-	now := s.now()
-	var c store.Connection
-	if existing != nil {
-		c = *existing
-	} else {
-		// Strict now that dedupe is decided, so a doomed Put never
-		// consumes an invite below.
-		for _, o := range conns {
-			if o.Name == t.Name {
-				return saved{}, nameTaken(t.Name)
-			}
-		}
-		c = store.Connection{ID: s.unusedID(conns), Vendor: p.Vendor(), Name: t.Name, Created: now}
-	}
-	c.Account = cred.Account
-	c.AccountID = cred.AccountID
-	c.AuthMethod = cred.AuthMethod
-	if c.AuthMethod == "" {
-		c.AuthMethod = method
-	}
-	c.Settings = cred.Settings
-	c.Secret = cred.Secret
-	c.Scopes = cred.Scopes
-	c.MissingScopes = cred.MissingScopes
-	c.Expiry = cred.Expiry
-	c.Status = store.Status{State: store.StateActive, LastSuccess: c.LastSuccess, Updated: now}
-
-	var inv store.Invite
-	if t.Invite != "" {
-		if inv, err = s.usableInvite(ctx, t.Invite); err != nil {
-			return saved{}, err
+	// Strict now that dedupe is decided, so a doomed Put never consumes
+	// an invite.
+	for _, o := range conns {
+		if o.Name == t.Name {
+			return nil, "", nil, nameTaken(t.Name)
 		}
 	}
-	if t.Invite != "" && !*inviteUsed {
-		// The invite is consumed here, after the vendor accepted the
-		// credential, so a mistyped key does not burn the link.
-		first, err := s.o.Store.UseOnce(ctx, "invite:"+inv.ID, inv.Expires)
-		if err != nil {
-			return saved{}, err
-		}
-		if !first {
-			return saved{}, fail(http.StatusGone, "This invite was already used. Invite links work once; ask the administrator for a new one.")
-		}
-		*inviteUsed = true
-	}
-	if err := s.o.Store.Put(ctx, c); err != nil {
-		return saved{}, err // ErrNameTaken, ErrAccountTaken: see save
-	}
-	if t.Invite != "" {
-		inv.Used = now
-		inv.ConnectionID = c.ID
-		if err := s.o.Store.PutInvite(ctx, inv); err != nil {
-			// UseOnce already makes the link unusable; only the list is stale.
-			s.log.Warn("marking invite used", "invite", inv.ID, "err", err)
-		}
-	}
-	s.changed(c.ID)
-	s.log.Info("connection "+kind, "vendor", c.Vendor, "name", c.Name, "id", c.ID, "auth_method", c.AuthMethod, "account", c.Account, "invite", t.Invite)
-	return saved{Conn: c, Kind: kind}, nil
+	return nil, kind, conns, nil
 }
 
 func (s *Server) unusedID(conns []store.Connection) string {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,9 @@ type Engine struct {
 	listedAt  time.Time
 	listDirty bool
 	storeOK   bool
+	// storeFaults counts collections that failed because of the store, so
+	// a scrape that saw one reports saas_exporter_store_up 0.
+	storeFaults atomic.Int64
 }
 
 // entry is what the engine remembers of one connection between scrapes.
@@ -183,7 +187,14 @@ func (e *Engine) connections(ctx context.Context) ([]store.Connection, bool) {
 		return conns, true
 	}
 	e.mu.Unlock()
-	conns, err := e.o.Store.List(ctx)
+	// Half the scrape's time at most: the rest is for the collections,
+	// which then work from the last known list.
+	lctx, cancel := ctx, context.CancelFunc(func() {})
+	if dl, ok := ctx.Deadline(); ok {
+		lctx, cancel = context.WithTimeout(ctx, time.Until(dl)/2)
+	}
+	conns, err := e.o.Store.List(lctx)
+	cancel()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err != nil {
@@ -209,6 +220,7 @@ func (e *Engine) listTTL() time.Duration { return min(e.o.MinInterval, 5*time.Se
 // returns their snapshots in store order. It returns when every connection
 // has answered or ctx is done; late connections report their last result.
 func (e *Engine) collectAll(ctx context.Context, keep func(store.Connection) bool) (snaps []*snapshot, storeOK bool) {
+	faults := e.storeFaults.Load()
 	conns, storeOK := e.connections(ctx)
 	if storeOK && keep == nil {
 		e.prune(conns)
@@ -233,7 +245,7 @@ func (e *Engine) collectAll(ctx context.Context, keep func(store.Connection) boo
 		}()
 	}
 	wg.Wait()
-	return snaps, storeOK
+	return snaps, storeOK && e.storeFaults.Load() == faults
 }
 
 func (e *Engine) entry(c store.Connection) *entry {
@@ -375,6 +387,20 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 		ent.sections = secs
 	}
 	ent.mu.Unlock()
+	if errors.Is(err, store.ErrLocked) {
+		// Another replica holds the connection (a refresh): not a fault of
+		// the vendor nor of the store. The next scrape tries again.
+		e.o.Logger.Info("connection locked by another replica; keeping its last result", "vendor", c.Vendor, "connection", c.Name, "id", c.ID)
+		return
+	}
+	if errors.Is(err, store.ErrUnavailable) {
+		// The store failed, not the vendor: the connection keeps its last
+		// result and the next scrape tries again; the scrape reports
+		// saas_exporter_store_up 0.
+		e.storeFaults.Add(1)
+		e.o.Logger.Warn("collection needs the store, which failed; keeping the connection's last result", "vendor", c.Vendor, "connection", c.Name, "id", c.ID, "err", redact(err.Error(), c.Secret))
+		return
+	}
 	var pe *provider.PanicError
 	if errors.As(err, &pe) {
 		e.o.Logger.Error("collector panicked", "vendor", c.Vendor, "id", c.ID, "where", pe.Where, "panic", redact(fmt.Sprint(pe.Value), c.Secret), "stack", string(pe.Stack))

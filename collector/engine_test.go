@@ -543,6 +543,120 @@ func TestManyConnections(t *testing.T) {
 	}
 }
 
+// listCounter counts the listings (each opens every sealed secret).
+type listCounter struct {
+	store.Store
+	n atomic.Int64
+}
+
+func (l *listCounter) List(ctx context.Context) ([]store.Connection, error) {
+	l.n.Add(1)
+	return l.Store.List(ctx)
+}
+
+// /sd polls answer from the list the scrapes use: polls within the list's
+// freshness (and a scrape with them) list the store once.
+func TestSDReusesTheList(t *testing.T) {
+	_, v, st, clk := setup(t, "prod", "dev")
+	counter := &listCounter{Store: st}
+	e := New(Options{Store: counter, Providers: []provider.Provider{&fakeProvider{url: v.srv.URL}}, Timeout: 2 * time.Second,
+		MinInterval: 30 * time.Second, Now: clk.now})
+	t.Cleanup(e.Close)
+	for i := 0; i < 3; i++ {
+		rec := httptest.NewRecorder()
+		e.SDHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/sd", nil))
+		if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"connection":"dev"`) {
+			t.Fatalf("/sd: %d %s", rec.Code, rec.Body)
+		}
+	}
+	gather(t, scrapeOf(e, nil))
+	if n := counter.n.Load(); n != 1 {
+		t.Errorf("three /sd polls and a scrape listed the store %d times, want 1", n)
+	}
+}
+
+// unavailableLocks fails UpdateLocked as a frozen database does, while fail is set.
+type unavailableLocks struct {
+	store.Store
+	fail   atomic.Bool
+	locked atomic.Bool // the row is held by another replica
+}
+
+func (u *unavailableLocks) UpdateLocked(ctx context.Context, id string, fn func(store.Connection) (*store.Connection, error)) error {
+	if u.locked.Load() {
+		return fmt.Errorf("store: locking connection: locked by another replica: %w", errors.Join(store.ErrUnavailable, store.ErrLocked))
+	}
+	if u.fail.Load() {
+		return fmt.Errorf("store: locking connection: no answer within 3s: %w", store.ErrUnavailable)
+	}
+	return u.Store.UpdateLocked(ctx, id, fn)
+}
+
+// A collection that needs the store (a renewal) while it is unavailable is
+// not the vendor's fault: the connection keeps its last verdict, the
+// scrape says saas_exporter_store_up 0, and the next scrape tries again.
+func TestStoreFailureIsNotAVendorFailure(t *testing.T) {
+	_, _, st, clk := setup(t, "prod")
+	locks := &unavailableLocks{Store: st}
+	p := &renewingProvider{}
+	e := New(Options{Store: locks, Providers: []provider.Provider{p}, Timeout: 2 * time.Second,
+		MinInterval: 30 * time.Second, Now: clk.now})
+	t.Cleanup(e.Close)
+	scrape := func() map[string]float64 {
+		clk.add(time.Minute)
+		return gather(t, textGatherer{e: e, ctx: context.Background(), counters: true})
+	}
+	if got := scrape(); got[`saas_scrape_success{connection="prod",vendor="fake"}`] != 1 || got["saas_exporter_store_up{}"] != 1 {
+		t.Fatalf("first scrape: %v", got)
+	}
+	locks.fail.Store(true)
+	for i := 0; i < 2; i++ {
+		got := scrape()
+		for series, want := range map[string]float64{
+			"saas_exporter_store_up{}":                                              0,
+			`saas_scrape_success{connection="prod",vendor="fake"}`:                  1,
+			`saas_connection_up{connection="prod",vendor="fake"}`:                   1,
+			`saas_connection_state{connection="prod",state="active",vendor="fake"}`: 1,
+			`saas_connection_state{connection="prod",state="error",vendor="fake"}`:  0,
+		} {
+			if got[series] != want {
+				t.Errorf("scrape %d with the store failing: %s = %v, want %v", i+1, series, got[series], want)
+			}
+		}
+	}
+	locks.fail.Store(false)
+	if got := scrape(); got["saas_exporter_store_up{}"] != 1 {
+		t.Errorf("store back: store_up %v", got["saas_exporter_store_up{}"])
+	}
+	e.Close()
+	if c, _ := st.Get(context.Background(), "id0"); c.State != store.StateActive || c.LastError != "" {
+		t.Errorf("stored status after the store failures: %+v", c.Status)
+	}
+}
+
+// A connection whose row another replica holds (its refresh) keeps its
+// verdict, and the store is not reported down for it.
+func TestLockedElsewhereIsNoFault(t *testing.T) {
+	_, _, st, clk := setup(t, "prod")
+	locks := &unavailableLocks{Store: st}
+	e := New(Options{Store: locks, Providers: []provider.Provider{&renewingProvider{}}, Timeout: 2 * time.Second,
+		MinInterval: 30 * time.Second, Now: clk.now})
+	t.Cleanup(e.Close)
+	gather(t, textGatherer{e: e, ctx: context.Background(), counters: true})
+	locks.locked.Store(true)
+	clk.add(time.Minute)
+	got := gather(t, textGatherer{e: e, ctx: context.Background(), counters: true})
+	for series, want := range map[string]float64{
+		"saas_exporter_store_up{}":                                              1,
+		`saas_connection_up{connection="prod",vendor="fake"}`:                   1,
+		`saas_connection_state{connection="prod",state="active",vendor="fake"}`: 1,
+	} {
+		if got[series] != want {
+			t.Errorf("%s = %v, want %v", series, got[series], want)
+		}
+	}
+}
+
 // Issue #12 item 1: a caller's short deadline (anyone can send
 // X-Prometheus-Scrape-Timeout-Seconds) shows only in its own answer; the
 // collection runs on, and what is cached and stored is its real outcome.
@@ -578,7 +692,9 @@ func TestCallerDeadlineIsNotTheConnectionsFailure(t *testing.T) {
 // all of scrape.timeout) is neither cached nor stored: nothing was learnt.
 func TestNotStartedIsNotAFailure(t *testing.T) {
 	e, v, st, _ := setup(t, "prod")
-	e.o.Timeout = 50 * time.Millisecond
+	// The collection's own deadline ends well before the scrape's, so
+	// the slots are freed only after it gave up.
+	e.o.Timeout = 10 * time.Millisecond
 	for range cap(e.pool) {
 		e.pool <- struct{}{} // every slot busy
 	}

@@ -159,10 +159,14 @@ type targetGroup struct {
 // the address Prometheus used to reach this exporter.
 func (e *Engine) SDHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conns, err := e.o.Store.List(r.Context())
-		if err != nil {
+		// The list the scrapes use: a poll opens no secret while it is
+		// fresh, and a slow store costs at most the call timeout.
+		ctx, cancel := context.WithTimeout(r.Context(), e.o.Timeout)
+		defer cancel()
+		conns, ok := e.connections(ctx)
+		if !ok {
 			// Prometheus keeps its previous targets on an error answer.
-			http.Error(w, "cannot list connections: "+err.Error(), http.StatusServiceUnavailable)
+			http.Error(w, "cannot list connections: the store is unavailable (see saas_exporter_store_up and the exporter log)", http.StatusServiceUnavailable)
 			return
 		}
 		groups := make([]targetGroup, 0, len(conns))

@@ -69,6 +69,8 @@ type Store struct {
 type Postgres struct {
 	DSN     string `yaml:"dsn"`
 	DSNFile string `yaml:"dsn_file"`
+	// CallTimeout bounds each store call; 0: the store's default (3s).
+	CallTimeout time.Duration `yaml:"call_timeout"`
 }
 
 // Defaults.
@@ -207,6 +209,9 @@ func (c *Config) validate() error {
 	}
 	if c.Store.Postgres != nil && c.Store.Postgres.DSN == "" && c.Store.Postgres.DSNFile == "" {
 		errs = append(errs, errors.New("store.postgres: set dsn or dsn_file"))
+	}
+	if c.Store.Postgres != nil && c.Store.Postgres.CallTimeout < 0 {
+		errs = append(errs, fmt.Errorf("store.postgres.call_timeout: must be > 0 (or left out for 3s), got %q", c.Store.Postgres.CallTimeout.String()))
 	}
 	return errors.Join(errs...)
 }
@@ -364,4 +369,21 @@ func lastKey(k string) string {
 		return k[i+1:]
 	}
 	return k
+}
+
+// BaseURL checks a vendor base URL setting: empty means def; otherwise an
+// absolute http(s) URL without query, fragment or user info. It returns
+// the URL without a trailing slash; key names the setting in errors.
+func BaseURL(key, value, def string) (string, error) {
+	if value == "" {
+		value = def
+	}
+	u, err := url.Parse(value)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return "", fmt.Errorf("%s: must be an absolute http(s) URL such as %s, got %q", key, def, value)
+	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return "", fmt.Errorf("%s: must not carry a query, fragment or user info, got %q", key, value)
+	}
+	return strings.TrimRight(value, "/"), nil
 }

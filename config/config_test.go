@@ -143,6 +143,22 @@ func TestLoadRelativePaths(t *testing.T) {
 	}
 }
 
+func TestBaseURL(t *testing.T) {
+	for _, c := range []struct{ in, want, err string }{
+		{"", "https://api.example.com", ""},
+		{"http://127.0.0.1:9800/sim/", "http://127.0.0.1:9800/sim", ""},
+		{"api.example.com", "", `vendors.x.api_url: must be an absolute http(s) URL such as https://api.example.com, got "api.example.com"`},
+		{"ftp://x", "", "must be an absolute http(s) URL"},
+		{"https://x/?a=1", "", "must not carry a query, fragment or user info"},
+		{"https://u:p@x", "", "must not carry a query, fragment or user info"},
+	} {
+		got, err := BaseURL("vendors.x.api_url", c.in, "https://api.example.com")
+		if got != c.want || (c.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("BaseURL(%q) = %q, %v; want %q, %q", c.in, got, err, c.want, c.err)
+		}
+	}
+}
+
 func TestTrustedProxies(t *testing.T) {
 	c, err := Parse([]byte("web:\n  trusted_proxies: [10.0.0.0/8, 192.168.1.7, '::1', 172.16.5.9/12]\n"))
 	if err != nil {

@@ -60,6 +60,10 @@ var knownMetrics = map[string][]string{
 	"saas_sendgrid_account_info":                    {"connection", "type"},
 	"saas_sendgrid_teammates":                       {"connection", "user_type"},
 	"saas_sendgrid_teammates_pending":               {"connection"},
+	"saas_sendgrid_teammates_pending_expired":       {"connection"},
+	"saas_sendgrid_credits_reset_frequency":         {"connection", "frequency"},
+	"saas_sendgrid_subuser_emails":                  {"connection", "subuser", "event", "period"},
+	"saas_sendgrid_subuser_credits_remaining":       {"connection", "subuser"},
 	"saas_sendgrid_api_keys":                        {"connection"},
 	"saas_sendgrid_subusers":                        {"connection", "disabled"},
 
@@ -92,6 +96,7 @@ var knownValues = map[string][]string{
 	"status":    {"active", "suspended", "closed"},
 	"user_type": {"owner", "admin", "teammate"},
 	"disabled":  {"true", "false"},
+	"frequency": {"monthly", "weekly", "daily"},
 	"type":      {"free", "paid", "Full", "Trial"},
 	"role": {"Workspace Owner", "Source Admin", "Source Read-only", "Warehouse Admin", "Warehouse Read-only", "Function Admin", "Function Read-only",
 		"Engage Admin", "Engage User", "Engage Read-only", "Unify and Engage Admin", "Unify Read-only", "Identity Admin",

@@ -46,11 +46,12 @@ const noncePurgeBatch = 64
 
 // Bolt is the embedded Store: one bbolt file, secrets sealed with a Keyring.
 type Bolt struct {
-	db    *bolt.DB
-	kr    *Keyring
-	path  string
-	now   func() time.Time
-	locks idLocks
+	db      *bolt.DB
+	kr      *Keyring
+	path    string
+	now     func() time.Time
+	locks   idLocks
+	secrets openedSecrets
 }
 
 var _ Store = (*Bolt)(nil)
@@ -252,14 +253,12 @@ func (s *Bolt) decodeConn(k, v []byte) (Connection, error) {
 	if err := json.Unmarshal(v, &rec); err != nil {
 		return Connection{}, fmt.Errorf("store: connection %q is damaged: %v", k, err)
 	}
-	pt, err := s.kr.Open(rec.SealedSecret)
+	secret, err := s.secrets.open(s.kr, string(k), rec.SealedSecret)
 	if err != nil {
-		return Connection{}, fmt.Errorf("store: opening the secret of connection %q: %w", k, err)
+		return Connection{}, err
 	}
 	c := rec.Connection
-	if err := json.Unmarshal(pt, &c.Secret); err != nil {
-		return Connection{}, fmt.Errorf("store: the secret of connection %q is damaged", k)
-	}
+	c.Secret = secret
 	return c, nil
 }
 
@@ -295,6 +294,11 @@ func (s *Bolt) List(ctx context.Context) ([]Connection, error) {
 	if out == nil {
 		out = []Connection{}
 	}
+	ids := make(map[string]bool, len(out))
+	for _, c := range out {
+		ids[c.ID] = true
+	}
+	s.secrets.keepOnly(ids)
 	sortConnections(out)
 	return out, nil
 }
@@ -480,7 +484,15 @@ func (s *Bolt) UpdateLocked(ctx context.Context, id string, fn func(Connection) 
 	return updateLocked(ctx, &s.locks, s, id, fn)
 }
 
+// Delete waits for an UpdateLocked of the same id to finish, so that one
+// cannot write back the record after the delete returned.
 func (s *Bolt) Delete(ctx context.Context, id string) error {
+	unlock, err := s.locks.lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	s.secrets.forget(id)
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketConnections)
 		if v := b.Get([]byte(id)); v != nil {
@@ -494,6 +506,32 @@ func (s *Bolt) Delete(ctx context.Context, id string) error {
 		}
 		return b.Delete([]byte(id))
 	})
+}
+
+// metaPrefix keeps Meta keys apart from the store's own (schema, canary).
+const metaPrefix = "user:"
+
+func (s *Bolt) GetMeta(ctx context.Context, key string) ([]byte, error) {
+	var out []byte
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get([]byte(metaPrefix + key))
+		if v == nil {
+			return ErrNotFound
+		}
+		out = bytes.Clone(v)
+		return nil
+	})
+	return out, err
+}
+
+func (s *Bolt) PutMeta(ctx context.Context, key string, value []byte) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put([]byte(metaPrefix+key), bytes.Clone(value))
+	})
+}
+
+func (s *Bolt) Ping(ctx context.Context) error {
+	return s.view(ctx, func(*bolt.Tx) error { return nil })
 }
 
 func (s *Bolt) UseOnce(ctx context.Context, key string, expires time.Time) (bool, error) {

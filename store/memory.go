@@ -20,6 +20,7 @@ type Memory struct {
 	invites map[string]Invite
 	now     func() time.Time
 	locks   idLocks
+	meta    map[string][]byte
 }
 
 var _ Store = (*Memory)(nil)
@@ -136,12 +137,51 @@ func (m *Memory) UpdateLocked(ctx context.Context, id string, fn func(Connection
 	return updateLocked(ctx, &m.locks, m, id, fn)
 }
 
+// Delete waits for an UpdateLocked of the same id to finish, so that one
+// cannot write back the record after the delete returned.
 func (m *Memory) Delete(ctx context.Context, id string) error {
+	unlock, err := m.locks.lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := m.lock(ctx); err != nil {
 		return err
 	}
 	defer m.mu.Unlock()
 	delete(m.conns, id)
+	return nil
+}
+
+func (m *Memory) GetMeta(ctx context.Context, key string) ([]byte, error) {
+	if err := m.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	v, ok := m.meta[key]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return slices.Clone(v), nil
+}
+
+func (m *Memory) PutMeta(ctx context.Context, key string, value []byte) error {
+	if err := m.lock(ctx); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	if m.meta == nil {
+		m.meta = map[string][]byte{}
+	}
+	m.meta[key] = slices.Clone(value)
+	return nil
+}
+
+func (m *Memory) Ping(ctx context.Context) error {
+	if err := m.lock(ctx); err != nil {
+		return err
+	}
+	m.mu.Unlock()
 	return nil
 }
 

@@ -10,12 +10,14 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -30,6 +32,8 @@ type Postgres struct {
 	password string // removed from every error, should a driver message hold it
 	now      func() time.Time
 	closed   atomic.Bool
+	timeout  atomic.Int64 // per-call timeout, nanoseconds (SetCallTimeout)
+	secrets  openedSecrets
 }
 
 var _ Store = (*Postgres)(nil)
@@ -49,6 +53,14 @@ const (
 	pgLockedIdleTimeout = "5min"
 	// pgMigrateLockKey names the advisory lock held while migrating.
 	pgMigrateLockKey int64 = 0x5aa5_e7_0000_0001
+	// DefaultPostgresCallTimeout bounds each store call (a query, a
+	// write, waiting for a row lock) unless SetCallTimeout says otherwise:
+	// a stopped, frozen or locked database then fails the call, reported
+	// as ErrUnavailable, instead of holding a scrape or a request.
+	DefaultPostgresCallTimeout = 3 * time.Second
+	// pgCancelGrace is how long a timed-out call waits for the server to
+	// confirm the cancellation before the connection is dropped.
+	pgCancelGrace = 300 * time.Millisecond
 	// pgSaveTimeout bounds saving fn's result in UpdateLocked; the save is
 	// not tied to the caller's context (see UpdateLocked).
 	pgSaveTimeout = 30 * time.Second
@@ -126,19 +138,35 @@ func OpenPostgres(ctx context.Context, dsn string, kr *Keyring, logger *slog.Log
 	if err != nil {
 		return nil, dsnError(dsn, err)
 	}
+	var s *Postgres
 	if !strings.Contains(dsn, "pool_max_conns") {
 		cfg.MaxConns = max(cfg.MaxConns, pgDefaultMaxConns)
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = pgConnectTimeout
 	}
-	s := &Postgres{
+	// A call that times out is cancelled on the server too (a statement
+	// waiting for a lock would otherwise run once the lock is free, after
+	// the caller was told it failed); a frozen server that cannot take the
+	// cancel request gets the connection closed shortly after.
+	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: pgCancelGrace}
+	}
+	// A statement waiting for a row lock gives up a little before the
+	// call's deadline, so the server can say it was a lock (another
+	// replica's refresh), not a slow or frozen server.
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, fmt.Sprintf("SET lock_timeout = %d", s.CallTimeout().Milliseconds()*9/10))
+		return err
+	}
+	s = &Postgres{
 		kr:       kr,
 		logger:   logger,
 		where:    fmt.Sprintf("database %q on %s", cfg.ConnConfig.Database, net.JoinHostPort(cfg.ConnConfig.Host, fmt.Sprint(cfg.ConnConfig.Port))),
 		password: cfg.ConnConfig.Password,
 		now:      time.Now,
 	}
+	s.timeout.Store(int64(DefaultPostgresCallTimeout))
 	// The pool connects lazily; a bad address shows up in migrate below.
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, s.redact(fmt.Errorf("store: PostgreSQL (%s): %w", s.where, err))
@@ -212,6 +240,11 @@ func (s *Postgres) migrate(ctx context.Context) (stale int, err error) {
 		return 0, fmt.Errorf("store: cannot connect to PostgreSQL (%s): %w; check store.postgres.dsn and that the server is running", s.where, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	// Replicas starting together wait for each other's migration, however
+	// long it takes: no lock_timeout here.
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = 0"); err != nil {
+		return 0, fmt.Errorf("store: PostgreSQL (%s): %w", s.where, err)
+	}
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", pgMigrateLockKey); err != nil {
 		return 0, fmt.Errorf("store: PostgreSQL (%s): taking the migration lock: %w", s.where, err)
 	}
@@ -223,8 +256,8 @@ func (s *Postgres) migrate(ctx context.Context) (stale int, err error) {
 	if version > latest {
 		return 0, fmt.Errorf("store: PostgreSQL (%s) has schema version %d, but this saas_exporter reads up to %d: upgrade saas_exporter", s.where, version, latest)
 	}
-	if version > 0 {
-		if stale, err = s.verify(ctx, tx); err != nil {
+	if version == 0 {
+		if err := s.orphanTables(ctx, tx); err != nil {
 			return 0, err
 		}
 	}
@@ -244,6 +277,15 @@ func (s *Postgres) migrate(ctx context.Context) (stale int, err error) {
 		}
 		s.logger.Info("applied store schema migration", "version", m.version, "name", m.name, "database", s.where)
 	}
+	// Everything in one transaction: a failed check changes nothing.
+	if err := s.checkSchema(ctx, tx); err != nil {
+		return 0, err
+	}
+	if version > 0 {
+		if stale, err = s.verify(ctx, tx); err != nil {
+			return 0, err
+		}
+	}
 	if version == 0 {
 		sealed, err := s.kr.Seal(canaryText)
 		if err != nil {
@@ -257,6 +299,109 @@ func (s *Postgres) migrate(ctx context.Context) (stale int, err error) {
 		return 0, fmt.Errorf("store: PostgreSQL (%s): committing the schema: %w", s.where, err)
 	}
 	return stale, nil
+}
+
+// pgSchema is the newest schema as saas_exporter reads it: every table with
+// its columns and their types, and the indexes it relies on. A migration
+// that changes the schema changes this too. Columns and tables that are
+// not listed (added by a DBA) are allowed.
+var pgSchema = []struct {
+	table   string
+	columns [][2]string // name, information_schema data_type
+}{
+	{"schema_migrations", [][2]string{{"version", "integer"}, {"name", "text"}, {"applied_at", "timestamp with time zone"}}},
+	{"store_meta", [][2]string{{"key", "text"}, {"value", "bytea"}}},
+	{"connections", [][2]string{{"id", "text"}, {"name", "text"}, {"vendor", "text"}, {"record", "jsonb"}, {"sealed_secret", "bytea"}, {"updated_at", "timestamp with time zone"}, {"legacy_duplicate", "boolean"}}},
+	{"invites", [][2]string{{"id", "text"}, {"created", "timestamp with time zone"}, {"record", "jsonb"}}},
+	{"use_once", [][2]string{{"key", "text"}, {"expires", "timestamp with time zone"}}},
+}
+
+// pgIndexes are the indexes correctness depends on (uniqueness, keys).
+var pgIndexes = []string{
+	"schema_migrations_pkey", "store_meta_pkey", "connections_pkey", "connections_name_key", "connections_account_key", "invites_pkey", "use_once_pkey",
+}
+
+// checkSchema compares the database with pgSchema and names everything
+// that is missing or has another type, so a damaged schema stops the
+// replica at start instead of failing its calls later.
+func (s *Postgres) checkSchema(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, `SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = current_schema()`)
+	if err != nil {
+		return fmt.Errorf("store: PostgreSQL (%s): reading the schema: %w", s.where, err)
+	}
+	have := map[[2]string]string{}
+	tables := map[string]bool{}
+	var table, column, typ string
+	if _, err := pgx.ForEachRow(rows, []any{&table, &column, &typ}, func() error {
+		have[[2]string{table, column}] = typ
+		tables[table] = true
+		return nil
+	}); err != nil {
+		return fmt.Errorf("store: PostgreSQL (%s): reading the schema: %w", s.where, err)
+	}
+	var problems []string
+	for _, t := range pgSchema {
+		if !tables[t.table] {
+			problems = append(problems, "table "+t.table+" is missing")
+			continue
+		}
+		for _, c := range t.columns {
+			got, ok := have[[2]string{t.table, c[0]}]
+			switch {
+			case !ok:
+				problems = append(problems, fmt.Sprintf("column %s.%s (%s) is missing", t.table, c[0], c[1]))
+			case got != c[1]:
+				problems = append(problems, fmt.Sprintf("column %s.%s is %s, want %s", t.table, c[0], got, c[1]))
+			}
+		}
+	}
+	var present []string
+	if err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(indexname::text), '{}') FROM pg_indexes WHERE schemaname = current_schema()`).Scan(&present); err != nil {
+		return fmt.Errorf("store: PostgreSQL (%s): reading the indexes: %w", s.where, err)
+	}
+	for _, ix := range pgIndexes {
+		if !slices.Contains(present, ix) {
+			problems = append(problems, "index "+ix+" is missing")
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("store: PostgreSQL (%s) does not have the schema saas_exporter expects: %s. It was changed outside saas_exporter: restore the database from a backup, or repair what is named here by hand", s.where, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// orphanTables refuses a database without a schema version that holds
+// saas_exporter's tables: the version record was dropped or emptied, and
+// applying the migrations again would fail or hide what happened.
+func (s *Postgres) orphanTables(ctx context.Context, tx pgx.Tx) error {
+	var found []string
+	for _, t := range pgSchema {
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", t.table).Scan(&exists); err != nil {
+			return fmt.Errorf("store: PostgreSQL (%s): reading the schema: %w", s.where, err)
+		}
+		if exists && t.table != "schema_migrations" {
+			found = append(found, t.table)
+		}
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	// The key canary tells our tables from another application's.
+	ours := false
+	if slices.Contains(found, "store_meta") {
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM store_meta WHERE key = 'canary')").Scan(&ours); err != nil {
+			ours = false
+		}
+	}
+	if !ours {
+		return fmt.Errorf("store: PostgreSQL (%s) has tables saas_exporter did not create (%s): the database must be dedicated to saas_exporter (or give it its own schema with search_path in the DSN)", s.where, strings.Join(found, ", "))
+	}
+	var versions []string
+	for _, m := range pgMigrations {
+		versions = append(versions, fmt.Sprintf("(%d, '%s')", m.version, m.name))
+	}
+	return fmt.Errorf("store: PostgreSQL (%s) holds saas_exporter's data (tables %s, with its key canary) but its schema_migrations table is missing or empty, so the schema version is unknown (was it dropped or emptied by hand?). Restore the database from a backup; or, if the tables are otherwise intact and this build created them, re-create schema_migrations as in migration 1 and record the versions: INSERT INTO schema_migrations (version, name) VALUES %s", s.where, strings.Join(found, ", "), strings.Join(versions, ", "))
 }
 
 // schemaVersion returns the newest applied migration, 0 for an empty database.
@@ -412,11 +557,48 @@ func (s *Postgres) redact(err error) error {
 	return &redactedError{err: err, pw: s.password}
 }
 
-// fail turns a driver error into the store's: ErrNotFound, ErrClosed, or a
-// wrapped error without the password. A lost connection resets the pool, so
-// that after a server restart no idle connection to the old server is
-// handed out again.
-func (s *Postgres) fail(op string, err error) error {
+// SetCallTimeout sets the bound of each later store call (d <= 0: the default).
+func (s *Postgres) SetCallTimeout(d time.Duration) {
+	if d <= 0 {
+		d = DefaultPostgresCallTimeout
+	}
+	if s.timeout.Swap(int64(d)) != int64(d) {
+		s.pool.Reset() // new sessions take the new lock_timeout
+	}
+}
+
+// CallTimeout is the bound of each store call.
+func (s *Postgres) CallTimeout() time.Duration { return time.Duration(s.timeout.Load()) }
+
+// call bounds one store call by the call timeout (and by ctx).
+func (s *Postgres) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.CallTimeout())
+}
+
+// unavailable is a failure of the store itself: it wraps ErrUnavailable
+// and keeps the driver's error for errors.As.
+type unavailable struct {
+	msg    string
+	err    error
+	locked bool
+}
+
+func (e *unavailable) Error() string { return e.msg }
+func (e *unavailable) Unwrap() []error {
+	if e.locked {
+		return []error{ErrUnavailable, ErrLocked, e.err}
+	}
+	return []error{ErrUnavailable, e.err}
+}
+
+// fail turns a driver error into the store's: ErrNotFound, ErrClosed, an
+// ErrUnavailable naming the reason, or a wrapped error without the
+// password. parent is the caller's context: a deadline of the caller's is
+// theirs, a deadline of the call's own is the store's fault. A lost
+// connection resets the pool, so that after a server restart no idle
+// connection to the old server is handed out again.
+func (s *Postgres) fail(parent context.Context, op string, err error) error {
+	var pgErr *pgconn.PgError
 	switch {
 	case err == nil:
 		return nil
@@ -424,11 +606,16 @@ func (s *Postgres) fail(op string, err error) error {
 		return ErrNotFound
 	case s.closed.Load():
 		return ErrClosed
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case parent.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		return fmt.Errorf("store: %s: %w", op, err)
-	}
-	if connectionLost(err) {
+	case errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || (errors.As(err, &pgErr) && pgErr.Code == "57014"): // query_canceled
+		s.pool.Reset() // a frozen server leaves half-used connections behind
+		return &unavailable{err: err, msg: fmt.Sprintf("store: PostgreSQL (%s): %s: no answer within %s (store.postgres.call_timeout): the server is stopped, overloaded or unreachable, or another replica holds a lock on the same rows", s.where, op, s.CallTimeout())}
+	case errors.As(err, &pgErr) && pgErr.Code == "55P03": // lock_not_available
+		return &unavailable{err: err, locked: true, msg: fmt.Sprintf("store: PostgreSQL (%s): %s: the record is locked by another replica (a credential refresh takes a few seconds) or by another session; try again", s.where, op)}
+	case connectionLost(err):
 		s.pool.Reset()
+		return &unavailable{err: err, msg: s.redact(fmt.Errorf("store: PostgreSQL (%s): %s: %w", s.where, op, err)).Error()}
 	}
 	return s.redact(fmt.Errorf("store: PostgreSQL (%s): %s: %w", s.where, op, err))
 }
@@ -472,26 +659,24 @@ func (s *Postgres) decodeConn(id string, record, sealed []byte) (Connection, err
 	if err := json.Unmarshal(record, &c); err != nil {
 		return Connection{}, fmt.Errorf("store: connection %q is damaged: %v", id, err)
 	}
-	pt, err := s.kr.Open(sealed)
+	secret, err := s.secrets.open(s.kr, id, sealed)
 	if err != nil {
-		return Connection{}, fmt.Errorf("store: opening the secret of connection %q: %w", id, err)
+		return Connection{}, err
 	}
-	err = json.Unmarshal(pt, &c.Secret)
-	clear(pt)
-	if err != nil {
-		return Connection{}, fmt.Errorf("store: the secret of connection %q is damaged", id)
-	}
+	c.Secret = secret
 	c.ID = id
 	return c, nil
 }
 
-func (s *Postgres) List(ctx context.Context) ([]Connection, error) {
+func (s *Postgres) List(parent context.Context) ([]Connection, error) {
 	if err := s.open(); err != nil {
 		return nil, err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	rows, err := s.pool.Query(ctx, "SELECT id, record, sealed_secret FROM connections")
 	if err != nil {
-		return nil, s.fail("listing connections", err)
+		return nil, s.fail(parent, "listing connections", err)
 	}
 	out := []Connection{}
 	var id string
@@ -510,20 +695,27 @@ func (s *Postgres) List(ctx context.Context) ([]Connection, error) {
 		return nil, decodeErr
 	}
 	if err != nil {
-		return nil, s.fail("listing connections", err)
+		return nil, s.fail(parent, "listing connections", err)
 	}
+	ids := make(map[string]bool, len(out))
+	for _, c := range out {
+		ids[c.ID] = true
+	}
+	s.secrets.keepOnly(ids)
 	sortConnections(out)
 	return out, nil
 }
 
-func (s *Postgres) Get(ctx context.Context, id string) (Connection, error) {
+func (s *Postgres) Get(parent context.Context, id string) (Connection, error) {
 	if err := s.open(); err != nil {
 		return Connection{}, err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	var record, sealed []byte
 	err := s.pool.QueryRow(ctx, "SELECT record, sealed_secret FROM connections WHERE id = $1", id).Scan(&record, &sealed)
 	if err != nil {
-		return Connection{}, s.fail("reading connection", err)
+		return Connection{}, s.fail(parent, "reading connection", err)
 	}
 	return s.decodeConn(id, record, sealed)
 }
@@ -538,7 +730,7 @@ func uniqueViolation(err error, constraint string) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == constraint
 }
 
-func (s *Postgres) Put(ctx context.Context, c Connection) error {
+func (s *Postgres) Put(parent context.Context, c Connection) error {
 	if c.ID == "" {
 		return errEmptyID
 	}
@@ -549,6 +741,8 @@ func (s *Postgres) Put(ctx context.Context, c Connection) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	_, err = s.pool.Exec(ctx, `
 INSERT INTO connections (id, name, vendor, record, sealed_secret) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (id) DO UPDATE SET name = excluded.name, vendor = excluded.vendor, record = excluded.record,
@@ -562,12 +756,12 @@ ON CONFLICT (id) DO UPDATE SET name = excluded.name, vendor = excluded.vendor, r
 	if nameTaken(err) {
 		return ErrNameTaken
 	}
-	return s.fail("saving connection", err)
+	return s.fail(parent, "saving connection", err)
 }
 
 // patch merges top-level fields into a stored record in one statement, so
 // it needs no lock and cannot lose a concurrent update of other fields.
-func (s *Postgres) patch(ctx context.Context, op, id string, fields map[string]any, sealed []byte) error {
+func (s *Postgres) patch(parent context.Context, op, id string, fields map[string]any, sealed []byte) error {
 	if err := s.open(); err != nil {
 		return err
 	}
@@ -575,6 +769,8 @@ func (s *Postgres) patch(ctx context.Context, op, id string, fields map[string]a
 	if err != nil {
 		return err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	var tag pgconn.CommandTag
 	if sealed == nil {
 		tag, err = s.pool.Exec(ctx, "UPDATE connections SET record = record || $2::jsonb, updated_at = now() WHERE id = $1", id, p)
@@ -582,7 +778,7 @@ func (s *Postgres) patch(ctx context.Context, op, id string, fields map[string]a
 		tag, err = s.pool.Exec(ctx, "UPDATE connections SET record = record || $2::jsonb, sealed_secret = $3, updated_at = now() WHERE id = $1", id, p, sealed)
 	}
 	if err != nil {
-		return s.fail(op, err)
+		return s.fail(parent, op, err)
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrNotFound
@@ -620,18 +816,22 @@ func (s *Postgres) UpdateLocked(ctx context.Context, id string, fn func(Connecti
 	if err := s.open(); err != nil {
 		return err
 	}
-	tx, err := s.pool.Begin(ctx)
+	// Taking the lock is one store call, bounded like every other.
+	lctx, cancel := s.call(ctx)
+	defer cancel()
+	tx, err := s.pool.Begin(lctx)
 	if err != nil {
-		return s.fail("locking connection", err)
+		return s.fail(ctx, "locking connection", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	if _, err := tx.Exec(ctx, "SET LOCAL idle_in_transaction_session_timeout = '"+pgLockedIdleTimeout+"'"); err != nil {
-		return s.fail("locking connection", err)
+	if _, err := tx.Exec(lctx, "SET LOCAL idle_in_transaction_session_timeout = '"+pgLockedIdleTimeout+"'"); err != nil {
+		return s.fail(ctx, "locking connection", err)
 	}
 	var record, sealed []byte
-	if err := tx.QueryRow(ctx, "SELECT record, sealed_secret FROM connections WHERE id = $1 FOR UPDATE", id).Scan(&record, &sealed); err != nil {
-		return s.fail("locking connection", err)
+	if err := tx.QueryRow(lctx, "SELECT record, sealed_secret FROM connections WHERE id = $1 FOR UPDATE", id).Scan(&record, &sealed); err != nil {
+		return s.fail(ctx, "locking connection", err)
 	}
+	cancel()
 	c, err := s.decodeConn(id, record, sealed)
 	if err != nil {
 		return err
@@ -641,7 +841,9 @@ func (s *Postgres) UpdateLocked(ctx context.Context, id string, fn func(Connecti
 		return err
 	}
 	if nc == nil {
-		return s.fail("unlocking connection", tx.Commit(ctx))
+		cctx, cancel := s.call(ctx)
+		defer cancel()
+		return s.fail(ctx, "unlocking connection", tx.Commit(cctx))
 	}
 	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pgSaveTimeout)
 	defer cancel()
@@ -660,31 +862,74 @@ WHERE id = $1`,
 	if nameTaken(err) {
 		return ErrNameTaken
 	}
+	// The save has its own bound: running out of it is the store's fault.
 	if err != nil {
-		return s.fail("saving connection", err)
+		return s.fail(context.Background(), "saving connection", err)
 	}
-	return s.fail("saving connection", tx.Commit(saveCtx))
+	return s.fail(context.Background(), "saving connection", tx.Commit(saveCtx))
 }
 
-func (s *Postgres) Delete(ctx context.Context, id string) error {
+func (s *Postgres) Delete(parent context.Context, id string) error {
 	if err := s.open(); err != nil {
 		return err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	_, err := s.pool.Exec(ctx, "DELETE FROM connections WHERE id = $1", id)
-	return s.fail("deleting connection", err)
+	s.secrets.forget(id)
+	return s.fail(parent, "deleting connection", err)
+}
+
+func (s *Postgres) GetMeta(parent context.Context, key string) ([]byte, error) {
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
+	var v []byte
+	if err := s.pool.QueryRow(ctx, "SELECT value FROM store_meta WHERE key = $1", metaPrefix+key).Scan(&v); err != nil {
+		return nil, s.fail(parent, "reading store metadata", err)
+	}
+	return v, nil
+}
+
+func (s *Postgres) PutMeta(parent context.Context, key string, value []byte) error {
+	if err := s.open(); err != nil {
+		return err
+	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
+	_, err := s.pool.Exec(ctx, "INSERT INTO store_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", metaPrefix+key, value)
+	return s.fail(parent, "saving store metadata", err)
+}
+
+// Ping runs an empty query, bounded like every call: readiness needs the
+// database, not the records.
+func (s *Postgres) Ping(parent context.Context) error {
+	if err := s.open(); err != nil {
+		return err
+	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
+	// Reads no row, but needs the table: a table locked by another session
+	// makes the store unready, as it makes every listing wait.
+	_, err := s.pool.Exec(ctx, "SELECT 1 FROM connections LIMIT 0")
+	return s.fail(parent, "checking the store", err)
 }
 
 // useOncePurge bounds how many expired keys one UseOnce removes, so a call
 // stays cheap however many have piled up.
 const useOncePurge = 64
 
-func (s *Postgres) UseOnce(ctx context.Context, key string, expires time.Time) (bool, error) {
+func (s *Postgres) UseOnce(parent context.Context, key string, expires time.Time) (bool, error) {
 	if key == "" {
 		return false, errors.New("store: UseOnce with an empty key")
 	}
 	if err := s.open(); err != nil {
 		return false, err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	// An expired row counts as unused: the conflict branch renews it. The
 	// purge skips the key being used and rows another call is purging.
 	tag, err := s.pool.Exec(ctx, `
@@ -696,30 +941,34 @@ INSERT INTO use_once AS u (key, expires) VALUES ($1, $2)
 ON CONFLICT (key) DO UPDATE SET expires = excluded.expires WHERE u.expires <= $3`,
 		key, expires, s.now())
 	if err != nil {
-		return false, s.fail("recording a single-use value", err)
+		return false, s.fail(parent, "recording a single-use value", err)
 	}
 	return tag.RowsAffected() == 1, nil
 }
 
-func (s *Postgres) Used(ctx context.Context, key string) (bool, error) {
+func (s *Postgres) Used(parent context.Context, key string) (bool, error) {
 	if err := s.open(); err != nil {
 		return false, err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	var used bool
 	err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM use_once WHERE key = $1 AND expires > $2)", key, s.now()).Scan(&used)
 	if err != nil {
-		return false, s.fail("reading a single-use value", err)
+		return false, s.fail(parent, "reading a single-use value", err)
 	}
 	return used, nil
 }
 
-func (s *Postgres) PutInvite(ctx context.Context, inv Invite) error {
+func (s *Postgres) PutInvite(parent context.Context, inv Invite) error {
 	if inv.ID == "" {
 		return errEmptyID
 	}
 	if err := s.open(); err != nil {
 		return err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	record, err := json.Marshal(inv)
 	if err != nil {
 		return err
@@ -728,16 +977,18 @@ func (s *Postgres) PutInvite(ctx context.Context, inv Invite) error {
 INSERT INTO invites (id, created, record) VALUES ($1, $2, $3)
 ON CONFLICT (id) DO UPDATE SET created = excluded.created, record = excluded.record`,
 		inv.ID, inv.Created, record)
-	return s.fail("saving invite", err)
+	return s.fail(parent, "saving invite", err)
 }
 
-func (s *Postgres) GetInvite(ctx context.Context, id string) (Invite, error) {
+func (s *Postgres) GetInvite(parent context.Context, id string) (Invite, error) {
 	if err := s.open(); err != nil {
 		return Invite{}, err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	var record []byte
 	if err := s.pool.QueryRow(ctx, "SELECT record FROM invites WHERE id = $1", id).Scan(&record); err != nil {
-		return Invite{}, s.fail("reading invite", err)
+		return Invite{}, s.fail(parent, "reading invite", err)
 	}
 	var inv Invite
 	if err := json.Unmarshal(record, &inv); err != nil {
@@ -746,13 +997,15 @@ func (s *Postgres) GetInvite(ctx context.Context, id string) (Invite, error) {
 	return inv, nil
 }
 
-func (s *Postgres) ListInvites(ctx context.Context) ([]Invite, error) {
+func (s *Postgres) ListInvites(parent context.Context) ([]Invite, error) {
 	if err := s.open(); err != nil {
 		return nil, err
 	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	rows, err := s.pool.Query(ctx, "SELECT id, record FROM invites")
 	if err != nil {
-		return nil, s.fail("listing invites", err)
+		return nil, s.fail(parent, "listing invites", err)
 	}
 	out := []Invite{}
 	var id string
@@ -771,7 +1024,7 @@ func (s *Postgres) ListInvites(ctx context.Context) ([]Invite, error) {
 		return nil, decodeErr
 	}
 	if err != nil {
-		return nil, s.fail("listing invites", err)
+		return nil, s.fail(parent, "listing invites", err)
 	}
 	sortInvites(out)
 	return out, nil

@@ -74,6 +74,15 @@ var (
 	ErrAccountTaken = errors.New("another connection already holds this vendor account")
 	// ErrClosed is returned by every method called after Close.
 	ErrClosed = errors.New("store is closed")
+	// ErrUnavailable wraps every failure of the store itself: it did not
+	// answer within its call timeout, could not be reached, or a row was
+	// locked longer than that. The call may have been applied or not; the
+	// caller may retry. It is never a fault of the record or of a vendor.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrLocked comes with ErrUnavailable when the call waited its whole
+	// timeout for a lock another session holds (another replica's token
+	// refresh): the store itself is fine.
+	ErrLocked = errors.New("record locked by another session")
 )
 
 // Clone returns a deep copy of c, so the copy shares no map or slice with c.
@@ -132,8 +141,13 @@ type Store interface {
 	// OAuth refreshes: a rotating refresh token must never be used twice.
 	// fn must not call the store. ErrNotFound if id is gone.
 	UpdateLocked(ctx context.Context, id string, fn func(c Connection) (*Connection, error)) error
-	// Delete removes a connection and its secret. Deleting a missing id is not an error.
+	// Delete removes a connection and its secret. Deleting a missing id is
+	// not an error. A delete that returned nil is final: no write that was
+	// in flight (UpdateLocked, SetStatus, SetSecret) brings the record back.
 	Delete(ctx context.Context, id string) error
+	// Ping checks that the store answers, without reading a record or
+	// opening a secret (readiness).
+	Ping(ctx context.Context) error
 
 	// UseOnce records a single-use value (flow state, invite id). It
 	// returns true the first time key is used, false afterwards. Records

@@ -447,10 +447,10 @@ func TestIndexPageAndVendors(t *testing.T) {
 			sg = &v
 		}
 	}
-	if sg == nil || len(sg.Prefixes) != 1 || len(sg.Credentials) != 3 { // acme, beta, a synthetic example
+	if sg == nil || len(sg.Prefixes) != 2 || len(sg.Credentials) != 4 { // global and EU hosts; acme, beta, euro, a synthetic example
 		t.Errorf("Vendors() sendgrid = %+v", sg)
 	}
-	const wantCfg = "  sendgrid:\n    api_url: http://127.0.0.1:9800/sendgrid\n"
+	const wantCfg = "  sendgrid:\n    api_url: http://127.0.0.1:9800/sendgrid\n    eu_api_url: http://127.0.0.1:9800/sendgrid-eu\n"
 	if got := sim.ConfigSnippet("http://127.0.0.1:9800/"); !strings.HasPrefix(got, "vendors:\n") || !strings.Contains(got, wantCfg) {
 		t.Errorf("ConfigSnippet = %q, want it to contain %q", got, wantCfg)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +23,18 @@ const (
 	// SendGridKeyBeta: account "beta", type free, reputation 87.25, scopes
 	// stats.read, user.account.read and mail.send only.
 	SendGridKeyBeta = "SG.vendorsimBetaTestKey02.notARealSecretBetaUseWithVendorsimOnly00002"
+	// SendGridKeyEuro: account "euro", pinned to the EU region: it answers
+	// only at the EU host (/sendgrid-eu), and the global host refuses it
+	// with 401 as it refuses an unknown key. Paid, credits reset weekly,
+	// every scope the exporter reads except the subuser ones (it is not a
+	// parent account).
+	SendGridKeyEuro = "SG.vendorsimEuroTestKey03.notARealSecretEuroUseWithVendorsimOnly00003"
+)
+
+// SendGrid regions as the API names them (subusers' region, hosts).
+const (
+	SendGridRegionGlobal = "global"
+	SendGridRegionEU     = "eu"
 )
 
 // SendGridRateLimit is the X-RateLimit-Limit the simulator reports: calls
@@ -43,13 +56,16 @@ type SendGridTeammate struct {
 	IsAdmin   bool   `json:"is_admin"`
 }
 
-// SendGridPendingTeammate is one item of GET /v3/teammates/pending (the
-// answer adds expiration_date, a few days after the simulator's today).
+// SendGridPendingTeammate is one item of GET /v3/teammates/pending. The
+// answer adds expiration_date: midnight UTC ExpiresInDays days after the
+// simulator's today, so 0 or less is an invitation that has expired (the
+// spec: an invitation is valid for 7 days unless resent).
 type SendGridPendingTeammate struct {
-	Email   string   `json:"email"`
-	Scopes  []string `json:"scopes"`
-	IsAdmin bool     `json:"is_admin"`
-	Token   string   `json:"token"`
+	Email         string   `json:"email"`
+	Scopes        []string `json:"scopes"`
+	IsAdmin       bool     `json:"is_admin"`
+	Token         string   `json:"token"`
+	ExpiresInDays int      `json:"-"`
 }
 
 // SendGridAPIKey is one item of GET /v3/api_keys.
@@ -58,23 +74,46 @@ type SendGridAPIKey struct {
 	Name     string `json:"name"`
 }
 
-// SendGridSubuser is one item of GET /v3/subusers.
+// SendGridSubuser is one item of GET /v3/subusers, with the data behind
+// its stats (GET /v3/subusers/stats/sums) and credits.
 type SendGridSubuser struct {
 	Disabled bool   `json:"disabled"`
 	ID       int64  `json:"id"`
 	Username string `json:"username"`
 	Email    string `json:"email"`
 	Region   string `json:"region,omitempty"` // global or eu; sent only with include_region=true
+	// Credits is what GET /v3/subusers/{name}/credits describes.
+	Credits SendGridSubuserCredits `json:"-"`
+	// Daily requests are RequestsBase + RequestsStep*day-of-month + month;
+	// both 0: the subuser sends nothing.
+	RequestsBase, RequestsStep int64 `json:"-"`
+}
+
+// SendGridSubuserCredits is a subuser's own credit allocation.
+type SendGridSubuserCredits struct {
+	// Type: unlimited (no allocation: remain, total, used are null),
+	// recurring (Total per ResetFrequency cycle), nonrecurring (Remain
+	// left, no cycle; total and used are null).
+	Type           string
+	ResetFrequency string // monthly, weekly, daily; recurring only
+	Total          int64  // recurring
+	Remain         int64  // nonrecurring
 }
 
 // SendGridAccount is the fixed data behind one test key.
 type SendGridAccount struct {
-	Name             string
-	Type             string // free, paid
-	Reputation       float64
-	UserID           int64 // GET /v3/user/username (scope user.username.read) answers Name and UserID
-	Scopes           []string
-	CreditsTotal     int64 // monthly credits; see SendGridCreditsAt
+	Name         string
+	Type         string // free, paid
+	Reputation   float64
+	UserID       int64 // GET /v3/user/username (scope user.username.read) answers Name and UserID
+	Scopes       []string
+	CreditsTotal int64 // credits per cycle; see SendGridCreditsAt
+	// ResetFrequency is the credit cycle: monthly (default; resets on the
+	// 1st), weekly (on Mondays) or daily.
+	ResetFrequency string
+	// Region is where the account is pinned: "" or global (the global
+	// host answers it), or eu (only the EU host does).
+	Region           string
 	Teammates        []SendGridTeammate
 	PendingTeammates []SendGridPendingTeammate
 	APIKeys          []SendGridAPIKey
@@ -93,7 +132,7 @@ var sendGridAccounts = map[string]*SendGridAccount{
 		Reputation: 99.5,
 		UserID:     4242001,
 		Scopes: []string{"stats.read", "user.credits.read", "user.account.read", "teammates.read",
-			"api_keys.read", "subusers.read", "mail.send", "user.username.read"},
+			"api_keys.read", "subusers.read", "subusers.stats.sums.read", "subusers.credits.read", "mail.send", "user.username.read"},
 		CreditsTotal: 50000,
 		// Mixed order so every page of 3 holds several user types.
 		Teammates: []SendGridTeammate{
@@ -105,9 +144,11 @@ var sendGridAccounts = map[string]*SendGridAccount{
 			{"acme-admin2", "admin2@acme.example", "Alan", "Admin", "admin", true},
 			{"acme-support", "support@acme.example", "Sam", "Support", "teammate", false},
 		},
+		// Two live invitations and one that expired two days ago.
 		PendingTeammates: []SendGridPendingTeammate{
-			{"new-dev@acme.example", []string{"stats.read", "mail.send"}, false, "acmePendingToken0001"},
-			{"new-admin@acme.example", []string{}, true, "acmePendingToken0002"},
+			{Email: "new-dev@acme.example", Scopes: []string{"stats.read", "mail.send"}, Token: "acmePendingToken0001", ExpiresInDays: 3},
+			{Email: "new-admin@acme.example", Scopes: []string{}, IsAdmin: true, Token: "acmePendingToken0002", ExpiresInDays: 6},
+			{Email: "old-contractor@acme.example", Scopes: []string{"stats.read"}, Token: "acmePendingToken0003", ExpiresInDays: -2},
 		},
 		APIKeys: []SendGridAPIKey{
 			{"vendorsimAcmeTestKey01", "saas_exporter (vendorsim)"},
@@ -116,12 +157,23 @@ var sendGridAccounts = map[string]*SendGridAccount{
 			{"acmeZapierKeyId0000004", "Zapier"},
 			{"acmeOldCIKeyId00000005", "Old CI key"},
 		},
+		// acme is a parent: most of its mail goes through subusers, whose
+		// stats are not in the parent's GET /v3/stats. By requests:
+		// transactional > marketing > eu > legacy = trial (disabled, 0).
 		Subusers: []SendGridSubuser{
-			{false, 1001, "acme-marketing", "marketing@acme.example", "global"},
-			{true, 1002, "acme-legacy", "legacy@acme.example", "global"},
-			{false, 1003, "acme-eu", "eu@acme.example", "eu"},
-			{false, 1004, "acme-transactional", "tx@acme.example", "global"},
-			{true, 1005, "acme-trial", "trial@acme.example", "global"},
+			{Username: "acme-marketing", ID: 1001, Email: "marketing@acme.example", Region: "global",
+				Credits:      SendGridSubuserCredits{Type: "recurring", ResetFrequency: "monthly", Total: 100000},
+				RequestsBase: 3000, RequestsStep: 20},
+			{Username: "acme-legacy", ID: 1002, Email: "legacy@acme.example", Region: "global", Disabled: true,
+				Credits: SendGridSubuserCredits{Type: "nonrecurring", Remain: 500}},
+			{Username: "acme-eu", ID: 1003, Email: "eu@acme.example", Region: "eu",
+				Credits:      SendGridSubuserCredits{Type: "unlimited"},
+				RequestsBase: 800, RequestsStep: 5},
+			{Username: "acme-transactional", ID: 1004, Email: "tx@acme.example", Region: "global",
+				Credits:      SendGridSubuserCredits{Type: "recurring", ResetFrequency: "weekly", Total: 60000},
+				RequestsBase: 5000, RequestsStep: 30},
+			{Username: "acme-trial", ID: 1005, Email: "trial@acme.example", Region: "global", Disabled: true,
+				Credits: SendGridSubuserCredits{Type: "recurring", ResetFrequency: "daily", Total: 100}},
 		},
 		requestsBase: 2000, requestsStep: 10,
 	},
@@ -139,6 +191,27 @@ var sendGridAccounts = map[string]*SendGridAccount{
 		APIKeys:          []SendGridAPIKey{{"vendorsimBetaTestKey02", "saas_exporter (vendorsim)"}},
 		Subusers:         []SendGridSubuser{},
 		requestsBase:     100, requestsStep: 1,
+	},
+	SendGridKeyEuro: {
+		Name:       "euro",
+		Type:       "paid",
+		Reputation: 97,
+		UserID:     4242003,
+		Region:     SendGridRegionEU,
+		Scopes: []string{"stats.read", "user.credits.read", "user.account.read", "teammates.read",
+			"api_keys.read", "mail.send", "user.username.read"},
+		CreditsTotal:   10000,
+		ResetFrequency: "weekly",
+		Teammates: []SendGridTeammate{
+			{"euro-owner", "owner@euro.example", "Eva", "Owner", "owner", true},
+			{"euro-dev", "dev@euro.example", "Emil", "Dev", "teammate", false},
+		},
+		PendingTeammates: []SendGridPendingTeammate{
+			{Email: "late@euro.example", Scopes: []string{"stats.read"}, Token: "euroPendingToken0001", ExpiresInDays: -5},
+		},
+		APIKeys:      []SendGridAPIKey{{"vendorsimEuroTestKey03", "saas_exporter (vendorsim)"}},
+		Subusers:     []SendGridSubuser{},
+		requestsBase: 400, requestsStep: 3,
 	},
 }
 
@@ -183,8 +256,17 @@ func SendGridDayStats(key string, day time.Time) map[string]int64 {
 }
 
 func (a *SendGridAccount) dayStats(day time.Time) map[string]int64 {
+	return sendGridDay(a.requestsBase, a.requestsStep, day)
+}
+
+// sendGridDay is one day's stats for daily requests base + step*day +
+// month (all 0 when base and step are).
+func sendGridDay(base, step int64, day time.Time) map[string]int64 {
 	day = day.UTC()
-	req := a.requestsBase + a.requestsStep*int64(day.Day()) + int64(day.Month())
+	req := base + step*int64(day.Day()) + int64(day.Month())
+	if base == 0 && step == 0 {
+		req = 0
+	}
 	m := map[string]int64{
 		"requests":          req,
 		"bounce_drops":      req / 200,
@@ -219,16 +301,35 @@ func SendGridRangeStats(key string, start, end time.Time) map[string]int64 {
 }
 
 func (a *SendGridAccount) rangeStats(start, end time.Time) map[string]int64 {
+	return sendGridRange(a.requestsBase, a.requestsStep, start, end)
+}
+
+func sendGridRange(base, step int64, start, end time.Time) map[string]int64 {
 	sum := map[string]int64{}
 	for _, n := range sendGridMetrics {
 		sum[n] = 0
 	}
 	for d := utcDay(start); !d.After(utcDay(end)); d = d.AddDate(0, 0, 1) {
-		for k, v := range a.dayStats(d) {
+		for k, v := range sendGridDay(base, step, d) {
 			sum[k] += v
 		}
 	}
 	return sum
+}
+
+// SendGridSubuserRangeStats sums a subuser's stats over the UTC days from
+// start to end, both included (nil for an unknown key or subuser).
+func SendGridSubuserRangeStats(key, subuser string, start, end time.Time) map[string]int64 {
+	a, ok := sendGridAccount(key)
+	if !ok {
+		return nil
+	}
+	for _, su := range a.Subusers {
+		if su.Username == subuser {
+			return sendGridRange(su.RequestsBase, su.RequestsStep, start, end)
+		}
+	}
+	return nil
 }
 
 // SendGridCredits is the answer of GET /v3/user/credits.
@@ -242,9 +343,10 @@ type SendGridCredits struct {
 	ResetFrequency string `json:"reset_frequency"`
 }
 
-// SendGridCreditsAt returns a test key's credits at now: credits reset on
-// the 1st of each month (UTC), and used is the month's requests so far
-// (today included). Acme (50000 credits) runs into overage late in a month.
+// SendGridCreditsAt returns a test key's credits at now: credits reset at
+// the start of each cycle (UTC; monthly: the 1st, weekly: Monday, daily),
+// and used is the cycle's requests so far (today included). Acme (50000
+// credits a month) runs into overage late in a month.
 func SendGridCreditsAt(key string, now time.Time) (SendGridCredits, bool) {
 	a, ok := sendGridAccount(key)
 	if !ok {
@@ -254,8 +356,12 @@ func SendGridCreditsAt(key string, now time.Time) (SendGridCredits, bool) {
 }
 
 func (a *SendGridAccount) creditsAt(now time.Time) SendGridCredits {
+	freq := a.ResetFrequency
+	if freq == "" {
+		freq = "monthly"
+	}
 	today := utcDay(now)
-	first := time.Date(today.Year(), today.Month(), 1, 0, 0, 0, 0, time.UTC)
+	first, next := creditCycle(today, freq)
 	used := a.rangeStats(first, today)["requests"]
 	return SendGridCredits{
 		Remain:         max(a.CreditsTotal-used, 0),
@@ -263,9 +369,52 @@ func (a *SendGridAccount) creditsAt(now time.Time) SendGridCredits {
 		Overage:        max(used-a.CreditsTotal, 0),
 		Used:           used,
 		LastReset:      first.Format(dateLayout),
-		NextReset:      first.AddDate(0, 1, 0).Format(dateLayout),
-		ResetFrequency: "monthly",
+		NextReset:      next.Format(dateLayout),
+		ResetFrequency: freq,
 	}
+}
+
+// creditCycle returns the first day of today's credit cycle and the first
+// day of the next one.
+func creditCycle(today time.Time, freq string) (first, next time.Time) {
+	switch freq {
+	case "weekly":
+		first = bucketStart(today, "week")
+		return first, first.AddDate(0, 0, 7)
+	case "daily":
+		return today, today.AddDate(0, 0, 1)
+	}
+	first = bucketStart(today, "month")
+	return first, first.AddDate(0, 1, 0)
+}
+
+// sgSubuserCredits is the answer of GET /v3/subusers/{name}/credits;
+// null where the credit type has no such value.
+type sgSubuserCredits struct {
+	Type           string  `json:"type"`
+	ResetFrequency *string `json:"reset_frequency"`
+	Remain         *int64  `json:"remain"`
+	Total          *int64  `json:"total"`
+	Used           *int64  `json:"used"`
+}
+
+func (su SendGridSubuser) creditsAt(now time.Time) sgSubuserCredits {
+	c := su.Credits
+	out := sgSubuserCredits{Type: c.Type}
+	switch c.Type {
+	case "recurring":
+		today := utcDay(now)
+		first, _ := creditCycle(today, c.ResetFrequency)
+		used := sendGridRange(su.RequestsBase, su.RequestsStep, first, today)["requests"]
+		remain := max(c.Total-used, 0)
+		total := c.Total
+		freq := c.ResetFrequency
+		out.ResetFrequency, out.Remain, out.Total, out.Used = &freq, &remain, &total, &used
+	case "nonrecurring":
+		remain := c.Remain
+		out.Remain = &remain
+	}
+	return out
 }
 
 const dateLayout = "2006-01-02"
@@ -292,13 +441,15 @@ type rateWindow struct {
 func (s *Server) registerSendGrid() {
 	g := &sendGrid{s: s, revoked: map[string]bool{}, windows: map[string]*rateWindow{}}
 	s.state[sendGridVendor] = g
-	s.Mount(sendGridVendor, "/sendgrid", g)
+	s.Mount(sendGridVendor, "/sendgrid", sgHost{g, SendGridRegionGlobal})
+	s.Mount(sendGridVendor, "/sendgrid-eu", sgHost{g, SendGridRegionEU})
 	s.control("POST /_sim/sendgrid/revoke", g.serveRevoke(true))
 	s.control("POST /_sim/sendgrid/restore", g.serveRevoke(false))
 	s.describe(sendGridVendor,
 		[]Credential{
 			{Label: "API key, account acme (paid, reputation 99.5, every scope the exporter reads)", Value: SendGridKeyAcme},
 			{Label: "API key, account beta (free, reputation 87.25, scopes stats.read, user.account.read, mail.send)", Value: SendGridKeyBeta},
+			{Label: "API key, account euro (EU-pinned: region eu, answered only under /sendgrid-eu; weekly credits)", Value: SendGridKeyEuro},
 			{Label: "API key of synthetic account 1, acme-like; any number exist: SG.vendorsimGen + 10 digits + the same padding", Value: SendGridSyntheticKey(1)},
 		},
 		[]string{
@@ -306,7 +457,7 @@ func (s *Server) registerSendGrid() {
 			"POST /_sim/sendgrid/restore  form or JSON key=<API key>",
 		},
 		func(base string) string {
-			return "  sendgrid:\n    api_url: " + base + "/sendgrid\n" + sendGridOAuthConfig(base)
+			return "  sendgrid:\n    api_url: " + base + "/sendgrid\n    eu_api_url: " + base + "/sendgrid-eu\n" + sendGridOAuthConfig(base)
 		})
 }
 
@@ -468,26 +619,79 @@ type sgRoute struct {
 }
 
 var sendGridRoutes = map[string]sgRoute{
-	"/v3/scopes":            {"", (*sendGrid).serveScopes},
-	"/v3/stats":             {"stats.read", (*sendGrid).serveStats},
-	"/v3/user/credits":      {"user.credits.read", (*sendGrid).serveCredits},
-	"/v3/user/account":      {"user.account.read", (*sendGrid).serveAccount},
-	"/v3/user/username":     {"user.username.read", (*sendGrid).serveUsername},
-	"/v3/teammates":         {"teammates.read", (*sendGrid).serveTeammates},
-	"/v3/teammates/pending": {"teammates.read", (*sendGrid).servePending},
-	"/v3/api_keys":          {"api_keys.read", (*sendGrid).serveAPIKeys},
-	"/v3/subusers":          {"subusers.read", (*sendGrid).serveSubusers},
+	"/v3/scopes":              {"", (*sendGrid).serveScopes},
+	"/v3/stats":               {"stats.read", (*sendGrid).serveStats},
+	"/v3/user/credits":        {"user.credits.read", (*sendGrid).serveCredits},
+	"/v3/user/account":        {"user.account.read", (*sendGrid).serveAccount},
+	"/v3/user/username":       {"user.username.read", (*sendGrid).serveUsername},
+	"/v3/teammates":           {"teammates.read", (*sendGrid).serveTeammates},
+	"/v3/teammates/pending":   {"teammates.read", (*sendGrid).servePending},
+	"/v3/api_keys":            {"api_keys.read", (*sendGrid).serveAPIKeys},
+	"/v3/subusers":            {"subusers.read", (*sendGrid).serveSubusers},
+	"/v3/subusers/stats/sums": {"subusers.stats.sums.read", (*sendGrid).serveSubuserSums},
 }
 
-func (g *sendGrid) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// sgSubuserCreditsRoute is GET /v3/subusers/{subuser_name}/credits.
+var sgSubuserCreditsRoute = sgRoute{"subusers.credits.read", (*sendGrid).serveSubuserCredits}
+
+// routeOf finds the route of path; name is the {subuser_name} of a
+// subuser route.
+func routeOf(path string) (route sgRoute, name string, ok bool) {
+	if route, ok := sendGridRoutes[path]; ok {
+		return route, "", true
+	}
+	if rest, ok := strings.CutPrefix(path, "/v3/subusers/"); ok {
+		if name, ok := strings.CutSuffix(rest, "/credits"); ok && name != "" && !strings.Contains(name, "/") {
+			return sgSubuserCreditsRoute, name, true
+		}
+	}
+	return sgRoute{}, "", false
+}
+
+// sgHost is one of SendGrid's hosts: global (api.sendgrid.com) or eu
+// (api.eu.sendgrid.com). Each answers only the keys of its region.
+type sgHost struct {
+	g      *sendGrid
+	region string
+}
+
+func (h sgHost) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.g.serve(w, r, h.region) }
+
+// WriteFault answers faults in SendGrid's shape on both hosts.
+func (h sgHost) WriteFault(w http.ResponseWriter, r *http.Request, e FaultError) {
+	h.g.WriteFault(w, r, e)
+}
+
+// regionOf is where an account is pinned.
+func (a *SendGridAccount) regionOf() string {
+	if a.Region == "" {
+		return SendGridRegionGlobal
+	}
+	return a.Region
+}
+
+// serve answers a call to the host of region. A key pinned to the other
+// region gets the same 401 as an unknown key: SendGrid's docs say only
+// that EU accounts use api.eu.sendgrid.com, not what the global host
+// answers them, and a 401 is the answer no client can take for data.
+func (g *sendGrid) serve(w http.ResponseWriter, r *http.Request, region string) {
 	a, why := g.authenticate(r)
+	if a != nil && a.regionOf() != region {
+		a, why = nil, "key of region "+a.regionOf()+" at the "+region+" host"
+	}
 	g.rateHeaders(w, a)
 	if a == nil {
 		g.s.log.Debug("sendgrid 401", "reason", why)
 		sgError(w, http.StatusUnauthorized, "", "authorization required")
 		return
 	}
-	route, ok := sendGridRoutes[r.URL.Path]
+	// on-behalf-of (a parent calling as one of its subusers) is not
+	// modelled: answering the parent's data instead would pass silently.
+	if r.Header.Get("On-Behalf-Of") != "" {
+		sgError(w, http.StatusBadRequest, "on-behalf-of", "the simulator does not model on-behalf-of; call without it")
+		return
+	}
+	route, name, ok := routeOf(r.URL.Path)
 	if !ok {
 		sgError(w, http.StatusNotFound, "", "not found")
 		return
@@ -500,6 +704,9 @@ func (g *sendGrid) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if route.scope != "" && !a.hasScope(route.scope) {
 		sgError(w, http.StatusForbidden, "", "access forbidden")
 		return
+	}
+	if name != "" {
+		r.SetPathValue("subuser_name", name)
 	}
 	route.serve(g, w, r, a)
 }
@@ -532,37 +739,34 @@ type sgStats struct {
 	Metrics map[string]int64 `json:"metrics"`
 }
 
-// serveStats answers GET /v3/stats. Buckets of aggregated_by=week (weeks
-// start on Monday) and month are dated by their first day inside the
-// range. End dates after today are cut at today (no data yet). limit and
-// offset (documented for this endpoint) apply to the buckets when given;
-// the page size cap does not, since clients read stats in one call.
-func (g *sendGrid) serveStats(w http.ResponseWriter, r *http.Request, a *SendGridAccount) {
-	q := r.URL.Query()
+// statsRange reads start_date (required) and end_date (default today;
+// cut at today, where data ends) of a stats call; on bad input it answers
+// 400 and returns ok=false.
+func (g *sendGrid) statsRange(w http.ResponseWriter, q url.Values) (start, end time.Time, ok bool) {
 	today := utcDay(g.s.now())
 	startS := q.Get("start_date")
 	if startS == "" {
 		sgError(w, http.StatusBadRequest, "start_date", "missing required argument")
-		return
+		return start, end, false
 	}
-	start, err := time.Parse(dateLayout, startS)
-	if err != nil {
+	var err error
+	if start, err = time.Parse(dateLayout, startS); err != nil {
 		sgError(w, http.StatusBadRequest, "start_date", "invalid date, expected YYYY-MM-DD")
-		return
+		return start, end, false
 	}
 	if start.After(today) {
 		sgError(w, http.StatusBadRequest, "start_date", "start_date must not be in the future")
-		return
+		return start, end, false
 	}
-	end := today
+	end = today
 	if s := q.Get("end_date"); s != "" {
 		if end, err = time.Parse(dateLayout, s); err != nil {
 			sgError(w, http.StatusBadRequest, "end_date", "invalid date, expected YYYY-MM-DD")
-			return
+			return start, end, false
 		}
 		if end.Before(start) {
 			sgError(w, http.StatusBadRequest, "end_date", "end_date must not be before start_date")
-			return
+			return start, end, false
 		}
 		if end.After(today) {
 			end = today
@@ -570,6 +774,20 @@ func (g *sendGrid) serveStats(w http.ResponseWriter, r *http.Request, a *SendGri
 	}
 	if end.Sub(start) > maxStatsDays*24*time.Hour {
 		sgError(w, http.StatusBadRequest, "start_date", fmt.Sprintf("date range longer than %d days", maxStatsDays))
+		return start, end, false
+	}
+	return start, end, true
+}
+
+// serveStats answers GET /v3/stats. Buckets of aggregated_by=week (weeks
+// start on Monday) and month are dated by their first day inside the
+// range. End dates after today are cut at today (no data yet). limit and
+// offset (documented for this endpoint) apply to the buckets when given;
+// the page size cap does not, since clients read stats in one call.
+func (g *sendGrid) serveStats(w http.ResponseWriter, r *http.Request, a *SendGridAccount) {
+	q := r.URL.Query()
+	start, end, ok := g.statsRange(w, q)
+	if !ok {
 		return
 	}
 	agg := q.Get("aggregated_by")
@@ -643,10 +861,12 @@ func intParam(w http.ResponseWriter, q map[string][]string, name string, maxV in
 	return n, true, true
 }
 
-// page returns items[offset:offset+n] where n is the client's limit (or
-// def when absent or 0), never more than the simulator's page size: a
-// client must keep asking with offset += len(page) until a page is empty.
-func page[T any](g *sendGrid, w http.ResponseWriter, r *http.Request, items []T, def, maxLimit int) ([]T, bool) {
+// page returns items[offset:offset+limit], limit being the client's (at
+// most maxLimit if >= 0) or def when absent or 0. As the spec says, limit
+// is the page size: a page shorter than it is the last one. The
+// simulator's PageSize is the default page size of endpoints whose spec
+// names none (GET /v3/subusers).
+func page[T any](w http.ResponseWriter, r *http.Request, items []T, def, maxLimit int) ([]T, bool) {
 	q := r.URL.Query()
 	limit, _, ok := intParam(w, q, "limit", maxLimit)
 	if !ok {
@@ -659,7 +879,6 @@ func page[T any](g *sendGrid, w http.ResponseWriter, r *http.Request, items []T,
 	if limit == 0 {
 		limit = def
 	}
-	limit = min(limit, g.s.pageSize)
 	items = items[min(offset, len(items)):]
 	return slices.Clone(items[:min(limit, len(items))]), true
 }
@@ -667,7 +886,7 @@ func page[T any](g *sendGrid, w http.ResponseWriter, r *http.Request, items []T,
 // serveTeammates: the spec's schema names the array "result" (its example
 // says "results"); the simulator sends "result".
 func (g *sendGrid) serveTeammates(w http.ResponseWriter, r *http.Request, a *SendGridAccount) {
-	items, ok := page(g, w, r, a.Teammates, 500, 500)
+	items, ok := page(w, r, a.Teammates, 500, 500)
 	if !ok {
 		return
 	}
@@ -683,8 +902,8 @@ func (g *sendGrid) servePending(w http.ResponseWriter, r *http.Request, a *SendG
 	}
 	out := []pending{}
 	today := utcDay(g.s.now())
-	for i, p := range a.PendingTeammates {
-		out = append(out, pending{p, today.AddDate(0, 0, 3+i).Unix()})
+	for _, p := range a.PendingTeammates {
+		out = append(out, pending{p, today.AddDate(0, 0, p.ExpiresInDays).Unix()})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"result": out})
 }
@@ -735,7 +954,7 @@ func (g *sendGrid) serveSubusers(w http.ResponseWriter, r *http.Request, a *Send
 		}
 		matched = append(matched, su)
 	}
-	items, ok := page(g, w, r, matched, g.s.pageSize, -1)
+	items, ok := page(w, r, matched, g.s.pageSize, -1)
 	if !ok {
 		return
 	}
@@ -748,4 +967,82 @@ func (g *sendGrid) serveSubusers(w http.ResponseWriter, r *http.Request, a *Send
 		out = append(out, m)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// serveSubuserSums answers GET /v3/subusers/stats/sums: every subuser's
+// totals over the range (disabled ones too), sorted by sort_by_metric
+// (default delivered) in sort_by_direction (default desc; ties by
+// username), then limit (default 5, as the spec says) and offset. The
+// parent's own mail is not in it, as the subusers' is not in the parent's
+// GET /v3/stats. aggregated_by is checked and otherwise ignored: a sum has
+// no buckets.
+func (g *sendGrid) serveSubuserSums(w http.ResponseWriter, r *http.Request, a *SendGridAccount) {
+	q := r.URL.Query()
+	start, end, ok := g.statsRange(w, q)
+	if !ok {
+		return
+	}
+	switch q.Get("aggregated_by") {
+	case "", "day", "week", "month":
+	default:
+		sgError(w, http.StatusBadRequest, "aggregated_by", "aggregated_by must be one of day, week, month")
+		return
+	}
+	metric := q.Get("sort_by_metric")
+	if metric == "" {
+		metric = "delivered"
+	}
+	if !slices.Contains(sendGridMetrics, metric) {
+		sgError(w, http.StatusBadRequest, "sort_by_metric", "sort_by_metric must be one stats metric, such as requests")
+		return
+	}
+	dir := q.Get("sort_by_direction")
+	switch dir {
+	case "":
+		dir = "desc"
+	case "desc", "asc":
+	default:
+		sgError(w, http.StatusBadRequest, "sort_by_direction", "sort_by_direction must be desc or asc")
+		return
+	}
+	type entry struct {
+		Metrics map[string]int64 `json:"metrics"`
+		Name    string           `json:"name"`
+		Type    string           `json:"type"`
+	}
+	all := make([]entry, 0, len(a.Subusers))
+	for _, su := range a.Subusers {
+		all = append(all, entry{sendGridRange(su.RequestsBase, su.RequestsStep, start, end), su.Username, "subuser"})
+	}
+	slices.SortFunc(all, func(x, y entry) int {
+		c := x.Metrics[metric] - y.Metrics[metric]
+		if dir == "desc" {
+			c = -c
+		}
+		switch {
+		case c < 0:
+			return -1
+		case c > 0:
+			return 1
+		}
+		return strings.Compare(x.Name, y.Name)
+	})
+	items, ok := page(w, r, all, 5, -1)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"date": start.Format(dateLayout), "stats": items})
+}
+
+// serveSubuserCredits answers GET /v3/subusers/{subuser_name}/credits; an
+// unknown subuser gets the spec's 400 "No user found".
+func (g *sendGrid) serveSubuserCredits(w http.ResponseWriter, r *http.Request, a *SendGridAccount) {
+	name := r.PathValue("subuser_name")
+	for _, su := range a.Subusers {
+		if su.Username == name {
+			writeJSON(w, http.StatusOK, su.creditsAt(g.s.now()))
+			return
+		}
+	}
+	sgError(w, http.StatusBadRequest, "", "No user found")
 }

@@ -60,7 +60,8 @@ func loadSendGridSpecs(t *testing.T, base string) *sendGridSpecs {
 			t.Fatalf("%s: %v", f, err)
 		}
 		t.Logf("%s: OpenAPI %s, %d nullable schemas given type null", filepath.Base(f), doc.OpenAPI, patched)
-		doc.Servers = openapi3.Servers{{URL: base + "/sendgrid"}}
+		// The files list two servers, global and EU; so does the simulator.
+		doc.Servers = openapi3.Servers{{URL: base + "/sendgrid"}, {URL: base + "/sendgrid-eu"}}
 		r, err := legacy.NewRouter(doc) // validates the document
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
@@ -92,7 +93,8 @@ func (sp *sendGridSpecs) route(req *http.Request) (*routers.Route, map[string]st
 type sgContractCase struct {
 	name  string
 	key   string // "" sends no Authorization
-	path  string // under /sendgrid, with query
+	path  string // under /sendgrid (or /sendgrid-eu with eu), with query
+	eu    bool   // call the EU host
 	setup func(s *Server)
 	want  int
 	// undocumented says why the spec lists no response for this status:
@@ -107,18 +109,23 @@ type sgContractCase struct {
 var sgEndpoints = []string{
 	"/v3/scopes", "/v3/stats?start_date=2026-03-01", "/v3/user/credits", "/v3/user/account",
 	"/v3/user/username", "/v3/teammates", "/v3/teammates/pending", "/v3/api_keys", "/v3/subusers",
+	"/v3/subusers/stats/sums?start_date=2026-03-01",
 }
 
 // sgDocumented lists, per path, the statuses its operation documents
 // besides 200 (from the spec files).
 var sgDocumented = map[string][]int{
-	"/v3/scopes":   {401, 403, 404, 500},
-	"/v3/api_keys": {401, 403, 404, 500},
-	"/v3/subusers": {401},
+	"/v3/scopes":                          {401, 403, 404, 500},
+	"/v3/api_keys":                        {401, 403, 404, 500},
+	"/v3/subusers":                        {401},
+	"/v3/subusers/{subuser_name}/credits": {400},
 }
 
 func sgUndocumented(path string, status int) string {
 	p, _, _ := strings.Cut(path, "?")
+	if rest, ok := strings.CutPrefix(p, "/v3/subusers/"); ok && strings.HasSuffix(rest, "/credits") {
+		p = "/v3/subusers/{subuser_name}/credits"
+	}
 	for _, s := range sgDocumented[p] {
 		if s == status {
 			return ""
@@ -128,7 +135,7 @@ func sgUndocumented(path string, status int) string {
 }
 
 func sendGridContractCases() []sgContractCase {
-	A, B := SendGridKeyAcme, SendGridKeyBeta
+	A, B, E := SendGridKeyAcme, SendGridKeyBeta, SendGridKeyEuro
 	cs := []sgContractCase{
 		{name: "scopes acme", key: A, path: "/v3/scopes", want: 200},
 		{name: "scopes beta", key: B, path: "/v3/scopes", want: 200},
@@ -155,6 +162,32 @@ func sendGridContractCases() []sgContractCase {
 		{name: "subusers page 2", key: A, path: "/v3/subusers?limit=2&offset=2", want: 200},
 		{name: "subusers eu with region", key: A, path: "/v3/subusers?region=eu&include_region=true", want: 200},
 		{name: "subusers by name", key: A, path: "/v3/subusers?username=acme-legacy", want: 200},
+		{name: "pending with an expired invitation", key: A, path: "/v3/teammates/pending", want: 200},
+		{name: "stats last month", key: A, path: "/v3/stats?start_date=2026-02-01&end_date=2026-02-28&aggregated_by=month", want: 200},
+		{name: "subuser sums top by requests", key: A, path: "/v3/subusers/stats/sums?start_date=2026-03-01&end_date=2026-03-15&sort_by_metric=requests&sort_by_direction=desc&limit=50&offset=0", want: 200},
+		{name: "subuser sums last month", key: A, path: "/v3/subusers/stats/sums?start_date=2026-02-01&end_date=2026-02-28&aggregated_by=month&sort_by_metric=requests&limit=2", want: 200},
+		{name: "subuser sums defaults", key: A, path: "/v3/subusers/stats/sums?start_date=2026-03-15", want: 200},
+		{name: "subuser sums ascending page 2", key: A, path: "/v3/subusers/stats/sums?start_date=2026-03-01&sort_by_direction=asc&limit=2&offset=2", want: 200},
+		{name: "subuser credits recurring", key: A, path: "/v3/subusers/acme-marketing/credits", want: 200},
+		{name: "subuser credits nonrecurring", key: A, path: "/v3/subusers/acme-legacy/credits", want: 200},
+		{name: "subuser credits unlimited", key: A, path: "/v3/subusers/acme-eu/credits", want: 200},
+		{name: "subuser credits daily", key: A, path: "/v3/subusers/acme-trial/credits", want: 200},
+		{name: "subuser credits unknown subuser", key: A, path: "/v3/subusers/nobody/credits", want: 400},
+		{name: "subuser credits beta", key: B, path: "/v3/subusers/acme-marketing/credits", want: 403},
+		{name: "subuser sums bad metric", key: A, path: "/v3/subusers/stats/sums?start_date=2026-03-01&sort_by_metric=nope", want: 400},
+		{name: "subuser sums missing start_date", key: A, path: "/v3/subusers/stats/sums", want: 400, badRequest: true},
+
+		// EU data residency: the EU-pinned key answers only at the EU
+		// host, and the EU host refuses a global key.
+		{name: "eu scopes", key: E, eu: true, path: "/v3/scopes", want: 200},
+		{name: "eu stats", key: E, eu: true, path: "/v3/stats?start_date=2026-03-01&aggregated_by=month", want: 200},
+		{name: "eu credits weekly", key: E, eu: true, path: "/v3/user/credits", want: 200},
+		{name: "eu pending expired", key: E, eu: true, path: "/v3/teammates/pending", want: 200},
+		{name: "eu teammates", key: E, eu: true, path: "/v3/teammates?limit=500", want: 200},
+		{name: "eu no subusers scope", key: E, eu: true, path: "/v3/subusers/stats/sums?start_date=2026-03-01", want: 403},
+		{name: "eu key at the global host", key: E, path: "/v3/scopes", want: 401},
+		{name: "global key at the eu host", key: A, eu: true, path: "/v3/scopes", want: 401},
+		{name: "global key at the eu host stats", key: A, eu: true, path: "/v3/stats?start_date=2026-03-01", want: 401},
 
 		{name: "scopes revoked", key: A, path: "/v3/scopes", want: 401, setup: func(s *Server) { s.RevokeSendGridKey(A) }},
 		{name: "api_keys unknown key", key: "SG.unknownUnknownUnknown1.unknownUnknownUnknownUnknownUnknownUnknown", path: "/v3/api_keys", want: 401},
@@ -175,11 +208,11 @@ func sendGridContractCases() []sgContractCase {
 	}
 	// A synthetic account answers every endpoint as acme does.
 	G := SendGridSyntheticKey(42)
-	for _, ep := range append(sgEndpoints, "/v3/subusers?include_region=true", "/v3/teammates?limit=3&offset=3") {
+	for _, ep := range append(sgEndpoints, "/v3/subusers?include_region=true", "/v3/teammates?limit=3&offset=3", "/v3/subusers/vendorsim-gen-42-sub1/credits") {
 		cs = append(cs, sgContractCase{name: "synthetic " + ep, key: G, path: ep, want: 200})
 	}
 	// Beta lacks these scopes.
-	for _, p := range []string{"/v3/user/credits", "/v3/user/username", "/v3/teammates", "/v3/teammates/pending", "/v3/api_keys", "/v3/subusers"} {
+	for _, p := range []string{"/v3/user/credits", "/v3/user/username", "/v3/teammates", "/v3/teammates/pending", "/v3/api_keys", "/v3/subusers", "/v3/subusers/stats/sums?start_date=2026-03-01"} {
 		cs = append(cs, sgContractCase{name: "beta forbidden " + p, key: B, path: p, want: 403})
 	}
 	for i := range cs {
@@ -203,7 +236,11 @@ func TestSendGridContract(t *testing.T) {
 			if c.setup != nil {
 				c.setup(sim)
 			}
-			req, err := http.NewRequest(http.MethodGet, ts.URL+"/sendgrid"+c.path, nil)
+			prefix := "/sendgrid"
+			if c.eu {
+				prefix = "/sendgrid-eu"
+			}
+			req, err := http.NewRequest(http.MethodGet, ts.URL+prefix+c.path, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

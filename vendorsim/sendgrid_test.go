@@ -2,6 +2,7 @@ package vendorsim
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
@@ -294,29 +295,31 @@ func TestSendGridStats(t *testing.T) {
 	}
 }
 
+// TestSendGridPagination: limit is the page size (the spec), so a page
+// shorter than the limit is the last one; the simulator's PageSize is the
+// page size of GET /v3/subusers when the client names no limit.
 func TestSendGridPagination(t *testing.T) {
-	for _, pageSize := range []int{1, 3, 5} {
-		t.Run(strconv.Itoa(pageSize), func(t *testing.T) {
-			_, ts, _ := newSim(t, Options{PageSize: pageSize})
+	for _, size := range []int{1, 3, 5, 7} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			_, ts, _ := newSim(t, Options{PageSize: size})
 
-			// Read pages the way a client must: offset by the items
-			// received until an empty page.
 			var teammates []SendGridTeammate
-			pages := 0
-			for offset := 0; ; pages++ {
+			calls := 0
+			for offset := 0; ; {
 				var r struct{ Result []SendGridTeammate }
-				get(t, ts, fmt.Sprintf("%s/v3/teammates?limit=500&offset=%d", sg, offset), SendGridKeyAcme).decode(t, &r)
-				if len(r.Result) > pageSize {
-					t.Fatalf("page of %d teammates, page size %d", len(r.Result), pageSize)
-				}
-				if len(r.Result) == 0 {
-					break
+				get(t, ts, fmt.Sprintf("%s/v3/teammates?limit=%d&offset=%d", sg, size, offset), SendGridKeyAcme).decode(t, &r)
+				calls++
+				if len(r.Result) > size {
+					t.Fatalf("page of %d teammates, limit %d", len(r.Result), size)
 				}
 				teammates = append(teammates, r.Result...)
 				offset += len(r.Result)
+				if len(r.Result) < size {
+					break
+				}
 			}
-			if pages != (7+pageSize-1)/pageSize {
-				t.Errorf("%d pages for 7 teammates", pages)
+			if want := 7/size + 1; calls != want {
+				t.Errorf("%d calls for 7 teammates with limit %d, want %d", calls, size, want)
 			}
 			byType := map[string]int{}
 			for _, tm := range teammates {
@@ -330,14 +333,14 @@ func TestSendGridPagination(t *testing.T) {
 			for offset := 0; ; {
 				var r []SendGridSubuser
 				get(t, ts, fmt.Sprintf("%s/v3/subusers?offset=%d", sg, offset), SendGridKeyAcme).decode(t, &r)
-				if len(r) > pageSize {
-					t.Fatalf("page of %d subusers", len(r))
-				}
-				if len(r) == 0 {
-					break
+				if len(r) > size {
+					t.Fatalf("page of %d subusers, default page size %d", len(r), size)
 				}
 				subusers = append(subusers, r...)
 				offset += len(r)
+				if len(r) < size {
+					break
+				}
 			}
 			disabled := 0
 			for _, s := range subusers {
@@ -361,8 +364,8 @@ func TestSendGridPagination(t *testing.T) {
 				}
 			}
 			get(t, ts, sg+"/v3/teammates/pending", SendGridKeyAcme).decode(t, &pending)
-			if len(pending.Result) != 2 || pending.Result[0].ExpirationDate <= testNow.Unix() {
-				t.Errorf("pending %+v", pending.Result)
+			if len(pending.Result) != 3 || pending.Result[0].ExpirationDate <= testNow.Unix() || pending.Result[2].ExpirationDate > testNow.Unix() {
+				t.Errorf("pending %+v, want 3 with the last one expired", pending.Result)
 			}
 			var keys struct{ Result []SendGridAPIKey }
 			get(t, ts, sg+"/v3/api_keys", SendGridKeyAcme).decode(t, &keys)
@@ -436,7 +439,7 @@ func TestSendGridRateLimitHeaders(t *testing.T) {
 
 func TestSendGridAccountForIsACopy(t *testing.T) {
 	a, ok := SendGridAccountFor(SendGridKeyAcme)
-	if !ok || a.Name != "acme" || len(a.Teammates) != 7 || len(a.PendingTeammates) != 2 || len(a.APIKeys) != 5 || len(a.Subusers) != 5 {
+	if !ok || a.Name != "acme" || len(a.Teammates) != 7 || len(a.PendingTeammates) != 3 || len(a.APIKeys) != 5 || len(a.Subusers) != 5 {
 		t.Fatalf("acme fixture %+v", a)
 	}
 	a.Scopes[0] = "changed"
@@ -450,5 +453,107 @@ func TestSendGridAccountForIsACopy(t *testing.T) {
 	}
 	if SendGridDayStats("SG.nope", testNow) != nil || SendGridRangeStats("SG.nope", testNow, testNow) != nil {
 		t.Error("stats for an unknown key")
+	}
+}
+
+// TestSendGridSubuserSums: every subuser's totals, ranked by the asked
+// metric; the parent's own stats do not include them.
+func TestSendGridSubuserSums(t *testing.T) {
+	_, ts, _ := newSim(t, Options{})
+	type sums struct {
+		Date  string
+		Stats []struct {
+			Name    string
+			Type    string
+			Metrics map[string]int64
+		}
+	}
+	var r sums
+	get(t, ts, sg+"/v3/subusers/stats/sums?start_date=2026-02-01&end_date=2026-02-28&sort_by_metric=requests&limit=50", SendGridKeyAcme).decode(t, &r)
+	var names []string
+	for _, s := range r.Stats {
+		names = append(names, s.Name)
+		want := SendGridSubuserRangeStats(SendGridKeyAcme, s.Name, time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 2, 28, 0, 0, 0, 0, time.UTC))
+		if s.Type != "subuser" || s.Metrics["requests"] != want["requests"] || s.Metrics["delivered"] != want["delivered"] {
+			t.Errorf("%s: %+v, want %v", s.Name, s, want)
+		}
+	}
+	if got := strings.Join(names, ","); r.Date != "2026-02-01" || got != "acme-transactional,acme-marketing,acme-eu,acme-legacy,acme-trial" {
+		t.Errorf("date %s, order %s", r.Date, got)
+	}
+	// Defaults: sorted by delivered, 5 at most; limit and offset page.
+	get(t, ts, sg+"/v3/subusers/stats/sums?start_date=2026-03-01&sort_by_direction=asc&limit=2&offset=3", SendGridKeyAcme).decode(t, &r)
+	if len(r.Stats) != 2 || r.Stats[0].Name != "acme-marketing" || r.Stats[1].Name != "acme-transactional" {
+		t.Errorf("ascending page: %+v", r.Stats)
+	}
+	// The parent's /v3/stats are its own mail: less than one subuser's.
+	var parent []sgStatsEntry
+	get(t, ts, sg+"/v3/stats?start_date=2026-02-01&end_date=2026-02-28&aggregated_by=month", SendGridKeyAcme).decode(t, &parent)
+	if len(parent) != 1 || parent[0].Stats[0].Metrics["requests"] != SendGridRangeStats(SendGridKeyAcme, time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 2, 28, 0, 0, 0, 0, time.UTC))["requests"] {
+		t.Errorf("parent stats %+v", parent)
+	}
+	if a := get(t, ts, sg+"/v3/subusers/stats/sums?start_date=2026-03-01", SendGridKeyBeta); a.Status != 403 {
+		t.Errorf("beta without the scope: %d", a.Status)
+	}
+}
+
+func TestSendGridSubuserCredits(t *testing.T) {
+	_, ts, _ := newSim(t, Options{}) // Sunday 2026-03-15
+	type credits struct {
+		Type           string
+		ResetFrequency *string `json:"reset_frequency"`
+		Remain, Total  *int64
+		Used           *int64
+	}
+	var c credits
+	get(t, ts, sg+"/v3/subusers/acme-transactional/credits", SendGridKeyAcme).decode(t, &c)
+	week := SendGridSubuserRangeStats(SendGridKeyAcme, "acme-transactional", time.Date(2026, 3, 9, 0, 0, 0, 0, time.UTC), testNow)["requests"]
+	if c.Type != "recurring" || *c.ResetFrequency != "weekly" || *c.Total != 60000 || *c.Used != week || *c.Remain != 60000-week {
+		t.Errorf("weekly credits %+v (week's requests %d)", c, week)
+	}
+	c = credits{}
+	get(t, ts, sg+"/v3/subusers/acme-eu/credits", SendGridKeyAcme).decode(t, &c)
+	if c.Type != "unlimited" || c.Remain != nil || c.Total != nil || c.Used != nil || c.ResetFrequency != nil {
+		t.Errorf("unlimited credits %+v", c)
+	}
+	get(t, ts, sg+"/v3/subusers/acme-legacy/credits", SendGridKeyAcme).decode(t, &c)
+	if c.Type != "nonrecurring" || c.Remain == nil || *c.Remain != 500 || c.Total != nil {
+		t.Errorf("nonrecurring credits %+v", c)
+	}
+	if a := get(t, ts, sg+"/v3/subusers/nobody/credits", SendGridKeyAcme); a.Status != 400 || !strings.Contains(string(a.Body), "No user found") {
+		t.Errorf("unknown subuser: %d %s", a.Status, a.Body)
+	}
+}
+
+// TestSendGridRegions: each host answers only its region's keys.
+func TestSendGridRegions(t *testing.T) {
+	_, ts, _ := newSim(t, Options{})
+	for _, c := range []struct {
+		prefix, key string
+		want        int
+	}{
+		{"/sendgrid", SendGridKeyAcme, 200},
+		{"/sendgrid-eu", SendGridKeyEuro, 200},
+		{"/sendgrid", SendGridKeyEuro, 401},
+		{"/sendgrid-eu", SendGridKeyAcme, 401},
+		{"/sendgrid-eu", SendGridKeyBeta, 401},
+	} {
+		if a := get(t, ts, c.prefix+"/v3/scopes", c.key); a.Status != c.want {
+			t.Errorf("%s with %s: %d, want %d", c.prefix, c.key[:25], a.Status, c.want)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/sendgrid/v3/user/credits", nil)
+	req.Header.Set("Authorization", "Bearer "+SendGridKeyAcme)
+	req.Header.Set("On-Behalf-Of", "acme-marketing")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 400 {
+		t.Errorf("on-behalf-of answered as if modelled: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	var cr SendGridCredits
+	get(t, ts, "/sendgrid-eu/v3/user/credits", SendGridKeyEuro).decode(t, &cr)
+	// testNow is Sunday 2026-03-15: the week began on Monday the 9th.
+	if cr.ResetFrequency != "weekly" || cr.LastReset != "2026-03-09" || cr.NextReset != "2026-03-16" {
+		t.Errorf("weekly credits %+v", cr)
 	}
 }

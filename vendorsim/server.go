@@ -26,8 +26,10 @@ type Options struct {
 	// limit windows). Default time.Now.
 	Now func() time.Time
 	// PageSize is the most items the simulator returns in one page of a
-	// paginated list, whatever limit the client asks for. Default 3, so
-	// clients always have to paginate.
+	// paginated list, whatever limit the client asks for (Twilio,
+	// Segment), or the page size when the client names none (SendGrid,
+	// whose spec makes limit the page size). Default 3, so clients
+	// always have to paginate.
 	PageSize int
 	// Logger receives one debug line per vendor call (never a credential)
 	// and an info line per fault change. Default: discard.

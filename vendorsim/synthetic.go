@@ -95,7 +95,7 @@ func sendGridSynthetic(n int) *SendGridAccount {
 		Reputation: 90 + float64(n%20)/2,
 		UserID:     int64(10_000_000_000 + n),
 		Scopes: []string{"stats.read", "user.credits.read", "user.account.read", "teammates.read",
-			"api_keys.read", "subusers.read", "mail.send", "user.username.read"},
+			"api_keys.read", "subusers.read", "subusers.stats.sums.read", "subusers.credits.read", "mail.send", "user.username.read"},
 		CreditsTotal:     int64(40000 + 5000*(n%5)),
 		PendingTeammates: []SendGridPendingTeammate{},
 		APIKeys:          []SendGridAPIKey{{keyID, "saas_exporter (vendorsim)"}},
@@ -103,7 +103,7 @@ func sendGridSynthetic(n int) *SendGridAccount {
 		requestsBase:     int64(1500 + 100*(n%10)),
 		requestsStep:     int64(5 + n%10),
 	}
-	// acme has 7 teammates, 2 pending, 5 keys, 5 subusers.
+	// acme has 7 teammates, 3 pending (1 expired), 5 keys, 5 subusers.
 	roles := []string{"teammate", "admin", "teammate"}
 	a.Teammates = append(a.Teammates, SendGridTeammate{name + "-owner", "owner@" + dom, "Gen", "Owner", "owner", true})
 	for i := range 5 + n%4 {
@@ -114,7 +114,8 @@ func sendGridSynthetic(n int) *SendGridAccount {
 	}
 	for i := range 1 + n%3 {
 		a.PendingTeammates = append(a.PendingTeammates, SendGridPendingTeammate{
-			fmt.Sprintf("invitee%d@%s", i+1, dom), []string{"stats.read"}, i == 0, fmt.Sprintf("genPending%010d%02d", n, i)})
+			Email: fmt.Sprintf("invitee%d@%s", i+1, dom), Scopes: []string{"stats.read"}, IsAdmin: i == 0,
+			Token: fmt.Sprintf("genPending%010d%02d", n, i), ExpiresInDays: 4 - 3*i}) // the third has expired
 	}
 	for i := range 3 + n%4 {
 		a.APIKeys = append(a.APIKeys, SendGridAPIKey{fmt.Sprintf("genKey%010d%06d", n, i+2), fmt.Sprintf("Key %d", i+2)})
@@ -124,8 +125,13 @@ func sendGridSynthetic(n int) *SendGridAccount {
 		if i == 2 {
 			region = "eu"
 		}
-		a.Subusers = append(a.Subusers, SendGridSubuser{i%4 == 3, int64(n)*10 + int64(i) + 1,
-			fmt.Sprintf("%s-sub%d", name, i+1), fmt.Sprintf("sub%d@%s", i+1, dom), region})
+		su := SendGridSubuser{Disabled: i%4 == 3, ID: int64(n)*10 + int64(i) + 1,
+			Username: fmt.Sprintf("%s-sub%d", name, i+1), Email: fmt.Sprintf("sub%d@%s", i+1, dom), Region: region,
+			Credits: SendGridSubuserCredits{Type: "recurring", ResetFrequency: "monthly", Total: int64(20000 + 1000*i)}}
+		if !su.Disabled {
+			su.RequestsBase, su.RequestsStep = int64(1000+200*i+10*(n%10)), int64(3+i)
+		}
+		a.Subusers = append(a.Subusers, su)
 	}
 	return a
 }

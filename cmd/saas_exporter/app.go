@@ -35,6 +35,10 @@ var vendors = []provider.Factory{
 // fake clock to run expiry and refresh scenarios without waiting.
 var clock = time.Now
 
+// readyTimeout bounds /-/ready, so a probe gets an answer within a second
+// whatever the store does.
+const readyTimeout = 800 * time.Millisecond
+
 // app is the wired exporter.
 type app struct {
 	cfg    *config.Config
@@ -110,12 +114,27 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 // openStore opens the configured backend: PostgreSQL for several replicas,
 // otherwise the embedded bbolt file in data_dir.
 func openStore(ctx context.Context, cfg *config.Config, kr *store.Keyring, log *slog.Logger) (store.Store, error) {
+	st, err := openBackend(ctx, cfg, kr, log)
+	if err != nil {
+		return nil, err
+	}
+	// A store filled by an unfinished `store migrate` looks valid but may
+	// hold any part of the source.
+	if err := store.CheckMigration(ctx, st); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+func openBackend(ctx context.Context, cfg *config.Config, kr *store.Keyring, log *slog.Logger) (store.Store, error) {
 	if pg := cfg.Store.Postgres; pg != nil {
 		st, err := store.OpenPostgres(ctx, pg.DSN, kr, log)
 		if err != nil {
 			return nil, err
 		}
-		log.Info("store: PostgreSQL", "database", st.Where())
+		st.SetCallTimeout(pg.CallTimeout)
+		log.Info("store: PostgreSQL", "database", st.Where(), "call_timeout", st.CallTimeout())
 		return st, nil
 	}
 	path := filepath.Join(cfg.DataDir, store.DefaultBoltFile)
@@ -136,7 +155,22 @@ func (a *app) handler() http.Handler {
 		fmt.Fprintln(w, "Healthy")
 	})
 	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := a.store.List(r.Context()); err != nil {
+		// The store answering is enough; no record is read, no secret opened.
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		// Answer at the deadline even if the store's driver takes longer
+		// to give up (a frozen server does not confirm a cancellation).
+		done := make(chan error, 1)
+		go func() { done <- a.store.Ping(ctx) }()
+		var err error
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+		}
+		if err != nil || ctx.Err() != nil {
+			if err == nil || ctx.Err() != nil {
+				err = fmt.Errorf("no answer within %s", readyTimeout)
+			}
 			http.Error(w, "store not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}

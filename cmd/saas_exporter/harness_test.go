@@ -86,7 +86,9 @@ func vendorConfig(simURL, exporterURL string) string {
 
 // vendorSections: one function per vendor, returning its indented section.
 var vendorSections = []func(simURL, exporterURL string) string{
-	func(sim, _ string) string { return "  sendgrid:\n    api_url: " + sim + "/sendgrid\n" },
+	func(sim, _ string) string {
+		return "  sendgrid:\n    api_url: " + sim + "/sendgrid\n    eu_api_url: " + sim + "/sendgrid-eu\n"
+	},
 	func(sim, _ string) string {
 		return "  twilio:\n    connect_app_sid: " + vendorsim.TwilioConnectAppSid + "\n    account_sid: " + vendorsim.TwilioOwnerAccountSid +
 			"\n    auth_token: " + vendorsim.TwilioOwnerAuthToken + "\n    api_url: " + sim + "/twilio\n    authorize_url: " + sim + "/twilio-www/authorize\n"

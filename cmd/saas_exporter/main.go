@@ -56,9 +56,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	app.ErrorWriter(stderr)
 	configFile := app.Flag("config.file", "Configuration file (YAML).").Default("saas_exporter.yml").String()
 	app.Command("serve", "Run the exporter (the default).").Default()
-	migrateCmd := app.Command("store", "Store maintenance.").Command("migrate", "Copy every connection and invite from one store to another, then verify the copy. Stop the exporters first; safe to run twice.")
+	migrateCmd := app.Command("store", "Store maintenance.").Command("migrate", "Copy every connection and invite from one store to another, then verify the copy. Stop the exporters first. Running it again finishes an interrupted run; it refuses to overwrite what changed in the destination since (see --force).")
 	migrateFrom := migrateCmd.Flag("from", "Source: bbolt:PATH, or bbolt for data_dir's file.").Required().String()
 	migrateTo := migrateCmd.Flag("to", "Destination: postgres:DSN, or postgres for store.postgres from the configuration.").Required().String()
+	migrateForce := migrateCmd.Flag("force", "Overwrite records that changed in the destination since the last migration (the refusal lists them).").Bool()
 	webFlags := kingpinflag.AddFlags(app, ":9888")
 	logCfg := &promslog.Config{Writer: stderr}
 	promslogflag.AddFlags(app, logCfg)
@@ -82,7 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		return 1
 	}
 	if cmd == migrateCmd.FullCommand() {
-		if err := migrateStores(ctx, cfg, *migrateFrom, *migrateTo, stdout, logger); err != nil {
+		if err := migrateStores(ctx, cfg, *migrateFrom, *migrateTo, *migrateForce, stdout, logger); err != nil {
 			logger.Error("store migrate failed", "err", err)
 			return 1
 		}

@@ -16,7 +16,7 @@ import (
 // A location is bbolt:PATH or postgres:DSN; a bare "postgres" (or
 // "bbolt") takes the DSN (or data_dir file) from the configuration, so a
 // password need not appear on a command line.
-func migrateStores(ctx context.Context, cfg *config.Config, from, to string, stdout io.Writer, log *slog.Logger) error {
+func migrateStores(ctx context.Context, cfg *config.Config, from, to string, force bool, stdout io.Writer, log *slog.Logger) error {
 	kr, err := store.LoadKeyring(cfg.SecretKeyFile, os.Getenv(store.SecretKeyEnv), cfg.DataDir, log)
 	if err != nil {
 		return err
@@ -31,7 +31,11 @@ func migrateStores(ctx context.Context, cfg *config.Config, from, to string, std
 		return fmt.Errorf("--to: %w", err)
 	}
 	defer dst.Close()
-	rep, err := store.Migrate(ctx, src, dst)
+	rep, err := store.MigrateWith(ctx, src, dst, store.MigrateOptions{
+		Force: force,
+		From:  describeLocation(cfg, from),
+		Key:   kr.Derive("saas_exporter migrate fingerprints v1"),
+	})
 	if err != nil {
 		return err
 	}
@@ -65,4 +69,17 @@ func openLocation(ctx context.Context, cfg *config.Config, loc string, kr *store
 	default:
 		return nil, fmt.Errorf("%q: want bbolt:PATH or postgres:DSN", loc)
 	}
+}
+
+// describeLocation names a source for the migration record without a
+// DSN (which may hold a password).
+func describeLocation(cfg *config.Config, loc string) string {
+	kind, arg, _ := strings.Cut(loc, ":")
+	switch {
+	case kind == "bbolt" && arg == "":
+		return "bbolt " + cfg.DataDir + "/" + store.DefaultBoltFile
+	case kind == "bbolt":
+		return "bbolt " + arg
+	}
+	return kind
 }

@@ -45,6 +45,7 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	for _, c := range []map[string]string{
 		{"vendor": "sendgrid", "name": "sg-acme", "api_key": vendorsim.SendGridKeyAcme},
 		{"vendor": "sendgrid", "name": "sg-beta", "api_key": vendorsim.SendGridKeyBeta},
+		{"vendor": "sendgrid", "name": "sg-euro", "api_key": vendorsim.SendGridKeyEuro, "region": "eu"},
 		{"vendor": "segment", "name": "seg-us", "token": vendorsim.SegmentTokenAcme, "region": "us"},
 		{"vendor": "segment", "name": "seg-eu", "method": "client_credentials", "region": "eu", "client_id": vendorsim.SegmentOAuthClientEuro,
 			"key_id": vendorsim.SegmentOAuthKeyIDEuro, "private_key": vendorsim.SegmentOAuthTestPrivateKey},
@@ -69,8 +70,8 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	// sg-beta's key is revoked at SendGrid.
 	s.Sim.RevokeSendGridKey(vendorsim.SendGridKeyBeta)
 	conns := s.connections()
-	if n := len(conns); n != 8 {
-		t.Fatalf("%d connections, want 8", n)
+	if n := len(conns); n != 9 {
+		t.Fatalf("%d connections, want 9", n)
 	}
 	// Budgets: tw-acme is over its budget (the simulator's Acme spends
 	// more than 40 usd every day), sg-acme far under.

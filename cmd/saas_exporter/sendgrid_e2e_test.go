@@ -35,7 +35,7 @@ func TestSendGridEndToEnd(t *testing.T) {
 	if code := s.api("POST", "/api/v1/connections", map[string]string{"vendor": "sendgrid", "name": "beta", "api_key": vendorsim.SendGridKeyBeta}, &limited); code != 201 {
 		t.Fatalf("connect beta: %d", code)
 	}
-	if strings.Join(limited.MissingScopes, ",") != "user.credits.read,teammates.read,api_keys.read,subusers.read" {
+	if strings.Join(limited.MissingScopes, ",") != "user.credits.read,teammates.read,api_keys.read,subusers.read,subusers.stats.sums.read,subusers.credits.read" {
 		t.Errorf("beta missing scopes: %v", limited.MissingScopes)
 	}
 
@@ -53,6 +53,9 @@ func TestSendGridEndToEnd(t *testing.T) {
 		`saas_sendgrid_api_keys{connection="prod"}`:                                                "5",
 		`saas_sendgrid_reputation_ratio{connection="prod"}`:                                        "0.995",
 		`saas_sendgrid_emails{connection="prod",event="requests",period="today"}`:                  fmt.Sprint(vendorsim.SendGridDayStats(vendorsim.SendGridKeyAcme, now)["requests"]),
+		`saas_sendgrid_teammates_pending{connection="prod"}`:                                       "2",
+		`saas_sendgrid_teammates_pending_expired{connection="prod"}`:                               "1",
+		`saas_sendgrid_credits_reset_frequency{connection="prod",frequency="monthly"}`:             "1",
 		`saas_connection_scope_missing{connection="beta",scope="subusers.read",vendor="sendgrid"}`: "1",
 		`saas_connection_state{connection="beta",state="active",vendor="sendgrid"}`:                "1",
 	} {
@@ -240,4 +243,35 @@ func TestGracefulShutdownKeepsData(t *testing.T) {
 	if len(conns) != 1 || conns[0].Secret["api_key"] != vendorsim.SendGridKeyAcme {
 		t.Errorf("after restart: %+v", conns)
 	}
+}
+
+// The region is part of the connection in the JSON API: an EU-pinned key
+// is refused in the global region with the region to choose, and accepted
+// in region eu, whose host is then the one collected.
+func TestSendGridEURegionEndToEnd(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	var e struct {
+		Error string `json:"error"`
+		Field string `json:"field"`
+	}
+	code := s.api("POST", "/api/v1/connections", map[string]string{"vendor": "sendgrid", "name": "euro", "api_key": vendorsim.SendGridKeyEuro}, &e)
+	if code < 400 || code >= 500 || e.Field != "region" || !strings.Contains(e.Error, "choose region eu") || strings.Contains(e.Error, vendorsim.SendGridKeyEuro) {
+		t.Fatalf("EU key in the default region: %d %+v", code, e)
+	}
+	var c apiConn
+	if code := s.api("POST", "/api/v1/connections", map[string]string{"vendor": "sendgrid", "name": "euro", "api_key": vendorsim.SendGridKeyEuro, "region": "eu"}, &c); code != 201 {
+		t.Fatalf("connect in region eu: %d", code)
+	}
+	m := s.scrape()
+	for series, want := range map[string]string{
+		`saas_connection_state{connection="euro",state="active",vendor="sendgrid"}`:                      "1",
+		`saas_sendgrid_credits_reset_frequency{connection="euro",frequency="weekly"}`:                    "1",
+		`saas_sendgrid_teammates_pending_expired{connection="euro"}`:                                     "1",
+		`saas_connection_info{account="euro",auth_method="api_key",connection="euro",vendor="sendgrid"}`: "1",
+	} {
+		if got := metricValue(t, m, series); got != want {
+			t.Errorf("%s = %s, want %s", series, got, want)
+		}
+	}
+	promtoolCheck(t, m)
 }

@@ -70,7 +70,9 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		}
 	}
 
-	req, _ := http.NewRequest("GET", base+"/sendgrid/v3/teammates", nil)
+	// SendGrid honours a client's limit; --page-size is the page size of
+	// its subuser list when the client names none.
+	req, _ := http.NewRequest("GET", base+"/sendgrid/v3/subusers", nil)
 	req.Header.Set("Authorization", "Bearer "+vendorsim.SendGridKeyAcme)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -78,7 +80,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || strings.Count(string(body), "user_type") != 2 {
+	if resp.StatusCode != 200 || strings.Count(string(body), "username") != 2 {
 		t.Errorf("--page-size=2 not applied: %d %s", resp.StatusCode, body)
 	}
 	resp, err = http.Get(base + "/_sim/faults")

@@ -113,17 +113,10 @@ func New(node *yaml.Node, env provider.Env) (provider.Provider, error) {
 	}
 	var errs []error
 	check := func(key string, v *string, def string) {
-		if *v == "" {
-			*v = def
+		var err error
+		if *v, err = config.BaseURL(key, *v, def); err != nil {
+			errs = append(errs, err)
 		}
-		u, err := url.Parse(*v)
-		switch {
-		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-			errs = append(errs, fmt.Errorf("%s: must be an absolute http(s) URL such as %s, got %q", key, def, *v))
-		case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
-			errs = append(errs, fmt.Errorf("%s: must not carry a query, fragment or user info, got %q", key, *v))
-		}
-		*v = strings.TrimRight(*v, "/")
 	}
 	check("api_url", &c.APIURL, DefaultAPIURL)
 	check("eu_api_url", &c.EUAPIURL, DefaultEUAPIURL)

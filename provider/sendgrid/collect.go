@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/saas-exporter/saas_exporter/provider"
 )
@@ -17,35 +21,58 @@ import (
 var StatsMetrics = []string{"blocks", "bounce_drops", "bounces", "clicks", "deferred", "delivered", "invalid_emails", "opens",
 	"processed", "requests", "spam_report_drops", "spam_reports", "unique_clicks", "unique_opens", "unsubscribe_drops", "unsubscribes"}
 
+// CreditFrequencies are the reset_frequency values saas_sendgrid_credits_reset_frequency
+// always exports (0 or 1); another value SendGrid sends is exported too.
+var CreditFrequencies = []string{"monthly", "weekly", "daily"}
+
 var (
 	descEmails = provider.NewDesc("sendgrid_emails",
-		"Email events from SendGrid's global stats in the period (UTC days; this_month: month to date).", "event", "period")
-	descCreditsRemaining = provider.NewDesc("sendgrid_credits_remaining", "Email credits left in the current credit period.")
-	descCreditsUsed      = provider.NewDesc("sendgrid_credits_used", "Email credits used in the current credit period.")
-	descCreditsLimit     = provider.NewDesc("sendgrid_credits_limit", "Email credits of the plan for the current credit period.")
-	descCreditsOverage   = provider.NewDesc("sendgrid_credits_overage", "Emails sent over the plan's credits in the current credit period.")
+		"Email events in SendGrid's global stats (GET /v3/stats) of the connected account in the period: for a parent account its own mail only, its subusers' is in saas_sendgrid_subuser_emails (UTC days; this_month: month to date; last_month: the previous calendar month).", "event", "period")
+	descSubuserEmails = provider.NewDesc("sendgrid_subuser_emails",
+		"Email events of one subuser in the period (GET /v3/subusers/stats/sums), for the vendors.sendgrid.max_subusers subusers with the most requests in that period.", "subuser", "event", "period")
+	descSubuserCredits = provider.NewDesc("sendgrid_subuser_credits_remaining",
+		"Email credits a subuser has left of its own allocation (GET /v3/subusers/{name}/credits), for the subusers with the most requests this month; subusers without a limit are left out.", "subuser")
+	descCreditsRemaining = provider.NewDesc("sendgrid_credits_remaining", "Email credits left in the current credit cycle.")
+	descCreditsUsed      = provider.NewDesc("sendgrid_credits_used", "Email credits used in the current credit cycle.")
+	descCreditsLimit     = provider.NewDesc("sendgrid_credits_limit", "Email credits of the plan for the current credit cycle.")
+	descCreditsOverage   = provider.NewDesc("sendgrid_credits_overage", "Emails sent over the plan's credits in the current credit cycle.")
 	descCreditsReset     = provider.NewDesc("sendgrid_credits_reset_timestamp_seconds", "When the credits next reset (Unix time, start of the UTC day).")
-	descReputation       = provider.NewDesc("sendgrid_reputation_ratio", "Sender reputation, from 0 to 1.")
-	descAccountInfo      = provider.NewDesc("sendgrid_account_info", "SendGrid account type; always 1.", "type")
-	descTeammates        = provider.NewDesc("sendgrid_teammates", "Teammates (seats) by user type.", "user_type")
-	descPending          = provider.NewDesc("sendgrid_teammates_pending", "Teammate invitations not accepted yet.")
-	descAPIKeys          = provider.NewDesc("sendgrid_api_keys", "API keys of the account.")
-	descSubusers         = provider.NewDesc("sendgrid_subusers", "Subusers, by whether they are disabled.", "disabled")
+	descCreditsFrequency = provider.NewDesc("sendgrid_credits_reset_frequency",
+		"How often the credits reset (reset_frequency of GET /v3/user/credits); one-hot. The credit cycle need not be the calendar month of the this_month stats.", "frequency")
+	descReputation     = provider.NewDesc("sendgrid_reputation_ratio", "Sender reputation, from 0 to 1.")
+	descAccountInfo    = provider.NewDesc("sendgrid_account_info", "SendGrid account type; always 1.", "type")
+	descTeammates      = provider.NewDesc("sendgrid_teammates", "Teammates (seats) by user type, SSO teammates included.", "user_type")
+	descPending        = provider.NewDesc("sendgrid_teammates_pending", "Teammate invitations not accepted yet and not expired.")
+	descPendingExpired = provider.NewDesc("sendgrid_teammates_pending_expired", "Teammate invitations past their expiration_date, never accepted (they hold no seat; resending renews them).")
+	descAPIKeys        = provider.NewDesc("sendgrid_api_keys", "API keys of the account.")
+	descSubusers       = provider.NewDesc("sendgrid_subusers", "Subusers, by whether they are disabled.", "disabled")
 )
 
-// pageSize is what SendGrid allows at most on its paged lists.
-const pageSize = 500
+const (
+	// pageSize is what SendGrid allows at most on its paged lists.
+	pageSize = 500
+	// closedMonthEvery: a closed month's stats are fetched at most this
+	// often. Opens, clicks and bounces of the month's last mails still
+	// arrive for a while, so they are refreshed, but rarely.
+	closedMonthEvery = 6 * time.Hour
+	// subuserCreditsEvery: subuser credits cost one call per subuser, so
+	// they are fetched at most this often.
+	subuserCreditsEvery = 10 * time.Minute
+	// maxLabelLen bounds a label value taken from vendor text (characters).
+	maxLabelLen = 128
+)
 
 // Collect gathers every metric the key's scopes allow. Sections run
 // concurrently (the engine bounds calls per account); a failing section
-// does not hide the others.
+// keeps its last values and does not hide the others.
 func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
-	c := &client{hc: s.HTTP, apiURL: p.apiURL, key: s.Conn.Secret["api_key"]}
+	region, err := regionOf(s.Conn.Settings[settingRegion])
+	if err != nil {
+		return fmt.Errorf("sendgrid: the connection's region is not one of %s; reconnect it", strings.Join(Regions, ", "))
+	}
+	c := p.client(s.HTTP, region, s.Conn.Secret["api_key"])
 	isOAuth := s.Conn.AuthMethod == oauthMethodName
-	var (
-		scopes []string
-		err    error
-	)
+	var scopes []string
 	// /v3/scopes doubles as the credential check.
 	if isOAuth {
 		if scopes, err = p.oauthScopes(ctx, s, c); err != nil {
@@ -64,28 +91,42 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 	}
 	s.MissingScopes(missing(scopes))
 
+	lastMonth := monthKey(s.Now)
 	type section struct {
-		scope string
-		run   func(context.Context, *client, *provider.Scrape) error
+		name   string
+		scopes []string
+		every  time.Duration
+		run    func(context.Context, *client, *provider.Scrape) error
 	}
 	sections := []section{
-		{"stats.read", collectStats},
-		{"user.credits.read", collectCredits},
-		{"user.account.read", collectAccount},
-		{"teammates.read", collectTeammates},
-		{"api_keys.read", collectAPIKeys},
-		{"subusers.read", collectSubusers},
+		{"stats.read", []string{"stats.read"}, 0, collectStats},
+		// The month key in the name starts the closed month afresh when
+		// the month turns.
+		{"stats.read:last_month:" + lastMonth, []string{"stats.read"}, closedMonthEvery, collectStatsLastMonth},
+		{"user.credits.read", []string{"user.credits.read"}, 0, collectCredits},
+		{"user.account.read", []string{"user.account.read"}, 0, collectAccount},
+		{"teammates.read", []string{"teammates.read"}, 0, p.collectTeammates},
+		{"api_keys.read", []string{"api_keys.read"}, 0, collectAPIKeys},
+		{"subusers.read", []string{"subusers.read"}, 0, p.collectSubusers},
+	}
+	if p.maxSubusers > 0 {
+		sums := []string{"subusers.read", "subusers.stats.sums.read"}
+		sections = append(sections,
+			section{"subusers.stats", sums, 0, p.collectSubuserStats},
+			section{"subusers.stats:last_month:" + lastMonth, sums, closedMonthEvery, p.collectSubuserStatsLastMonth},
+			section{"subusers.credits", append(sums, "subusers.credits.read"), subuserCreditsEvery, p.collectSubuserCredits},
+		)
 	}
 	var secs []provider.Section
 	for _, sec := range sections {
-		if !slices.Contains(scopes, sec.scope) {
+		if !hasAll(scopes, sec.scopes) {
 			continue // left out; saas_connection_scope_missing says why
 		}
-		secs = append(secs, provider.Section{Name: sec.scope, Run: func(ctx context.Context, s *provider.Scrape) error { return sec.run(ctx, c, s) }})
+		secs = append(secs, provider.Section{Name: sec.name, Every: sec.every,
+			Run: func(ctx context.Context, s *provider.Scrape) error { return sec.run(ctx, c, s) }})
 	}
 	err = s.Sections(ctx, secs...)
-	errs := provider.Errors(err)
-	for _, e := range errs {
+	for _, e := range provider.Errors(err) {
 		if provider.StatusOf(e) == http.StatusUnauthorized {
 			if isOAuth {
 				return midCollection401(err)
@@ -96,6 +137,47 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 	return err
 }
 
+func hasAll(granted, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(granted, w) {
+			return false
+		}
+	}
+	return true
+}
+
+const dayLayout = "2006-01-02"
+
+// monthKey names the month before now's (UTC), e.g. "2026-02".
+func monthKey(now time.Time) string {
+	first, _ := lastMonthRange(now)
+	return first.Format("2006-01")
+}
+
+// lastMonthRange is the first and last day of the month before now's (UTC).
+func lastMonthRange(now time.Time) (first, last time.Time) {
+	now = now.UTC()
+	thisFirst := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	return thisFirst.AddDate(0, -1, 0), thisFirst.AddDate(0, 0, -1)
+}
+
+// period is a named date range of the stats endpoints (UTC days).
+type period struct {
+	name, start, end, agg string
+}
+
+func currentPeriods(now time.Time) []period {
+	now = now.UTC()
+	today := now.Format(dayLayout)
+	first := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC).Format(dayLayout)
+	return []period{{"today", today, today, "day"}, {"this_month", first, today, "month"}}
+}
+
+func lastMonthPeriod(now time.Time) period {
+	first, last := lastMonthRange(now)
+	return period{"last_month", first.Format(dayLayout), last.Format(dayLayout), "month"}
+}
+
 type statsDay struct {
 	Date  string `json:"date"`
 	Stats []struct {
@@ -103,42 +185,53 @@ type statsDay struct {
 	} `json:"stats"`
 }
 
-func collectStats(ctx context.Context, c *client, s *provider.Scrape) error {
-	now := s.Now.UTC()
-	today := now.Format("2006-01-02")
-	first := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC).Format("2006-01-02")
-	for _, q := range []struct {
-		period, start, agg string
-	}{{"today", today, "day"}, {"this_month", first, "month"}} {
-		var days []statsDay
-		if err := c.get(ctx, "/v3/stats", map[string]string{"start_date": q.start, "end_date": today, "aggregated_by": q.agg}, &days); err != nil {
-			return err
-		}
-		sum := map[string]float64{}
-		for _, d := range days {
-			for _, st := range d.Stats {
-				for k, v := range st.Metrics {
-					sum[k] += v
-				}
+// emails reads GET /v3/stats over q, emits every metric (0 where the
+// answer has none) and returns the sums.
+func emails(ctx context.Context, c *client, s *provider.Scrape, q period) (map[string]float64, error) {
+	var days []statsDay
+	if err := c.get(ctx, "/v3/stats", map[string]string{"start_date": q.start, "end_date": q.end, "aggregated_by": q.agg}, &days); err != nil {
+		return nil, err
+	}
+	sum := map[string]float64{}
+	for _, d := range days {
+		for _, st := range d.Stats {
+			for k, v := range st.Metrics {
+				sum[k] += v
 			}
 		}
-		for _, m := range StatsMetrics {
-			s.Gauge(descEmails, sum[m], m, q.period)
+	}
+	for _, m := range StatsMetrics {
+		s.Gauge(descEmails, sum[m], m, q.name)
+	}
+	return sum, nil
+}
+
+func collectStats(ctx context.Context, c *client, s *provider.Scrape) error {
+	for _, q := range currentPeriods(s.Now) {
+		sum, err := emails(ctx, c, s, q)
+		if err != nil {
+			return err
 		}
-		if q.period == "this_month" {
+		if q.name == "this_month" {
 			s.MonthToDate(budgetUnit, sum["requests"])
 		}
 	}
 	return nil
 }
 
+func collectStatsLastMonth(ctx context.Context, c *client, s *provider.Scrape) error {
+	_, err := emails(ctx, c, s, lastMonthPeriod(s.Now))
+	return err
+}
+
 func collectCredits(ctx context.Context, c *client, s *provider.Scrape) error {
 	var r struct {
-		Remain    float64 `json:"remain"`
-		Total     float64 `json:"total"`
-		Overage   float64 `json:"overage"`
-		Used      float64 `json:"used"`
-		NextReset string  `json:"next_reset"`
+		Remain         float64 `json:"remain"`
+		Total          float64 `json:"total"`
+		Overage        float64 `json:"overage"`
+		Used           float64 `json:"used"`
+		NextReset      string  `json:"next_reset"`
+		ResetFrequency string  `json:"reset_frequency"`
 	}
 	if err := c.get(ctx, "/v3/user/credits", nil, &r); err != nil {
 		return err
@@ -150,7 +243,21 @@ func collectCredits(ctx context.Context, c *client, s *provider.Scrape) error {
 	if t, ok := dateOf(r.NextReset); ok {
 		s.Gauge(descCreditsReset, float64(t.Unix()))
 	}
+	freq := labelValue(strings.ToLower(strings.TrimSpace(r.ResetFrequency)))
+	for _, f := range CreditFrequencies {
+		s.Gauge(descCreditsFrequency, boolValue(f == freq), f)
+	}
+	if freq != "" && !slices.Contains(CreditFrequencies, freq) {
+		s.Gauge(descCreditsFrequency, 1, freq)
+	}
 	return nil
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func collectAccount(ctx context.Context, c *client, s *provider.Scrape) error {
@@ -161,36 +268,40 @@ func collectAccount(ctx context.Context, c *client, s *provider.Scrape) error {
 	if err := c.get(ctx, "/v3/user/account", nil, &r); err != nil {
 		return err
 	}
-	if r.Type != "" {
-		s.Gauge(descAccountInfo, 1, r.Type)
+	if t := labelValue(r.Type); t != "" {
+		s.Gauge(descAccountInfo, 1, t)
 	}
 	s.Gauge(descReputation, r.Reputation/100)
 	return nil
 }
 
-// pages fetches an offset-paged list until a short or empty page. fetch
+// pages fetches an offset-paged list, limit items a page. SendGrid's limit
+// is the page size, so a page shorter than it is the last one. fetch
 // returns how many items the page held.
-func pages(ctx context.Context, fetch func(ctx context.Context, offset int) (int, error)) error {
+func pages(ctx context.Context, limit int, fetch func(ctx context.Context, offset, limit int) (int, error)) error {
 	for offset, guard := 0, 0; guard < 10000; guard++ {
-		n, err := fetch(ctx, offset)
+		n, err := fetch(ctx, offset, limit)
 		if err != nil {
 			return err
 		}
-		if n == 0 {
+		offset += n
+		if n < limit {
 			return nil
 		}
-		offset += n
 	}
 	return fmt.Errorf("sendgrid: a list did not end after 10000 pages")
 }
 
-func pageQuery(offset int) map[string]string {
-	return map[string]string{"limit": strconv.Itoa(pageSize), "offset": strconv.Itoa(offset)}
+func pageQuery(offset, limit int) map[string]string {
+	return map[string]string{"limit": strconv.Itoa(limit), "offset": strconv.Itoa(offset)}
 }
 
-func collectTeammates(ctx context.Context, c *client, s *provider.Scrape) error {
+// collectTeammates counts teammates by user type. SSO teammates are not
+// listed apart: SendGrid's docs say they are read with this same API, so
+// they are counted here.
+func (p *Provider) collectTeammates(ctx context.Context, c *client, s *provider.Scrape) error {
 	byType := map[string]float64{"owner": 0, "admin": 0, "teammate": 0}
-	err := pages(ctx, func(ctx context.Context, offset int) (int, error) {
+	err := pages(ctx, p.pageSize, func(ctx context.Context, offset, limit int) (int, error) {
 		var r struct {
 			Result []struct {
 				UserType string `json:"user_type"`
@@ -199,13 +310,13 @@ func collectTeammates(ctx context.Context, c *client, s *provider.Scrape) error 
 				UserType string `json:"user_type"`
 			} `json:"results"` // the spec's example spelling
 		}
-		if err := c.get(ctx, "/v3/teammates", pageQuery(offset), &r); err != nil {
+		if err := c.get(ctx, "/v3/teammates", pageQuery(offset, limit), &r); err != nil {
 			return 0, err
 		}
 		items := append(r.Result, r.Results...)
 		for _, t := range items {
-			if t.UserType != "" {
-				byType[t.UserType]++
+			if ut := labelValue(t.UserType); ut != "" {
+				byType[ut]++
 			}
 		}
 		return len(items), nil
@@ -215,15 +326,28 @@ func collectTeammates(ctx context.Context, c *client, s *provider.Scrape) error 
 	}
 	// Pending invitations are not paged by the API: one answer holds them all.
 	var pending struct {
-		Result []struct{ Email string } `json:"result"`
+		Result []struct {
+			ExpirationDate float64 `json:"expiration_date"` // Unix seconds; 0 if absent
+		} `json:"result"`
 	}
 	if err := c.get(ctx, "/v3/teammates/pending", nil, &pending); err != nil {
 		return err
 	}
+	live, expired := 0, 0
+	now := float64(s.Now.Unix())
+	for _, p := range pending.Result {
+		// Without an expiration_date an invitation counts as live.
+		if p.ExpirationDate > 0 && p.ExpirationDate <= now {
+			expired++
+		} else {
+			live++
+		}
+	}
 	for t, n := range byType {
 		s.Gauge(descTeammates, n, t)
 	}
-	s.Gauge(descPending, float64(len(pending.Result)))
+	s.Gauge(descPending, float64(live))
+	s.Gauge(descPendingExpired, float64(expired))
 	return nil
 }
 
@@ -242,13 +366,13 @@ func collectAPIKeys(ctx context.Context, c *client, s *provider.Scrape) error {
 	return nil
 }
 
-func collectSubusers(ctx context.Context, c *client, s *provider.Scrape) error {
+func (p *Provider) collectSubusers(ctx context.Context, c *client, s *provider.Scrape) error {
 	counts := map[bool]float64{false: 0, true: 0}
-	err := pages(ctx, func(ctx context.Context, offset int) (int, error) {
+	err := pages(ctx, p.pageSize, func(ctx context.Context, offset, limit int) (int, error) {
 		var r []struct {
 			Disabled bool `json:"disabled"`
 		}
-		if err := c.get(ctx, "/v3/subusers", pageQuery(offset), &r); err != nil {
+		if err := c.get(ctx, "/v3/subusers", pageQuery(offset, limit), &r); err != nil {
 			return 0, err
 		}
 		for _, u := range r {
@@ -262,4 +386,117 @@ func collectSubusers(ctx context.Context, c *client, s *provider.Scrape) error {
 	s.Gauge(descSubusers, counts[false], "false")
 	s.Gauge(descSubusers, counts[true], "true")
 	return nil
+}
+
+// subuserSum is one subuser's totals over a period.
+type subuserSum struct {
+	name    string // as SendGrid spells it (for calls)
+	label   string // bounded, for the subuser label
+	metrics map[string]float64
+}
+
+// topSubusers reads GET /v3/subusers/stats/sums over q: the maxSubusers
+// subusers with the most requests, most first. SendGrid sorts and cuts
+// (one call); names that are empty or equal once bounded are left out.
+func (p *Provider) topSubusers(ctx context.Context, c *client, q period) ([]subuserSum, error) {
+	var r struct {
+		Stats []struct {
+			Name    string             `json:"name"`
+			Metrics map[string]float64 `json:"metrics"`
+		} `json:"stats"`
+	}
+	err := c.get(ctx, "/v3/subusers/stats/sums", map[string]string{
+		"start_date": q.start, "end_date": q.end, "sort_by_metric": "requests", "sort_by_direction": "desc",
+		"limit": strconv.Itoa(p.maxSubusers), "offset": "0",
+	}, &r)
+	if err != nil {
+		return nil, err
+	}
+	var out []subuserSum
+	seen := map[string]bool{}
+	for _, st := range r.Stats {
+		if len(out) == p.maxSubusers {
+			break // a server that ignores limit still yields the bound
+		}
+		l := labelValue(st.Name)
+		if l == "" || seen[l] {
+			continue
+		}
+		seen[l] = true
+		out = append(out, subuserSum{name: st.Name, label: l, metrics: st.Metrics})
+	}
+	return out, nil
+}
+
+func (p *Provider) subuserEmails(ctx context.Context, c *client, s *provider.Scrape, q period) error {
+	top, err := p.topSubusers(ctx, c, q)
+	if err != nil {
+		return err
+	}
+	for _, su := range top {
+		for _, m := range StatsMetrics {
+			s.Gauge(descSubuserEmails, su.metrics[m], su.label, m, q.name)
+		}
+	}
+	return nil
+}
+
+func (p *Provider) collectSubuserStats(ctx context.Context, c *client, s *provider.Scrape) error {
+	for _, q := range currentPeriods(s.Now) {
+		if err := p.subuserEmails(ctx, c, s, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Provider) collectSubuserStatsLastMonth(ctx context.Context, c *client, s *provider.Scrape) error {
+	return p.subuserEmails(ctx, c, s, lastMonthPeriod(s.Now))
+}
+
+// collectSubuserCredits reads the credits of this month's top subusers,
+// one call each, a few at a time (the engine bounds them further).
+func (p *Provider) collectSubuserCredits(ctx context.Context, c *client, s *provider.Scrape) error {
+	top, err := p.topSubusers(ctx, c, currentPeriods(s.Now)[1])
+	if err != nil {
+		return err
+	}
+	var (
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, 4)
+		errs = make([]error, len(top))
+	)
+	for i, su := range top {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer provider.Recover("sendgrid subuser credits", &errs[i])
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			var r struct {
+				Type   string   `json:"type"`
+				Remain *float64 `json:"remain"` // null: unlimited
+			}
+			if err := c.get(ctx, "/v3/subusers/"+url.PathEscape(su.name)+"/credits", nil, &r); err != nil {
+				errs[i] = err
+				return
+			}
+			if r.Remain != nil {
+				s.Gauge(descSubuserCredits, *r.Remain, su.label)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// labelValue bounds vendor text used as a label value: valid UTF-8, at
+// most maxLabelLen characters (cut ones end in "…").
+func labelValue(v string) string {
+	v = strings.ToValidUTF8(v, "\uFFFD")
+	if utf8.RuneCountInString(v) <= maxLabelLen {
+		return v
+	}
+	r := []rune(v)
+	return string(r[:maxLabelLen-1]) + "…"
 }

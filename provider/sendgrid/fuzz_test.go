@@ -17,7 +17,7 @@ import (
 func FuzzResponses(f *testing.F) {
 	srv := providertest.NewCanned(f)
 	var n yaml.Node
-	if err := yaml.Unmarshal([]byte("api_url: "+srv.URL+"\n"), &n); err != nil {
+	if err := yaml.Unmarshal([]byte("api_url: "+srv.URL+"\neu_api_url: "+srv.URL+"\n"), &n); err != nil {
 		f.Fatal(err)
 	}
 	p, err := New(&n, provider.Env{})
@@ -25,7 +25,10 @@ func FuzzResponses(f *testing.F) {
 		f.Fatal(err)
 	}
 	const key = "SG.fuzzKeyNeverInErrors.abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-	f.Add([]byte(`{"scopes":["stats.read","user.credits.read","user.account.read","teammates.read","api_keys.read","subusers.read"]}`), 200)
+	f.Add([]byte(`{"scopes":["stats.read","user.credits.read","user.account.read","teammates.read","api_keys.read","subusers.read","subusers.stats.sums.read","subusers.credits.read"]}`), 200)
+	f.Add([]byte(`{"date":"2026-03-01","stats":[{"name":"a\xff","type":"subuser","metrics":{"requests":3}},{"name":null,"metrics":null}]}`), 200)
+	f.Add([]byte(`{"type":"unlimited","remain":null,"total":null,"used":null,"reset_frequency":null}`), 200)
+	f.Add([]byte(`{"result":[{"email":"x","expiration_date":1773000000},{"expiration_date":"soon"}]}`), 200)
 	f.Add([]byte(`[{"date":"2026-03-15","stats":[{"metrics":{"requests":1}}]}]`), 200)
 	f.Add([]byte(`{"remain":1,"total":"x","next_reset":"2026-13-45"}`), 200)
 	f.Add([]byte(`{"errors":[{"field":null,"message":"authorization required"}]}`), 401)

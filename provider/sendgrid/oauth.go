@@ -36,19 +36,28 @@ func (p *Provider) newOAuthMethod(sec *oauth.Section, env provider.Env) (*oauth.
 }
 
 // verifyOAuth checks a newly issued access token with GET /v3/scopes and
-// learns the account, as for an API key.
+// learns the account, as for an API key. A sign-in has no form to choose
+// a region in, so the region is whichever host accepts the token, global
+// first; it is stored like an API key's and used from then on.
 func (p *Provider) verifyOAuth(ctx context.Context, hc *http.Client, tok *oauth2.Token) (*provider.Credential, error) {
-	c := &client{hc: hc, apiURL: p.apiURL, key: tok.AccessToken}
-	scopes, err := c.scopes(ctx)
-	if err != nil {
-		if st := provider.StatusOf(err); st == http.StatusUnauthorized || st == http.StatusForbidden {
-			return nil, fmt.Errorf("SendGrid at %s did not accept the access token its authorization server just issued (%v); check that auth_url and token_url in vendors.sendgrid.oauth belong to the same SendGrid as api_url", p.apiURL, err)
+	var refused error
+	for _, region := range Regions {
+		c := p.client(hc, region, tok.AccessToken)
+		scopes, err := c.scopes(ctx)
+		if st := provider.StatusOf(err); err != nil && (st == http.StatusUnauthorized || st == http.StatusForbidden) {
+			if refused == nil {
+				refused = err
+			}
+			continue
 		}
-		return nil, fmt.Errorf("could not verify the access token with SendGrid at %s: %w", p.apiURL, err)
+		if err != nil {
+			return nil, fmt.Errorf("could not verify the access token with SendGrid at %s: %w", c.apiURL, err)
+		}
+		cred := &provider.Credential{Scopes: scopes, MissingScopes: missing(scopes), Settings: map[string]string{settingRegion: region}}
+		cred.Account, cred.AccountID = c.identify(ctx, scopes)
+		return cred, nil
 	}
-	cred := &provider.Credential{Scopes: scopes, MissingScopes: missing(scopes)}
-	cred.Account, cred.AccountID = c.identify(ctx, scopes)
-	return cred, nil
+	return nil, fmt.Errorf("SendGrid at %s (and at %s, the EU host) did not accept the access token its authorization server just issued (%v); check that auth_url and token_url in vendors.sendgrid.oauth belong to the same SendGrid as api_url", p.apiURLs["global"], p.apiURLs["eu"], refused)
 }
 
 // identify reads the account's name and id where the scopes allow it;

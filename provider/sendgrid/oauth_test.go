@@ -51,7 +51,7 @@ type oauthFixture struct {
 }
 
 func oauthConfig(base string) string {
-	return "api_url: " + base + "/sendgrid\noauth:\n  client_id: " + vendorsim.OAuthClientID + "\n  client_secret: " + vendorsim.OAuthClientSecret +
+	return "api_url: " + base + "/sendgrid\neu_api_url: " + base + "/sendgrid-eu\noauth:\n  client_id: " + vendorsim.OAuthClientID + "\n  client_secret: " + vendorsim.OAuthClientSecret +
 		"\n  auth_url: " + base + "/oauth/authorize\n  token_url: " + base + "/oauth/token\n"
 }
 
@@ -245,8 +245,29 @@ func TestOAuthConnectAndCollect(t *testing.T) {
 
 	// Beta's grant cannot read its name: no account, missing scopes named.
 	b := f.connect("beta")
-	if b.Account != "" || b.AccountID != "" || strings.Join(b.MissingScopes, ",") != "user.credits.read,teammates.read,api_keys.read,subusers.read" {
+	if b.Account != "" || b.AccountID != "" || b.Settings["region"] != "global" ||
+		strings.Join(b.MissingScopes, ",") != "user.credits.read,teammates.read,api_keys.read,subusers.read,subusers.stats.sums.read,subusers.credits.read" {
 		t.Errorf("beta %+v", b)
+	}
+}
+
+// A sign-in has no region field: the region is the host that accepts the
+// token, and collections use it.
+func TestOAuthLearnsTheRegion(t *testing.T) {
+	f := newOAuthFixture(t)
+	c := f.connect("euro")
+	if c.Settings["region"] != "eu" || c.Account != "euro" {
+		t.Fatalf("euro connection: region %q account %q", c.Settings["region"], c.Account)
+	}
+	m, err := f.collect(c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(m, "saas_sendgrid_emails"); n != 48 {
+		t.Errorf("%d email series, want 48", n)
+	}
+	if f.sim.CallCounts().Routes["GET /sendgrid-eu/v3/stats"] == 0 {
+		t.Errorf("no stats call at the EU host: %v", f.sim.CallCounts().Routes)
 	}
 }
 

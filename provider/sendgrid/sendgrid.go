@@ -5,9 +5,9 @@ package sendgrid
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -21,17 +21,52 @@ import (
 	"github.com/saas-exporter/saas_exporter/provider"
 )
 
-const (
-	vendor        = "sendgrid"
-	defaultAPIURL = "https://api.sendgrid.com"
+const vendor = "sendgrid"
+
+// Regions are the values of the connection's "region" setting, the
+// default first; they are sendgrid-go's data residency names.
+var Regions = []string{"global", "eu"}
+
+// Defaults of vendors.sendgrid. The hosts come from sendgrid-go's data
+// residency table (see regionHost).
+var (
+	defaultAPIURL   = regionHost("global")
+	defaultEUAPIURL = regionHost("eu")
 )
 
-// RecommendedScopes are what a restricted key needs for every metric.
-var RecommendedScopes = []string{"stats.read", "user.credits.read", "user.account.read", "teammates.read", "api_keys.read", "subusers.read"}
+const (
+	// DefaultMaxSubusers bounds the subusers exported per period.
+	DefaultMaxSubusers = 50
+	// maxMaxSubusers keeps one collection's subuser calls and series sane.
+	maxMaxSubusers = 1000
+	settingRegion  = "region"
+)
+
+// regionHost asks sendgrid-go's SetDataResidency for a region's host, so
+// the library's table stays the source. Requests do not go through
+// SetDataResidency itself: it replaces the host with SendGrid's own, which
+// would ignore api_url and eu_api_url (proxies, the simulator).
+func regionHost(region string) string {
+	r, err := sg.SetDataResidency(rest.Request{}, region)
+	if err != nil {
+		panic(fmt.Sprintf("sendgrid-go does not know region %q: %v", region, err)) // a library upgrade broke the table
+	}
+	return r.BaseURL
+}
+
+// RecommendedScopes are what a restricted key needs for every metric
+// ("read access to Subusers" in SendGrid's key editor grants the three
+// subusers.* ones).
+var RecommendedScopes = []string{"stats.read", "user.credits.read", "user.account.read", "teammates.read", "api_keys.read",
+	"subusers.read", "subusers.stats.sums.read", "subusers.credits.read"}
 
 // Config is the vendors.sendgrid section.
 type Config struct {
-	APIURL string `yaml:"api_url"`
+	APIURL   string `yaml:"api_url"`
+	EUAPIURL string `yaml:"eu_api_url"`
+	// MaxSubusers is how many subusers (the top by requests) are exported
+	// per period; 0 exports none.
+	MaxSubusers *int `yaml:"max_subusers"`
 	// OAuth enables connecting with SendGrid sign-in (authorization code).
 	OAuth *oauth.Section `yaml:"oauth"`
 }
@@ -41,8 +76,10 @@ var Factory = provider.Factory{Vendor: vendor, New: New}
 
 // Provider implements provider.Provider for SendGrid.
 type Provider struct {
-	apiURL string
-	oauth  *oauth.Method // nil unless vendors.sendgrid.oauth is configured
+	apiURLs     map[string]string // by region, no trailing slash
+	maxSubusers int
+	pageSize    int           // limit of paged lists; SendGrid's largest, smaller in tests
+	oauth       *oauth.Method // nil unless vendors.sendgrid.oauth is configured
 }
 
 // New builds the provider from its config section (nil: defaults).
@@ -53,14 +90,31 @@ func New(node *yaml.Node, env provider.Env) (provider.Provider, error) {
 			return nil, err
 		}
 	}
-	if c.APIURL == "" {
-		c.APIURL = defaultAPIURL
+	var errs []error
+	check := func(key string, v *string, def string) {
+		var err error
+		if *v, err = config.BaseURL(key, *v, def); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	u, err := url.Parse(c.APIURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("api_url: must be an absolute http(s) URL such as %s, got %q", defaultAPIURL, c.APIURL)
+	check("api_url", &c.APIURL, defaultAPIURL)
+	check("eu_api_url", &c.EUAPIURL, defaultEUAPIURL)
+	maxSub := DefaultMaxSubusers
+	if c.MaxSubusers != nil {
+		maxSub = *c.MaxSubusers
+		if maxSub < 0 || maxSub > maxMaxSubusers {
+			errs = append(errs, fmt.Errorf("max_subusers: must be between 0 (no subuser series) and %d, got %d", maxMaxSubusers, maxSub))
+		}
 	}
-	p := &Provider{apiURL: strings.TrimRight(c.APIURL, "/")}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	p := &Provider{
+		apiURLs:     map[string]string{"global": c.APIURL, "eu": c.EUAPIURL},
+		maxSubusers: maxSub,
+		pageSize:    pageSize,
+	}
+	var err error
 	if c.OAuth != nil {
 		if p.oauth, err = p.newOAuthMethod(c.OAuth, env); err != nil {
 			return nil, err
@@ -89,11 +143,56 @@ func (m *apiKeyMethod) Fields() []provider.Field {
 		Label:  "API key",
 		Help:   "Create a restricted key in SendGrid (Settings → API Keys) with read access to Stats, Billing (credits), Account, Teammates, API Keys and Subusers.",
 		Secret: true,
+	}, {
+		Name:    settingRegion,
+		Label:   "Region",
+		Help:    "Where the account's data lives: global (api.sendgrid.com), or eu for an account pinned to the EU (api.eu.sendgrid.com).",
+		Options: slices.Clone(Regions),
 	}}
 }
 
-// Verify checks the key with GET /v3/scopes before anything is stored.
+// regionOf reads the region field or setting: empty means global.
+func regionOf(v string) (string, error) {
+	v = strings.ToLower(strings.TrimSpace(v))
+	if v == "" {
+		return Regions[0], nil
+	}
+	if !slices.Contains(Regions, v) {
+		if len(v) > 20 {
+			v = v[:20] + "…"
+		}
+		return "", provider.Inputf(settingRegion, "unknown region %q: choose one of %s (eu only for an account whose data SendGrid keeps in the EU)", v, strings.Join(Regions, ", "))
+	}
+	return v, nil
+}
+
+func otherRegion(r string) string {
+	if r == "eu" {
+		return "global"
+	}
+	return "eu"
+}
+
+func regionTitle(r string) string {
+	if r == "eu" {
+		return "EU"
+	}
+	return "global"
+}
+
+// client returns a client for region's host.
+func (p *Provider) client(hc *http.Client, region, key string) *client {
+	return &client{hc: hc, apiURL: p.apiURLs[region], key: key}
+}
+
+// Verify checks the key with GET /v3/scopes at the chosen region's host
+// before anything is stored. A key refused there is tried once at the
+// other host, to say which region it belongs to.
 func (m *apiKeyMethod) Verify(ctx context.Context, hc *http.Client, values map[string]string) (*provider.Credential, error) {
+	region, err := regionOf(values[settingRegion])
+	if err != nil {
+		return nil, err
+	}
 	key := strings.TrimSpace(values["api_key"])
 	switch {
 	case key == "":
@@ -103,17 +202,22 @@ func (m *apiKeyMethod) Verify(ctx context.Context, hc *http.Client, values map[s
 	case !strings.HasPrefix(key, "SG."):
 		return nil, provider.Inputf("api_key", "this is not a SendGrid API key: keys start with SG. (copy it from Settings → API Keys)")
 	}
-	c := &client{hc: hc, apiURL: m.p.apiURL, key: key}
+	c := m.p.client(hc, region, key)
 	scopes, err := c.scopes(ctx)
 	if err != nil {
 		if st := provider.StatusOf(err); st == http.StatusUnauthorized || st == http.StatusForbidden {
-			return nil, provider.Inputf("api_key", "SendGrid rejected the key (%v). Check that you pasted the whole key and that it was not deleted.", err)
+			other := otherRegion(region)
+			if _, oerr := m.p.client(hc, other, key).scopes(ctx); oerr == nil {
+				return nil, provider.Inputf(settingRegion, "this key belongs to SendGrid's %s region: choose region %s and connect again", regionTitle(other), other)
+			}
+			return nil, provider.Inputf("api_key", "SendGrid rejected the key in region %s (%v). Check that you pasted the whole key, that it was not deleted, and the region.", region, err)
 		}
-		return nil, fmt.Errorf("could not verify the key with SendGrid at %s: %w", m.p.apiURL, err)
+		return nil, fmt.Errorf("could not verify the key with SendGrid at %s: %w", c.apiURL, err)
 	}
 	cred := &provider.Credential{
 		AuthMethod:    m.Name(),
 		Secret:        map[string]string{"api_key": key},
+		Settings:      map[string]string{settingRegion: region},
 		Scopes:        scopes,
 		MissingScopes: missing(scopes),
 	}
@@ -138,8 +242,11 @@ type client struct {
 	key    string
 }
 
-// get builds the request the way sendgrid-go does (auth and headers) and
-// sends it with the exporter's client: context-aware, bounded, counted.
+// get builds the request with sendgrid-go (auth and headers) and sends it
+// with the exporter's client. sendgrid-go's own senders
+// (MakeRequestWithContext) would go through rest.DefaultClient: not the
+// engine's transport (call counting, rate-limit headers, per-account
+// bounds) and with a sleep-and-retry on 429 that ignores the deadline.
 func (c *client) get(ctx context.Context, path string, query map[string]string, out any) error {
 	r := sg.GetRequest(c.key, path, c.apiURL)
 	r.Method = rest.Get

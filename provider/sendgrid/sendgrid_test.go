@@ -22,11 +22,24 @@ var now = time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)
 
 func newSim(t *testing.T) (*vendorsim.Server, *Provider) {
 	t.Helper()
-	sim := vendorsim.New(vendorsim.Options{Now: func() time.Time { return now }})
+	return newSimConfig(t, "")
+}
+
+// newSimConfig starts a simulator and a provider pointing both regions at
+// it, with extra config lines.
+func newSimConfig(t *testing.T, extra string) (*vendorsim.Server, *Provider) {
+	t.Helper()
+	return newSimAt(t, extra, func() time.Time { return now })
+}
+
+// newSimAt is newSimConfig with the simulator's clock.
+func newSimAt(t *testing.T, extra string, clock func() time.Time) (*vendorsim.Server, *Provider) {
+	t.Helper()
+	sim := vendorsim.New(vendorsim.Options{Now: clock})
 	srv := httptest.NewServer(sim.Handler())
 	t.Cleanup(srv.Close)
 	var n yaml.Node
-	if err := yaml.Unmarshal([]byte("api_url: "+srv.URL+"/sendgrid\n"), &n); err != nil {
+	if err := yaml.Unmarshal([]byte("api_url: "+srv.URL+"/sendgrid\neu_api_url: "+srv.URL+"/sendgrid-eu\n"+extra), &n); err != nil {
 		t.Fatal(err)
 	}
 	p, err := New(&n, provider.Env{})
@@ -83,17 +96,18 @@ func TestCollectLimitedKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantMissing := "api_keys.read,subusers.read,teammates.read,user.credits.read"
+	wantMissing := "api_keys.read,subusers.credits.read,subusers.read,subusers.stats.sums.read,teammates.read,user.credits.read"
 	if got := strings.Join(sorted(missing), ","); got != wantMissing {
 		t.Errorf("missing = %s, want %s", got, wantMissing)
 	}
-	for _, absent := range []string{"saas_sendgrid_credits_remaining", "saas_sendgrid_teammates", "saas_sendgrid_api_keys", "saas_sendgrid_subusers"} {
+	for _, absent := range []string{"saas_sendgrid_credits_remaining", "saas_sendgrid_credits_reset_frequency", "saas_sendgrid_teammates",
+		"saas_sendgrid_api_keys", "saas_sendgrid_subusers", "saas_sendgrid_subuser_emails", "saas_sendgrid_subuser_credits_remaining"} {
 		if n := testutil.CollectAndCount(m, absent); n != 0 {
 			t.Errorf("%s exported without its scope (%d series)", absent, n)
 		}
 	}
-	if n := testutil.CollectAndCount(m, "saas_sendgrid_emails"); n != 32 {
-		t.Errorf("saas_sendgrid_emails: %d series, want 32 (16 events x 2 periods)", n)
+	if n := testutil.CollectAndCount(m, "saas_sendgrid_emails"); n != 48 {
+		t.Errorf("saas_sendgrid_emails: %d series, want 48 (16 events x 3 periods)", n)
 	}
 	want := `
 # HELP saas_sendgrid_account_info SendGrid account type; always 1.
@@ -144,7 +158,7 @@ func TestVerify(t *testing.T) {
 	if cred.Secret["api_key"] != vendorsim.SendGridKeyBeta || cred.AuthMethod != "api_key" {
 		t.Errorf("credential: %+v", cred.AuthMethod)
 	}
-	if strings.Join(cred.MissingScopes, ",") != "user.credits.read,teammates.read,api_keys.read,subusers.read" {
+	if strings.Join(cred.MissingScopes, ",") != "user.credits.read,teammates.read,api_keys.read,subusers.read,subusers.stats.sums.read,subusers.credits.read" || cred.Settings["region"] != "global" {
 		t.Errorf("missing: %v", cred.MissingScopes)
 	}
 	for in, want := range map[string]string{
@@ -170,13 +184,31 @@ func TestConfig(t *testing.T) {
 	if _, err := New(&n, provider.Env{}); err == nil || !strings.Contains(err.Error(), "api_url: must be an absolute http(s) URL") {
 		t.Errorf("bad url: %v", err)
 	}
+	for y, want := range map[string]string{
+		"eu_api_url: api.eu.sendgrid.com\n":    `eu_api_url: must be an absolute http(s) URL such as https://api.eu.sendgrid.com, got "api.eu.sendgrid.com"`,
+		"eu_api_url: https://u:p@x/\n":         "eu_api_url: must not carry a query, fragment or user info",
+		"max_subusers: -1\n":                   "max_subusers: must be between 0 (no subuser series) and 1000, got -1",
+		"max_subusers: 5000\n":                 "max_subusers: must be between 0 (no subuser series) and 1000, got 5000",
+		"max_subusers: many\n":                 "line 1: cannot unmarshal",
+		"api_url: ftp://x\nmax_subusers: -1\n": "api_url: must be an absolute http(s) URL",
+	} {
+		var n yaml.Node
+		_ = yaml.Unmarshal([]byte(y), &n)
+		if _, err := New(&n, provider.Env{}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", y, err, want)
+		}
+	}
 	_ = yaml.Unmarshal([]byte("api_ur1: http://x\n"), &n)
 	if _, err := New(&n, provider.Env{}); err == nil || !strings.Contains(err.Error(), `unknown key "api_ur1"`) {
 		t.Errorf("unknown key: %v", err)
 	}
 	p, err := New(nil, provider.Env{})
-	if err != nil || p.(*Provider).apiURL != defaultAPIURL {
-		t.Errorf("defaults: %v", err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp := p.(*Provider)
+	if pp.apiURLs["global"] != "https://api.sendgrid.com" || pp.apiURLs["eu"] != "https://api.eu.sendgrid.com" || pp.maxSubusers != 50 {
+		t.Errorf("defaults: %+v", pp)
 	}
 }
 

@@ -1,6 +1,11 @@
 package sendgrid
 
-import "github.com/saas-exporter/saas_exporter/provider"
+import (
+	"strconv"
+	"time"
+
+	"github.com/saas-exporter/saas_exporter/provider"
+)
 
 // Summary shows this month's delivered emails and bounces, the credits of
 // the current cycle (a meter of used against the plan), the sender
@@ -18,7 +23,19 @@ func (p *Provider) Summary(_ provider.Connection, latest provider.Samples) []pro
 	used, okU := latest.Get("saas_sendgrid_credits_used")
 	limit, okL := latest.Get("saas_sendgrid_credits_limit")
 	if okR {
-		out = append(out, provider.SummaryItem{Group: "Credits this cycle", Label: "Credits left", Value: remaining, Unit: "credits"})
+		it := provider.SummaryItem{Group: "Credits this cycle", Label: "Credits left", Value: remaining, Unit: "credits"}
+		for _, f := range latest.All("saas_sendgrid_credits_reset_frequency") {
+			if f.Value == 1 {
+				it.Note = f.Labels["frequency"] + " cycle"
+			}
+		}
+		if at, ok := latest.Get("saas_sendgrid_credits_reset_timestamp_seconds"); ok && at > 0 {
+			if it.Note != "" {
+				it.Note += ", "
+			}
+			it.Note += "resets " + time.Unix(int64(at), 0).UTC().Format("2006-01-02")
+		}
+		out = append(out, it)
 	}
 	if okU {
 		it := provider.SummaryItem{Group: "Credits this cycle", Label: "Credits used", Value: used, Unit: "credits"}
@@ -36,6 +53,13 @@ func (p *Provider) Summary(_ provider.Connection, latest provider.Samples) []pro
 	}
 	if n, parts, ok := latest.Parts("saas_sendgrid_teammates", "user_type"); ok {
 		out = append(out, provider.SummaryItem{Group: "Account", Label: "Seats", Value: n, Note: parts})
+	}
+	if n, ok := latest.Sum("saas_sendgrid_subusers"); ok && n > 0 {
+		it := provider.SummaryItem{Group: "Account", Label: "Subusers", Value: n}
+		if d, _ := latest.Get("saas_sendgrid_subusers", "disabled", "true"); d > 0 {
+			it.Note = strconv.FormatFloat(d, 'f', -1, 64) + " disabled"
+		}
+		out = append(out, it)
 	}
 	if v, ok := latest.Get("saas_sendgrid_teammates_pending"); ok && v > 0 {
 		out = append(out, provider.SummaryItem{Group: "Account", Label: "Invitations pending", Value: v})

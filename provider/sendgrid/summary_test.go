@@ -20,10 +20,11 @@ func TestSummaryAcme(t *testing.T) {
 Emails | Delivered this month | 30508 emails |  | 0 | 
 Emails | Bounces today | 21 emails |  | 0 | 
 Emails | Bounces this month | 303 emails |  | 0 | 
-Credits this cycle | Credits left | 18755 credits |  | 0 | 
+Credits this cycle | Credits left | 18755 credits |  | 0 | monthly cycle, resets 2026-04-01
 Credits this cycle | Credits used | 31245 credits |  | 50000 | of the plan's credits this cycle
 Account | Reputation | 99.5 % |  | 100 | 
 Account | Seats | 7  |  | 0 | admin 2, owner 1, teammate 4
+Account | Subusers | 5  |  | 0 | 2 disabled
 Account | Invitations pending | 2  |  | 0 | 
 `
 	if got != want {

@@ -167,10 +167,15 @@ func sanitize(name string) string {
 // keeping its data directory and port for StartServer.
 func (s *Server) StopServer(t testing.TB) {
 	t.Helper()
+	s.stop(t, "fast")
+}
+
+func (s *Server) stop(t testing.TB, mode string) {
+	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.pgctl("stop", "-m", "fast"); err != nil {
-		t.Fatalf("pgtest: stopping the server: %v", err)
+	if err := s.pgctl("stop", "-m", mode); err != nil {
+		t.Fatalf("pgtest: stopping the server (%s): %v", mode, err)
 	}
 }
 
@@ -451,4 +456,69 @@ func findBinaries() string {
 func pgVersion(binDir string) float64 {
 	v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(binDir)), 64)
 	return v
+}
+
+// Crash stops the server as a power cut would (pg_ctl stop -m immediate):
+// no checkpoint, sessions cut; StartServer recovers from the WAL.
+func (s *Server) Crash(t testing.TB) {
+	t.Helper()
+	s.stop(t, "immediate")
+}
+
+// Freeze stops every process of the server with SIGSTOP (a hung host):
+// connections stay open and nothing answers. Thaw (also run when t ends)
+// resumes them.
+func (s *Server) Freeze(t testing.TB) {
+	t.Helper()
+	pids := s.pids(t)
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGSTOP)
+	}
+	t.Cleanup(func() { s.signal(pids, syscall.SIGCONT) })
+}
+
+// Thaw resumes a frozen server (SIGCONT).
+func (s *Server) Thaw(t testing.TB) {
+	t.Helper()
+	s.signal(s.pids(t), syscall.SIGCONT)
+}
+
+func (s *Server) signal(pids []int, sig syscall.Signal) {
+	for _, pid := range pids {
+		syscall.Kill(pid, sig)
+	}
+}
+
+// pids returns the postmaster and its children.
+func (s *Server) pids(t testing.TB) []int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.data, "postmaster.pid"))
+	if err != nil {
+		t.Fatalf("pgtest: the server is not running: %v", err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pm, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		t.Fatalf("pgtest: postmaster.pid: %v", err)
+	}
+	pids := []int{pm}
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range procs {
+		st, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so cut at the last ')'.
+		i := strings.LastIndexByte(string(st), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(st)[i+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pm) {
+			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
 }

@@ -46,6 +46,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpdateLockedNotFound", testUpdateLockedNotFound},
 		{"UpdateLockedError", testUpdateLockedError},
 		{"UpdateLockedNameTaken", testUpdateLockedNameTaken},
+		{"DeleteDuringUpdateLocked", testDeleteDuringUpdateLocked},
+		{"Ping", testPing},
+		{"Meta", testMeta},
 		{"UpdateLockedSerialised", func(t *testing.T, s store.Store) { CheckSerialised(t, []store.Store{s}, 16) }},
 		{"Budget", testBudget},
 		{"Invites", testInvites},
@@ -744,6 +747,72 @@ func CheckSerialised(t *testing.T, stores []store.Store, n int) {
 	for i, s := range stores {
 		if got := mustGet(t, s, "serial").Secret["n"]; got != strconv.Itoa(n) {
 			t.Errorf("store %d: counter after %d serialised increments = %q (lost updates)", i, n, got)
+		}
+	}
+}
+
+// A Delete that returned nil is final: an UpdateLocked that was running
+// when it was called does not write the record back afterwards.
+func testDeleteDuringUpdateLocked(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mustPut(t, s, Sample("a", "one"))
+	deleted := make(chan error, 1)
+	err := s.UpdateLocked(ctx, "a", func(c store.Connection) (*store.Connection, error) {
+		go func() { deleted <- s.Delete(ctx, "a") }()
+		// Give the delete time to finish if it does not wait for us; the
+		// verdict below holds either way.
+		select {
+		case err := <-deleted:
+			deleted <- err
+		case <-time.After(100 * time.Millisecond):
+		}
+		c.Secret = map[string]string{"api_key": "renewed"}
+		return &c, nil
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("UpdateLocked: %v", err)
+	}
+	if err := <-deleted; err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if c, err := s.Get(ctx, "a"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the deleted record is back after a racing UpdateLocked: %v %s", err, show(c))
+	}
+}
+
+// Ping answers on an open store, ErrClosed after Close.
+func testPing(t *testing.T, s store.Store) {
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping on an open store: %v", err)
+	}
+	s.Close()
+	if err := s.Ping(context.Background()); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Ping after Close: %v, want ErrClosed", err)
+	}
+}
+
+// Every store keeps the small named values store migrate records.
+func testMeta(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	m, ok := s.(store.Meta)
+	if !ok {
+		t.Fatalf("%T does not implement store.Meta", s)
+	}
+	if _, err := m.GetMeta(ctx, "migration"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetMeta of a missing key: %v, want ErrNotFound", err)
+	}
+	for _, v := range []string{"one", "two"} {
+		if err := m.PutMeta(ctx, "migration", []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := m.GetMeta(ctx, "migration"); err != nil || string(got) != v {
+			t.Errorf("GetMeta after PutMeta(%q) = %q, %v", v, got, err)
+		}
+	}
+	// The store's own metadata is not reachable through Meta.
+	for _, k := range []string{"canary", "schema_version"} {
+		if _, err := m.GetMeta(ctx, k); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetMeta(%q) = %v, want ErrNotFound", k, err)
 		}
 	}
 }

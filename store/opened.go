@@ -1,0 +1,73 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// openedSecrets remembers each connection's last opened secret with the
+// sealed value it came from, so listing the store again opens only the
+// secrets that changed: a scrape or an /sd poll of an unchanged store
+// opens none. It holds nothing the exporter does not hold anyway (the
+// engine keeps the last list, secrets included).
+type openedSecrets struct {
+	mu     sync.Mutex
+	m      map[string]openedSecret
+	opened atomic.Int64 // secrets actually opened (tests)
+}
+
+type openedSecret struct {
+	sealed []byte
+	secret map[string]string
+}
+
+var errSecretDamaged = errors.New("damaged")
+
+// open returns connection id's secret from sealed.
+func (o *openedSecrets) open(kr *Keyring, id string, sealed []byte) (map[string]string, error) {
+	o.mu.Lock()
+	e, ok := o.m[id]
+	o.mu.Unlock()
+	if ok && bytes.Equal(e.sealed, sealed) {
+		return cloneMap(e.secret), nil
+	}
+	o.opened.Add(1)
+	pt, err := kr.Open(sealed)
+	if err != nil {
+		return nil, fmt.Errorf("store: opening the secret of connection %q: %w", id, err)
+	}
+	var secret map[string]string
+	err = json.Unmarshal(pt, &secret)
+	clear(pt)
+	if err != nil {
+		return nil, fmt.Errorf("store: the secret of connection %q is %w", id, errSecretDamaged)
+	}
+	o.mu.Lock()
+	if o.m == nil {
+		o.m = map[string]openedSecret{}
+	}
+	o.m[id] = openedSecret{sealed: bytes.Clone(sealed), secret: cloneMap(secret)}
+	o.mu.Unlock()
+	return secret, nil
+}
+
+// keepOnly forgets every connection not in ids (deleted ones).
+func (o *openedSecrets) keepOnly(ids map[string]bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for id := range o.m {
+		if !ids[id] {
+			delete(o.m, id)
+		}
+	}
+}
+
+func (o *openedSecrets) forget(id string) {
+	o.mu.Lock()
+	delete(o.m, id)
+	o.mu.Unlock()
+}
