@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +53,7 @@ type Engine struct {
 	flight    singleflight.Group
 	pool      chan struct{}
 	status    *statusWriter
+	creds     *credentials
 
 	mu        sync.Mutex
 	entries   map[string]*entry
@@ -79,6 +82,7 @@ type entry struct {
 	remaining   float64
 	usage       []renderedFamily                  // the last usage, rendered once
 	sections    map[string]provider.SectionResult // each section's last good metrics
+	sectionAt   []sectionAt                       // when each completed last, by name
 	lastErr     string
 	expiry      time.Time // the credential's expiry after the last attempt renewed it
 	renewed     bool
@@ -117,6 +121,7 @@ func New(o Options) *Engine {
 		e.providers[p.Vendor()] = p
 	}
 	e.status = newStatusWriter(o.Store, o.Logger)
+	e.creds = newCredentials(o.Store, o.Logger)
 	return e
 }
 
@@ -132,8 +137,13 @@ func NewTransport() *http.Transport {
 	return t
 }
 
-// Close writes pending connection status to the store.
-func (e *Engine) Close() { e.status.close() }
+// Close writes renewed credentials the store has not taken yet (waiting a
+// bounded time) and pending connection status to the store. Call it before
+// closing the store.
+func (e *Engine) Close() {
+	e.creds.close()
+	e.status.close()
+}
 
 // Client returns an HTTP client for calls outside a scrape (verifying a
 // new credential); its calls are counted in saas_vendor_requests_total.
@@ -276,10 +286,14 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 	ent := e.entry(c)
 	now := e.o.Now()
 
-	// Revoked and expired credentials need a person (reconnect), not a call.
-	if c.State == store.StateRevoked || c.State == store.StateExpired {
+	// Revoked and expired credentials need a person (reconnect), not a
+	// call; so does a record the store cannot read (its state is error).
+	if c.State == store.StateRevoked || c.State == store.StateExpired || c.Damaged != "" {
 		snap := ent.snapshot(c)
 		snap.state, snap.up = c.State, false
+		if c.Damaged != "" {
+			snap.success = false
+		}
 		return snap
 	}
 
@@ -293,6 +307,7 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 
 	// Concurrent scrapes share one round trip per connection.
 	done := e.flight.DoChan(c.ID, func() (any, error) {
+		defer e.recoverFlight(c, ent, now)
 		// The collection runs to its own deadline (scrape.timeout), not the
 		// caller's: a short X-Prometheus-Scrape-Timeout-Seconds or a caller
 		// that went away must never turn into the connection's failure,
@@ -324,17 +339,31 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 		return ent.snapshot(c)
 	case <-ctx.Done():
 		// This scrape cannot wait longer; the collection goes on for
-		// the scrapes after it. Only this answer shows it unfinished.
+		// the scrapes after it. Only this answer shows it unfinished, and
+		// its health series describe this attempt alone: not the previous
+		// attempt's up or duration.
 		snap := ent.snapshot(c)
-		snap.success = false
-		if !snap.attempted {
-			snap.up = false
-		}
+		snap.success, snap.up, snap.attempted = false, false, true
+		snap.duration = e.o.Now().Sub(now)
 		if snap.state == store.StateActive {
 			snap.state = store.StateError // this collection did not finish in time
 		}
 		return snap
 	}
+}
+
+// recoverFlight turns a panic in a collection outside the provider (engine
+// or store code; the provider's own are caught by safeCollect) into that
+// connection's error: singleflight would re-panic it and end the process.
+// It must be deferred directly.
+func (e *Engine) recoverFlight(c store.Connection, ent *entry, start time.Time) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	pe := &provider.PanicError{Where: c.Vendor + " collection", Value: r, Stack: debug.Stack()}
+	e.o.Logger.Error("collection panicked", "vendor", c.Vendor, "id", c.ID, "panic", redact(fmt.Sprint(r), c.Secret), "stack", string(pe.Stack))
+	ent.record(e, c, start, e.o.Now().Sub(start), nil, nil, pe, nil)
 }
 
 // attempt runs the provider once and records the outcome.
@@ -345,6 +374,9 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 		ent.record(e, c, start, 0, nil, nil, fmt.Errorf("this exporter has no provider for vendor %q; remove the connection or run a build that supports it", c.Vendor), nil)
 		return
 	}
+	// A renewal the store has not taken yet: collect with it, never with
+	// the credential it replaced.
+	c = e.creds.overlay(c)
 	rec := newCallRecorder(e.o.Transport, c.Vendor, &e.counts, e.o.VendorConcurrency, e.o.Now)
 	// A renewed credential's expiry is exported by this very scrape, not
 	// only once the store is listed again.
@@ -371,11 +403,15 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 	metrics, missing, updated := s.Result()
 	if updated != nil {
 		// Save a renewed credential before anything uses it again: a
-		// rotated refresh token that is lost cannot be replayed.
-		if serr := e.o.Store.SetSecret(context.WithoutCancel(ctx), c.ID, updated.Secret, updated.Expiry); serr != nil {
-			err = errors.Join(err, fmt.Errorf("saving the renewed credential: %w", serr))
-		} else {
+		// rotated refresh token that is lost cannot be replayed. Only over
+		// the credential it renewed: a reconnect meanwhile wins.
+		switch serr := e.creds.save(c.ID, c.Secret, *updated); {
+		case serr == nil:
 			expiry, renewed = updated.Expiry, true
+		case errors.Is(serr, errReplaced), errors.Is(serr, store.ErrNotFound):
+			e.o.Logger.Info("not saving a renewed credential", "vendor", c.Vendor, "connection", c.Name, "id", c.ID, "reason", serr)
+		default:
+			err = errors.Join(err, fmt.Errorf("saving the renewed credential: %w", serr))
 		}
 	}
 	if err == nil && ctx.Err() != nil {
@@ -385,6 +421,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 	ent.expiry, ent.renewed = expiry, renewed
 	if secs := s.SectionResults(); secs != nil {
 		ent.sections = secs
+		ent.sectionAt = sectionTimes(secs)
 	}
 	ent.mu.Unlock()
 	if errors.Is(err, store.ErrLocked) {
@@ -409,19 +446,35 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 }
 
 // renewer is Scrape.Renew for one connection: fn runs under the store's
-// cross-replica lock and its credential is saved in the same step.
+// cross-replica lock and its credential is saved in the same step. If the
+// vendor accepted a renewal the store then fails to take (a database
+// restart), the new credential is kept in memory, used, and saved again
+// in the background.
 func (e *Engine) renewer(id string) func(context.Context, func(provider.Connection) (*provider.Credential, error)) (provider.Connection, error) {
 	return func(ctx context.Context, fn func(provider.Connection) (*provider.Credential, error)) (provider.Connection, error) {
-		var out store.Connection
+		var (
+			out     store.Connection
+			from    map[string]string
+			renewed bool
+		)
 		err := e.o.Store.UpdateLocked(ctx, id, func(c store.Connection) (*store.Connection, error) {
-			out = c
-			cred, err := fn(c)
+			from, renewed = c.Secret, false
+			out = e.creds.overlay(c)
+			cred, err := fn(out)
 			if err != nil || cred == nil {
 				return nil, err
 			}
 			applyCredential(&out, cred)
+			renewed = true
 			return &out, nil
 		})
+		switch {
+		case err == nil && renewed:
+			e.creds.landed(id, out.Secret)
+		case err != nil && renewed && !permanent(err):
+			e.creds.keep(id, from, credentialOf(out), err)
+			return out, nil
+		}
 		return out, err
 	}
 }
@@ -486,6 +539,9 @@ func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur tim
 	}
 	if state == store.StateRateLimited && until.IsZero() {
 		until = start.Add(defaultRateLimitWait)
+	}
+	if limit := start.Add(maxRateLimitWait); until.After(limit) {
+		until = limit
 	}
 	msg := ""
 	if err != nil {
@@ -560,16 +616,85 @@ func (ent *entry) snapshot(c store.Connection) *snapshot {
 		missing:     ent.missing,
 		remaining:   ent.remaining,
 		usage:       ent.usage,
+		sections:    ent.sectionAt,
 	}
 }
 
+// sectionTimes lists the sections that ever completed, by name.
+func sectionTimes(secs map[string]provider.SectionResult) []sectionAt {
+	out := make([]sectionAt, 0, len(secs))
+	for name, r := range secs {
+		if !r.At.IsZero() {
+			out = append(out, sectionAt{name: provider.Label(name), at: r.At})
+		}
+	}
+	slices.SortFunc(out, func(a, b sectionAt) int { return strings.Compare(a.name, b.name) })
+	return out
+}
+
 // redact removes every secret value from a message, in case a vendor or a
-// library echoed one back.
+// library echoed one back, also in part: any run of 8 or more characters
+// that begins or ends a secret (a vendor showing "SG.abcd1234…").
 func redact(msg string, secret map[string]string) string {
 	for _, v := range secret {
 		if len(v) >= 4 {
 			msg = strings.ReplaceAll(msg, v, "[redacted]")
 		}
 	}
+	for _, v := range secret {
+		if len(v) >= 2*echoMin {
+			msg = redactEchoes(msg, v)
+		}
+	}
 	return msg
+}
+
+// echoMin is the shortest part of a secret redacted on its own.
+const echoMin = 8
+
+// redactEchoes replaces every run of msg that is a prefix or a suffix of
+// v, echoMin characters or longer.
+func redactEchoes(msg, v string) string {
+	hide := make([]bool, len(msg))
+	head, tail := v[:echoMin], v[len(v)-echoMin:]
+	for off := 0; ; {
+		p := strings.Index(msg[off:], head)
+		if p < 0 {
+			break
+		}
+		p += off
+		n := echoMin
+		for n < len(v) && p+n < len(msg) && msg[p+n] == v[n] {
+			n++
+		}
+		for i := p; i < p+n; i++ {
+			hide[i] = true
+		}
+		off = p + 1
+	}
+	for off := 0; ; {
+		p := strings.Index(msg[off:], tail)
+		if p < 0 {
+			break
+		}
+		p += off
+		start := p
+		for j := len(v) - echoMin - 1; j >= 0 && start > 0 && msg[start-1] == v[j]; j-- {
+			start--
+		}
+		for i := start; i < p+echoMin; i++ {
+			hide[i] = true
+		}
+		off = p + 1
+	}
+	var b strings.Builder
+	for i := 0; i < len(msg); i++ {
+		switch {
+		case !hide[i]:
+			b.WriteByte(msg[i])
+		case i == 0 || !hide[i-1]:
+			b.WriteString("[redacted]")
+		}
+	}
+	return b.String()
 }

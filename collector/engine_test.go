@@ -718,3 +718,90 @@ func TestNotStartedIsNotAFailure(t *testing.T) {
 		t.Errorf("stored %q %q", c.State, c.LastError)
 	}
 }
+
+// A vendor's rate-limit header far in the future (a millisecond timestamp,
+// a reset decades away) parks the connection for maxRateLimitWait at most.
+func TestRateLimitWaitIsCapped(t *testing.T) {
+	for _, h := range []http.Header{
+		{"X-Ratelimit-Reset": {"999999999"}},
+		{"Retry-After": {fmt.Sprint(t0.Add(24 * time.Hour).UnixMilli())}},
+		{"Retry-After": {"Fri, 01 Jan 2100 00:00:00 GMT"}},
+	} {
+		e, v, _, clk := setup(t, "prod")
+		v.set("secret-prod", 429, h)
+		gather(t, scrapeOf(e, nil))
+		v.set("secret-prod", 200, nil)
+		clk.add(maxRateLimitWait + time.Second)
+		got := gather(t, scrapeOf(e, nil))
+		if n := v.calls.Load(); n != 2 || got[`saas_connection_state{connection="prod",state="active",vendor="fake"}`] != 1 {
+			t.Errorf("%v: %d calls after %s, want 2 and active: %v", h, n, maxRateLimitWait+time.Second, got)
+		}
+	}
+}
+
+func TestParseWhenMilliseconds(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	if got, ok := parseWhen("1700000100000", now); !ok || !got.Equal(time.Unix(1_700_000_100, 0)) {
+		t.Errorf("millisecond timestamp: %v %v", got, ok)
+	}
+}
+
+// The scrape whose collection runs past its deadline describes that
+// attempt: up 0 with state error, and the time it waited, not the last
+// attempt's up and duration.
+func TestTimedOutScrapeDescribesOneAttempt(t *testing.T) {
+	e, v, _, _ := setup(t, "prod")
+	e.o.Now = time.Now  // durations must pass
+	e.o.MinInterval = 0 // every scrape collects
+	if got := gather(t, scrapeOf(e, nil)); got[`saas_connection_up{connection="prod",vendor="fake"}`] != 1 {
+		t.Fatalf("first scrape: %v", got)
+	}
+	block := make(chan struct{})
+	defer close(block)
+	v.mu.Lock()
+	v.block = block
+	v.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	got := gather(t, textGatherer{e: e, ctx: ctx})
+	up := got[`saas_connection_up{connection="prod",vendor="fake"}`]
+	state := got[`saas_connection_state{connection="prod",state="error",vendor="fake"}`]
+	dur := got[`saas_scrape_duration_seconds{connection="prod",vendor="fake"}`]
+	if up != 0 || state != 1 || dur < 0.1 {
+		t.Errorf("scrape cut by its deadline: up %v, state error %v, duration %vs; want 0, 1, the time it waited", up, state, dur)
+	}
+}
+
+// A vendor echoing part of a secret (8 characters or more from its start
+// or its end) in an error does not carry it into last_error or a log line.
+func TestRedactEchoedParts(t *testing.T) {
+	key := "SG.abcdefgh12345678ZYXWVUTS"
+	secret := map[string]string{"api_key": key}
+	for in, want := range map[string]string{
+		"bad key " + key + " here":            "bad key [redacted] here",
+		"key SG.abcdefgh… is not valid":       "key [redacted]… is not valid",
+		"key ending in 678ZYXWVUTS refused":   "key ending in [redacted] refused",
+		"key ***ZYXWVUTS and SG.abcdefgh1***": "key ***[redacted] and [redacted]***",
+		"short SG.abc and VUTS stay":          "short SG.abc and VUTS stay",
+		"unrelated 12345678 text":             "unrelated 12345678 text",
+	} {
+		if got := redact(in, secret); got != want {
+			t.Errorf("redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A vendor's 60 KB account name does not become a 60 KB label value.
+func TestAccountLabelIsBounded(t *testing.T) {
+	e, _, st, _ := setup(t, "prod")
+	c, _ := st.Get(context.Background(), "id0")
+	c.Account = strings.Repeat("a", 60_000)
+	if err := st.Put(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	for k := range gather(t, scrapeOf(e, nil)) {
+		if len(k) > 1000 {
+			t.Errorf("series of %d bytes: %.80s…", len(k), k)
+		}
+	}
+}

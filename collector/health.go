@@ -4,6 +4,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
 )
 
@@ -30,6 +31,8 @@ var (
 		"Duration of the connection's last collection from the vendor.")
 	mCollected = def("saas_usage_collected_timestamp_seconds", "gauge",
 		"When the exposed usage values were fetched from the vendor (Unix time); cache age is time() minus this.")
+	mSectionCollected = def("saas_usage_section_collected_timestamp_seconds", "gauge",
+		"When each part (section) of the connection's usage was last collected completely (Unix time). A section whose calls fail keeps exporting its last values; this shows their age.")
 	mRateRemaining = def("saas_vendor_rate_limit_remaining", "gauge",
 		"Vendor API calls left in the current rate-limit window, where the vendor reports it.")
 	mRequests = def("saas_vendor_requests_total", "counter",
@@ -51,12 +54,19 @@ type snapshot struct {
 	missing     []string
 	remaining   float64
 	usage       []renderedFamily
+	sections    []sectionAt
+}
+
+// sectionAt is when one section of a connection last completed.
+type sectionAt struct {
+	name string
+	at   time.Time
 }
 
 // write adds the connection's health samples and its last usage to x.
 func (s *snapshot) write(x *exposition) {
 	v, n := s.conn.Vendor, s.conn.Name
-	x.sample(mInfo, 1, "account", s.conn.Account, "auth_method", s.conn.AuthMethod, "connection", n, "vendor", v)
+	x.sample(mInfo, 1, "account", provider.Label(s.conn.Account), "auth_method", s.conn.AuthMethod, "connection", n, "vendor", v)
 	x.sample(mUp, b2f(s.up), "connection", n, "vendor", v)
 	for _, st := range store.States {
 		x.sample(mState, b2f(st == s.state), "connection", n, "state", st, "vendor", v)
@@ -79,6 +89,9 @@ func (s *snapshot) write(x *exposition) {
 	}
 	if len(s.usage) > 0 && !s.collectedAt.IsZero() {
 		x.sample(mCollected, unix(s.collectedAt), "connection", n, "vendor", v)
+	}
+	for _, sec := range s.sections {
+		x.sample(mSectionCollected, unix(sec.at), "connection", n, "section", sec.name, "vendor", v)
 	}
 	if !math.IsNaN(s.remaining) {
 		x.sample(mRateRemaining, s.remaining, "connection", n, "vendor", v)

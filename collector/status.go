@@ -66,16 +66,10 @@ func (w *statusWriter) flush() {
 	w.mu.Unlock()
 	for id, s := range q {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		// Do not overwrite a newer decision taken elsewhere (a deauthorize
-		// callback, a reconnect) since this collection started.
-		cur, err := w.st.Get(ctx, id)
-		if err == nil && cur.Updated.After(s.Updated) {
-			cancel()
-			continue
-		}
-		if err == nil {
-			err = w.st.SetStatus(ctx, id, s)
-		}
+		// The store keeps a newer decision taken elsewhere since this
+		// collection started (a deauthorize callback, a reconnect): the
+		// check and the write are one step there, never a read then a write.
+		err := w.st.SetStatus(ctx, id, s)
 		cancel()
 		if err != nil && err != store.ErrNotFound {
 			w.log.Warn("cannot save connection status", "id", id, "err", err)

@@ -14,6 +14,11 @@ import (
 // that named no reset time.
 const defaultRateLimitWait = 60 * time.Second
 
+// maxRateLimitWait caps every rate-limit wait, whatever the vendor said: a
+// bogus header (a timestamp in milliseconds, a reset years away) must not
+// park a connection until a restart.
+const maxRateLimitWait = time.Hour
+
 // callRecorder sees every vendor call of one collection: it counts
 // requests by status, bounds concurrent calls to one account, and records
 // what the vendor said about rate limits.
@@ -141,6 +146,9 @@ func parseWhen(v string, now time.Time) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	if n, err := strconv.ParseFloat(v, 64); err == nil && n >= 0 {
+		if n > 1e12 { // an absolute unix time in milliseconds
+			return time.UnixMilli(int64(n)), true
+		}
 		if n > 1e9 { // an absolute unix time
 			return time.Unix(int64(n), 0), true
 		}

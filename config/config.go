@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"net/url"
 	"os"
@@ -73,6 +74,9 @@ type Postgres struct {
 	CallTimeout time.Duration `yaml:"call_timeout"`
 }
 
+// unsetDuration marks a duration key the file did not set.
+const unsetDuration = time.Duration(math.MinInt64)
+
 // Defaults.
 const (
 	DefaultExternalURL = "http://localhost:9888"
@@ -97,6 +101,9 @@ func Load(path string) (*Config, error) {
 		c.SecretKeyFile = filepath.Join(c.BaseDir, c.SecretKeyFile)
 	}
 	if c.Store.Postgres != nil {
+		if f := c.Store.Postgres.DSNFile; f != "" && !filepath.IsAbs(f) {
+			c.Store.Postgres.DSNFile = filepath.Join(c.BaseDir, f)
+		}
 		dsn, err := ReadSecret(c.Store.Postgres.DSN, c.Store.Postgres.DSNFile, "store.postgres.dsn")
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
@@ -113,7 +120,9 @@ func Parse(b []byte) (*Config, error) {
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("invalid YAML: %w", err)
 	}
-	c := &Config{}
+	// An explicit min_interval of 0 means "never reuse"; only an absent
+	// key gets the default.
+	c := &Config{Scrape: Scrape{MinInterval: unsetDuration}}
 	if doc.Kind != 0 {
 		if err := Decode(&doc, c); err != nil {
 			return nil, err
@@ -137,7 +146,7 @@ func (c *Config) applyDefaults() {
 	if c.Scrape.Timeout == 0 {
 		c.Scrape.Timeout = 8 * time.Second
 	}
-	if c.Scrape.MinInterval == 0 {
+	if c.Scrape.MinInterval == unsetDuration {
 		c.Scrape.MinInterval = 30 * time.Second
 	}
 	if c.Scrape.Concurrency == 0 {

@@ -176,3 +176,47 @@ func TestTrustedProxies(t *testing.T) {
 		t.Errorf("a host name: %v", err)
 	}
 }
+
+// A relative dsn_file is read from the config file's directory, not the
+// working directory.
+func TestLoadRelativeDSNFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "dsn"), []byte("postgres://u@db/x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "c.yml")
+	if err := os.WriteFile(p, []byte("store:\n  postgres:\n    dsn_file: dsn\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir()) // elsewhere
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store.Postgres.DSN != "postgres://u@db/x" {
+		t.Errorf("dsn from a relative dsn_file: %q", c.Store.Postgres.DSN)
+	}
+}
+
+// scrape.min_interval: 0 means "never reuse"; only a missing key gets 30s.
+func TestMinIntervalZero(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"scrape:\n  min_interval: 0s\n": 0,
+		"scrape:\n  timeout: 5s\n":      30 * time.Second,
+		"scrape:\n":                     30 * time.Second,
+		"":                              30 * time.Second,
+		"scrape:\n  min_interval: 5s\n": 5 * time.Second,
+	} {
+		c, err := Parse([]byte(in))
+		if err != nil {
+			t.Errorf("%q: %v", in, err)
+			continue
+		}
+		if c.Scrape.MinInterval != want {
+			t.Errorf("%q: min_interval %v, want %v", in, c.Scrape.MinInterval, want)
+		}
+	}
+	if _, err := Parse([]byte("scrape:\n  min_interval: -1s\n")); err == nil {
+		t.Error("negative min_interval accepted")
+	}
+}

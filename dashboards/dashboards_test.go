@@ -35,6 +35,7 @@ var knownMetrics = map[string][]string{
 	"saas_scrape_success":                            {"vendor", "connection"},
 	"saas_scrape_duration_seconds":                   {"vendor", "connection"},
 	"saas_usage_collected_timestamp_seconds":         {"vendor", "connection"},
+	"saas_usage_section_collected_timestamp_seconds": {"vendor", "connection", "section"},
 	"saas_vendor_requests_total":                     {"vendor", "code"},
 	"saas_vendor_rate_limit_remaining":               {"vendor", "connection"},
 	"saas_exporter_build_info":                       {"version", "revision", "goversion", "branch", "tags", "goos", "goarch"},

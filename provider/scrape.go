@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -18,6 +19,22 @@ import (
 // the "connection" label first; Scrape.Gauge fills it in.
 func NewDesc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc("saas_"+name, help, append([]string{"connection"}, labels...), nil)
+}
+
+// MaxLabelLen bounds every label value that comes from a vendor, in
+// characters: a Prometheus label_value_length_limit would otherwise fail
+// the whole scrape over one vendor's odd answer.
+const MaxLabelLen = 128
+
+// Label makes vendor text safe as a label value: invalid UTF-8 is
+// replaced, and a value longer than MaxLabelLen characters is cut, "…"
+// marking the cut. Scrape applies it to every label a provider emits.
+func Label(v string) string {
+	v = strings.ToValidUTF8(v, "\uFFFD")
+	if utf8.RuneCountInString(v) <= MaxLabelLen {
+		return v
+	}
+	return string([]rune(v)[:MaxLabelLen-1]) + "…"
 }
 
 // Scrape is one collection of one connection. Providers emit metrics through
@@ -61,7 +78,12 @@ func (s *Scrape) Counter(d *prometheus.Desc, v float64, labels ...string) {
 }
 
 func (s *Scrape) emit(d *prometheus.Desc, t prometheus.ValueType, v float64, labels []string) {
-	m := prometheus.MustNewConstMetric(d, t, v, append([]string{s.Conn.Name}, labels...)...)
+	values := make([]string, 0, len(labels)+1)
+	values = append(values, s.Conn.Name)
+	for _, l := range labels {
+		values = append(values, Label(l)) // vendor text: bounded, valid UTF-8
+	}
+	m := prometheus.MustNewConstMetric(d, t, v, values...)
 	s.mu.Lock()
 	s.metrics = append(s.metrics, m)
 	s.mu.Unlock()

@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -74,22 +76,55 @@ func OpenBolt(path string, kr *Keyring) (*Bolt, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating the directory for store file %s: %w", path, err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: boltLockTimeout})
+	s, err := openBoltChecked(path, kr)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// damagedFile is the error for a store file bbolt cannot read.
+func damagedFile(path string, cause any) error {
+	return fmt.Errorf("store file %s is damaged (%v): restore it from a backup (or, with PostgreSQL, `saas_exporter store migrate` from a good copy); moving it away starts an empty store, and every connection must then be connected again", path, cause)
+}
+
+// openBoltChecked opens and checks the file. bbolt panics on a damaged
+// page (and a read past a truncated file's end faults): both become an
+// error naming the file, never a crash.
+func openBoltChecked(path string, kr *Keyring) (s *Bolt, err error) {
+	var db *bolt.DB
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if db != nil {
+				go db.Close() // may block on a lock the panic left held
+			}
+			s, err = nil, damagedFile(path, r)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: boltLockTimeout})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("store file %s is locked by another process: is another saas_exporter running with the same data_dir?", path)
 	}
 	if errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrVersionMismatch) || errors.Is(err, bolterrors.ErrChecksum) {
 		return nil, fmt.Errorf("store file %s is not a readable saas_exporter store (%v): restore it from a backup or move it away to start empty", path, err)
 	}
+	var pathErr *fs.PathError
+	if err != nil && !errors.As(err, &pathErr) {
+		return nil, damagedFile(path, err) // bbolt's own checks (size, meta pages)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening store file: %w", err)
 	}
-	s := &Bolt{db: db, kr: kr, path: path, now: time.Now}
+	s = &Bolt{db: db, kr: kr, path: path, now: time.Now}
 	var fresh, missing bool
 	var stale int
 	// Check everything before writing anything: a wrong key must leave
 	// the file exactly as it was.
 	err = db.View(func(tx *bolt.Tx) error {
+		for cerr := range tx.Check() {
+			return damagedFile(path, cerr)
+		}
 		var err error
 		fresh, stale, err = s.verify(tx)
 		for _, name := range [][]byte{bucketMeta, bucketConnections, bucketNonces, bucketInvites, bucketAccounts} {
@@ -142,15 +177,20 @@ func (s *Bolt) verify(tx *bolt.Tx) (fresh bool, stale int, err error) {
 		stale++
 	}
 	if b := tx.Bucket(bucketConnections); b != nil {
+		// A record that does not decode or open (the canary did) is
+		// damaged on its own: List shows it as an error, the others work.
+		// One naming a key the ring lacks means a wrong key list: refused.
 		err = b.ForEach(func(k, v []byte) error {
 			var rec boltConn
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("store file %s: connection %q is damaged (%v); restore the file from a backup", s.path, k, err)
+			if json.Unmarshal(v, &rec) != nil {
+				return nil
 			}
-			if _, err := s.kr.Open(rec.SealedSecret); err != nil {
+			_, err := s.kr.Open(rec.SealedSecret)
+			var unknown *UnknownKeyError
+			switch {
+			case errors.As(err, &unknown):
 				return fmt.Errorf("store file %s: the secret of connection %q (%s) cannot be opened: %w", s.path, rec.Name, k, err)
-			}
-			if !s.sealedWithFirst(rec.SealedSecret) {
+			case err == nil && !s.sealedWithFirst(rec.SealedSecret):
 				stale++
 			}
 			return nil
@@ -192,15 +232,12 @@ func (s *Bolt) initOrReseal(tx *bolt.Tx, fresh bool) error {
 	var updates []update
 	err := b.ForEach(func(k, v []byte) error {
 		var rec boltConn
-		if err := json.Unmarshal(v, &rec); err != nil {
-			return err
-		}
-		if s.sealedWithFirst(rec.SealedSecret) {
-			return nil
+		if json.Unmarshal(v, &rec) != nil || s.sealedWithFirst(rec.SealedSecret) {
+			return nil // a damaged record stays as it is
 		}
 		pt, err := s.kr.Open(rec.SealedSecret)
 		if err != nil {
-			return err
+			return nil
 		}
 		if rec.SealedSecret, err = s.kr.Seal(pt); err != nil {
 			return err
@@ -253,11 +290,11 @@ func (s *Bolt) decodeConn(k, v []byte) (Connection, error) {
 	if err := json.Unmarshal(v, &rec); err != nil {
 		return Connection{}, fmt.Errorf("store: connection %q is damaged: %v", k, err)
 	}
+	c := rec.Connection
 	secret, err := s.secrets.open(s.kr, string(k), rec.SealedSecret)
 	if err != nil {
-		return Connection{}, err
+		return c, err
 	}
-	c := rec.Connection
 	c.Secret = secret
 	return c, nil
 }
@@ -282,7 +319,7 @@ func (s *Bolt) List(ctx context.Context) ([]Connection, error) {
 		return tx.Bucket(bucketConnections).ForEach(func(k, v []byte) error {
 			c, err := s.decodeConn(k, v)
 			if err != nil {
-				return err
+				c = damagedConn(c, string(k), err)
 			}
 			out = append(out, c)
 			return nil
@@ -372,54 +409,81 @@ func (s *Bolt) Put(ctx context.Context, c Connection) error {
 	if err != nil {
 		return err
 	}
+	return s.update(ctx, func(tx *bolt.Tx) error { return putTx(tx, c, v) })
+}
+
+// putTx stores c (encoded as v) if its name and account are free.
+func putTx(tx *bolt.Tx, c Connection, v []byte) error {
+	b := tx.Bucket(bucketConnections)
+	idx := tx.Bucket(bucketAccounts)
+	var old accountOf
+	ov := b.Get([]byte(c.ID))
+	if ov != nil && json.Unmarshal(ov, &old) != nil {
+		old = accountOf{} // a damaged record: the reconnect replaces it
+	}
+	same := ov != nil && old.Vendor == c.Vendor && old.AccountID == c.AccountID
+	key := accountKey(c.Vendor, c.AccountID)
+	if c.AccountID != "" && !same {
+		if owner := idx.Get(key); owner != nil && string(owner) != c.ID && b.Get(owner) != nil {
+			return ErrAccountTaken
+		}
+	}
+	if err := nameFree(b, c.ID, c.Name); err != nil {
+		return err
+	}
+	if ov != nil && old.AccountID != "" && !same {
+		if err := unindexAccount(tx, old, c.ID); err != nil {
+			return err
+		}
+	}
+	if owner := idx.Get(key); c.AccountID != "" && (owner == nil || b.Get(owner) == nil) {
+		if err := idx.Put(key, []byte(c.ID)); err != nil {
+			return err
+		}
+	}
+	return b.Put([]byte(c.ID), v)
+}
+
+// nameFree returns ErrNameTaken if a connection other than id uses name.
+// A linear scan keeps names unique without an index to keep in step; a
+// deployment has at most a few thousand connections.
+func nameFree(b *bolt.Bucket, id, name string) error {
+	return b.ForEach(func(k, ov []byte) error {
+		if string(k) == id {
+			return nil
+		}
+		var other struct {
+			Name string `json:"name"`
+		}
+		if json.Unmarshal(ov, &other) != nil {
+			return nil // a damaged record holds no name we can know
+		}
+		if other.Name == name {
+			return ErrNameTaken
+		}
+		return nil
+	})
+}
+
+func (s *Bolt) replaceIf(ctx context.Context, id string, read, next Connection) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketConnections)
-		idx := tx.Bucket(bucketAccounts)
-		var old accountOf
-		ov := b.Get([]byte(c.ID))
-		if ov != nil {
-			if err := json.Unmarshal(ov, &old); err != nil {
-				return fmt.Errorf("store: connection %q is damaged: %v", c.ID, err)
-			}
+		v := b.Get([]byte(id))
+		if v == nil {
+			return ErrNotFound
 		}
-		same := ov != nil && old.Vendor == c.Vendor && old.AccountID == c.AccountID
-		key := accountKey(c.Vendor, c.AccountID)
-		if c.AccountID != "" && !same {
-			if owner := idx.Get(key); owner != nil && string(owner) != c.ID && b.Get(owner) != nil {
-				return ErrAccountTaken
-			}
-		}
-		// A linear scan keeps names unique without an index to keep in step;
-		// a deployment has at most a few thousand connections.
-		err := b.ForEach(func(k, ov []byte) error {
-			if string(k) == c.ID {
-				return nil
-			}
-			var other struct {
-				Name string `json:"name"`
-			}
-			if err := json.Unmarshal(ov, &other); err != nil {
-				return fmt.Errorf("store: connection %q is damaged: %v", k, err)
-			}
-			if other.Name == c.Name {
-				return ErrNameTaken
-			}
-			return nil
-		})
+		cur, err := s.decodeConn([]byte(id), v)
 		if err != nil {
 			return err
 		}
-		if ov != nil && old.AccountID != "" && !same {
-			if err := unindexAccount(tx, old, c.ID); err != nil {
-				return err
-			}
+		if next, err = replacement(cur, read, next); err != nil {
+			return err
 		}
-		if owner := idx.Get(key); c.AccountID != "" && (owner == nil || b.Get(owner) == nil) {
-			if err := idx.Put(key, []byte(c.ID)); err != nil {
-				return err
-			}
+		nv, err := s.encodeConn(next)
+		if err != nil {
+			return err
 		}
-		return b.Put([]byte(c.ID), v)
+		return putTx(tx, next, nv)
 	})
 }
 
@@ -470,7 +534,11 @@ func (s *Bolt) modify(ctx context.Context, id string, fn func(*Connection)) erro
 }
 
 func (s *Bolt) SetStatus(ctx context.Context, id string, st Status) error {
-	return s.modify(ctx, id, func(c *Connection) { c.Status = st })
+	return s.modify(ctx, id, func(c *Connection) {
+		if !statusStale(c.Status, st) {
+			c.Status = st
+		}
+	})
 }
 
 func (s *Bolt) SetSecret(ctx context.Context, id string, secret map[string]string, expiry time.Time) error {

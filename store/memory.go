@@ -83,6 +83,11 @@ func (m *Memory) Put(ctx context.Context, c Connection) error {
 		return err
 	}
 	defer m.mu.Unlock()
+	return m.put(c)
+}
+
+// put stores c if its name and account are free; m.mu is held.
+func (m *Memory) put(c Connection) error {
 	if old, had := m.conns[c.ID]; c.AccountID != "" && !(had && sameAccount(old, c)) {
 		for id, other := range m.conns {
 			if id != c.ID && sameAccount(other, c) {
@@ -113,6 +118,9 @@ func (m *Memory) SetStatus(ctx context.Context, id string, s Status) error {
 	if !ok {
 		return ErrNotFound
 	}
+	if statusStale(c.Status, s) {
+		return nil
+	}
 	c.Status = s
 	m.conns[id] = c
 	return nil
@@ -135,6 +143,22 @@ func (m *Memory) SetSecret(ctx context.Context, id string, secret map[string]str
 
 func (m *Memory) UpdateLocked(ctx context.Context, id string, fn func(Connection) (*Connection, error)) error {
 	return updateLocked(ctx, &m.locks, m, id, fn)
+}
+
+func (m *Memory) replaceIf(ctx context.Context, id string, read, next Connection) error {
+	if err := m.lock(ctx); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	cur, ok := m.conns[id]
+	if !ok {
+		return ErrNotFound
+	}
+	next, err := replacement(cur, read, next)
+	if err != nil {
+		return err
+	}
+	return m.put(next)
 }
 
 // Delete waits for an UpdateLocked of the same id to finish, so that one

@@ -102,6 +102,12 @@ func MigrateWith(ctx context.Context, from, to Store, opts MigrateOptions) (Migr
 		}
 	}
 	for _, c := range conns {
+		if c.Damaged != "" {
+			// Copying would drop its sealed secret for good.
+			return rep, fmt.Errorf("connection %q (%s) in the source store cannot be read (%s); delete or reconnect it there, or restore the source from a backup, then run the migration again", c.Name, c.ID, c.Damaged)
+		}
+	}
+	for _, c := range conns {
 		if err := to.Put(ctx, c); err != nil {
 			if errors.Is(err, ErrNameTaken) {
 				return rep, fmt.Errorf("copying connection %q (%s): the destination already has another connection with this name; rename or delete it there, then run the migration again", c.Name, c.ID)
@@ -176,7 +182,7 @@ func connDiffs(a, b Connection) []string {
 		{"id", a.ID, b.ID}, {"vendor", a.Vendor, b.Vendor}, {"name", a.Name, b.Name},
 		{"account", a.Account, b.Account}, {"account_id", a.AccountID, b.AccountID},
 		{"auth_method", a.AuthMethod, b.AuthMethod}, {"state", a.State, b.State},
-		{"last_error", a.LastError, b.LastError},
+		{"last_error", a.LastError, b.LastError}, {"damaged", a.Damaged, b.Damaged},
 	}
 	for _, f := range strs {
 		if f.a != f.b {

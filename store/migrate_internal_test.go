@@ -13,7 +13,7 @@ func TestMigrateComparesEveryField(t *testing.T) {
 		typ  reflect.Type
 		want int
 	}{
-		{reflect.TypeFor[Connection](), 14},
+		{reflect.TypeFor[Connection](), 15},
 		{reflect.TypeFor[Status](), 4},
 		{reflect.TypeFor[Invite](), 8},
 	} {
@@ -50,7 +50,7 @@ func TestMigrateComparesEveryField(t *testing.T) {
 		"scopes": func(c *Connection) { c.Scopes = nil }, "missing_scopes": func(c *Connection) { c.MissingScopes[0] = "z" },
 		"created": func(c *Connection) { c.Created = c.Created.Add(1) }, "expiry": func(c *Connection) { c.Expiry = time.Time{} },
 		"state": func(c *Connection) { c.State = StateError }, "last_success": func(c *Connection) { c.LastSuccess = time.Time{} },
-		"last_error": func(c *Connection) { c.LastError = "" }, "updated": func(c *Connection) { c.Updated = c.Updated.Add(time.Second) },
+		"last_error": func(c *Connection) { c.LastError = "" }, "damaged": func(c *Connection) { c.Damaged = "z" }, "updated": func(c *Connection) { c.Updated = c.Updated.Add(time.Second) },
 		"budget_monthly": func(c *Connection) { *c.Budget = 0 },
 	}
 	for field, change := range changes {

@@ -453,9 +453,18 @@ func (s *Postgres) verify(ctx context.Context, tx pgx.Tx) (stale int, err error)
 	}
 	var id, name string
 	var sealed []byte
+	// The canary opened, so the key is right: a record that does not open
+	// is damaged on its own (List shows it as an error; the others work),
+	// unless it names a key the ring lacks (a replica started with a
+	// rotated-away key list): that is refused, changing nothing.
 	_, err = pgx.ForEachRow(rows, []any{&id, &name, &sealed}, func() error {
 		if _, err := s.kr.Open(sealed); err != nil {
-			return fmt.Errorf("store: PostgreSQL (%s): the secret of connection %q (%s) cannot be opened: %w", s.where, name, id, err)
+			var unknown *UnknownKeyError
+			if errors.As(err, &unknown) {
+				return fmt.Errorf("store: PostgreSQL (%s): the secret of connection %q (%s) cannot be opened: %w", s.where, name, id, err)
+			}
+			s.logger.Error("store: a connection's secret cannot be opened; it is shown as an error until reconnected or deleted", "connection", name, "id", id, "err", err)
+			return nil
 		}
 		if !s.sealedWithFirst(sealed) {
 			stale++
@@ -520,7 +529,7 @@ func (s *Postgres) resealAll(ctx context.Context) (int, error) {
 	for _, it := range todo {
 		pt, err := s.kr.Open(it.sealed)
 		if err != nil {
-			return n, err
+			continue // damaged: left as it is
 		}
 		sealed, err := s.kr.Seal(pt)
 		clear(pt)
@@ -661,7 +670,7 @@ func (s *Postgres) decodeConn(id string, record, sealed []byte) (Connection, err
 	}
 	secret, err := s.secrets.open(s.kr, id, sealed)
 	if err != nil {
-		return Connection{}, err
+		return c, err
 	}
 	c.Secret = secret
 	c.ID = id
@@ -681,19 +690,14 @@ func (s *Postgres) List(parent context.Context) ([]Connection, error) {
 	out := []Connection{}
 	var id string
 	var record, sealed []byte
-	var decodeErr error
 	_, err = pgx.ForEachRow(rows, []any{&id, &record, &sealed}, func() error {
 		c, err := s.decodeConn(id, record, sealed)
 		if err != nil {
-			decodeErr = err
-			return err
+			c = damagedConn(c, id, err) // listed as an error; the others work
 		}
 		out = append(out, c)
 		return nil
 	})
-	if decodeErr != nil {
-		return nil, decodeErr
-	}
 	if err != nil {
 		return nil, s.fail(parent, "listing connections", err)
 	}
@@ -786,12 +790,39 @@ func (s *Postgres) patch(parent context.Context, op, id string, fields map[strin
 	return nil
 }
 
-func (s *Postgres) SetStatus(ctx context.Context, id string, st Status) error {
+func (s *Postgres) SetStatus(parent context.Context, id string, st Status) error {
+	if err := s.open(); err != nil {
+		return err
+	}
+	ctx, cancel := s.call(parent)
+	defer cancel()
 	// Every field explicitly: Status' JSON omits an empty last_error, and
 	// a merge must still clear the old one.
-	return s.patch(ctx, "saving status", id, map[string]any{
+	p, err := json.Marshal(map[string]any{
 		"state": st.State, "last_success": st.LastSuccess, "last_error": st.LastError, "updated": st.Updated,
-	}, nil)
+	})
+	if err != nil {
+		return err
+	}
+	// A newer status stored meanwhile (a deauthorize) wins. Both sides are
+	// cast from the same RFC 3339 text, so equal times compare equal.
+	tag, err := s.pool.Exec(ctx, `UPDATE connections SET record = record || $2::jsonb, updated_at = now()
+WHERE id = $1 AND ($3 OR record->>'updated' IS NULL OR (record->>'updated')::timestamptz <= $4::text::timestamptz)`,
+		id, p, st.Updated.IsZero(), st.Updated.UTC().Format(time.RFC3339Nano))
+	if err != nil {
+		return s.fail(parent, "saving status", err)
+	}
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM connections WHERE id = $1)", id).Scan(&exists); err != nil {
+		return s.fail(parent, "saving status", err)
+	}
+	if !exists {
+		return ErrNotFound
+	}
+	return nil // stale: the stored status is newer
 }
 
 func (s *Postgres) SetSecret(ctx context.Context, id string, secret map[string]string, expiry time.Time) error {
@@ -826,6 +857,11 @@ func (s *Postgres) UpdateLocked(ctx context.Context, id string, fn func(Connecti
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	if _, err := tx.Exec(lctx, "SET LOCAL idle_in_transaction_session_timeout = '"+pgLockedIdleTimeout+"'"); err != nil {
 		return s.fail(ctx, "locking connection", err)
+	}
+	if d := lockWait(ctx); d > 0 {
+		if _, err := tx.Exec(lctx, fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", max(d.Milliseconds(), 1))); err != nil {
+			return s.fail(ctx, "locking connection", err)
+		}
 	}
 	var record, sealed []byte
 	if err := tx.QueryRow(lctx, "SELECT record, sealed_secret FROM connections WHERE id = $1 FOR UPDATE", id).Scan(&record, &sealed); err != nil {

@@ -626,3 +626,33 @@ func TestPostgresBudgetAcrossReplicas(t *testing.T) {
 		t.Errorf("replica a after b cleared the budget: %v, %v", got.Budget, err)
 	}
 }
+
+// One connection whose sealed secret does not open (the canary does): the
+// store opens, lists it as an error with the reason, and the others work.
+func TestPostgresDamagedRecord(t *testing.T) {
+	ctx := context.Background()
+	dsn, _ := pgtest.Start(t)
+	kr, _ := newKeyring(t)
+	s := openPG(t, dsn, kr)
+	for _, c := range []store.Connection{pgConn("a", "conn-a"), pgConn("b", "conn-b")} {
+		c.AccountID = "acct-" + c.ID
+		if err := s.Put(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := rawConn(t, dsn).Exec(ctx, "UPDATE connections SET sealed_secret = 'garbage' WHERE id = 'b'"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openPG(t, dsn, kr)
+	cs, err := s.List(ctx)
+	if err != nil || len(cs) != 2 {
+		t.Fatalf("List: %d, %v", len(cs), err)
+	}
+	if cs[0].Damaged != "" || cs[0].Secret["api_key"] != "CLEARTEXT-a" {
+		t.Errorf("intact connection: damaged %q", cs[0].Damaged)
+	}
+	if b := cs[1]; b.Name != "conn-b" || b.State != store.StateError || b.Damaged == "" || b.Secret != nil {
+		t.Errorf("damaged connection: name %q state %q damaged %q", b.Name, b.State, b.Damaged)
+	}
+}

@@ -42,6 +42,23 @@ type Connection struct {
 	// record, so no backend needs a schema change for it.
 	Budget *float64 `json:"budget_monthly,omitempty"`
 	Status
+	// Damaged is set by List for a stored record that cannot be read (its
+	// secret does not open, its JSON is broken): the connection is listed
+	// with state error and this reason, has no secret, and is not
+	// collected. Reconnecting or deleting it heals the store. Never stored.
+	Damaged string `json:"-"`
+}
+
+// damagedConn is how List shows a record it cannot read: whatever it could
+// decode, no secret, state error with the reason.
+func damagedConn(c Connection, id string, err error) Connection {
+	c.ID, c.Secret = id, nil
+	if c.Name == "" {
+		c.Name = id
+	}
+	c.Damaged = err.Error() + "; reconnect the connection (or restore the store from a backup)"
+	c.Status = Status{State: StateError, LastSuccess: c.LastSuccess, LastError: c.Damaged, Updated: c.Updated}
+	return c
 }
 
 // Status is what collection learns about a connection.
@@ -130,7 +147,10 @@ type Store interface {
 	// keeps a record's (Vendor, AccountID) never fails on it, so
 	// duplicates stored before the rule keep working.
 	Put(ctx context.Context, c Connection) error
-	// SetStatus updates only the status of a connection (ErrNotFound if gone).
+	// SetStatus updates only the status of a connection (ErrNotFound if
+	// gone). A stored status whose Updated is later than s.Updated is kept
+	// (a newer decision, such as a deauthorize, wins); an s with a zero
+	// Updated is always written. The check and the write are one step.
 	SetStatus(ctx context.Context, id string, s Status) error
 	// SetSecret replaces a connection's secret and expiry (token refresh).
 	SetSecret(ctx context.Context, id string, secret map[string]string, expiry time.Time) error
@@ -140,6 +160,14 @@ type Store interface {
 	// (nil: nothing to save) before the lock is released. It serialises
 	// OAuth refreshes: a rotating refresh token must never be used twice.
 	// fn must not call the store. ErrNotFound if id is gone.
+	//
+	// Once fn has returned a record it is saved even if ctx ends meanwhile
+	// (bounded by 30 s): fn may have used up a rotating refresh token. A
+	// Put, Delete or SetStatus that lands while fn runs is never undone:
+	// the write then returns ErrChanged (secret replaced) or ErrNotFound
+	// (deleted), or waits for the lock and applies after. With
+	// WithLockWait on ctx, a lock held by another caller for longer than
+	// that wait gives ErrLocked without calling fn.
 	UpdateLocked(ctx context.Context, id string, fn func(c Connection) (*Connection, error)) error
 	// Delete removes a connection and its secret. Deleting a missing id is
 	// not an error. A delete that returned nil is final: no write that was

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/saas-exporter/saas_exporter/provider"
+	"github.com/saas-exporter/saas_exporter/store"
 )
 
 // Where an OAuth connection keeps its tokens: secrets in Credential.Secret,
@@ -26,6 +27,10 @@ const (
 	// 5xx); absent while refresh works.
 	SettingFailingSince = "refresh_failing_since"
 )
+
+// renewLockWait bounds the wait for another replica's refresh while the
+// current access token is still valid.
+const renewLockWait = time.Second
 
 // refreshAttempts: a refresh failing with a network error or 5xx is tried
 // this many times in one scrape, waiting Config.RetryBackoff, then twice
@@ -244,7 +249,20 @@ func (m *Method) renew(ctx context.Context, s *provider.Scrape, rejected string)
 		return t.credential(c, window), nil
 	}
 	if s.Renew != nil {
-		if _, err := s.Renew(ctx, fn); err != nil {
+		rctx := ctx
+		cur := tokensOf(s.Conn)
+		valid := cur.access != "" && cur.access != rejected && (cur.accessExpiry.IsZero() || now.Before(cur.accessExpiry))
+		if valid {
+			// Due (within the margin) but still valid: if another replica
+			// holds the lock, it is refreshing; use the current token
+			// rather than wait out the scrape for it.
+			rctx = store.WithLockWait(ctx, renewLockWait)
+		}
+		if _, err := s.Renew(rctx, fn); err != nil {
+			if valid && errors.Is(err, store.ErrLocked) {
+				m.cfg.Logger.Debug("another replica is refreshing the access token; using the current one meanwhile", "connection", s.Conn.Name, "id", s.Conn.ID, "expires", cur.accessExpiry)
+				return cur.access, nil
+			}
 			if err != fnErr && use != "" && failure == nil {
 				// The vendor rotated the tokens but the store did not keep them.
 				return "", fmt.Errorf("saving the refreshed %s tokens failed (if the refresh token rotated, the connection needs a reconnect): %w", m.vendor, err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/saas-exporter/saas_exporter/provider"
+	"github.com/saas-exporter/saas_exporter/store"
 )
 
 func wantState(t *testing.T, err error, state string) {
@@ -267,5 +268,33 @@ func TestErrorsNeverCarryTokens(t *testing.T) {
 		if err == nil || strings.Contains(err.Error(), "secret-") || strings.Contains(err.Error(), clientSecret) {
 			t.Errorf("error %v", err)
 		}
+	}
+}
+
+// Another replica holds the connection's lock while it refreshes: a scrape
+// whose token is due but still valid uses it instead of waiting out its
+// deadline for the lock, and does not refresh itself.
+func TestLockHeldByAnotherRefreshUsesTheValidToken(t *testing.T) {
+	a := newAS(t)
+	m, _ := newMethod(t, a, nil)
+	s := newStored(t, oauthConn("at-old", "rt-old", t0.Add(30*time.Second)))
+	entered, release, held := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		held <- s.st.UpdateLocked(context.Background(), s.id, func(store.Connection) (*store.Connection, error) {
+			close(entered)
+			<-release
+			return nil, nil
+		})
+	}()
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tok, err := m.AccessToken(ctx, s.scrape(t0, nil))
+	close(release)
+	if err != nil || tok != "at-old" || a.count() != 0 {
+		t.Errorf("token %q err %v, %d refresh calls; want the current token, no refresh", tok, err, a.count())
+	}
+	if err := <-held; err != nil {
+		t.Fatal(err)
 	}
 }

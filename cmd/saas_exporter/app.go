@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +54,8 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
+	// Before anything is generated: does data_dir hold an earlier run?
+	earlier := earlierRun(cfg.DataDir)
 	kr, err := store.LoadKeyring(cfg.SecretKeyFile, os.Getenv("SAAS_EXPORTER_SECRET_KEY"), cfg.DataDir, log)
 	if err != nil {
 		return nil, err
@@ -65,7 +68,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStore(ctx, cfg, kr, log)
+	st, err := openStore(ctx, cfg, kr, log, earlier)
 	if err != nil {
 		return nil, err
 	}
@@ -113,8 +116,8 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 
 // openStore opens the configured backend: PostgreSQL for several replicas,
 // otherwise the embedded bbolt file in data_dir.
-func openStore(ctx context.Context, cfg *config.Config, kr *store.Keyring, log *slog.Logger) (store.Store, error) {
-	st, err := openBackend(ctx, cfg, kr, log)
+func openStore(ctx context.Context, cfg *config.Config, kr *store.Keyring, log *slog.Logger, earlier []string) (store.Store, error) {
+	st, err := openBackend(ctx, cfg, kr, log, earlier)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +130,7 @@ func openStore(ctx context.Context, cfg *config.Config, kr *store.Keyring, log *
 	return st, nil
 }
 
-func openBackend(ctx context.Context, cfg *config.Config, kr *store.Keyring, log *slog.Logger) (store.Store, error) {
+func openBackend(ctx context.Context, cfg *config.Config, kr *store.Keyring, log *slog.Logger, earlier []string) (store.Store, error) {
 	if pg := cfg.Store.Postgres; pg != nil {
 		st, err := store.OpenPostgres(ctx, pg.DSN, kr, log)
 		if err != nil {
@@ -138,6 +141,11 @@ func openBackend(ctx context.Context, cfg *config.Config, kr *store.Keyring, log
 		return st, nil
 	}
 	path := filepath.Join(cfg.DataDir, store.DefaultBoltFile)
+	if fi, err := os.Stat(path); (err != nil || fi.Size() == 0) && len(earlier) > 0 {
+		// bbolt starts an empty store from a missing or 0-byte file.
+		log.Error("STARTING WITH AN EMPTY STORE although data_dir holds files of an earlier run: the store file is missing or empty. If connections existed, stop the exporter and restore the store file from a backup",
+			"file", path, "found", strings.Join(earlier, ", "))
+	}
 	st, err := store.OpenBolt(path, kr)
 	if err != nil {
 		return nil, err
@@ -187,4 +195,15 @@ func (a *app) close() {
 	if err := a.store.Close(); err != nil {
 		a.log.Warn("closing the store", "err", err)
 	}
+}
+
+// earlierRun lists the files in dataDir that an earlier run created.
+func earlierRun(dataDir string) []string {
+	var found []string
+	for _, f := range []string{store.DefaultKeyFile, generatedAdminFile} {
+		if _, err := os.Stat(filepath.Join(dataDir, f)); err == nil {
+			found = append(found, f)
+		}
+	}
+	return found
 }

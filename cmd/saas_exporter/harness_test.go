@@ -67,6 +67,9 @@ type stackOptions struct {
 	// Sim shares a running simulator (a second replica); nil starts one.
 	Sim    *vendorsim.Server
 	SimURL string
+	// SimWrap, if set, wraps the simulator's handler (a gate on one
+	// endpoint); only when startStack starts the simulator.
+	SimWrap func(http.Handler) http.Handler
 	// DataDir reuses a data directory (a restart); empty: a fresh one.
 	DataDir string
 	// Args are extra command-line flags (--web.config.file=…).
@@ -104,7 +107,11 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	sim, simURL := o.Sim, o.SimURL
 	if sim == nil {
 		sim = vendorsim.New(o.SimOptions)
-		simSrv := httptest.NewServer(sim.Handler())
+		var h http.Handler = sim.Handler()
+		if o.SimWrap != nil {
+			h = o.SimWrap(h)
+		}
+		simSrv := httptest.NewServer(h)
 		t.Cleanup(func() { sim.Close(); simSrv.Close() })
 		simURL = simSrv.URL
 	}

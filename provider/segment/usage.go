@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/saas-exporter/saas_exporter/provider"
 )
@@ -46,7 +45,7 @@ const reprobeEvery = 6 * time.Hour
 const probeDays = 31
 
 // maxLabelLen bounds a label value taken from vendor text (a source name).
-const maxLabelLen = 128
+const maxLabelLen = provider.MaxLabelLen
 
 // usageSnapshot is one daily item of any of the four usage lists.
 type usageSnapshot struct {
@@ -298,14 +297,7 @@ func collectSourceUsage(ctx context.Context, c *client, s *provider.Scrape, peri
 
 // boundLabel makes vendor text a safe label value: valid UTF-8, at most
 // maxLabelLen characters ("…" marks a cut).
-func boundLabel(v string) string {
-	v = strings.ToValidUTF8(v, "\uFFFD")
-	if utf8.RuneCountInString(v) <= maxLabelLen {
-		return v
-	}
-	r := []rune(v)
-	return string(r[:maxLabelLen-1]) + "…"
-}
+func boundLabel(v string) string { return provider.Label(v) }
 
 // addMonth moves t by n months, keeping the day of the month where it
 // exists and the month's last day otherwise (January 31 + 1 is February

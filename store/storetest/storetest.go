@@ -46,6 +46,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpdateLockedNotFound", testUpdateLockedNotFound},
 		{"UpdateLockedError", testUpdateLockedError},
 		{"UpdateLockedNameTaken", testUpdateLockedNameTaken},
+		{"UpdateLockedOutlivesContext", testUpdateLockedOutlivesContext},
+		{"UpdateLockedPutWins", testUpdateLockedPutWins},
+		{"UpdateLockedDeleteWins", testUpdateLockedDeleteWins},
+		{"UpdateLockedKeepsStatus", testUpdateLockedKeepsStatus},
+		{"UpdateLockedLockWait", testUpdateLockedLockWait},
+		{"SetStatusNewerWins", testSetStatusNewerWins},
 		{"DeleteDuringUpdateLocked", testDeleteDuringUpdateLocked},
 		{"Ping", testPing},
 		{"Meta", testMeta},
@@ -748,6 +754,162 @@ func CheckSerialised(t *testing.T, stores []store.Store, n int) {
 		if got := mustGet(t, s, "serial").Secret["n"]; got != strconv.Itoa(n) {
 			t.Errorf("store %d: counter after %d serialised increments = %q (lost updates)", i, n, got)
 		}
+	}
+}
+
+// The caller's context ends while fn runs (the scrape deadline during a
+// token refresh): what fn returns is saved all the same, since the vendor
+// has already rotated the refresh token it used.
+func testUpdateLockedOutlivesContext(t *testing.T, s store.Store) {
+	mustPut(t, s, Sample("c1", "prod"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err := s.UpdateLocked(ctx, "c1", func(got store.Connection) (*store.Connection, error) {
+		cancel()
+		got.Secret = map[string]string{"access_token": "at-2", "refresh_token": "rt-2"}
+		return &got, nil
+	})
+	if err != nil {
+		t.Errorf("UpdateLocked whose context ended inside fn: %v", err)
+	}
+	if got := mustGet(t, s, "c1").Secret["refresh_token"]; got != "rt-2" {
+		t.Errorf("refresh token after the context ended inside fn = %q, want the rotated rt-2", got)
+	}
+}
+
+// during runs write while fn of an UpdateLocked on id is running, and
+// returns fn's result and the write's error. A backend whose row lock
+// holds the write until fn is done makes fn give up waiting for it (the
+// write then applies after UpdateLocked).
+func during(t *testing.T, s store.Store, id string, write func() error, fn func(store.Connection) *store.Connection) (updateErr, writeErr error) {
+	t.Helper()
+	done := make(chan error, 1)
+	updateErr = s.UpdateLocked(context.Background(), id, func(got store.Connection) (*store.Connection, error) {
+		go func() { done <- write() }()
+		wait := time.NewTimer(200 * time.Millisecond)
+		defer wait.Stop()
+		select {
+		case err := <-done:
+			done <- err
+		case <-wait.C:
+		}
+		return fn(got), nil
+	})
+	return updateErr, <-done
+}
+
+func renewed(got store.Connection) *store.Connection {
+	got.Secret = map[string]string{"api_key": "renewed from the old secret"}
+	return &got
+}
+
+// A reconnect (Put) while a renewal runs: the reconnect's secret stays.
+func testUpdateLockedPutWins(t *testing.T, s store.Store) {
+	mustPut(t, s, Sample("c1", "prod"))
+	re := Sample("c1", "prod")
+	re.Secret = map[string]string{"api_key": "from the reconnect"}
+	uerr, perr := during(t, s, "c1", func() error { return s.Put(context.Background(), re) }, renewed)
+	if perr != nil {
+		t.Fatalf("Put: %v", perr)
+	}
+	if uerr != nil && !errors.Is(uerr, store.ErrChanged) {
+		t.Errorf("UpdateLocked: err = %v, want nil or ErrChanged", uerr)
+	}
+	if got := mustGet(t, s, "c1").Secret["api_key"]; got != "from the reconnect" {
+		t.Errorf("secret after a reconnect during a renewal = %q, want the reconnect's", got)
+	}
+}
+
+// A delete while a renewal runs: the connection stays deleted.
+func testUpdateLockedDeleteWins(t *testing.T, s store.Store) {
+	mustPut(t, s, Sample("c1", "prod"))
+	uerr, derr := during(t, s, "c1", func() error { return s.Delete(context.Background(), "c1") }, renewed)
+	if derr != nil {
+		t.Fatalf("Delete: %v", derr)
+	}
+	if uerr != nil && !errors.Is(uerr, store.ErrNotFound) {
+		t.Errorf("UpdateLocked: err = %v, want nil or ErrNotFound", uerr)
+	}
+	if c, err := s.Get(context.Background(), "c1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("connection deleted during a renewal came back: %v %s", err, show(c))
+	}
+}
+
+// A status written while a renewal runs (a deauthorize) is kept.
+func testUpdateLockedKeepsStatus(t *testing.T, s store.Store) {
+	mustPut(t, s, Sample("c1", "prod"))
+	st := store.Status{State: store.StateRevoked, LastError: "deauthorized", Updated: ts(time.Hour)}
+	uerr, serr := during(t, s, "c1", func() error { return s.SetStatus(context.Background(), "c1", st) }, renewed)
+	if uerr != nil || serr != nil {
+		t.Fatalf("UpdateLocked: %v; SetStatus: %v", uerr, serr)
+	}
+	got := mustGet(t, s, "c1")
+	if got.State != store.StateRevoked || got.Secret["api_key"] != "renewed from the old secret" {
+		t.Errorf("after a status write during a renewal: state %q, secret %q; want revoked and the renewed secret", got.State, got.Secret["api_key"])
+	}
+}
+
+// With WithLockWait, a lock held by another caller gives ErrLocked
+// without calling fn, and the holder's update is saved.
+func testUpdateLockedLockWait(t *testing.T, s store.Store) {
+	mustPut(t, s, Sample("c1", "prod"))
+	entered, release := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- s.UpdateLocked(context.Background(), "c1", func(got store.Connection) (*store.Connection, error) {
+			close(entered)
+			<-release
+			return renewed(got), nil
+		})
+	}()
+	<-entered
+	called := false
+	err := s.UpdateLocked(store.WithLockWait(context.Background(), 50*time.Millisecond), "c1", func(got store.Connection) (*store.Connection, error) {
+		called = true
+		return nil, nil
+	})
+	close(release)
+	if !errors.Is(err, store.ErrLocked) || called {
+		t.Errorf("UpdateLocked on a held lock with a lock wait: err = %v, fn called = %v; want ErrLocked, not called", err, called)
+	}
+	if err := <-held; err != nil {
+		t.Fatalf("holder: %v", err)
+	}
+	if got := mustGet(t, s, "c1").Secret["api_key"]; got != "renewed from the old secret" {
+		t.Errorf("holder's update: %q", got)
+	}
+	// Free again: the lock wait does not stop a call that gets it.
+	if err := s.UpdateLocked(store.WithLockWait(context.Background(), 50*time.Millisecond), "c1", func(store.Connection) (*store.Connection, error) { return nil, nil }); err != nil {
+		t.Errorf("UpdateLocked with a lock wait on a free lock: %v", err)
+	}
+}
+
+// SetStatus never replaces a newer status with an older one (a collection
+// that started before a deauthorize finishes after it).
+func testSetStatusNewerWins(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := Sample("c1", "prod")
+	mustPut(t, s, c)
+	newer := store.Status{State: store.StateRevoked, LastError: "deauthorized", Updated: ts(2 * time.Hour)}
+	if err := s.SetStatus(ctx, "c1", newer); err != nil {
+		t.Fatal(err)
+	}
+	older := store.Status{State: store.StateActive, LastSuccess: ts(time.Hour), Updated: ts(time.Hour)}
+	if err := s.SetStatus(ctx, "c1", older); err != nil {
+		t.Errorf("SetStatus with an older status: %v", err)
+	}
+	if got := mustGet(t, s, "c1").Status; got.State != store.StateRevoked {
+		t.Errorf("older status overwrote a newer one: %+v", got)
+	}
+	same := store.Status{State: store.StateError, LastError: "HTTP 500", Updated: newer.Updated}
+	if err := s.SetStatus(ctx, "c1", same); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, s, "c1").Status; got.State != store.StateError {
+		t.Errorf("status with the same time was not written: %+v", got)
+	}
+	if err := s.SetStatus(ctx, "missing", older); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SetStatus on missing id: err = %v, want ErrNotFound", err)
 	}
 }
 
