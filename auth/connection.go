@@ -217,6 +217,8 @@ func connectionMsg(code string, d collector.Detail) (text string, notice bool) {
 		return "Not collected: the vendor no longer accepts this credential. Reconnect it first.", true
 	case "busy":
 		return "Not collected: too many connections were being collected at once (scrape.concurrency). Try again in a moment.", true
+	case "not_collected":
+		return "Not collected: the exporter's store failed, or another replica was refreshing this connection's token. Try again in a moment.", true
 	}
 	return "", false
 }
@@ -328,6 +330,9 @@ func (s *Server) collectNow(ctx context.Context, id string) (string, error) {
 			return "rate_limited", err
 		case store.StateRevoked, store.StateExpired:
 			return "needs_reconnect", err
+		}
+		if nc.Reason != "" {
+			return "not_collected", err
 		}
 		return "busy", err
 	}

@@ -109,7 +109,7 @@ func (s *Server) apiCollect(w http.ResponseWriter, r *http.Request, user string)
 	case "needs_reconnect":
 		writeJSONError(w, http.StatusConflict, err.Error())
 		return
-	case "busy":
+	case "busy", "not_collected":
 		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}

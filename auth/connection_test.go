@@ -213,6 +213,15 @@ func TestCollectNowPage(t *testing.T) {
 	r = e.do(c, "GET", r.location(), nil)
 	wantBody(t, r, "Reconnect it first")
 	fc.mu.Lock()
+	fc.err = &collector.NotCollectedError{Reason: "another replica holds this connection (a token refresh); try again in a few seconds"}
+	fc.mu.Unlock()
+	r = e.api("POST", "/api/v1/connections/"+prod.ID+"/collect", "{}")
+	wantStatus(t, r, http.StatusServiceUnavailable)
+	wantBody(t, r, "another replica holds this connection")
+	r = e.do(c, "POST", "/connections/"+prod.ID+"/collect", url.Values{"csrf": {csrf}})
+	r = e.do(c, "GET", r.location(), nil)
+	wantBody(t, r, "another replica was refreshing")
+	fc.mu.Lock()
 	fc.err = nil
 	fc.mu.Unlock()
 	r = e.api("POST", "/api/v1/connections/"+prod.ID+"/collect", "{}")

@@ -35,6 +35,19 @@ type detail struct {
 	history []Attempt           // oldest first, at most HistoryLen
 	seq     uint64              // attempts recorded since the process started
 	latest  []prometheus.Metric // the last collection's metrics, kept sections included
+	// An attempt that ended without a verdict on the connection (the store
+	// failed, another replica held it) is not in the history; Collect now
+	// says why from these.
+	skips uint64
+	skip  string
+}
+
+// skipped notes an attempt that learnt nothing about the connection.
+func (ent *entry) skipped(why string) {
+	ent.mu.Lock()
+	ent.detail.skips++
+	ent.detail.skip = why
+	ent.mu.Unlock()
 }
 
 // remember records an attempt; latest replaces the kept metrics when the
@@ -101,8 +114,9 @@ func (e *Engine) Detail(id string) (d Detail, ok bool) {
 
 // NotCollectedError says why CollectNow called no vendor.
 type NotCollectedError struct {
-	State string    // rate_limited, revoked, expired, or "" (no slot)
-	Until time.Time // rate_limited: when a call is allowed again
+	State  string    // rate_limited, revoked, expired, or "" (see Reason)
+	Until  time.Time // rate_limited: when a call is allowed again
+	Reason string    // State "": why; empty: no collection slot was free
 }
 
 func (e *NotCollectedError) Error() string {
@@ -111,6 +125,9 @@ func (e *NotCollectedError) Error() string {
 		return fmt.Sprintf("not collected: the vendor rate-limited this connection until %s; try again after that", e.Until.UTC().Format("2006-01-02 15:04:05 UTC"))
 	case store.StateRevoked, store.StateExpired:
 		return fmt.Sprintf("not collected: the connection is %s; reconnect it first", e.State)
+	}
+	if e.Reason != "" {
+		return "not collected: " + e.Reason
 	}
 	return "not collected: scrape.concurrency connections were being collected for all of scrape.timeout; try again, or raise scrape.concurrency"
 }
@@ -131,7 +148,7 @@ func (e *Engine) CollectNow(ctx context.Context, id string) (Attempt, error) {
 	}
 	ent := e.entry(c)
 	ent.mu.Lock()
-	before := ent.detail.seq
+	before, skipsBefore := ent.detail.seq, ent.detail.skips
 	ent.mu.Unlock()
 	// Twice at most: a scrape's flight we joined may have found its result
 	// fresh and made no call.
@@ -165,10 +182,13 @@ func (e *Engine) CollectNow(ctx context.Context, id string) (Attempt, error) {
 			return Attempt{}, ctx.Err()
 		}
 		ent.mu.Lock()
-		seq, h := ent.detail.seq, ent.detail.history
+		seq, h, skips, why := ent.detail.seq, ent.detail.history, ent.detail.skips, ent.detail.skip
 		ent.mu.Unlock()
 		if seq > before && len(h) > 0 {
 			return h[len(h)-1], nil
+		}
+		if skips > skipsBefore {
+			return Attempt{}, &NotCollectedError{Reason: why}
 		}
 	}
 	return Attempt{}, &NotCollectedError{}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
 )
 
@@ -131,5 +132,35 @@ func TestRenameDropsOldLabel(t *testing.T) {
 	}
 	if n, _ := testutil.GatherAndCount(scrapeOf(e, nil), "saas_fake_used"); n != 1 {
 		t.Errorf("saas_fake_used: %d series, want 1", n)
+	}
+}
+
+// Collect now on a connection another replica holds (its refresh), or
+// while the store fails, says so instead of blaming the vendor or a full
+// collection pool; the history keeps only verdicts.
+func TestCollectNowLockedOrStoreDown(t *testing.T) {
+	_, _, st, clk := setup(t, "prod")
+	locks := &unavailableLocks{Store: st}
+	e := New(Options{Store: locks, Providers: []provider.Provider{&renewingProvider{}}, Timeout: 2 * time.Second,
+		MinInterval: 30 * time.Second, Now: clk.now})
+	t.Cleanup(e.Close)
+	locks.locked.Store(true)
+	_, err := e.CollectNow(context.Background(), "id0")
+	var nc *NotCollectedError
+	if !errors.As(err, &nc) || !strings.Contains(err.Error(), "another replica holds this connection") {
+		t.Errorf("locked: %v", err)
+	}
+	locks.locked.Store(false)
+	locks.fail.Store(true)
+	clk.add(time.Second)
+	if _, err := e.CollectNow(context.Background(), "id0"); err == nil || !strings.Contains(err.Error(), "needed the store, which failed") {
+		t.Errorf("store down: %v", err)
+	}
+	if d, _ := e.Detail("id0"); len(d.History) != 0 {
+		t.Errorf("history: %+v", d.History)
+	}
+	locks.fail.Store(false)
+	if a, err := e.CollectNow(context.Background(), "id0"); err != nil || a.Outcome != OutcomeSuccess {
+		t.Errorf("store back: %+v %v", a, err)
 	}
 }

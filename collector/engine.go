@@ -428,6 +428,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 		// Another replica holds the connection (a refresh): not a fault of
 		// the vendor nor of the store. The next scrape tries again.
 		e.o.Logger.Info("connection locked by another replica; keeping its last result", "vendor", c.Vendor, "connection", c.Name, "id", c.ID)
+		ent.skipped("another replica holds this connection (a token refresh); try again in a few seconds")
 		return
 	}
 	if errors.Is(err, store.ErrUnavailable) {
@@ -436,6 +437,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 		// saas_exporter_store_up 0.
 		e.storeFaults.Add(1)
 		e.o.Logger.Warn("collection needs the store, which failed; keeping the connection's last result", "vendor", c.Vendor, "connection", c.Name, "id", c.ID, "err", redact(err.Error(), c.Secret))
+		ent.skipped("the collection needed the store, which failed; try again when it is back")
 		return
 	}
 	var pe *provider.PanicError
