@@ -98,7 +98,7 @@ var knownValues = map[string][]string{
 	"user_type": {"owner", "admin", "teammate"},
 	"disabled":  {"true", "false"},
 	"frequency": {"monthly", "weekly", "daily"},
-	"type":      {"free", "paid", "Full", "Trial"},
+	"type":      {"free", "paid", "other", "Full", "Trial"},
 	"role": {"Workspace Owner", "Source Admin", "Source Read-only", "Warehouse Admin", "Warehouse Read-only", "Function Admin", "Function Read-only",
 		"Engage Admin", "Engage User", "Engage Read-only", "Unify and Engage Admin", "Unify Read-only", "Identity Admin",
 		"Tracking Plan Admin", "Tracking Plan Read-only", "End User Privacy Admin", "Workspace Member", "other"},

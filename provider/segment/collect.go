@@ -313,7 +313,7 @@ func (c *client) sourceNames(ctx context.Context) (map[string]string, error) {
 			return fmt.Errorf("data.sources is not a list of sources: %v", err)
 		}
 		for _, x := range xs {
-			names[x.ID] = boundLabel(x.Name)
+			names[x.ID] = provider.Label(x.Name)
 		}
 		return nil
 	})

@@ -282,7 +282,7 @@ func collectSourceUsage(ctx context.Context, c *client, s *provider.Scrape, peri
 			return err
 		}
 		for i, k := range MTUKinds {
-			s.Gauge(descSourceMTU, counts[i], boundLabel(id), names[id], k)
+			s.Gauge(descSourceMTU, counts[i], provider.Label(id), names[id], k)
 		}
 	}
 	for id, sn := range calls {
@@ -290,14 +290,13 @@ func collectSourceUsage(ctx context.Context, c *client, s *provider.Scrape, peri
 		if err != nil {
 			return fmt.Errorf("segment GET %s: apiCalls of source %s on %s %w", sourceCalls.path, quote(id), sn.Timestamp, err)
 		}
-		s.Gauge(descSourceAPICalls, v, boundLabel(id), names[id])
+		s.Gauge(descSourceAPICalls, v, provider.Label(id), names[id])
 	}
 	return nil
 }
 
 // boundLabel makes vendor text a safe label value: valid UTF-8, at most
 // maxLabelLen characters ("…" marks a cut).
-func boundLabel(v string) string { return provider.Label(v) }
 
 // addMonth moves t by n months, keeping the day of the month where it
 // exists and the month's last day otherwise (January 31 + 1 is February

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/saas-exporter/saas_exporter/provider"
 )
@@ -58,8 +57,6 @@ const (
 	// subuserCreditsEvery: subuser credits cost one call per subuser, so
 	// they are fetched at most this often.
 	subuserCreditsEvery = 10 * time.Minute
-	// maxLabelLen bounds a label value taken from vendor text (characters).
-	maxLabelLen = 128
 )
 
 // Collect gathers every metric the key's scopes allow. Sections run
@@ -243,7 +240,7 @@ func collectCredits(ctx context.Context, c *client, s *provider.Scrape) error {
 	if t, ok := dateOf(r.NextReset); ok {
 		s.Gauge(descCreditsReset, float64(t.Unix()))
 	}
-	freq := labelValue(strings.ToLower(strings.TrimSpace(r.ResetFrequency)))
+	freq := provider.Label(strings.ToLower(strings.TrimSpace(r.ResetFrequency)))
 	for _, f := range CreditFrequencies {
 		s.Gauge(descCreditsFrequency, boolValue(f == freq), f)
 	}
@@ -268,8 +265,14 @@ func collectAccount(ctx context.Context, c *client, s *provider.Scrape) error {
 	if err := c.get(ctx, "/v3/user/account", nil, &r); err != nil {
 		return err
 	}
-	if t := labelValue(r.Type); t != "" {
+	// SendGrid documents two account types; anything else is "other", so
+	// the label's values stay a known set.
+	switch t := strings.ToLower(strings.TrimSpace(r.Type)); t {
+	case "":
+	case "free", "paid":
 		s.Gauge(descAccountInfo, 1, t)
+	default:
+		s.Gauge(descAccountInfo, 1, "other")
 	}
 	s.Gauge(descReputation, r.Reputation/100)
 	return nil
@@ -315,7 +318,7 @@ func (p *Provider) collectTeammates(ctx context.Context, c *client, s *provider.
 		}
 		items := append(r.Result, r.Results...)
 		for _, t := range items {
-			if ut := labelValue(t.UserType); ut != "" {
+			if ut := provider.Label(t.UserType); ut != "" {
 				byType[ut]++
 			}
 		}
@@ -418,7 +421,7 @@ func (p *Provider) topSubusers(ctx context.Context, c *client, q period) ([]subu
 		if len(out) == p.maxSubusers {
 			break // a server that ignores limit still yields the bound
 		}
-		l := labelValue(st.Name)
+		l := provider.Label(st.Name)
 		if l == "" || seen[l] {
 			continue
 		}
@@ -488,15 +491,4 @@ func (p *Provider) collectSubuserCredits(ctx context.Context, c *client, s *prov
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-// labelValue bounds vendor text used as a label value: valid UTF-8, at
-// most maxLabelLen characters (cut ones end in "…").
-func labelValue(v string) string {
-	v = strings.ToValidUTF8(v, "\uFFFD")
-	if utf8.RuneCountInString(v) <= maxLabelLen {
-		return v
-	}
-	r := []rune(v)
-	return string(r[:maxLabelLen-1]) + "…"
 }

@@ -312,12 +312,6 @@ saas_sendgrid_credits_reset_timestamp_seconds{connection="prod"} 1.7736192e+09
 // equal once cut, or empty, are left out rather than duplicated.
 func TestLabelBounds(t *testing.T) {
 	long := strings.Repeat("é", 300)
-	if v := labelValue(long); utf8.RuneCountInString(v) != maxLabelLen || !strings.HasSuffix(v, "…") {
-		t.Errorf("long value: %d characters", utf8.RuneCountInString(v))
-	}
-	if v := labelValue("a\xffb"); !utf8.ValidString(v) {
-		t.Errorf("invalid UTF-8 kept: %q", v)
-	}
 	body := fmt.Sprintf(`{"date":"2026-03-01","stats":[{"name":%q,"type":"subuser","metrics":{"requests":3}},{"name":%q,"type":"subuser","metrics":{"requests":2}},{"name":"","type":"subuser","metrics":{"requests":1}},{"name":"ok","type":"subuser","metrics":{"requests":1}}]}`,
 		long+"a", long+"b")
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(body)) }))
@@ -327,7 +321,39 @@ func TestLabelBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(top) != 2 || top[1].label != "ok" || utf8.RuneCountInString(top[0].label) != maxLabelLen || top[0].name != long+"a" {
+	if len(top) != 2 || top[1].label != "ok" || utf8.RuneCountInString(top[0].label) != provider.MaxLabelLen || top[0].name != long+"a" {
 		t.Errorf("top: %d subusers", len(top))
+	}
+}
+
+// saas_sendgrid_account_info{type} takes SendGrid's two documented types;
+// any other text the vendor sends is "other", never a label of its own.
+func TestAccountTypeIsAKnownValue(t *testing.T) {
+	for in, want := range map[string]string{"free": "free", "Paid": "paid", "enterprise " + strings.Repeat("x", 500): "other"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, `{"type":%q,"reputation":99}`, in)
+		}))
+		s := &provider.Scrape{Conn: provider.Connection{Name: "prod"}, HTTP: srv.Client(), Now: time.Now()}
+		if err := collectAccount(context.Background(), &client{hc: srv.Client(), apiURL: srv.URL, key: "SG.x"}, s); err != nil {
+			t.Fatal(err)
+		}
+		srv.Close()
+		ms, _, _ := s.Result()
+		found := false
+		for _, m := range ms {
+			var pb dto.Metric
+			m.Write(&pb)
+			for _, l := range pb.GetLabel() {
+				if l.GetName() == "type" {
+					found = true
+					if l.GetValue() != want {
+						t.Errorf("type %.20q: label %q, want %q", in, l.GetValue(), want)
+					}
+				}
+			}
+		}
+		if !found {
+			t.Errorf("type %.20q: no account_info series", in)
+		}
 	}
 }

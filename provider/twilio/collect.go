@@ -116,7 +116,7 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 		}
 		s.Gauge(descAccountStatus, v, st)
 	}
-	s.Gauge(descAccountInfo, 1, label(acct.Type), label(acct.parent()), sid)
+	s.Gauge(descAccountInfo, 1, provider.Label(acct.Type), provider.Label(acct.parent()), sid)
 
 	sec := func(name string, every time.Duration, run func(context.Context, *client, *provider.Scrape) error) provider.Section {
 		return provider.Section{Name: name, Every: every, Run: func(ctx context.Context, s *provider.Scrape) error { return run(ctx, c, s) }}
@@ -260,7 +260,7 @@ func collectUsage(ctx context.Context, c *client, s *provider.Scrape, pr period)
 				bad = append(bad, fmt.Sprintf("%s %s %q", clip(r.Category), d.name, clip(d.v.bad)))
 			}
 		}
-		cat := label(r.Category)
+		cat := provider.Label(r.Category)
 		// Twilio lists every category it has, most of them unused:
 		// leave those out, but keep the total and the ones kept above.
 		if r.Category != "totalprice" && !keep[cat] && r.Count.v == 0 && r.Usage.v == 0 && r.Price.v == 0 {
@@ -270,10 +270,10 @@ func collectUsage(ctx context.Context, c *client, s *provider.Scrape, pr period)
 			s.Gauge(descUsageEvents, r.Count.v, cat, pr.label)
 		}
 		if r.Usage.ok {
-			s.Gauge(descUsage, r.Usage.v, cat, pr.label, label(r.UsageUnit))
+			s.Gauge(descUsage, r.Usage.v, cat, pr.label, provider.Label(r.UsageUnit))
 		}
 		if r.Price.ok {
-			s.Gauge(descUsagePrice, r.Price.v, cat, pr.label, label(strings.ToUpper(r.PriceUnit)))
+			s.Gauge(descUsagePrice, r.Price.v, cat, pr.label, provider.Label(strings.ToUpper(r.PriceUnit)))
 		}
 		if r.Price.ok && r.Category == "totalprice" && pr.label == "this_month" && strings.EqualFold(r.PriceUnit, budgetUnit) {
 			s.MonthToDate(budgetUnit, r.Price.v)
@@ -314,17 +314,6 @@ func labelValues(r provider.SectionResult, desc *prometheus.Desc, l string, nonZ
 		}
 	}
 	return out
-}
-
-// maxLabel bounds a label value taken from vendor text, in characters.
-const maxLabel = 128
-
-// label bounds vendor text used as a label value.
-func label(s string) string {
-	if r := []rune(s); len(r) > maxLabel {
-		return string(r[:maxLabel])
-	}
-	return s
 }
 
 func clip(s string) string {
@@ -425,7 +414,7 @@ func collectSubaccountCounts(ctx context.Context, c *client, s *provider.Scrape)
 	}
 	n := map[string]int{}
 	for _, a := range subs {
-		n[label(a.Status)]++
+		n[provider.Label(a.Status)]++
 	}
 	for _, st := range AccountStatuses {
 		s.Gauge(descSubaccounts, float64(n[st]), st)
@@ -537,7 +526,7 @@ func subaccountSpend(ctx context.Context, c *client, s *provider.Scrape, a accou
 		if !r.Price.ok {
 			return fmt.Errorf("%s: subaccount %s: totalprice of %s has no price (%q)", vendor, a.Sid, pr.list, clip(r.Price.bad))
 		}
-		s.Gauge(descSubaccountSpend, r.Price.v, a.Sid, label(a.FriendlyName), pr.label, label(strings.ToUpper(r.PriceUnit)))
+		s.Gauge(descSubaccountSpend, r.Price.v, a.Sid, provider.Label(a.FriendlyName), pr.label, provider.Label(strings.ToUpper(r.PriceUnit)))
 		return nil
 	}
 	// An empty answer is not a zero.
