@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
@@ -353,6 +354,62 @@ func hasFields(m provider.FormMethod, obj map[string]string) bool {
 	return present
 }
 
+// closestField finds the form method field of p that key most likely
+// means, or returns nil.
+func closestField(p provider.Provider, key string) (provider.FormMethod, string) {
+	for _, m := range p.Methods() {
+		if fm, ok := m.(provider.FormMethod); ok {
+			if f := closest(key, fm); f != "" {
+				return fm, f
+			}
+		}
+	}
+	return nil, ""
+}
+
+// closest returns the field of m that key is a misspelling of: the same
+// but for case, '_', '-' and '.', or at most two letters off; "" if none.
+func closest(key string, m provider.FormMethod) string {
+	norm := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r == '_' || r == '-' || r == '.' || r == ' ' {
+				return -1
+			}
+			return unicode.ToLower(r)
+		}, s)
+	}
+	k := norm(key)
+	best, bestD := "", 3
+	for _, f := range m.Fields() {
+		if d := editDistance(k, norm(f.Name)); d < bestD && d < len([]rune(k)) {
+			best, bestD = f.Name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur := make([]int, len(rb)+1)
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(rb)]
+}
+
 func fieldNames(m provider.FormMethod) string {
 	var ns []string
 	for _, f := range m.Fields() {
@@ -413,7 +470,11 @@ func (s *Server) apiConnect(w http.ResponseWriter, r *http.Request, p provider.P
 	sort.Strings(keys)
 	if rm != nil {
 		if len(keys) > 0 {
-			writeJSON(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("unknown field %q: method %q of %s takes no fields", keys[0], rm.Name(), p.Vendor()), Field: keys[0]})
+			msg := fmt.Sprintf("unknown field %q: method %q of %s takes no fields", keys[0], rm.Name(), p.Vendor())
+			if m, f := closestField(p, keys[0]); m != nil {
+				msg = fmt.Sprintf("unknown field %q: did you mean %q (method %q of %s)?", keys[0], f, m.Name(), p.Vendor())
+			}
+			writeJSON(w, http.StatusBadRequest, apiError{Error: msg, Field: keys[0]})
 			return
 		}
 		ctx, cancel := s.contextOf(r)
@@ -436,7 +497,11 @@ func (s *Server) apiConnect(w http.ResponseWriter, r *http.Request, p provider.P
 	}
 	for _, k := range keys {
 		if !known[k] {
-			writeJSON(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("unknown field %q for method %q of %s (fields: vendor, name, method, %s)", k, fm.Name(), p.Vendor(), fieldNames(fm)), Field: k})
+			msg := fmt.Sprintf("unknown field %q for method %q of %s (fields: vendor, name, method, %s)", k, fm.Name(), p.Vendor(), fieldNames(fm))
+			if f := closest(k, fm); f != "" {
+				msg = fmt.Sprintf("unknown field %q for method %q of %s: did you mean %q?", k, fm.Name(), p.Vendor(), f)
+			}
+			writeJSON(w, http.StatusBadRequest, apiError{Error: msg, Field: k})
 			return
 		}
 	}

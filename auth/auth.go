@@ -59,6 +59,9 @@ type Options struct {
 	// Collections serves the connection page's values, attempt history
 	// and Collect now; nil: the page shows the stored state only.
 	Collections Collections
+	// LoginHint, if set, is shown under the sign-in form (e.g. where a
+	// generated password is to be found).
+	LoginHint string
 }
 
 // Server serves the connection pages, flows and API.

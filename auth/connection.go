@@ -88,6 +88,7 @@ type connectionData struct {
 	ReconnectURL    string
 	ReconnectMethod string
 	Reconnect       bool
+	CanInvite       bool // the vendor has a usable method, so an invite can work
 	NewName         string
 	NameError       string
 }
@@ -292,6 +293,9 @@ func (s *Server) renderConnection(w http.ResponseWriter, r *http.Request, a admi
 		data.History = append(data.History, attemptView{Attempt: at, Took: took(at.Duration)})
 	}
 	data.ReconnectURL, data.ReconnectMethod, data.Reconnect = s.reconnectOf(c)
+	if p := s.provider(c.Vendor); p != nil {
+		data.CanInvite = usable(p)
+	}
 	s.render(w, status, "connection.html", data)
 }
 

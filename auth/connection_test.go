@@ -143,6 +143,10 @@ func TestConnectionPage(t *testing.T) {
 	r = e.do(c, "GET", "/connections/"+other.ID, nil)
 	wantStatus(t, r, http.StatusOK)
 	wantBody(t, r, "Nothing collected by this exporter process yet", "No collection yet.", ">Reconnect<")
+
+	// The connections list links each connection to its page.
+	r = e.do(c, "GET", "/", nil)
+	wantBody(t, r, `href="/connections/`+prod.ID+`"`, `href="/connections/`+other.ID+`"`)
 }
 
 func TestConnectionUnknownID(t *testing.T) {

@@ -57,6 +57,10 @@ func (s *Server) startSubmit(w http.ResponseWriter, r *http.Request, a adminCtx)
 		s.errorPage(w, http.StatusBadRequest, "Unknown method", p.Title()+" has no enabled sign-in method called “"+r.PostFormValue("method")+"”. Available: "+methodNames(p)+".", "/", "Back to connections")
 		return
 	}
+	if u := s.wrongHost(r); u != "" {
+		s.errorPage(w, http.StatusBadRequest, "Open the exporter at its external URL", s.wrongHostMessage(r), s.o.ExternalURL+"/", "Open "+s.o.ExternalURL+"/")
+		return
+	}
 	t := target{Name: r.PostFormValue("name"), Reconnect: r.PostFormValue("reconnect")}
 	ctx, cancel := s.contextOf(r)
 	defer cancel()
@@ -187,7 +191,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	// 303 to a clean URL, so callback parameters leave the address bar.
 	if t.Invite != "" {
-		http.Redirect(w, r, "/invite/done", http.StatusSeeOther)
+		http.Redirect(w, r, inviteDoneURL(res), http.StatusSeeOther)
 		return
 	}
 	http.Redirect(w, r, "/?msg="+res.Kind+"&name="+url.QueryEscape(res.Conn.Name), http.StatusSeeOther)

@@ -352,3 +352,13 @@ func (e *env) connectKey(c *http.Client, csrf, name, key string) resp {
 	e.t.Helper()
 	return e.do(c, "POST", "/connect/keyco", url.Values{"csrf": {csrf}, "method": {"api_key"}, "name": {name}, "api_key": {key}, "region": {"eu"}})
 }
+
+// changeFirst returns s with its first character replaced by a different
+// one, so the result never equals s (a fixed replacement would equal it
+// whenever a random s already starts with that character).
+func changeFirst(s string) string {
+	if s[0] == 'A' {
+		return "B" + s[1:]
+	}
+	return "A" + s[1:]
+}

@@ -98,7 +98,7 @@ func (s *Server) createInvite(ctx context.Context, vendor, name, connID string, 
 	if p == nil {
 		return store.Invite{}, fail(http.StatusBadRequest, "Unknown vendor “%s” (known: %s).", vendor, s.vendorList())
 	}
-	if formMethod(p, "") == nil && redirectMethod(p, "") == nil {
+	if !usable(p) {
 		return store.Invite{}, fail(http.StatusBadRequest, "%s has no sign-in method configured, so an invite could not be used.", p.Title())
 	}
 	if ttl == 0 {
@@ -182,9 +182,12 @@ func (s *Server) inviteFailPage(w http.ResponseWriter, err error) {
 	s.render(w, f.Status, "error.html", errorData{base: base{Title: "Invite not usable"}, Status: f.Status, Message: f.Msg})
 }
 
-func (s *Server) renderInvite(w http.ResponseWriter, status int, tok string, inv store.Invite, p provider.Provider, errMethod string, errView *formView) {
+func (s *Server) renderInvite(w http.ResponseWriter, r *http.Request, status int, tok string, inv store.Invite, p provider.Provider, errMethod string, errView *formView) {
 	d := inviteData{base: base{Title: "Connect " + p.Title(), CSRF: s.csrfToken("invite", tok)}, VendorTitle: p.Title(), Name: inv.Name, Reconnect: inv.ConnectionID != "",
 		Action: "/invite/" + tok, StartAction: "/invite/" + tok + "/start"}
+	if u := s.wrongHost(r); u != "" {
+		d.Warn, d.WarnLink = s.wrongHostMessage(r), u
+	}
 	for _, m := range p.Methods() {
 		switch m := m.(type) {
 		case provider.FormMethod:
@@ -199,6 +202,9 @@ func (s *Server) renderInvite(w http.ResponseWriter, status int, tok string, inv
 			}
 		}
 	}
+	for i := range d.Forms {
+		d.Forms[i].IDPrefix = "f-" + d.Forms[i].Method + "-" // one page, several forms
+	}
 	s.render(w, status, "invite.html", d)
 }
 
@@ -209,7 +215,7 @@ func (s *Server) invitePage(w http.ResponseWriter, r *http.Request) {
 		s.inviteFailPage(w, err)
 		return
 	}
-	s.renderInvite(w, http.StatusOK, tok, inv, p, "", nil)
+	s.renderInvite(w, r, http.StatusOK, tok, inv, p, "", nil)
 }
 
 // invitePost parses an invite form and checks its token and CSRF.
@@ -241,7 +247,8 @@ func (s *Server) inviteSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := target{Name: inv.Name, Reconnect: inv.ConnectionID, Invite: inv.ID}
-	if _, err := s.connectForm(r, p, m, t, r.PostFormValue); err != nil {
+	res, err := s.connectForm(r, p, m, t, r.PostFormValue)
+	if err != nil {
 		f := asFailure(err)
 		if f.Status == http.StatusGone || f.Status == http.StatusNotFound {
 			s.inviteFailPage(w, f)
@@ -252,10 +259,19 @@ func (s *Server) inviteSubmit(w http.ResponseWriter, r *http.Request) {
 			submitted[fl.Name] = r.PostFormValue(fl.Name)
 		}
 		v := formView{Method: m.Name(), MethodTitle: m.Title(), Fields: fieldViews(m, submitted, f.Field), Error: f.Msg}
-		s.renderInvite(w, f.Status, tok, inv, p, m.Name(), &v)
+		s.renderInvite(w, r, f.Status, tok, inv, p, m.Name(), &v)
 		return
 	}
-	http.Redirect(w, r, "/invite/done", http.StatusSeeOther)
+	http.Redirect(w, r, inviteDoneURL(res), http.StatusSeeOther)
+}
+
+// inviteDoneURL is where an invitee lands; it says when the credential
+// went to an account that was already connected under another name.
+func inviteDoneURL(res saved) string {
+	if res.Kind == "updated" {
+		return "/invite/done?msg=updated&name=" + url.QueryEscape(res.Conn.Name)
+	}
+	return "/invite/done"
 }
 
 func (s *Server) inviteStart(w http.ResponseWriter, r *http.Request) {
@@ -266,6 +282,10 @@ func (s *Server) inviteStart(w http.ResponseWriter, r *http.Request) {
 	m := redirectMethod(p, r.PostFormValue("method"))
 	if m == nil || r.PostFormValue("method") == "" {
 		s.errorPage(w, http.StatusBadRequest, "Unknown method", p.Title()+" has no enabled sign-in method called “"+r.PostFormValue("method")+"”.", "/invite/"+tok, "Back to the invite")
+		return
+	}
+	if u := s.wrongHost(r); u != "" {
+		s.errorPage(w, http.StatusBadRequest, "Open the invite at the exporter's external URL", s.wrongHostMessage(r), s.o.ExternalURL+"/invite/"+tok, "Open the invite at "+s.o.ExternalURL)
 		return
 	}
 	t := target{Name: inv.Name, Reconnect: inv.ConnectionID, Invite: inv.ID}
@@ -285,5 +305,9 @@ func (s *Server) inviteStart(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) inviteDone(w http.ResponseWriter, r *http.Request) {
-	s.render(w, http.StatusOK, "done.html", base{Title: "Connected"})
+	b := base{Title: "Connected"}
+	if q := r.URL.Query(); q.Get("msg") == "updated" {
+		b.Flash = flashText("updated", q.Get("name"))
+	}
+	s.render(w, http.StatusOK, "done.html", b)
 }

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -133,45 +132,6 @@ func TestInviteRevokedWhileOpen(t *testing.T) {
 	wantBody(t, r, "revoked")
 	if len(e.conns()) != 0 {
 		t.Fatal("stored")
-	}
-}
-
-func TestInviteConcurrentUse(t *testing.T) {
-	e := newEnv(t)
-	path, _ := e.invite(map[string]string{"vendor": "keyco", "name": "a"})
-	guest := e.client()
-	csrf := csrfOf(t, e.do(guest, "GET", path, nil).body)
-	var wg sync.WaitGroup
-	codes := make(chan int, 8)
-	for i := 0; i < 8; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequest("POST", e.srv.URL+path, strings.NewReader(url.Values{"csrf": {csrf}, "method": {"api_key"}, "api_key": {goodKey}}.Encode()))
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			r, err := e.client().Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			r.Body.Close()
-			codes <- r.StatusCode
-		}()
-	}
-	wg.Wait()
-	close(codes)
-	won := 0
-	for c := range codes {
-		switch c {
-		case http.StatusSeeOther:
-			won++
-		case http.StatusGone:
-		default:
-			t.Errorf("status %d", c)
-		}
-	}
-	if won != 1 || len(e.conns()) != 1 {
-		t.Fatalf("%d uses won, %d connections", won, len(e.conns()))
 	}
 }
 

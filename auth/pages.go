@@ -18,6 +18,8 @@ type connRow struct {
 	Reconnect       bool
 	ReconnectURL    string
 	ReconnectMethod string
+	// CanInvite: the vendor has a usable method, so an invite can work.
+	CanInvite bool
 	// BudgetInfo is the budget form's content; nil for a vendor without a
 	// billing unit.
 	BudgetInfo  *apiBudget
@@ -33,6 +35,7 @@ type vendorSection struct {
 	Forms         []methodView
 	Redirects     []methodView
 	Disabled      []methodView // redirect methods without configuration
+	CanInvite     bool
 }
 
 type inviteRow struct {
@@ -40,6 +43,9 @@ type inviteRow struct {
 	Title  string
 	Status string
 	URL    string // only while the invite can be used
+	// UsedFor names the connection a used invite went to, Note says why
+	// it is not the one the invite named.
+	UsedFor, Note string
 }
 
 type connectionsData struct {
@@ -70,10 +76,16 @@ func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, a admin
 	}
 	q := r.URL.Query()
 	d := connectionsData{base: base{Title: "Connections", User: a.User, CSRF: a.CSRF, Flash: flashText(q.Get("msg"), q.Get("name"))}}
+	if u := s.wrongHost(r); u != "" {
+		d.Warn, d.WarnLink = s.wrongHostMessage(r), u
+	}
 	for _, c := range conns {
 		row := connRow{Connection: c, Title: s.title(c.Vendor), StateClass: stateClass(c.State), BudgetInfo: s.budgetView(c)}
 		if c.Budget != nil {
 			row.BudgetValue = fmtBudget(*c.Budget)
+		}
+		if p := s.provider(c.Vendor); p != nil {
+			row.CanInvite = usable(p)
 		}
 		row.ReconnectURL, row.ReconnectMethod, row.Reconnect = s.reconnectOf(c)
 		d.Conns = append(d.Conns, row)
@@ -92,11 +104,22 @@ func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, a admin
 				}
 			}
 		}
+		sec.CanInvite = usable(p)
 		d.Vendors = append(d.Vendors, sec)
+	}
+	names := map[string]string{}
+	for _, c := range conns {
+		names[c.ID] = c.Name
 	}
 	done := 0
 	for _, inv := range invites {
 		row := inviteRow{Invite: inv, Title: s.title(inv.Vendor), Status: s.inviteStatus(inv)}
+		if name, ok := names[inv.ConnectionID]; ok && row.Status == "used" {
+			row.UsedFor = name
+			if name != inv.Name {
+				row.Note = "The invitee's account was already connected as “" + name + "”: its credential was replaced; no connection “" + inv.Name + "” was made."
+			}
+		}
 		if row.Status == "pending" {
 			row.URL = s.inviteURL(inv.ID)
 		} else if done++; done > 20 {
@@ -105,6 +128,11 @@ func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, a admin
 		d.Invites = append(d.Invites, row)
 	}
 	s.render(w, http.StatusOK, "connections.html", d)
+}
+
+// usable reports whether p has a method a person can connect with here.
+func usable(p provider.Provider) bool {
+	return formMethod(p, "") != nil || redirectMethod(p, "") != nil
 }
 
 func (s *Server) storeErrorPage(w http.ResponseWriter, err error) {
@@ -123,6 +151,8 @@ type formView struct {
 	Method, MethodTitle string
 	Fields              []fieldView
 	Error               string
+	// IDPrefix starts the inputs' ids, unique per form of a page.
+	IDPrefix string
 }
 
 type formData struct {
@@ -157,7 +187,7 @@ func (s *Server) formPage(w http.ResponseWriter, r *http.Request, a adminCtx) {
 		return
 	}
 	d := formData{base: base{Title: "Connect " + p.Title(), User: a.User, CSRF: a.CSRF}, Action: "/connect/" + p.Vendor(), VendorTitle: p.Title(),
-		Form: formView{Method: m.Name(), MethodTitle: m.Title(), Fields: fieldViews(m, nil, "")}, ShowName: true}
+		Form: formView{Method: m.Name(), MethodTitle: m.Title(), Fields: fieldViews(m, nil, ""), IDPrefix: "f-"}, ShowName: true}
 	if id := r.URL.Query().Get("reconnect"); id != "" {
 		c, err := s.o.Store.Get(r.Context(), id)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && c.Vendor != p.Vendor()) {
@@ -201,7 +231,7 @@ func (s *Server) formSubmit(w http.ResponseWriter, r *http.Request, a adminCtx) 
 	}
 	t := target{Name: r.PostFormValue("name"), Reconnect: r.PostFormValue("reconnect")}
 	d := formData{base: base{Title: "Connect " + p.Title(), User: a.User, CSRF: a.CSRF}, Action: "/connect/" + p.Vendor(), VendorTitle: p.Title(),
-		Form: formView{Method: m.Name(), MethodTitle: m.Title()}, ShowName: t.Reconnect == "", Name: t.Name, Reconnect: t.Reconnect}
+		Form: formView{Method: m.Name(), MethodTitle: m.Title(), IDPrefix: "f-"}, ShowName: t.Reconnect == "", Name: t.Name, Reconnect: t.Reconnect}
 	ctx, cancel := s.contextOf(r)
 	defer cancel()
 	if t.Reconnect != "" {

@@ -69,6 +69,9 @@ type base struct {
 	User  string
 	CSRF  string
 	Flash string
+	// Warn, if set, is a problem with how the page was opened; WarnLink
+	// is where to go instead.
+	Warn, WarnLink string
 }
 
 // securityHeaders: no framing, no referrer (invite tokens and callback

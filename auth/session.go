@@ -117,8 +117,11 @@ func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) bool {
 
 type loginData struct {
 	base
-	Next  string
-	User  string
+	Next string
+	// Typed is the user name typed into a failed sign-in; not base.User,
+	// which would show the page as signed in.
+	Typed string
+	Hint  string
 	Error string
 }
 
@@ -141,7 +144,7 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int,
 		binding = b64.EncodeToString(randomBytes(16))
 		s.setCookie(w, loginCookie, binding, "/login", time.Time{})
 	}
-	d := loginData{base: base{Title: "Sign in", CSRF: s.csrfToken("login", binding)}, Next: next, User: user, Error: msg}
+	d := loginData{base: base{Title: "Sign in", CSRF: s.csrfToken("login", binding)}, Next: next, Typed: user, Hint: s.o.LoginHint, Error: msg}
 	if msg == "" {
 		d.Flash = flashText(r.URL.Query().Get("msg"), "")
 	}

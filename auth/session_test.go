@@ -48,9 +48,15 @@ func TestLogin(t *testing.T) {
 
 	r = e.do(c, "POST", "/login", url.Values{"csrf": {csrf}, "user": {adminUser}, "password": {"wrong"}, "next": {"/connect/keyco"}})
 	wantStatus(t, r, http.StatusUnauthorized)
-	wantBody(t, r, "Wrong user name or password.")
+	wantBody(t, r, "Wrong user name or password.", `name="user" value="`+adminUser+`"`)
 	if strings.Contains(r.body, "wrong\"") {
 		t.Error("password echoed back")
+	}
+	// Not signed in: no user name in the header, no Sign out button.
+	for _, signedIn := range []string{"Sign out", `action="/logout"`, `<span class="muted">` + adminUser} {
+		if strings.Contains(r.body, signedIn) {
+			t.Errorf("the failed sign-in page looks signed in (%q):\n%s", signedIn, r.body)
+		}
 	}
 
 	r = e.do(c, "POST", "/login", url.Values{"csrf": {csrf}, "user": {adminUser}, "password": {adminPass}, "next": {"/connect/keyco"}})
@@ -187,7 +193,7 @@ func TestCSRF(t *testing.T) {
 		}
 		return v
 	}
-	for name, tok := range map[string]string{"missing": "", "bad": "x" + csrf[1:], "other session": otherCSRF} {
+	for name, tok := range map[string]string{"missing": "", "bad": changeFirst(csrf), "other session": otherCSRF} {
 		r := e.do(c, "POST", "/connect/keyco", form(tok))
 		wantStatus(t, r, http.StatusForbidden)
 		wantBody(t, r, "The form expired or was not sent from this site; reload the page and try again.")
@@ -231,5 +237,16 @@ func TestLimiterBounded(t *testing.T) {
 	}
 	if _, ok := l.allowed("1.2.3.4", now.Add(61*time.Second)); !ok {
 		t.Error("still limited after the window")
+	}
+}
+
+func TestLoginHint(t *testing.T) {
+	hint := "The password of user admin was generated at the first start: see the exporter log."
+	e := newEnv(t, func(o *Options) { o.LoginHint = hint })
+	r := e.do(e.client(), "GET", "/login", nil)
+	wantStatus(t, r, 200)
+	wantBody(t, r, hint)
+	if r := newEnv(t).do(e.client(), "GET", "/login", nil); strings.Contains(r.body, `class="help"`) {
+		t.Errorf("a hint without LoginHint:\n%s", r.body)
 	}
 }

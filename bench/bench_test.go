@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"image/png"
 	"os"
 	"os/exec"
@@ -294,8 +295,8 @@ func exporterBinary(t *testing.T) string {
 		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/saas_exporter")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = err
-			t.Logf("%s", out)
+			// In the error, not t.Logf: only the first caller runs this.
+			buildErr = fmt.Errorf("%w\n%s", err, out)
 		}
 	})
 	if buildErr != nil {

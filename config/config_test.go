@@ -1,8 +1,10 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,51 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Scrape.Timeout != 8*time.Second || c.Scrape.MinInterval != 30*time.Second || c.Invites.DefaultTTL != 72*time.Hour {
 		t.Errorf("scrape defaults: %+v %+v", c.Scrape, c.Invites)
+	}
+	if c.Scrape.Concurrency != 128 || c.Scrape.VendorConcurrency != 4 {
+		t.Errorf("concurrency defaults: %+v", c.Scrape)
+	}
+	if c.Store.Postgres != nil || len(c.Admins) != 0 || c.SecretKeyFile != "" {
+		t.Errorf("store, admins or secret_key_file set by default: %+v", c)
+	}
+}
+
+// The defaults the README's configuration table documents are the ones
+// the code applies.
+func TestDefaultsMatchREADME(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]string{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_.]+)` \\| `([^`]+)` \\|").FindAllStringSubmatch(string(b), -1) {
+		documented[m[1]] = m[2]
+	}
+	c, err := Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, got := range map[string]any{
+		"external_url":              c.ExternalURL,
+		"data_dir":                  c.DataDir,
+		"scrape.timeout":            c.Scrape.Timeout,
+		"scrape.min_interval":       c.Scrape.MinInterval,
+		"scrape.concurrency":        c.Scrape.Concurrency,
+		"scrape.vendor_concurrency": c.Scrape.VendorConcurrency,
+		"invites.default_ttl":       c.Invites.DefaultTTL,
+	} {
+		doc, ok := documented[key]
+		if !ok {
+			t.Errorf("the README's configuration table has no default for %s", key)
+			continue
+		}
+		if d, isDur := got.(time.Duration); isDur {
+			if dd, err := time.ParseDuration(doc); err != nil || dd != d {
+				t.Errorf("%s: the README says %s, the code applies %s", key, doc, d)
+			}
+		} else if fmt.Sprint(got) != doc {
+			t.Errorf("%s: the README says %s, the code applies %v", key, doc, got)
+		}
 	}
 }
 

@@ -429,6 +429,8 @@ func TestIndexPageAndVendors(t *testing.T) {
 	for _, want := range []string{
 		ts.URL + "/sendgrid", SendGridKeyAcme, SendGridKeyBeta, "api_url: " + ts.URL + "/sendgrid",
 		"PUT /_sim/faults/{vendor}", "GET /_sim/calls", "POST /_sim/sendgrid/revoke",
+		// The exporter, at its external_url (not 127.0.0.1).
+		`<a href="` + DefaultTwilioExporterURL + `/">`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("index page lacks %q", want)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3filter"
+
+	"github.com/saas-exporter/saas_exporter/internal/citest"
 )
 
 // fakeClock is a settable Options.Now.
@@ -144,26 +147,35 @@ func (a answer) decode(t *testing.T, out any) {
 	}
 }
 
-// specDir is ../shared/vendor-specs/<vendor> next to the repository root.
+// specDir is <vendor specs>/<vendor>: $SAAS_VENDOR_SPECS if set, else
+// ../shared/vendor-specs next to the repository root. The files live
+// outside the repository; without them the contract tests skip, and fail
+// under CI (CI=true or CI=1).
 func specDir(t *testing.T, vendor string) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
+	root := os.Getenv("SAAS_VENDOR_SPECS")
+	if root == "" {
+		dir, err := os.Getwd()
+		if err != nil {
+			t.Fatal(err)
 		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("repository root (go.mod) not found above the test directory")
+		for {
+			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+				break
+			}
+			parent := filepath.Dir(dir)
+			if parent == dir {
+				t.Fatal("repository root (go.mod) not found above the test directory")
+			}
+			dir = parent
 		}
-		dir = parent
+		root = filepath.Clean(filepath.Join(dir, "..", "shared", "vendor-specs"))
 	}
-	d := filepath.Join(dir, "..", "shared", "vendor-specs", vendor)
+	d := filepath.Join(root, vendor)
 	if _, err := os.Stat(d); err != nil {
-		t.Fatalf("vendor specs missing: %v (the contract test needs them; see vendor-specs/SOURCES.md)", err)
+		citest.Missing(t, fmt.Sprintf("the vendor OpenAPI files are missing: %v. This contract test needs them in %s "+
+			"(segment_public_api.yaml, twilio_api_v2010.json, sendgrid/*.json): put them beside the repository in ../shared/vendor-specs, "+
+			"or point SAAS_VENDOR_SPECS at them (see the README's Quick start)", err, root))
 	}
 	return d
 }

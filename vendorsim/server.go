@@ -336,6 +336,7 @@ var indexTmpl = template.Must(template.New("index").Parse(`<!doctype html>
 </head><body>
 <h1>vendorsim</h1>
 <p>Deterministic fake vendor APIs for saas_exporter. Nothing here is a real account or a real secret.</p>
+{{if .Exporter}}<p>The exporter these redirects go back to: <a href="{{.Exporter}}/">{{.Exporter}}/</a>. Open its UI at exactly this address (its <code>external_url</code>): opened at another host (127.0.0.1 instead of localhost), the browser comes back without its cookies and connecting fails.</p>{{end}}
 <h2>Vendors</h2>
 {{range .Vendors}}<h3>{{.Vendor}}</h3>
 <p>Base URL{{if gt (len .Prefixes) 1}}s{{end}}: {{range .Prefixes}}<code>{{$.Base}}{{.}}</code> {{end}}</p>
@@ -367,6 +368,7 @@ func (s *Server) serveIndex(w http.ResponseWriter, r *http.Request) {
 		"Vendors":     vendors,
 		"Config":      s.ConfigSnippet(base),
 		"FirstVendor": first,
+		"Exporter":    s.twilioExporterURL(),
 	})
 	if err != nil {
 		s.log.Warn("rendering index page", "err", err)

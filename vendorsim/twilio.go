@@ -356,6 +356,14 @@ func (s *Server) SetTwilioConnectApp(authorizeRedirectURL, deauthorizeCallbackUR
 	return nil
 }
 
+// twilioExporterURL is the exporter the Connect App sends browsers back to.
+func (s *Server) twilioExporterURL() string {
+	t := s.twilio()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSuffix(t.authorizeRedirect, "/connect/twilio/callback")
+}
+
 // SetTwilioDeauthorizeMethod sets the Connect App's
 // DeauthorizeCallbackMethod, GET or POST.
 func (s *Server) SetTwilioDeauthorizeMethod(method string) error {

@@ -48,6 +48,9 @@ type app struct {
 	engine *collector.Engine
 	auth   *auth.Server
 	extra  *prometheus.Registry
+	// generated is an admin password generated at this start, saved and
+	// shown once the exporter listens.
+	generated *generatedAdmin
 }
 
 func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, error) {
@@ -64,7 +67,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	if err != nil {
 		return nil, err
 	}
-	admins, err := ensureAdmin(cfg, log)
+	admins, generated, err := ensureAdmin(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +75,11 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	if err != nil {
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, store: st}
+	a := &app{cfg: cfg, log: log, store: st, generated: generated}
+	hint := ""
+	if len(cfg.Admins) == 0 {
+		hint = generatedLoginHint
+	}
 	a.engine = collector.New(collector.Options{
 		Store:             st,
 		Providers:         providers,
@@ -99,6 +106,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		MonthToDate:         a.engine.MonthToDate,
 		Collections:         a.engine,
 		InviteTTL:           cfg.Invites.DefaultTTL,
+		LoginHint:           hint,
 		Now:                 clock,
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,13 +14,10 @@ import (
 	"github.com/saas-exporter/saas_exporter/vendorsim"
 )
 
-// A person in a real browser: log in, connect all three vendors (Twilio
-// through the simulator's consent page), see them, disconnect one.
-// SAAS_UPDATE_SCREENSHOTS=1 also writes docs/connections.png for the README.
-func TestBrowserEndToEnd(t *testing.T) {
-	browser := requireTool(t, "chromium")
-	s := startStack(t, stackOptions{MinInterval: "1h"})
-
+// newBrowser starts headless Chromium in a width×height window for the
+// test (at most 90 s) and returns its context and a step runner that
+// fails the test with the exporter's log.
+func newBrowser(t *testing.T, browser string, s *stack, width, height int) (context.Context, func(step string, actions ...chromedp.Action[chromedp.Void])) {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(browser),
 		chromedp.Flag("headless", true),
@@ -29,21 +27,32 @@ func TestBrowserEndToEnd(t *testing.T) {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1400, 1000),
+		chromedp.WindowSize(width, height),
 	)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-
-	run := func(step string, actions ...chromedp.Action[chromedp.Void]) {
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() { cancel(); cancelCtx(); cancelAlloc() })
+	return ctx, func(step string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		if err := chromedp.Do(ctx, actions...); err != nil {
 			t.Fatalf("%s: %v\nexporter log:\n%s", step, err, s.logs.String())
 		}
 	}
+}
+
+// A person in a real browser: log in, connect all three vendors (Twilio
+// through the simulator's consent page), see them, disconnect one. The
+// connections page, with a row in error, fits a 1280 px and a 1024 px
+// desktop and a phone without sideways scrolling.
+// SAAS_UPDATE_SCREENSHOTS=1 also writes the screenshots in docs/ for the
+// README.
+func TestBrowserEndToEnd(t *testing.T) {
+	browser := requireTool(t, "chromium")
+	// With SendGrid's OAuth configured, so every kind of button shows.
+	s := startOAuthStack(t, stackOptions{MinInterval: "1h"}).stack
+
+	ctx, run := newBrowser(t, browser, s, 1400, 1000)
 	var page string
 	body := func() chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
@@ -89,6 +98,11 @@ func TestBrowserEndToEnd(t *testing.T) {
 		chromedp.WaitVisible(`//td[.//strong[text()="seg-us"]]`),
 	)
 
+	// A connection in error: its last error is the widest cell.
+	if code := s.api("POST", "/api/v1/connections", map[string]string{"vendor": "sendgrid", "name": "sg-beta", "method": "api_key", "api_key": vendorsim.SendGridKeyBeta}, nil); code != 201 {
+		t.Fatalf("connecting sg-beta: %d", code)
+	}
+	s.Sim.RevokeSendGridKey(vendorsim.SendGridKeyBeta)
 	// The engine collects on a scrape; the page then shows last success.
 	s.scrape()
 	run("connections page",
@@ -105,6 +119,9 @@ func TestBrowserEndToEnd(t *testing.T) {
 			t.Errorf("connections page lacks %q", want)
 		}
 	}
+	if !strings.Contains(page, "revoked") {
+		t.Errorf("sg-beta is not shown revoked:\n%s", page)
+	}
 	if n := strings.Count(page, "active"); n < 3 {
 		t.Errorf("connections page shows %d active states, want 3:\n%s", n, page)
 	}
@@ -116,23 +133,30 @@ func TestBrowserEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s (%d bytes)", out, len(shot))
-	// The same page on a phone: one card per connection, no sideways scroll.
-	run("phone viewport", chromedp.EmulateViewport(390, 844), chromedp.Navigate(s.URL+"/"),
-		chromedp.WaitVisible(`//td[.//strong[text()="seg-us"]]`))
-	phone, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	width, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`document.documentElement.scrollWidth`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if width > 390 {
-		t.Errorf("the connections page is %v px wide on a 390 px phone: it scrolls sideways", width)
+	// Desktops and a phone (one card per connection): no sideways scroll.
+	shots := map[string][]byte{}
+	for _, v := range []struct {
+		file          string
+		width, height int64
+	}{{"connections.png", 1280, 900}, {"connections-1024.png", 1024, 768}, {"connections-phone.png", 390, 844}} {
+		run(fmt.Sprintf("%d px viewport", v.width), chromedp.EmulateViewport(v.width, v.height), chromedp.Navigate(s.URL+"/"),
+			chromedp.WaitVisible(`//td[.//strong[text()="seg-us"]]`))
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		shots[v.file] = png
+		width, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`document.documentElement.scrollWidth`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if width > float64(v.width) {
+			t.Errorf("the connections page is %v px wide in a %d px window: it scrolls sideways", width, v.width)
+		}
 	}
 	run("desktop viewport", chromedp.EmulateReset())
 	if os.Getenv("SAAS_UPDATE_SCREENSHOTS") == "1" {
-		for name, png := range map[string][]byte{"connections.png": shot, "connections-phone.png": phone} {
+		for name, png := range shots {
 			if err := os.WriteFile(filepath.Join("..", "..", "docs", name), png, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -149,7 +173,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 	if _, still := s.connections()["seg-us"]; still {
 		t.Error("seg-us still stored after Disconnect")
 	}
-	if n := len(s.connections()); n != 2 {
-		t.Errorf("%d connections after disconnecting one, want 2", n)
+	if n := len(s.connections()); n != 3 {
+		t.Errorf("%d connections after disconnecting one, want 3", n)
 	}
 }

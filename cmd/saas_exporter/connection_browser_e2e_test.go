@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -26,30 +24,7 @@ func TestBrowserConnectionPage(t *testing.T) {
 		t.Fatalf("connect: %d", code)
 	}
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 1000),
-	)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-
-	run := func(step string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v\nexporter log:\n%s", step, err, s.logs.String())
-		}
-	}
+	ctx, run := newBrowser(t, browser, s, 1280, 1000)
 	text := func() string {
 		t.Helper()
 		page, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
@@ -90,11 +65,15 @@ func TestBrowserConnectionPage(t *testing.T) {
 	pageURL := s.URL + "/connections/" + created.ID
 
 	run("log in",
-		chromedp.Navigate(pageURL),
+		chromedp.Navigate(s.URL+"/"),
 		chromedp.WaitVisible(chromedp.CSS("#user")),
 		chromedp.SendKeys(chromedp.CSS("#user"), testAdmin),
 		chromedp.SendKeys(chromedp.CSS("#password"), testPassword),
 		chromedp.Submit(chromedp.CSS("#password")),
+		chromedp.WaitVisible(`//h1[text()="Connections"]`),
+	)
+	run("open the connection from the list",
+		chromedp.Click(`//a[@href="/connections/`+created.ID+`"]`),
 		chromedp.WaitVisible(`//h1[contains(text(),"sg-acme")]`),
 	)
 	if page := text(); !strings.Contains(page, "Nothing collected by this exporter process yet") || historyRows() != 0 {

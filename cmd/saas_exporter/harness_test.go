@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/saas-exporter/saas_exporter/internal/citest"
 	"github.com/saas-exporter/saas_exporter/vendorsim"
 )
 
@@ -280,16 +281,16 @@ func metricValue(t *testing.T, scrape, series string) string {
 	return ""
 }
 
-// requireTool finds an external tool; in CI (CI=true) its absence fails
-// the test instead of skipping it.
+// toolPackages names the apt package that installs each external tool.
+var toolPackages = map[string]string{"promtool": "prometheus", "prometheus": "prometheus", "chromium": "chromium"}
+
+// requireTool finds an external tool; under CI (CI=true or CI=1) its
+// absence fails the test instead of skipping it.
 func requireTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed; .ci/run installs it", name)
-		}
-		t.Skipf("%s is not installed (apt-get install prometheus); in CI this fails", name)
+		citest.Missing(t, fmt.Sprintf("%s is not installed (not on PATH): install it with apt-get install %s; .ci/run does", name, toolPackages[name]))
 	}
 	return p
 }

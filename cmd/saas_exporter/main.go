@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/saas-exporter/saas_exporter/config"
@@ -107,6 +108,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 			return 1
 		}
 		listeners = append(listeners, l)
+	}
+	if a.generated != nil {
+		// Whatever can still stop the start (serveWeb's checks) comes first.
+		if p := *webFlags.WebConfigFile; p != "" {
+			err := web.Validate(p)
+			if err == nil {
+				_, err = readWebConfig(p)
+			}
+			if err != nil {
+				logger.Error("cannot start: --web.config.file "+p, "err", err)
+				return 1
+			}
+		}
+		if err := a.generated.save(logger); err != nil {
+			logger.Error("cannot start", "err", err)
+			return 1
+		}
 	}
 	srv := &http.Server{
 		Handler:           limits(a.handler(), a.auth.Authenticated),

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -337,9 +338,103 @@ scrape_configs:
 		t.Errorf("tw-acme and tw-gamma: %d of them in the API's list", seen)
 	}
 
-	// The revoked connection makes the revoked alert's expression true,
-	// and only for it.
-	if res := alertResult("SaasConnectionRevoked"); len(res) != 1 || !strings.Contains(string(res[0]), `"connection":"sg-beta"`) {
-		t.Errorf("SaasConnectionRevoked expression: %s", res)
+	// Now every connection state an alert is about: SendGrid fails (sg-acme
+	// and sg-euro down, their collections failing), Twilio rate limits (every tw-*),
+	// sg-beta stays revoked, seg-eu's credential runs out within minutes.
+	s.Sim.SetFault("sendgrid", vendorsim.Fault{Status: 503})
+	s.Sim.SetFault("twilio", vendorsim.Fault{RateLimit: true, RetryAfter: time.Hour})
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		r1, err1 := query(`saas_connection_state{state="rate_limited"} == 1`)
+		r2, err2 := query(`saas_connection_up{connection="sg-acme"} == 0`)
+		if err1 == nil && err2 == nil && len(r1.Data.Result) == 4 && len(r2.Data.Result) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Prometheus did not see the faults: %v %v %s %s", err1, err2, r1.Data.Result, r2.Data.Result)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	// Each alert's expression is true for exactly the connections in the
+	// state it is about ("-" for the exporter's own alerts).
+	want := map[string]string{
+		"SaasConnectionExpired":          "",
+		"SaasConnectionRevoked":          "sg-beta",
+		"SaasConnectionExpiringSoon":     "",
+		"SaasConnectionExpiringCritical": "seg-eu",
+		"SaasConnectionDown":             "sg-acme sg-euro",
+		"SaasScrapeFailing":              "sg-acme sg-euro",
+		"SaasConnectionRateLimited":      "tw-acme tw-delta tw-delta-eu tw-gamma",
+		"SaasUsageDataStale":             "",
+		"SaasSendGridCreditsLow":         "",
+		"SaasBudgetExceeded":             "tw-acme",
+		"SaasBudgetProjectedToExceed":    "", // tw-acme, the only budget, is already over it
+		"SaasSegmentMTUsAboveLastPeriod": "", // the simulator's workspaces stay below last period
+		"SaasExporterAbsent":             "",
+		"SaasExporterDown":               "",
+		"SaasExporterStoreDown":          "",
+	}
+	seenAlert := map[string]bool{}
+	for _, e := range exprs {
+		if e.Kind != dashboards.KindAlert {
+			continue
+		}
+		name := strings.TrimPrefix(e.Source, "alert ")
+		seenAlert[name] = true
+		r, err := query(e.Query)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		var conns []string
+		for _, raw := range r.Data.Result {
+			var sample struct {
+				Metric map[string]string `json:"metric"`
+			}
+			if err := json.Unmarshal(raw, &sample); err != nil {
+				t.Fatal(err)
+			}
+			c, ok := sample.Metric["connection"]
+			if !ok {
+				c = "-"
+			}
+			conns = append(conns, c)
+		}
+		sort.Strings(conns)
+		w, known := want[name]
+		if !known {
+			t.Errorf("alert %s has no expected result in this test: add it (its expression returns %q)", name, strings.Join(conns, " "))
+			continue
+		}
+		if got := strings.Join(conns, " "); got != w {
+			t.Errorf("alert %s: expression true for %q, want %q\n  %s", name, got, w, e.Query)
+		}
+	}
+	for name := range want {
+		if !seenAlert[name] {
+			t.Errorf("alert %s is not in dashboards/alerts.yml", name)
+		}
+	}
+
+	// The exporter stops: its own alerts' expressions become true.
+	s.stop()
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		r, err := query(`up{job="saas_exporter"} == 0`)
+		if err == nil && len(r.Data.Result) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Prometheus did not see the exporter down: %v", err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	for _, e := range exprs {
+		if e.Source != "alert SaasExporterDown" && e.Source != "alert SaasExporterAbsent" {
+			continue
+		}
+		if r, err := query(e.Query); err != nil || len(r.Data.Result) != 1 {
+			t.Errorf("%s with the exporter stopped: %v %s", e.Source, err, r.Data.Result)
+		}
 	}
 }

@@ -123,6 +123,8 @@ func TestAPIBadInputStoresNothing(t *testing.T) {
 		{map[string]string{"vendor": "mailchimp", "name": "x", "api_key": "k"}, 400, "sendgrid"},
 		{map[string]string{"vendor": "sendgrid", "name": "bad name!", "api_key": vendorsim.SendGridKeyAcme}, 400, "name"},
 		{"garbage", 400, ""},
+		// A misspelt field names the one meant.
+		{map[string]string{"vendor": "sendgrid", "apikey": vendorsim.SendGridKeyAcme}, 400, `did you mean "api_key"`},
 	} {
 		var out struct {
 			Error string `json:"error"`

@@ -116,7 +116,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func printBanner(w io.Writer, sim *vendorsim.Server, base string) {
+// printBanner writes the banner in one Write, so a reader never sees
+// part of it.
+func printBanner(out io.Writer, sim *vendorsim.Server, base string) {
+	w := &strings.Builder{}
 	fmt.Fprintf(w, "vendorsim listening on %s (index page with test credentials and controls: %s/)\n\n", base, base)
 	for _, v := range sim.Vendors() {
 		var urls []string
@@ -133,4 +136,5 @@ func printBanner(w io.Writer, sim *vendorsim.Server, base string) {
 	}
 	fmt.Fprintf(w, "\nFaults: curl -X PUT %s/_sim/faults/VENDOR -d '{\"status\":503}'; clear: curl -X DELETE %s/_sim/faults\n", base, base)
 	fmt.Fprintf(w, "\nPaste into the exporter's configuration:\n\n%s\n", sim.ConfigSnippet(base))
+	_, _ = io.WriteString(out, w.String())
 }

@@ -7,6 +7,8 @@ import (
 	"flag"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -60,16 +62,6 @@ func TestRunServesAndShutsDown(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	banner := out.String()
-	for _, want := range []string{
-		"sendgrid: " + base + "/sendgrid", vendorsim.SendGridKeyAcme, vendorsim.SendGridKeyBeta,
-		"vendors:\n  sendgrid:\n    api_url: " + base + "/sendgrid\n",
-	} {
-		if !strings.Contains(banner, want) {
-			t.Errorf("banner lacks %q:\n%s", want, banner)
-		}
-	}
-
 	// SendGrid honours a client's limit; --page-size is the page size of
 	// its subuser list when the client names none.
 	req, _ := http.NewRequest("GET", base+"/sendgrid/v3/subusers", nil)
@@ -82,6 +74,17 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || strings.Count(string(body), "username") != 2 {
 		t.Errorf("--page-size=2 not applied: %d %s", resp.StatusCode, body)
+	}
+	// run prints the whole banner before it serves, so after an answer
+	// the banner is complete.
+	banner := out.String()
+	for _, want := range []string{
+		"sendgrid: " + base + "/sendgrid", vendorsim.SendGridKeyAcme, vendorsim.SendGridKeyBeta,
+		"vendors:\n  sendgrid:\n    api_url: " + base + "/sendgrid\n",
+	} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("banner lacks %q:\n%s", want, banner)
+		}
 	}
 	resp, err = http.Get(base + "/_sim/faults")
 	if err != nil {
@@ -122,5 +125,51 @@ func TestRunRejectsBadFlags(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"--help"}, io.Discard, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("--help: %v", err)
+	}
+}
+
+// Every curl line of the README's demo section works against the simulator
+// as written (a shortened key answered 404).
+func TestREADMEDemoCommands(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	i := strings.Index(readme, "## Demo")
+	if i < 0 {
+		t.Fatal("no Demo section in the README")
+	}
+	demo := readme[i:]
+	if j := strings.Index(demo[3:], "\n## "); j >= 0 {
+		demo = demo[:j+3]
+	}
+	sim := vendorsim.New(vendorsim.Options{})
+	srv := httptest.NewServer(sim.Handler())
+	defer srv.Close()
+	defer sim.Close()
+	curl := regexp.MustCompile("`curl -X ([A-Z]+) localhost:9800(/\\S*)(?: -d ('[^']*'|\\S+))?`")
+	cmds := curl.FindAllStringSubmatch(demo, -1)
+	if len(cmds) < 4 {
+		t.Fatalf("found %d curl commands in the demo section", len(cmds))
+	}
+	for _, c := range cmds {
+		var body io.Reader
+		if c[3] != "" {
+			body = strings.NewReader(strings.Trim(c[3], "'"))
+		}
+		req, _ := http.NewRequest(c[1], srv.URL+c[2], body)
+		if body != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded") // what curl -d sends
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Errorf("%s: %d %s", c[0], resp.StatusCode, answer)
+		}
 	}
 }
