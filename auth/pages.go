@@ -18,6 +18,9 @@ type connRow struct {
 	Reconnect       bool
 	ReconnectURL    string
 	ReconnectMethod string
+	// Broken: the credential needs a person (expired, revoked, error), so
+	// Reconnect is the primary action.
+	Broken bool
 	// CanInvite: the vendor has a usable method, so an invite can work.
 	CanInvite bool
 	// BudgetInfo is the budget form's content; nil for a vendor without a
@@ -88,6 +91,7 @@ func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, a admin
 			row.CanInvite = usable(p)
 		}
 		row.ReconnectURL, row.ReconnectMethod, row.Reconnect = s.reconnectOf(c)
+		row.Broken = c.State == store.StateExpired || c.State == store.StateRevoked || c.State == store.StateError
 		d.Conns = append(d.Conns, row)
 	}
 	for _, p := range s.o.Providers {

@@ -152,6 +152,8 @@ func TestReconnectForm(t *testing.T) {
 		t.Errorf("Reconnect offered %d times for 2 connections", n)
 	}
 	wantBody(t, r, "/connect/keyco?method=api_key&amp;reconnect="+e.connByName("other").ID)
+	// Primary for the revoked one, secondary for the healthy one.
+	wantBody(t, r, `class="button" href="/connect/keyco?method=api_key&amp;reconnect=`+orig.ID, `class="button secondary" href="/connect/keyco?method=api_key&amp;reconnect=`+e.connByName("other").ID)
 
 	r = e.do(c, "GET", "/connect/keyco?method=api_key&reconnect="+orig.ID, nil)
 	wantStatus(t, r, 200)
