@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
 )
 
@@ -139,11 +138,7 @@ func TestRenameDropsOldLabel(t *testing.T) {
 // while the store fails, says so instead of blaming the vendor or a full
 // collection pool; the history keeps only verdicts.
 func TestCollectNowLockedOrStoreDown(t *testing.T) {
-	_, _, st, clk := setup(t, "prod")
-	locks := &unavailableLocks{Store: st}
-	e := New(Options{Store: locks, Providers: []provider.Provider{&renewingProvider{}}, Timeout: 2 * time.Second,
-		MinInterval: 30 * time.Second, Now: clk.now})
-	t.Cleanup(e.Close)
+	e, locks, _, clk := setupLocks(t)
 	locks.locked.Store(true)
 	_, err := e.CollectNow(context.Background(), "id0")
 	var nc *NotCollectedError

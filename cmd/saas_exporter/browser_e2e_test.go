@@ -41,6 +41,18 @@ func newBrowser(t *testing.T, browser string, s *stack, width, height int) (cont
 	}
 }
 
+// signIn signs the test admin in through the login form.
+func signIn(s *stack, run func(step string, actions ...chromedp.Action[chromedp.Void])) {
+	run("log in",
+		chromedp.Navigate(s.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS("#user")),
+		chromedp.SendKeys(chromedp.CSS("#user"), testAdmin),
+		chromedp.SendKeys(chromedp.CSS("#password"), testPassword),
+		chromedp.Submit(chromedp.CSS("#password")),
+		chromedp.WaitVisible(`//h1[text()="Connections"]`),
+	)
+}
+
 // A person in a real browser: log in, connect all three vendors (Twilio
 // through the simulator's consent page), see them, disconnect one. The
 // connections page, with a row in error, fits a 1280 px and a 1024 px
@@ -62,14 +74,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 		})
 	}
 
-	run("log in",
-		chromedp.Navigate(s.URL+"/"),
-		chromedp.WaitVisible(chromedp.CSS("#user")),
-		chromedp.SendKeys(chromedp.CSS("#user"), testAdmin),
-		chromedp.SendKeys(chromedp.CSS("#password"), testPassword),
-		chromedp.Submit(chromedp.CSS("#password")),
-		chromedp.WaitVisible(`//h1[text()="Connections"]`),
-	)
+	signIn(s, run)
 
 	run("connect SendGrid by key",
 		chromedp.Click(`//a[contains(@href,"/connect/sendgrid")]`),

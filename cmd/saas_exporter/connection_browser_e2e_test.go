@@ -64,14 +64,7 @@ func TestBrowserConnectionPage(t *testing.T) {
 	}
 	pageURL := s.URL + "/connections/" + created.ID
 
-	run("log in",
-		chromedp.Navigate(s.URL+"/"),
-		chromedp.WaitVisible(chromedp.CSS("#user")),
-		chromedp.SendKeys(chromedp.CSS("#user"), testAdmin),
-		chromedp.SendKeys(chromedp.CSS("#password"), testPassword),
-		chromedp.Submit(chromedp.CSS("#password")),
-		chromedp.WaitVisible(`//h1[text()="Connections"]`),
-	)
+	signIn(s, run)
 	run("open the connection from the list",
 		chromedp.Click(`//a[@href="/connections/`+created.ID+`"]`),
 		chromedp.WaitVisible(`//h1[contains(text(),"sg-acme")]`),
