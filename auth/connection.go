@@ -250,13 +250,11 @@ func (s *Server) renderConnection(w http.ResponseWriter, r *http.Request, a admi
 	}
 	data := connectionData{base: base{Title: c.Name, User: a.User, CSRF: a.CSRF}, Conn: c, VTitle: s.title(c.Vendor),
 		State: c.State, CanCollect: s.o.Collections != nil, RateLimited: d.RateLimitedUntil, NewName: newName, NameError: nameErr, Notice: notice}
-	if len(d.History) > 0 && d.State != "" {
-		data.State = d.State // this process's last attempt is newer than the stored status
-	}
+	data.State = liveState(c, d)
 	data.StateClass = stateClass(data.State)
 	// The stored status is written behind the collection: this process's
 	// own attempts are newer.
-	if len(d.History) > 0 {
+	if len(d.History) > 0 && !d.History[0].At.Before(c.Updated) {
 		data.Conn.LastError = d.History[0].Error
 	}
 	for _, at := range d.History {
@@ -306,6 +304,16 @@ func settingLabel(k string) string {
 		return k
 	}
 	return strings.ToUpper(k[:1]) + k[1:]
+}
+
+// liveState is the newer of the stored state and this process's last
+// attempt: the status is written behind a collection, and another replica
+// (or a vendor's revocation callback) may have changed it since.
+func liveState(c store.Connection, d collector.Detail) string {
+	if len(d.History) > 0 && d.State != "" && !d.History[0].At.Before(c.Updated) {
+		return d.State
+	}
+	return c.State
 }
 
 // took shows a duration: milliseconds below a second, else seconds.

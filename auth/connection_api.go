@@ -38,9 +38,7 @@ func (s *Server) connectionDetail(c store.Connection) apiConnectionDetail {
 	if out.Summary == nil {
 		out.Summary = []provider.SummaryItem{}
 	}
-	if len(d.History) > 0 && d.State != "" {
-		out.State = d.State
-	}
+	out.State = liveState(c, d)
 	for _, a := range d.History {
 		out.History = append(out.History, apiAttempt{Time: a.At.UTC(), Duration: a.Duration.Seconds(), Outcome: a.Outcome, Error: a.Error})
 	}

@@ -364,6 +364,16 @@ func TestConnectionPageNewerThanStore(t *testing.T) {
 	if strings.Contains(r.body, "old stored error") {
 		t.Error("the stored error shows after a newer success")
 	}
+	// A newer stored status (a revocation callback on another replica)
+	// wins over this process's older success.
+	if err := e.st.SetStatus(context.Background(), prod.ID, store.Status{State: store.StateRevoked, Updated: later.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	r = e.do(c, "GET", "/connections/"+prod.ID, nil)
+	wantBody(t, r, `<span class="badge state-revoked">revoked</span>`)
+	if got := decode[apiConnectionDetail](t, e.api("GET", "/api/v1/connections/"+prod.ID, nil)); got.State != store.StateRevoked {
+		t.Errorf("API state %q after a newer revocation", got.State)
+	}
 }
 
 func TestPercentOf(t *testing.T) {
