@@ -92,6 +92,7 @@ type entry struct {
 	lastErr     string
 	expiry      time.Time // the credential's expiry after the last attempt renewed it
 	renewed     bool
+	detail      detail // history and latest metrics, for the connection page (detail.go)
 
 	// The month-to-date figure among usage, for the API (MonthToDate).
 	monthToDate    float64
@@ -315,6 +316,12 @@ func (e *Engine) collectAll(ctx context.Context, keep func(store.Connection) boo
 }
 
 func (e *Engine) entry(c store.Connection) *entry {
+	ent := e.entryLocked(c)
+	ent.named(c.Name)
+	return ent
+}
+
+func (e *Engine) entryLocked(c store.Connection) *entry {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ent, ok := e.entries[c.ID]
@@ -481,6 +488,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 		// Another replica holds the connection (a refresh): not a fault of
 		// the vendor nor of the store. The next scrape tries again.
 		e.o.Logger.Info("connection locked by another replica; keeping its last result", "vendor", c.Vendor, "connection", c.Name, "id", c.ID)
+		ent.skipped("another replica holds this connection (a token refresh); try again in a few seconds")
 		return
 	}
 	if errors.Is(err, store.ErrUnavailable) {
@@ -489,6 +497,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 		// saas_exporter_store_up 0.
 		e.storeFaults.Add(1)
 		e.o.Logger.Warn("collection needs the store, which failed; keeping the connection's last result", "vendor", c.Vendor, "connection", c.Name, "id", c.ID, "err", redact(err.Error(), c.Secret))
+		ent.skipped("the collection needed the store, which failed; try again when it is back")
 		return
 	}
 	var pe *provider.PanicError
@@ -631,6 +640,11 @@ func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur tim
 	}
 	prevErr := ent.lastErr
 	ent.lastErr = msg
+	outcome := OutcomeSuccess
+	if err != nil {
+		outcome = state
+	}
+	ent.detail.remember(Attempt{At: start, Duration: dur, Outcome: outcome, Error: msg}, usage)
 	st := store.Status{State: state, LastSuccess: ent.lastSuccess, LastError: msg, Updated: start}
 	ent.mu.Unlock()
 

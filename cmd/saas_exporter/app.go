@@ -105,6 +105,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		OnChange:            a.engine.Forget,
 		OnEdit:              func(string) { a.engine.Relist() },
 		MonthToDate:         a.engine.MonthToDate,
+		Collections:         a.engine,
 		InviteTTL:           cfg.Invites.DefaultTTL,
 		LoginHint:           hint,
 		Now:                 clock,

@@ -72,6 +72,10 @@ type Config struct {
 	EUAPIURL   string `yaml:"eu_api_url"`
 	TokenURL   string `yaml:"token_url"`
 	EUTokenURL string `yaml:"eu_token_url"`
+	// MTULimits are the plans' MTUs per period by workspace slug: the
+	// connection page draws billable MTUs against them. Segment's API does
+	// not tell a plan's limit.
+	MTULimits map[string]float64 `yaml:"mtu_limits"`
 }
 
 // Factory registers Segment with the exporter.
@@ -97,6 +101,8 @@ type Provider struct {
 	// sleep waits d or until ctx ends (tests record the waits).
 	sleep func(ctx context.Context, d time.Duration) error
 
+	mtuLimits map[string]float64 // vendors.segment.mtu_limits
+
 	mu      sync.Mutex
 	periods map[string]knownPeriod // by connection id
 }
@@ -120,6 +126,11 @@ func New(node *yaml.Node, env provider.Env) (provider.Provider, error) {
 	check("eu_api_url", &c.EUAPIURL, DefaultEUAPIURL)
 	check("token_url", &c.TokenURL, DefaultTokenURL)
 	check("eu_token_url", &c.EUTokenURL, DefaultEUTokenURL)
+	for slug, n := range c.MTULimits {
+		if n <= 0 || slug == "" {
+			errs = append(errs, fmt.Errorf("mtu_limits: %q: %v: each entry must be a workspace slug with the plan's MTUs per period, a number above 0", slug, n))
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -137,6 +148,7 @@ func New(node *yaml.Node, env provider.Env) (provider.Provider, error) {
 		retryDelays: []time.Duration{250 * time.Millisecond, time.Second},
 		sleep:       sleepCtx,
 		periods:     map[string]knownPeriod{},
+		mtuLimits:   c.MTULimits,
 	}, nil
 }
 
