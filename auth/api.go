@@ -127,9 +127,8 @@ func (s *Server) api(h apiHandler) http.HandlerFunc {
 // or with a form or text type, but a JSON type needs a CORS preflight,
 // which the exporter never grants.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-		return nil, fail(http.StatusUnsupportedMediaType, "send the body as JSON with Content-Type: application/json")
+	if err := requireJSON(r); err != nil {
+		return nil, err
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
@@ -143,6 +142,16 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 		return nil, fail(http.StatusBadRequest, "request body is empty; send a JSON object")
 	}
 	return b, nil
+}
+
+// requireJSON refuses a request not declared JSON (see readBody), also
+// for a write that takes no body: a page on another site could send it.
+func requireJSON(r *http.Request) error {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		return fail(http.StatusUnsupportedMediaType, "send the body as JSON with Content-Type: application/json")
+	}
+	return nil
 }
 
 func jsonFailure(err error) *failure {
@@ -265,15 +274,6 @@ func (s *Server) apiList(w http.ResponseWriter, r *http.Request, _ string) {
 		out = append(out, s.toAPIConn(c))
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-func (s *Server) apiGet(w http.ResponseWriter, r *http.Request, _ string) {
-	c, err := s.o.Store.Get(r.Context(), r.PathValue("id"))
-	if err != nil {
-		writeConnFailure(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, s.toAPIConn(c))
 }
 
 func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request, user string) {

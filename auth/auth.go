@@ -56,6 +56,9 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	// InviteTTL is the default lifetime of an invite; default 72h.
 	InviteTTL time.Duration
+	// Collections serves the connection page's values, attempt history
+	// and Collect now; nil: the page shows the stored state only.
+	Collections Collections
 	// LoginHint, if set, is shown under the sign-in form (e.g. where a
 	// generated password is to be found).
 	LoginHint string
@@ -163,6 +166,9 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /login", s.loginSubmit)
 	mux.HandleFunc("POST /logout", s.logout)
 	mux.HandleFunc("GET /{$}", s.admin(s.connectionsPage))
+	mux.HandleFunc("GET /connections/{id}", s.admin(s.connectionPage))
+	mux.HandleFunc("POST /connections/{id}/collect", s.admin(s.collectSubmit))
+	mux.HandleFunc("POST /connections/{id}/rename", s.admin(s.renameSubmit))
 	mux.HandleFunc("GET /connections/{id}/disconnect", s.admin(s.disconnectConfirm))
 	mux.HandleFunc("POST /connections/{id}/disconnect", s.admin(s.disconnectSubmit))
 	mux.HandleFunc("POST /connections/{id}/budget", s.admin(s.budgetSubmit))
@@ -188,6 +194,8 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/connections", s.api(s.apiList))
 	mux.HandleFunc("POST /api/v1/connections", s.api(s.apiCreate))
 	mux.HandleFunc("GET /api/v1/connections/{id}", s.api(s.apiGet))
+	mux.HandleFunc("PATCH /api/v1/connections/{id}", s.api(s.apiRename))
+	mux.HandleFunc("POST /api/v1/connections/{id}/collect", s.api(s.apiCollect))
 	mux.HandleFunc("DELETE /api/v1/connections/{id}", s.api(s.apiDelete))
 	mux.HandleFunc("POST /api/v1/connections/{id}/reconnect", s.api(s.apiReconnect))
 	mux.HandleFunc("PUT /api/v1/connections/{id}/budget", s.api(s.apiSetBudget))

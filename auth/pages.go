@@ -18,6 +18,9 @@ type connRow struct {
 	Reconnect       bool
 	ReconnectURL    string
 	ReconnectMethod string
+	// Broken: the credential needs a person (expired, revoked, error), so
+	// Reconnect is the primary action.
+	Broken bool
 	// CanInvite: the vendor has a usable method, so an invite can work.
 	CanInvite bool
 	// BudgetInfo is the budget form's content; nil for a vendor without a
@@ -87,18 +90,8 @@ func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, a admin
 		if p := s.provider(c.Vendor); p != nil {
 			row.CanInvite = usable(p)
 		}
-		switch c.State {
-		case store.StateExpired, store.StateRevoked, store.StateError:
-			if p := s.provider(c.Vendor); p != nil {
-				if fm := formMethod(p, c.AuthMethod); fm != nil {
-					row.Reconnect = true
-					row.ReconnectURL = "/connect/" + c.Vendor + "?" + url.Values{"method": {fm.Name()}, "reconnect": {c.ID}}.Encode()
-				} else if rm := redirectMethod(p, c.AuthMethod); rm != nil {
-					row.Reconnect = true
-					row.ReconnectMethod = rm.Name()
-				}
-			}
-		}
+		row.ReconnectURL, row.ReconnectMethod, row.Reconnect = s.reconnectOf(c)
+		row.Broken = c.State == store.StateExpired || c.State == store.StateRevoked || c.State == store.StateError
 		d.Conns = append(d.Conns, row)
 	}
 	for _, p := range s.o.Providers {
@@ -293,12 +286,8 @@ type confirmData struct {
 
 func (s *Server) disconnectConfirm(w http.ResponseWriter, r *http.Request, a adminCtx) {
 	c, err := s.o.Store.Get(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		s.errorPage(w, http.StatusNotFound, "No such connection", "This connection does not exist; it may already have been disconnected.", "/", "Back to connections")
-		return
-	}
 	if err != nil {
-		s.storeErrorPage(w, err)
+		s.connFailurePage(w, err)
 		return
 	}
 	s.render(w, http.StatusOK, "confirm.html", confirmData{base: base{Title: "Disconnect " + c.Name, User: a.User, CSRF: a.CSRF}, Conn: c, VTitle: s.title(c.Vendor)})
@@ -306,12 +295,8 @@ func (s *Server) disconnectConfirm(w http.ResponseWriter, r *http.Request, a adm
 
 func (s *Server) disconnectSubmit(w http.ResponseWriter, r *http.Request, a adminCtx) {
 	c, err := s.disconnect(r, r.PathValue("id"), a.User)
-	if errors.Is(err, store.ErrNotFound) {
-		s.errorPage(w, http.StatusNotFound, "No such connection", "This connection does not exist; it may already have been disconnected.", "/", "Back to connections")
-		return
-	}
 	if err != nil {
-		s.storeErrorPage(w, err)
+		s.connFailurePage(w, err)
 		return
 	}
 	http.Redirect(w, r, "/?msg=disconnected&name="+url.QueryEscape(c.Name), http.StatusSeeOther)

@@ -146,9 +146,14 @@ func TestReconnectForm(t *testing.T) {
 	r := e.do(c, "GET", "/", nil)
 	reconnectURL := "/connect/keyco?method=api_key&amp;reconnect=" + orig.ID
 	wantBody(t, r, "state-revoked", "HTTP 401", reconnectURL)
-	if strings.Count(r.body, ">Reconnect<") != 1 {
-		t.Error("Reconnect shown for an active connection too")
+	// Every connection is offered Reconnect, not only broken ones: a
+	// rotated key must not need Disconnect + connect (#18 item 4).
+	if n := strings.Count(r.body, ">Reconnect<"); n != 2 {
+		t.Errorf("Reconnect offered %d times for 2 connections", n)
 	}
+	wantBody(t, r, "/connect/keyco?method=api_key&amp;reconnect="+e.connByName("other").ID)
+	// Primary for the revoked one, secondary for the healthy one.
+	wantBody(t, r, `class="button" href="/connect/keyco?method=api_key&amp;reconnect=`+orig.ID, `class="button secondary" href="/connect/keyco?method=api_key&amp;reconnect=`+e.connByName("other").ID)
 
 	r = e.do(c, "GET", "/connect/keyco?method=api_key&reconnect="+orig.ID, nil)
 	wantStatus(t, r, 200)

@@ -30,6 +30,7 @@ func TestAPICrossSitePostRefused(t *testing.T) {
 		"/api/v1/invites":                          `{"vendor":"keyco","name":"evil"}`,
 		"/api/v1/connections":                      `{"vendor":"oauthco","name":"evil"}`,
 		"/api/v1/connections/" + id + "/reconnect": `{"api_key":"` + goodKey2 + `"}`,
+		"/api/v1/connections/" + id + "/collect":   `{}`,
 	}
 	// A Blob without a type sends no Content-Type; no-cors allows only
 	// the "simple" types besides.

@@ -96,14 +96,19 @@ func labelValue(series, name string) string {
 	return ""
 }
 
-// scrape GETs /metrics as Prometheus does (with its timeout header and
-// gzip) and returns how long the whole answer took.
+// prometheusAccept is Prometheus 3's default Accept header: OpenMetrics
+// first. The sample lines parseScrape reads are the same in both formats.
+const prometheusAccept = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+
+// scrape GETs /metrics as Prometheus does (with its Accept and timeout
+// headers, and gzip) and returns how long the whole answer took.
 func (b *bench) scrape(ctx context.Context) (time.Duration, scrapeStats, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.url+"/metrics", nil)
 	if err != nil {
 		return 0, scrapeStats{}, err
 	}
 	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", strconv.FormatFloat(b.o.HeaderTimeout, 'f', -1, 64))
+	req.Header.Set("Accept", prometheusAccept)
 	start := time.Now()
 	resp, err := b.http.Do(req)
 	if err != nil {

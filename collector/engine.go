@@ -37,7 +37,8 @@ type Options struct {
 	MinInterval time.Duration
 	// Concurrency bounds connections collected at once.
 	Concurrency int
-	// VendorConcurrency bounds concurrent calls to one vendor account.
+	// VendorConcurrency bounds concurrent calls to one vendor account;
+	// 0: each provider's documented bound (provider.CallBound).
 	VendorConcurrency int
 	// Transport is the base transport to every vendor (keep-alive pool).
 	Transport http.RoundTripper
@@ -53,7 +54,12 @@ type Engine struct {
 	flight    singleflight.Group
 	pool      chan struct{}
 	status    *statusWriter
-	creds     *credentials
+	// gen changes whenever what /metrics shows of the connections may
+	// have changed (see bodyCache).
+	gen   atomic.Uint64
+	cache bodyCache
+	seq   atomic.Uint64 // collections started, for callGate
+	creds *credentials
 
 	mu        sync.Mutex
 	entries   map[string]*entry
@@ -86,6 +92,7 @@ type entry struct {
 	lastErr     string
 	expiry      time.Time // the credential's expiry after the last attempt renewed it
 	renewed     bool
+	detail      detail // history and latest metrics, for the connection page (detail.go)
 
 	// The month-to-date figure among usage, for the API (MonthToDate).
 	monthToDate    float64
@@ -101,7 +108,7 @@ func New(o Options) *Engine {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Concurrency <= 0 {
-		o.Concurrency = 64
+		o.Concurrency = DefaultConcurrency
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 8 * time.Second
@@ -109,6 +116,7 @@ func New(o Options) *Engine {
 	if o.Transport == nil {
 		o.Transport = NewTransport()
 	}
+	o.Transport = newCallGate(o.Transport, callsPerCollection*o.Concurrency)
 	e := &Engine{
 		o:         o,
 		providers: map[string]provider.Provider{},
@@ -120,16 +128,43 @@ func New(o Options) *Engine {
 		e.providers[p.Vendor()] = p
 	}
 	e.status = newStatusWriter(o.Store, o.Logger)
+	e.counts.changed = func() { e.gen.Add(1) }
 	e.creds = newCredentials(o.Store, o.Logger)
 	return e
 }
 
+// DefaultConcurrency is scrape.concurrency's default (see BENCHMARKS.md):
+// with collections of about two vendor round trips, 256 at once finish
+// 5,000 connections within the default 8 s deadline when the CPU keeps up.
+const DefaultConcurrency = 256
+
+// callsPerCollection bounds the vendor calls in flight across all
+// connections to this many times scrape.concurrency. One connection may
+// use its whole per-account bound (a lone cold collection in two round
+// trips), but thousands at once would hold thousands of sockets and
+// starve the CPU: past this, calls queue, oldest collection first (callGate).
+const callsPerCollection = 2
+
+// callBound is how many calls one account of vendor may have in flight.
+func (e *Engine) callBound(vendor string) int {
+	if e.o.VendorConcurrency > 0 {
+		return e.o.VendorConcurrency
+	}
+	if b, ok := e.providers[vendor].(provider.CallBound); ok && b.MaxConcurrentCalls() > 0 {
+		return b.MaxConcurrentCalls()
+	}
+	return provider.DefaultCallBound
+}
+
 // NewTransport is the shared transport to vendors: bounded dial and TLS
-// times, and enough idle connections per host for keep-alive under load.
+// times, and enough idle connections per host for keep-alive under load:
+// every collection in flight may hold a few calls to the same vendor host,
+// and a connection closed for want of an idle slot costs a new TLS
+// handshake on the next call.
 func NewTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = 512
-	t.MaxIdleConnsPerHost = 128
+	t.MaxIdleConns = 2048
+	t.MaxIdleConnsPerHost = 1024
 	t.IdleConnTimeout = 90 * time.Second
 	t.TLSHandshakeTimeout = 10 * time.Second
 	t.ResponseHeaderTimeout = 30 * time.Second
@@ -148,7 +183,7 @@ func (e *Engine) Close() {
 // new credential); its calls are counted in saas_vendor_requests_total.
 func (e *Engine) Client(vendor string) *http.Client {
 	return &http.Client{
-		Transport: newCallRecorder(e.o.Transport, vendor, &e.counts, e.o.VendorConcurrency, e.o.Now),
+		Transport: newCallRecorder(e.o.Transport, vendor, &e.counts, e.callBound(vendor), e.o.Now),
 		Timeout:   30 * time.Second,
 	}
 }
@@ -161,6 +196,7 @@ func (e *Engine) Forget(id string) {
 	ent := e.entries[id]
 	e.listDirty = true
 	e.mu.Unlock()
+	e.gen.Add(1)
 	if ent != nil {
 		ent.mu.Lock()
 		ent.attempted = false
@@ -179,6 +215,7 @@ func (e *Engine) prune(conns []store.Connection) {
 	for id := range e.entries {
 		if !live[id] {
 			delete(e.entries, id)
+			e.gen.Add(1)
 		}
 	}
 	e.mu.Unlock()
@@ -209,6 +246,7 @@ func (e *Engine) connections(ctx context.Context) ([]store.Connection, bool) {
 	if err != nil {
 		if e.storeOK {
 			e.o.Logger.Error("cannot list connections from the store; exporting the last known list", "err", err)
+			e.gen.Add(1)
 		}
 		e.storeOK = false
 		return e.last, false
@@ -216,9 +254,29 @@ func (e *Engine) connections(ctx context.Context) ([]store.Connection, bool) {
 	if !e.storeOK {
 		e.o.Logger.Info("store reachable again")
 	}
+	if !e.storeOK || !sameList(e.last, conns) {
+		e.gen.Add(1)
+	}
 	e.storeOK = true
 	e.last, e.listedAt, e.listDirty = conns, e.o.Now(), false
 	return conns, true
+}
+
+// sameList reports whether two lists show the same on /metrics: a list
+// read again that did not change keeps the body cache.
+func sameList(a, b []store.Connection) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := &a[i], &b[i]
+		if x.ID != y.ID || x.Name != y.Name || x.Vendor != y.Vendor || x.Account != y.Account || x.AuthMethod != y.AuthMethod ||
+			x.State != y.State || x.LastError != y.LastError || !x.Expiry.Equal(y.Expiry) || !x.Created.Equal(y.Created) ||
+			!x.LastSuccess.Equal(y.LastSuccess) || !slices.Equal(x.MissingScopes, y.MissingScopes) {
+			return false
+		}
+	}
+	return true
 }
 
 // listTTL bounds how stale the list may be: a change made on another
@@ -258,6 +316,12 @@ func (e *Engine) collectAll(ctx context.Context, keep func(store.Connection) boo
 }
 
 func (e *Engine) entry(c store.Connection) *entry {
+	ent := e.entryLocked(c)
+	ent.named(c.Name)
+	return ent
+}
+
+func (e *Engine) entryLocked(c store.Connection) *entry {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ent, ok := e.entries[c.ID]
@@ -361,6 +425,9 @@ func (e *Engine) recoverFlight(c store.Connection, ent *entry, start time.Time) 
 
 // attempt runs the provider once and records the outcome.
 func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
+	// Scrapes during the collection show it unfinished: not the cached body.
+	e.gen.Add(1)
+	ctx = withSeq(ctx, e.seq.Add(1))
 	start := e.o.Now()
 	p := e.providers[c.Vendor]
 	if p == nil {
@@ -370,7 +437,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 	// A renewal the store has not taken yet: collect with it, never with
 	// the credential it replaced.
 	c = e.creds.overlay(c)
-	rec := newCallRecorder(e.o.Transport, c.Vendor, &e.counts, e.o.VendorConcurrency, e.o.Now)
+	rec := newCallRecorder(e.o.Transport, c.Vendor, &e.counts, e.callBound(c.Vendor), e.o.Now)
 	// A renewed credential's expiry is exported by this very scrape, not
 	// only once the store is listed again.
 	var (
@@ -413,7 +480,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 	ent.mu.Lock()
 	ent.expiry, ent.renewed = expiry, renewed
 	if secs := s.SectionResults(); secs != nil {
-		ent.sections = secs
+		ent.sections = compactSections(secs)
 		ent.sectionAt = sectionTimes(secs)
 	}
 	ent.mu.Unlock()
@@ -421,6 +488,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 		// Another replica holds the connection (a refresh): not a fault of
 		// the vendor nor of the store. The next scrape tries again.
 		e.o.Logger.Info("connection locked by another replica; keeping its last result", "vendor", c.Vendor, "connection", c.Name, "id", c.ID)
+		ent.skipped("another replica holds this connection (a token refresh); try again in a few seconds")
 		return
 	}
 	if errors.Is(err, store.ErrUnavailable) {
@@ -429,6 +497,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 		// saas_exporter_store_up 0.
 		e.storeFaults.Add(1)
 		e.o.Logger.Warn("collection needs the store, which failed; keeping the connection's last result", "vendor", c.Vendor, "connection", c.Name, "id", c.ID, "err", redact(err.Error(), c.Secret))
+		ent.skipped("the collection needed the store, which failed; try again when it is back")
 		return
 	}
 	var pe *provider.PanicError
@@ -571,6 +640,11 @@ func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur tim
 	}
 	prevErr := ent.lastErr
 	ent.lastErr = msg
+	outcome := OutcomeSuccess
+	if err != nil {
+		outcome = state
+	}
+	ent.detail.remember(Attempt{At: start, Duration: dur, Outcome: outcome, Error: msg}, usage)
 	st := store.Status{State: state, LastSuccess: ent.lastSuccess, LastError: msg, Updated: start}
 	ent.mu.Unlock()
 
@@ -579,6 +653,7 @@ func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur tim
 	} else if err == nil && prev != store.StateActive {
 		e.o.Logger.Info("collection recovered", "vendor", c.Vendor, "connection", c.Name, "id", c.ID)
 	}
+	e.gen.Add(1)
 	e.status.put(c.ID, st, state != c.State || msg != c.LastError)
 }
 

@@ -575,6 +575,17 @@ func TestSDReusesTheList(t *testing.T) {
 	}
 }
 
+// setupLocks is an engine over one connection ("prod", renewing on every
+// collection) whose store's locks fail as unavailableLocks says.
+func setupLocks(t *testing.T) (*Engine, *unavailableLocks, *store.Memory, *clock) {
+	_, _, st, clk := setup(t, "prod")
+	locks := &unavailableLocks{Store: st}
+	e := New(Options{Store: locks, Providers: []provider.Provider{&renewingProvider{}}, Timeout: 2 * time.Second,
+		MinInterval: 30 * time.Second, Now: clk.now})
+	t.Cleanup(e.Close)
+	return e, locks, st, clk
+}
+
 // unavailableLocks fails UpdateLocked as a frozen database does, while fail is set.
 type unavailableLocks struct {
 	store.Store
@@ -596,12 +607,7 @@ func (u *unavailableLocks) UpdateLocked(ctx context.Context, id string, fn func(
 // not the vendor's fault: the connection keeps its last verdict, the
 // scrape says saas_exporter_store_up 0, and the next scrape tries again.
 func TestStoreFailureIsNotAVendorFailure(t *testing.T) {
-	_, _, st, clk := setup(t, "prod")
-	locks := &unavailableLocks{Store: st}
-	p := &renewingProvider{}
-	e := New(Options{Store: locks, Providers: []provider.Provider{p}, Timeout: 2 * time.Second,
-		MinInterval: 30 * time.Second, Now: clk.now})
-	t.Cleanup(e.Close)
+	e, locks, st, clk := setupLocks(t)
 	scrape := func() map[string]float64 {
 		clk.add(time.Minute)
 		return gather(t, textGatherer{e: e, ctx: context.Background(), counters: true})
@@ -637,11 +643,7 @@ func TestStoreFailureIsNotAVendorFailure(t *testing.T) {
 // A connection whose row another replica holds (its refresh) keeps its
 // verdict, and the store is not reported down for it.
 func TestLockedElsewhereIsNoFault(t *testing.T) {
-	_, _, st, clk := setup(t, "prod")
-	locks := &unavailableLocks{Store: st}
-	e := New(Options{Store: locks, Providers: []provider.Provider{&renewingProvider{}}, Timeout: 2 * time.Second,
-		MinInterval: 30 * time.Second, Now: clk.now})
-	t.Cleanup(e.Close)
+	e, locks, _, clk := setupLocks(t)
 	gather(t, textGatherer{e: e, ctx: context.Background(), counters: true})
 	locks.locked.Store(true)
 	clk.add(time.Minute)

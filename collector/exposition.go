@@ -8,8 +8,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 )
 
@@ -21,23 +23,46 @@ import (
 
 // metricDef is one metric family the engine writes directly.
 type metricDef struct {
-	name, help, typ string
-	header          string
+	name, help, typ  string
+	header, omHeader string
 }
 
 func def(name, typ, help string) *metricDef {
-	d := &metricDef{name: name, help: help, typ: typ}
-	var b strings.Builder
-	fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, escapeHelp(help), name, typ)
-	d.header = b.String()
-	return d
+	return &metricDef{name: name, help: help, typ: typ, header: textHeader(name, typ, help), omHeader: omHeader(name, typ, help)}
+}
+
+func textHeader(name, typ, help string) string {
+	return fmt.Sprintf("# HELP %s %s\n# TYPE %s %s\n", name, escapeHelp(help), name, typ)
+}
+
+// omHeader is the OpenMetrics family header: a counter's family name has
+// no _total (its samples keep it), and HELP escapes quotes too.
+func omHeader(name, typ, help string) string {
+	if typ == "counter" {
+		name = strings.TrimSuffix(name, "_total")
+	}
+	help = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`).Replace(help)
+	return fmt.Sprintf("# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
 }
 
 // renderedFamily is one family of a connection's usage, rendered once.
+// The text and OpenMetrics formats share the sample lines, except for a
+// counter whose name lacks _total (OpenMetrics adds it): omBody is set then.
 type renderedFamily struct {
-	name   string
-	header string // "# HELP …\n# TYPE …\n"
-	body   string // sample lines
+	name     string
+	header   string // "# HELP …\n# TYPE …\n", shared by every connection (interned)
+	omHeader string // the same in OpenMetrics
+	body     string // sample lines
+	omBody   string // "" unless the OpenMetrics samples differ
+}
+
+// headers interns family headers: every connection of a vendor has the
+// same ones, and 5,000 connections × 50 families of copies add up.
+var headers sync.Map // string → string
+
+func intern(s string) string {
+	v, _ := headers.LoadOrStore(s, s)
+	return v.(string)
 }
 
 // renderUsage renders a collection's const metrics as text families. A
@@ -62,7 +87,20 @@ func renderUsage(ms []prometheus.Metric) ([]renderedFamily, error) {
 		// The first two lines are HELP and TYPE; the rest are samples.
 		i := strings.IndexByte(text, '\n')
 		j := i + 1 + strings.IndexByte(text[i+1:], '\n')
-		out = append(out, renderedFamily{name: mf.GetName(), header: text[:j+1], body: text[j+1:]})
+		typ := strings.ToLower(mf.GetType().String())
+		rf := renderedFamily{name: mf.GetName(), header: intern(text[:j+1]),
+			omHeader: intern(omHeader(mf.GetName(), typ, mf.GetHelp())), body: text[j+1:]}
+		if mf.GetType() == dto.MetricType_COUNTER && !strings.HasSuffix(mf.GetName(), "_total") {
+			buf.Reset()
+			if _, err := expfmt.MetricFamilyToOpenMetrics(&buf, mf); err != nil {
+				return out, err
+			}
+			om := buf.String()
+			i := strings.IndexByte(om, '\n')
+			j := i + 1 + strings.IndexByte(om[i+1:], '\n')
+			rf.omHeader, rf.omBody = intern(om[:j+1]), om[j+1:]
+		}
+		out = append(out, rf)
 	}
 	return out, gerr
 }
@@ -85,30 +123,33 @@ type exposition struct {
 }
 
 type expoFamily struct {
-	header string
-	body   bytes.Buffer
+	header, omHeader string
+	body             bytes.Buffer      // samples the engine writes (health)
+	usage            []*renderedFamily // connections' rendered samples, not copied
 }
 
 func newExposition() *exposition { return &exposition{fams: map[string]*expoFamily{}} }
 
-func (x *exposition) family(name, header string) *expoFamily {
+func (x *exposition) family(name, header, omHeader string) *expoFamily {
 	f := x.fams[name]
 	if f == nil {
-		f = &expoFamily{header: header}
+		f = &expoFamily{header: header, omHeader: omHeader}
 		x.fams[name] = f
 	}
 	return f
 }
 
-// add appends a rendered family's samples.
-func (x *exposition) add(rf renderedFamily) {
-	x.family(rf.name, rf.header).body.WriteString(rf.body)
+// add appends a rendered family's samples (by reference: a collection
+// replaces a connection's usage, never changes it).
+func (x *exposition) add(rf *renderedFamily) {
+	f := x.family(rf.name, rf.header, rf.omHeader)
+	f.usage = append(f.usage, rf)
 }
 
 // sample appends one sample of d; labels are name/value pairs in the
 // order of their names.
 func (x *exposition) sample(d *metricDef, v float64, labels ...string) {
-	f := x.family(d.name, d.header)
+	f := x.family(d.name, d.header, d.omHeader)
 	b := append(x.line[:0], d.name...)
 	if len(labels) > 0 {
 		b = append(b, '{')
@@ -130,8 +171,9 @@ func (x *exposition) sample(d *metricDef, v float64, labels ...string) {
 	x.line = b
 }
 
-// writeTo writes every family, sorted by name.
-func (x *exposition) writeTo(w io.Writer) error {
+// writeTo writes every family, sorted by name, in the text format or
+// (om) in OpenMetrics without the closing "# EOF".
+func (x *exposition) writeTo(w io.Writer, om bool) error {
 	names := make([]string, 0, len(x.fams))
 	for n := range x.fams {
 		names = append(names, n)
@@ -139,11 +181,24 @@ func (x *exposition) writeTo(w io.Writer) error {
 	slices.Sort(names)
 	for _, n := range names {
 		f := x.fams[n]
-		if _, err := io.WriteString(w, f.header); err != nil {
+		header := f.header
+		if om {
+			header = f.omHeader
+		}
+		if _, err := io.WriteString(w, header); err != nil {
 			return err
 		}
 		if _, err := w.Write(f.body.Bytes()); err != nil {
 			return err
+		}
+		for _, rf := range f.usage {
+			body := rf.body
+			if om && rf.omBody != "" {
+				body = rf.omBody
+			}
+			if _, err := io.WriteString(w, body); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

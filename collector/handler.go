@@ -2,9 +2,13 @@ package collector
 
 import (
 	"bufio"
+	"bytes"
+	"compress/flate"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"slices"
@@ -28,6 +32,12 @@ const deadlineMargin = 500 * time.Millisecond
 // store health) that /probe leaves out.
 func (e *Engine) expose(ctx context.Context, w io.Writer, keep func(store.Connection) bool, counters bool) error {
 	snaps, storeOK := e.collectAll(ctx, keep)
+	return e.exposition(snaps, storeOK, counters).writeTo(w, false)
+}
+
+// exposition gathers the snapshots' samples and, with counters, the
+// exporter-wide series.
+func (e *Engine) exposition(snaps []*snapshot, storeOK, counters bool) *exposition {
 	x := newExposition()
 	for _, s := range snaps {
 		s.write(x)
@@ -45,7 +55,78 @@ func (e *Engine) expose(ctx context.Context, w io.Writer, keep func(store.Connec
 			x.sample(mRequests, counts[k], "code", k[1], "vendor", k[0])
 		}
 	}
-	return x.writeTo(w)
+	return x
+}
+
+// bodyCache keeps the last gzipped /metrics body of the connections
+// (without the process metrics), in each format. It is valid while the
+// engine's generation is unchanged: nothing was collected, recorded,
+// forgotten or listed differently, and no vendor call was made. A warm
+// scrape then sends bytes it already has instead of writing and
+// compressing every series again. Only the compressed form is kept (a
+// tenth of the text); an uncompressed answer is written afresh.
+type bodyCache struct {
+	mu    sync.Mutex
+	gen   uint64
+	parts [2]*cachedPart // text, OpenMetrics
+}
+
+// cachedPart is one format's body as DEFLATE blocks ended by a sync flush
+// (so more blocks can follow), with the CRC-32 and length of the text.
+type cachedPart struct {
+	deflate []byte
+	crc     uint32
+	size    int
+}
+
+// crcWriter counts and checksums what goes through it.
+type crcWriter struct {
+	w    io.Writer
+	crc  uint32
+	size int
+}
+
+func (c *crcWriter) Write(p []byte) (int, error) {
+	c.crc = crc32.Update(c.crc, crc32.IEEETable, p)
+	c.size += len(p)
+	return c.w.Write(p)
+}
+
+// connectionsPart is /metrics' compressed body of the connections in one
+// format, from the cache when nothing changed since it was made.
+func (e *Engine) connectionsPart(ctx context.Context, om bool) *cachedPart {
+	f := 0
+	if om {
+		f = 1
+	}
+	g0 := e.gen.Load()
+	snaps, storeOK := e.collectAll(ctx, nil)
+	e.cache.mu.Lock()
+	if e.cache.gen == g0 && e.gen.Load() == g0 && e.cache.parts[f] != nil {
+		p := e.cache.parts[f]
+		e.cache.mu.Unlock()
+		return p
+	}
+	e.cache.mu.Unlock()
+	var b bytes.Buffer
+	fw := flateWriters.Get().(*flate.Writer)
+	fw.Reset(&b)
+	cw := &crcWriter{w: fw}
+	bw := bufio.NewWriterSize(cw, 64<<10)
+	_ = e.exposition(snaps, storeOK, true).writeTo(bw, om) // a bytes.Buffer does not fail
+	_ = bw.Flush()
+	_ = fw.Flush() // byte-aligned, not final: the process metrics follow
+	flateWriters.Put(fw)
+	p := &cachedPart{deflate: b.Bytes(), crc: cw.crc, size: cw.size}
+	e.cache.mu.Lock()
+	if e.gen.Load() == g0 { // nothing changed while it was written
+		if e.cache.gen != g0 {
+			e.cache.gen, e.cache.parts = g0, [2]*cachedPart{}
+		}
+		e.cache.parts[f] = p
+	}
+	e.cache.mu.Unlock()
+	return p
 }
 
 // minScrapeTimeout is the least X-Prometheus-Scrape-Timeout-Seconds taken
@@ -75,27 +156,102 @@ func (e *Engine) Deadline(r *http.Request) time.Duration {
 }
 
 // MetricsHandler serves /metrics: every connection's health and usage, the
-// vendor request counters, and what extra gathers (process, build info).
+// vendor request counters, and what extra gathers (process, build info),
+// in the text format or OpenMetrics as the client asks.
 func (e *Engine) MetricsHandler(extra prometheus.Gatherer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), e.Deadline(r))
 		defer cancel()
-		e.serveText(w, r, func(out io.Writer) error {
-			if err := e.expose(ctx, out, nil, true); err != nil {
-				return err
+		om := wantsOpenMetrics(r)
+		var part *cachedPart
+		if acceptsGzip(r) {
+			part = e.connectionsPart(ctx, om)
+		}
+		// The process metrics change on every scrape: written afresh.
+		var tail bytes.Buffer
+		mfs, err := extra.Gather()
+		if err != nil {
+			e.o.Logger.Warn("gathering process metrics", "err", err)
+		}
+		for _, mf := range mfs {
+			if om {
+				_, err = expfmt.MetricFamilyToOpenMetrics(&tail, mf)
+			} else {
+				_, err = expfmt.MetricFamilyToText(&tail, mf)
 			}
-			mfs, err := extra.Gather()
 			if err != nil {
-				e.o.Logger.Warn("gathering process metrics", "err", err)
+				e.o.Logger.Warn("encoding process metrics", "metric", mf.GetName(), "err", err)
 			}
-			for _, mf := range mfs {
-				if _, err := expfmt.MetricFamilyToText(out, mf); err != nil {
-					return err
-				}
+		}
+		if om {
+			tail.WriteString("# EOF\n")
+		}
+		setContentType(w, om)
+		if part == nil {
+			bw := bufio.NewWriterSize(w, 64<<10)
+			snaps, storeOK := e.collectAll(ctx, nil)
+			if err := e.exposition(snaps, storeOK, true).writeTo(bw, om); err == nil {
+				_, _ = bw.Write(tail.Bytes())
+				_ = bw.Flush()
 			}
-			return nil
-		})
+			return
+		}
+		w.Header().Set("Content-Encoding", "gzip")
+		if err := writeGzip(w, part, tail.Bytes()); err != nil {
+			e.o.Logger.Debug("writing metrics", "err", err)
+		}
 	})
+}
+
+// gzipHeader is a gzip member header: no name, no time, unknown OS.
+var gzipHeader = []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}
+
+// writeGzip writes one gzip member holding part then tail: part's cached
+// DEFLATE blocks, tail compressed now as the final block(s), and the
+// CRC-32 and length of both. The blocks of tail refer to nothing before
+// them, so the stream decodes as one.
+func writeGzip(w io.Writer, part *cachedPart, tail []byte) error {
+	head, crc := part.deflate, part.crc
+	var b bytes.Buffer
+	b.Grow(len(tail)/4 + 64)
+	fw := flateWriters.Get().(*flate.Writer)
+	fw.Reset(&b)
+	_, _ = fw.Write(tail)
+	_ = fw.Close()
+	flateWriters.Put(fw)
+	var trailer [8]byte
+	binary.LittleEndian.PutUint32(trailer[:4], crc32.Update(crc, crc32.IEEETable, tail))
+	binary.LittleEndian.PutUint32(trailer[4:], uint32(part.size+len(tail)))
+	for _, p := range [][]byte{gzipHeader, head, b.Bytes(), trailer[:]} {
+		if _, err := w.Write(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var flateWriters = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(io.Discard, flate.BestSpeed)
+	return w
+}}
+
+// wantsOpenMetrics: the client prefers OpenMetrics to the text format
+// (Prometheus asks for it first). Protobuf is not served: a client asking
+// only for it gets the text format, which Prometheus also reads.
+func wantsOpenMetrics(r *http.Request) bool {
+	return expfmt.NegotiateIncludingOpenMetrics(r.Header).FormatType() == expfmt.TypeOpenMetrics
+}
+
+func setContentType(w http.ResponseWriter, om bool) {
+	if om {
+		w.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeOpenMetrics)))
+		return
+	}
+	w.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+}
+
+func acceptsGzip(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept-Encoding"), "gzip")
 }
 
 // ProbeHandler serves /probe?connection=ID (or name): one connection's
@@ -117,7 +273,18 @@ func (e *Engine) ProbeHandler() http.Handler {
 			http.Error(w, "unknown connection "+strconv.Quote(want)+": list them at /sd or /api/v1/connections", http.StatusNotFound)
 			return
 		}
-		e.serveText(w, r, func(out io.Writer) error { return e.expose(ctx, out, keep, false) })
+		om := wantsOpenMetrics(r)
+		e.serve(w, r, om, func(out io.Writer) error {
+			snaps, storeOK := e.collectAll(ctx, keep)
+			if err := e.exposition(snaps, storeOK, false).writeTo(out, om); err != nil {
+				return err
+			}
+			if om {
+				_, err := io.WriteString(out, "# EOF\n")
+				return err
+			}
+			return nil
+		})
 	})
 }
 
@@ -126,12 +293,13 @@ var gzipWriters = sync.Pool{New: func() any {
 	return w
 }}
 
-// serveText answers in the Prometheus text format, gzipped (fastest level)
-// when the client accepts it. A write error means the client went away.
-func (e *Engine) serveText(w http.ResponseWriter, r *http.Request, write func(io.Writer) error) {
-	w.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+// serve answers in the text format or OpenMetrics, gzipped (fastest
+// level) when the client accepts it. A write error means the client went
+// away.
+func (e *Engine) serve(w http.ResponseWriter, r *http.Request, om bool, write func(io.Writer) error) {
+	setContentType(w, om)
 	var out io.Writer = w
-	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+	if acceptsGzip(r) {
 		w.Header().Set("Content-Encoding", "gzip")
 		gz := gzipWriters.Get().(*gzip.Writer)
 		gz.Reset(w)

@@ -96,8 +96,8 @@ func (s *snapshot) write(x *exposition) {
 	if !math.IsNaN(s.remaining) {
 		x.sample(mRateRemaining, s.remaining, "connection", n, "vendor", v)
 	}
-	for _, rf := range s.usage {
-		x.add(rf)
+	for i := range s.usage {
+		x.add(&s.usage[i])
 	}
 }
 

@@ -165,8 +165,9 @@ func parseWhen(v string, now time.Time) (time.Time, bool) {
 // requestCounter backs saas_vendor_requests_total. It is a plain map, not
 // a metric vector, so Collect can emit it as const metrics.
 type requestCounter struct {
-	mu sync.Mutex
-	n  map[[2]string]float64
+	mu      sync.Mutex
+	n       map[[2]string]float64
+	changed func() // called after every count (nil: nothing)
 }
 
 func (c *requestCounter) inc(vendor, code string) {
@@ -176,6 +177,9 @@ func (c *requestCounter) inc(vendor, code string) {
 	}
 	c.n[[2]string{vendor, code}]++
 	c.mu.Unlock()
+	if c.changed != nil {
+		c.changed()
+	}
 }
 
 func (c *requestCounter) snapshot() map[[2]string]float64 {

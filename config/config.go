@@ -150,11 +150,9 @@ func (c *Config) applyDefaults() {
 		c.Scrape.MinInterval = 30 * time.Second
 	}
 	if c.Scrape.Concurrency == 0 {
-		c.Scrape.Concurrency = 128
+		c.Scrape.Concurrency = 256
 	}
-	if c.Scrape.VendorConcurrency == 0 {
-		c.Scrape.VendorConcurrency = 4
-	}
+	// vendor_concurrency 0 stays 0: each vendor's documented bound.
 	if c.Invites.DefaultTTL == 0 {
 		c.Invites.DefaultTTL = 72 * time.Hour
 	}

@@ -30,6 +30,17 @@ type Provider interface {
 	Collect(ctx context.Context, s *Scrape) error
 }
 
+// CallBound is implemented by providers whose vendor documents how many
+// calls one account may have in flight (or a rate from which a safe bound
+// follows). The engine never sends one account more concurrent calls than
+// this, unless scrape.vendor_concurrency overrides it.
+type CallBound interface {
+	MaxConcurrentCalls() int
+}
+
+// DefaultCallBound is the bound for a provider that documents none.
+const DefaultCallBound = 4
+
 // Method is one way to connect a vendor.
 type Method interface {
 	// Name is the auth_method label value: "api_key", "token", "connect", "oauth", ...

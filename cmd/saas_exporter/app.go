@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/saas-exporter/saas_exporter/auth"
 	"github.com/saas-exporter/saas_exporter/collector"
@@ -103,6 +104,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, now func(
 		OnChange:            a.engine.Forget,
 		OnEdit:              func(string) { a.engine.Relist() },
 		MonthToDate:         a.engine.MonthToDate,
+		Collections:         a.engine,
 		InviteTTL:           cfg.Invites.DefaultTTL,
 		LoginHint:           hint,
 		Now:                 now,
@@ -162,7 +164,9 @@ func openBackend(ctx context.Context, cfg *config.Config, kr *store.Keyring, log
 
 func (a *app) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", a.engine.MetricsHandler(a.extra))
+	// promhttp_metric_handler_requests_total and _in_flight, as a
+	// promhttp.Handler would export them.
+	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(a.extra, a.engine.MetricsHandler(a.extra)))
 	mux.Handle("GET /probe", a.engine.ProbeHandler())
 	mux.Handle("GET /sd", a.engine.SDHandler())
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, r *http.Request) {

@@ -14,6 +14,45 @@ import (
 	"github.com/saas-exporter/saas_exporter/vendorsim"
 )
 
+// newBrowser starts headless Chromium in a width×height window for the
+// test (at most 90 s) and returns its context and a step runner that
+// fails the test with the exporter's log.
+func newBrowser(t *testing.T, browser string, s *stack, width, height int) (context.Context, func(step string, actions ...chromedp.Action[chromedp.Void])) {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(width, height),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() { cancel(); cancelCtx(); cancelAlloc() })
+	return ctx, func(step string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v\nexporter log:\n%s", step, err, s.logs.String())
+		}
+	}
+}
+
+// signIn signs the test admin in through the login form.
+func signIn(s *stack, run func(step string, actions ...chromedp.Action[chromedp.Void])) {
+	run("log in",
+		chromedp.Navigate(s.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS("#user")),
+		chromedp.SendKeys(chromedp.CSS("#user"), testAdmin),
+		chromedp.SendKeys(chromedp.CSS("#password"), testPassword),
+		chromedp.Submit(chromedp.CSS("#password")),
+		chromedp.WaitVisible(`//h1[text()="Connections"]`),
+	)
+}
+
 // A person in a real browser: log in, connect all three vendors (Twilio
 // through the simulator's consent page), see them, disconnect one. The
 // connections page, with a row in error, fits a 1280 px and a 1024 px
@@ -26,30 +65,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 	// With SendGrid's OAuth configured, so every kind of button shows.
 	s := startOAuthStack(t, stackOptions{MinInterval: "1h"}).stack
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1400, 1000),
-	)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-
-	run := func(step string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v\nexporter log:\n%s", step, err, s.logs.String())
-		}
-	}
+	ctx, run := newBrowser(t, browser, s, 1400, 1000)
 	var page string
 	body := func() chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
@@ -59,14 +75,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 		})
 	}
 
-	run("log in",
-		chromedp.Navigate(s.URL+"/"),
-		chromedp.WaitVisible(chromedp.CSS("#user")),
-		chromedp.SendKeys(chromedp.CSS("#user"), testAdmin),
-		chromedp.SendKeys(chromedp.CSS("#password"), testPassword),
-		chromedp.Submit(chromedp.CSS("#password")),
-		chromedp.WaitVisible(`//h1[text()="Connections"]`),
-	)
+	signIn(s, run)
 
 	run("connect SendGrid by key",
 		chromedp.Click(`//a[contains(@href,"/connect/sendgrid")]`),

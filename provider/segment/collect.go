@@ -75,13 +75,10 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 		}
 	}
 
-	if _, err := c.workspace(ctx); err != nil {
-		if provider.StatusOf(err) != http.StatusUnauthorized {
-			return err
-		}
-		if !oauth {
-			return provider.Revoked(err)
-		}
+	// No credential check first: every section's 401 says the same, and
+	// waiting for one would add a round trip to every collection.
+	err := p.collectSections(ctx, c, s)
+	if oauth && hasStatus(err, http.StatusUnauthorized) {
 		// The access token was refused before its expiry (revoked in
 		// Segment): a new one may work, unless this one is new already.
 		if ts.renewed {
@@ -90,20 +87,33 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 		if err := p.useToken(s, ts, c, true); err != nil {
 			return err
 		}
-		if _, err := c.workspace(ctx); err != nil {
-			if provider.StatusOf(err) == http.StatusUnauthorized {
-				return provider.Expired(fmt.Errorf("segment: a newly issued access token was refused: %w", err))
-			}
-			return err
+		if err = p.collectSections(ctx, c, s); hasStatus(err, http.StatusUnauthorized) {
+			return provider.Expired(fmt.Errorf("segment: a newly issued access token was refused: %w", err))
+		}
+		return classify(provider.Errors(err), oauth)
+	}
+	return classify(provider.Errors(err), oauth)
+}
+
+// hasStatus reports whether any of err's parts is an HTTP error with status.
+func hasStatus(err error, status int) bool {
+	for _, e := range provider.Errors(err) {
+		if provider.StatusOf(e) == status {
+			return true
 		}
 	}
+	return false
+}
 
+// collectSections runs every section at once: usage, the lists, and the
+// previous period when due. The usage period is known without a call once
+// seen or stored with the connection; then a collection is one round
+// trip deep (plus further pages).
+func (p *Provider) collectSections(ctx context.Context, c *client, s *provider.Scrape) error {
 	sec := func(name string, run func(context.Context, *client, *provider.Scrape) error) provider.Section {
 		return provider.Section{Name: name, Run: func(ctx context.Context, s *provider.Scrape) error { return run(ctx, c, s) }}
 	}
-	// The current period's start; one call at most once per connection
-	// and process (see resolvePeriod).
-	period, perr := p.resolvePeriod(ctx, c, s.Conn.ID, s.Now)
+	period, perr := p.resolvePeriod(ctx, c, s.Conn, s.Now)
 	thisMonth := func(ctx context.Context, c *client, s *provider.Scrape) error {
 		if perr != nil {
 			return perr
@@ -113,17 +123,38 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 	secs := []provider.Section{
 		sec("usage:"+periodThis, thisMonth),
 		sec("sources", func(ctx context.Context, c *client, s *provider.Scrape) error {
-			names, err := c.sourceNames(ctx)
-			if err != nil {
-				return err
-			}
-			s.Gauge(descSources, float64(len(names)))
 			if perr != nil {
+				names, err := c.sourceNames(ctx)
+				if err != nil {
+					return err
+				}
+				s.Gauge(descSources, float64(len(names)))
 				// The usage section reports why; this keeps the
 				// per-source series at their last values.
 				return errors.New("segment per-source usage: not collected, the usage period is not known (see the workspace usage error)")
 			}
-			return collectSourceUsage(ctx, c, s, period, names)
+			// The names and the usage are asked at once; the names are
+			// joined to the usage afterwards.
+			var (
+				names    map[string]string
+				namesErr error
+				done     = make(chan struct{})
+			)
+			go func() {
+				defer close(done)
+				defer provider.Recover("segment sources", &namesErr)
+				names, namesErr = c.sourceNames(ctx)
+			}()
+			mtu, calls, uerr := fetchSourceUsage(ctx, c, period)
+			<-done
+			if namesErr != nil {
+				return namesErr
+			}
+			s.Gauge(descSources, float64(len(names)))
+			if uerr != nil {
+				return uerr
+			}
+			return emitSourceUsage(s, mtu, calls, names)
 		}),
 		sec("destinations", countSection("/destinations", "destinations", descDestinations)),
 		sec("warehouses", countSection("/warehouses", "warehouses", descWarehouses)),
@@ -151,8 +182,7 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 				return p.collectWorkspaceUsage(ctx, c, s, prev, periodLast)
 			}})
 	}
-	err := s.Sections(ctx, secs...)
-	return classify(provider.Errors(err), oauth)
+	return s.Sections(ctx, secs...)
 }
 
 // useToken gets a usable access token into c (renewing when due or when

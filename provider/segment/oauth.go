@@ -448,16 +448,18 @@ func (m *clientCredentialsMethod) Verify(ctx context.Context, hc *http.Client, v
 		}
 		return nil, fmt.Errorf("could not read the workspace from Segment at %s: %w", app.region.apiURL, err)
 	}
+	settings := map[string]string{
+		settingRegion: app.region.name, settingWorkspaceSlug: ws.Slug,
+		settingClientID: app.clientID, settingKeyID: app.keyID,
+	}
+	m.p.rememberPeriod(ctx, c, settings)
 	return &provider.Credential{
 		AccountID:  ws.ID,
 		Account:    ws.account(),
 		AuthMethod: MethodClientCredentials,
-		Settings: map[string]string{
-			settingRegion: app.region.name, settingWorkspaceSlug: ws.Slug,
-			settingClientID: app.clientID, settingKeyID: app.keyID,
-		},
-		Secret: app.secret(tok),
-		Scopes: []string{Scope},
+		Settings:   settings,
+		Secret:     app.secret(tok),
+		Scopes:     []string{Scope},
 		// No Expiry: the exporter renews the token by itself, so the
 		// connection does not stop working without a person.
 	}, nil

@@ -55,6 +55,10 @@ const (
 	settingWorkspaceSlug = "workspace_slug"
 	settingClientID      = "client_id"
 	settingKeyID         = "key_id"
+	// settingPeriodStart is a date on which one of the workspace's usage
+	// periods started, found when connecting, so that a new process does
+	// not search for it (see resolvePeriod).
+	settingPeriodStart = "usage_period_start"
 
 	secretToken       = "token"
 	secretPrivateKey  = "private_key"
@@ -68,6 +72,10 @@ type Config struct {
 	EUAPIURL   string `yaml:"eu_api_url"`
 	TokenURL   string `yaml:"token_url"`
 	EUTokenURL string `yaml:"eu_token_url"`
+	// MTULimits are the plans' MTUs per period by workspace slug: the
+	// connection page draws billable MTUs against them. Segment's API does
+	// not tell a plan's limit.
+	MTULimits map[string]float64 `yaml:"mtu_limits"`
 }
 
 // Factory registers Segment with the exporter.
@@ -93,6 +101,8 @@ type Provider struct {
 	// sleep waits d or until ctx ends (tests record the waits).
 	sleep func(ctx context.Context, d time.Duration) error
 
+	mtuLimits map[string]float64 // vendors.segment.mtu_limits
+
 	mu      sync.Mutex
 	periods map[string]knownPeriod // by connection id
 }
@@ -116,6 +126,11 @@ func New(node *yaml.Node, env provider.Env) (provider.Provider, error) {
 	check("eu_api_url", &c.EUAPIURL, DefaultEUAPIURL)
 	check("token_url", &c.TokenURL, DefaultTokenURL)
 	check("eu_token_url", &c.EUTokenURL, DefaultEUTokenURL)
+	for slug, n := range c.MTULimits {
+		if n <= 0 || slug == "" {
+			errs = append(errs, fmt.Errorf("mtu_limits: %q: %v: each entry must be a workspace slug with the plan's MTUs per period, a number above 0", slug, n))
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -133,6 +148,7 @@ func New(node *yaml.Node, env provider.Env) (provider.Provider, error) {
 		retryDelays: []time.Duration{250 * time.Millisecond, time.Second},
 		sleep:       sleepCtx,
 		periods:     map[string]knownPeriod{},
+		mtuLimits:   c.MTULimits,
 	}, nil
 }
 
@@ -215,14 +231,31 @@ func (m *tokenMethod) Verify(ctx context.Context, hc *http.Client, values map[st
 		}
 		return nil, fmt.Errorf("could not verify the token with Segment at %s: %w", r.apiURL, err)
 	}
+	settings := map[string]string{settingRegion: r.name, settingWorkspaceSlug: ws.Slug}
+	m.p.rememberPeriod(ctx, c, settings)
 	return &provider.Credential{
 		AccountID:  ws.ID,
 		Account:    ws.account(),
 		AuthMethod: MethodToken,
-		Settings:   map[string]string{settingRegion: r.name, settingWorkspaceSlug: ws.Slug},
+		Settings:   settings,
 		Secret:     map[string]string{secretToken: token},
 	}, nil
 }
+
+// rememberPeriod stores the workspace's usage period start in settings
+// when Segment tells it (see settingPeriodStart); nothing otherwise.
+func (p *Provider) rememberPeriod(ctx context.Context, c *client, settings map[string]string) {
+	if start, ok := p.findPeriod(ctx, c, p.now()); ok {
+		settings[settingPeriodStart] = start.Format(time.DateOnly)
+	}
+}
+
+// MaxConcurrentCalls: Segment documents rate limits by token and sender
+// address, with headers and 429s (honoured by the engine), but no number
+// of calls in flight; it warns against bursts of N+1 calls. 12 lets one
+// collection (11 calls when the period is known) go out at once, and a
+// period search (31 calls, only when none is known) in three waves.
+func (p *Provider) MaxConcurrentCalls() int { return 12 }
 
 // checkToken trims a pasted token and rejects what no Segment token looks
 // like, without echoing it.

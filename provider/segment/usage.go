@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/saas-exporter/saas_exporter/provider"
@@ -119,31 +120,35 @@ func (sn *usageSnapshot) span() (start, end time.Time, ok bool) {
 type knownPeriod struct {
 	start, end time.Time // the latest period seen; end may be a guess (start + 1 month)
 	searched   time.Time // a search found nothing at this time
+	guessed    bool      // from settingPeriodStart, not confirmed by an answer yet
 }
 
 // learn records the period a snapshot states.
 func (p *Provider) learn(connID string, sn *usageSnapshot) {
 	start, end, ok := sn.span()
-	if !ok {
+	if !ok || connID == "" {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if k := p.periods[connID]; k.start.After(start) {
+	if k := p.periods[connID]; !k.guessed && k.start.After(start) {
 		return // an older period (last month's section)
 	}
 	p.periods[connID] = knownPeriod{start: start, end: end}
 }
 
 // resolvePeriod returns the start of the workspace's current usage period.
-// It sends no call when a period was seen before: the current one starts
-// where that one ends. Otherwise it asks for the 1st of the UTC month;
-// if that answers nothing (a billing cycle starting later in the month),
-// it tries each day of the last month, latest first, one item each, and
-// stops at the first answer. A search that finds nothing is repeated at
-// most every reprobeEvery; the 1st is asked on every collection.
-func (p *Provider) resolvePeriod(ctx context.Context, c *client, connID string, now time.Time) (time.Time, error) {
+// It sends no call when a period is known: seen on an earlier collection
+// (the current one starts where that one ends), or stored with the
+// connection when it was connected (settingPeriodStart). Otherwise it asks
+// for the 1st of the UTC month; if that answers nothing (a billing cycle
+// starting later in the month), it asks for each other day of the last
+// month at once, one item each, and takes the latest day that answers. A
+// search that finds nothing is repeated at most every reprobeEvery; the
+// 1st is asked on every collection.
+func (p *Provider) resolvePeriod(ctx context.Context, c *client, conn provider.Connection, now time.Time) (time.Time, error) {
 	now = now.UTC()
+	connID := conn.ID
 	p.mu.Lock()
 	k, known := p.periods[connID]
 	p.mu.Unlock()
@@ -153,48 +158,135 @@ func (p *Provider) resolvePeriod(ctx context.Context, c *client, connID string, 
 		}
 		return k.start, nil
 	}
-	first := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
-	try := func(day time.Time) (time.Time, bool, error) {
-		best, err := c.latest(ctx, workspaceMTU, day, 1)
-		if err != nil {
-			return time.Time{}, false, err
+	if !known {
+		if start, ok := storedPeriod(conn.Settings[settingPeriodStart], now); ok {
+			// A guess until an answer states the period: if the usage
+			// answer is empty, forgetPeriod makes the next collection search.
+			p.mu.Lock()
+			p.periods[connID] = knownPeriod{start: start, end: addMonth(start, 1), guessed: true}
+			p.mu.Unlock()
+			return start, nil
 		}
-		sn := best[""]
-		if sn == nil {
-			return time.Time{}, false, nil
-		}
-		p.learn(connID, sn)
-		start, end, ok := sn.span()
-		if !ok {
-			return day, true, nil
-		}
-		if !now.Before(end) {
-			return end, true, nil // that period has ended: the current one starts at its end
-		}
-		return start, true, nil
 	}
-	if start, ok, err := try(first); err != nil || ok {
+	first := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	if start, ok, err := p.probePeriod(ctx, c, connID, first, now); err != nil || ok {
 		return start, err
 	}
 	if known && now.Sub(k.searched) < reprobeEvery {
 		return time.Time{}, fmt.Errorf("segment GET %s: no usage snapshot for period=%s, and a search of the month before %s found no other period start; searching again after %s (an empty answer is not a zero: the last known values stay exported)",
 			workspaceMTU.path, first.Format(time.DateOnly), k.searched.Format(time.DateOnly), k.searched.Add(reprobeEvery).Format(time.RFC3339))
 	}
-	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
-	for i := range probeDays {
-		day := today.AddDate(0, 0, -i)
-		if day.Equal(first) {
-			continue
-		}
-		if start, ok, err := try(day); err != nil || ok {
-			return start, err
-		}
+	if start, ok, err := p.searchPeriod(ctx, c, connID, now, first); err != nil || ok {
+		return start, err
 	}
 	p.mu.Lock()
 	p.periods[connID] = knownPeriod{searched: now}
 	p.mu.Unlock()
 	return time.Time{}, fmt.Errorf("segment GET %s: no usage snapshot for period=%s (the 1st of the month) nor for any day of the last %d days: the workspace has no usage reported yet, or Segment changed how periods are named; the last known values stay exported",
 		workspaceMTU.path, first.Format(time.DateOnly), probeDays)
+}
+
+// probePeriod asks for one item of the period starting on day; ok if
+// Segment answered one, with the current period's start.
+func (p *Provider) probePeriod(ctx context.Context, c *client, connID string, day, now time.Time) (time.Time, bool, error) {
+	best, err := c.latest(ctx, workspaceMTU, day, 1)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	sn := best[""]
+	if sn == nil {
+		return time.Time{}, false, nil
+	}
+	p.learn(connID, sn)
+	start, end, ok := sn.span()
+	if !ok {
+		return day, true, nil
+	}
+	if !now.Before(end) {
+		return end, true, nil // that period has ended: the current one starts at its end
+	}
+	return start, true, nil
+}
+
+// searchPeriod asks for every day of the last probeDays but skip at once
+// (the engine bounds the calls per account) and returns the period of the
+// latest day that answered. A failed call fails the search only if no
+// later day answered.
+func (p *Provider) searchPeriod(ctx context.Context, c *client, connID string, now, skip time.Time) (time.Time, bool, error) {
+	type answer struct {
+		start time.Time
+		ok    bool
+		err   error
+	}
+	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	answers := make([]answer, probeDays)
+	var wg sync.WaitGroup
+	for i := range probeDays {
+		day := today.AddDate(0, 0, -i)
+		if day.Equal(skip) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a := &answers[i]
+			defer provider.Recover("segment usage period search", &a.err)
+			a.start, a.ok, a.err = p.probePeriod(ctx, c, connID, day, now)
+		}()
+	}
+	wg.Wait()
+	for _, a := range answers { // latest day first
+		if a.err != nil {
+			return time.Time{}, false, a.err
+		}
+		if a.ok {
+			return a.start, true, nil
+		}
+	}
+	return time.Time{}, false, nil
+}
+
+// findPeriod looks for the workspace's current usage period start (the
+// 1st, then the other days of the last month at once), for Verify to
+// store with the connection so that a new process need not search. ok is
+// false if nothing answered; a failure is not a reason to refuse the
+// connection.
+func (p *Provider) findPeriod(ctx context.Context, c *client, now time.Time) (time.Time, bool) {
+	now = now.UTC()
+	first := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	if start, ok, err := p.probePeriod(ctx, c, "", first, now); err == nil && ok {
+		return start, true
+	}
+	start, ok, err := p.searchPeriod(ctx, c, "", now, first)
+	return start, ok && err == nil
+}
+
+// storedPeriod reads settingPeriodStart (a date on which a usage period
+// started) and returns the start of the period holding now: the same day
+// of the month (clamped, see addMonth), months later.
+func storedPeriod(v string, now time.Time) (time.Time, bool) {
+	t, err := time.Parse(time.DateOnly, v)
+	if err != nil || t.After(now) {
+		return time.Time{}, false
+	}
+	start := t
+	for n := 1; ; n++ {
+		next := addMonth(t, n)
+		if next.After(now) {
+			return start, true
+		}
+		start = next
+	}
+}
+
+// forgetPeriod drops a guessed period that Segment answered nothing for,
+// so the next collection searches.
+func (p *Provider) forgetPeriod(connID string, period time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if k := p.periods[connID]; k.guessed && k.start.Equal(period) {
+		delete(p.periods, connID)
+	}
 }
 
 // noSnapshot is the error of an empty usage answer: not a zero.
@@ -216,15 +308,31 @@ func mtuCounts(l usageList, sn *usageSnapshot) ([]float64, error) {
 	return out, nil
 }
 
+// latestPair runs latest for two lists of the same period at once.
+func (c *client) latestPair(ctx context.Context, a, b usageList, period time.Time) (ma, mb map[string]*usageSnapshot, errA, errB error) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer provider.Recover("segment GET "+b.path, &errB)
+		mb, errB = c.latest(ctx, b, period, 0)
+	}()
+	ma, errA = c.latest(ctx, a, period, 0)
+	<-done
+	return ma, mb, errA, errB
+}
+
 // collectWorkspaceUsage emits the workspace's MTUs and API calls of the
-// period starting on period, labelled label.
+// period starting on period, labelled label. Both lists are asked at once.
 func (p *Provider) collectWorkspaceUsage(ctx context.Context, c *client, s *provider.Scrape, period time.Time, label string) error {
-	best, err := c.latest(ctx, workspaceMTU, period, 0)
+	best, calls, err, callsErr := c.latestPair(ctx, workspaceMTU, workspaceCalls, period)
 	if err != nil {
 		return err
 	}
 	sn := best[""]
 	if sn == nil {
+		if label == periodThis {
+			p.forgetPeriod(s.Conn.ID, period)
+		}
 		return noSnapshot(workspaceMTU, period)
 	}
 	p.learn(s.Conn.ID, sn)
@@ -244,38 +352,40 @@ func (p *Provider) collectWorkspaceUsage(ctx context.Context, c *client, s *prov
 		s.MonthToDate(budgetUnit, mtu[slices.Index(mtuKinds, "identified")]+mtu[slices.Index(mtuKinds, "never_identified")])
 	}
 
-	best, err = c.latest(ctx, workspaceCalls, period, 0)
-	if err != nil {
-		return err
+	if callsErr != nil {
+		return callsErr
 	}
-	if sn = best[""]; sn == nil {
+	if sn = calls[""]; sn == nil {
 		return noSnapshot(workspaceCalls, period)
 	}
-	calls, err := parseCount(sn.APICalls)
+	n, err := parseCount(sn.APICalls)
 	if err != nil {
 		return fmt.Errorf("segment GET %s: apiCalls of %s %w", workspaceCalls.path, sn.Timestamp, err)
 	}
-	s.Gauge(descAPICalls, calls, label)
+	s.Gauge(descAPICalls, n, label)
 	return nil
 }
 
-// collectSourceUsage emits each source's MTUs and API calls of the period
-// starting on period; names maps source ids to names.
-func collectSourceUsage(ctx context.Context, c *client, s *provider.Scrape, period time.Time, names map[string]string) error {
-	mtu, err := c.latest(ctx, sourceMTU, period, 0)
-	if err != nil {
-		return err
+// fetchSourceUsage reads each source's latest MTUs and API calls of the
+// period starting on period; both lists are asked at once.
+func fetchSourceUsage(ctx context.Context, c *client, period time.Time) (mtu, calls map[string]*usageSnapshot, err error) {
+	mtu, calls, err, callsErr := c.latestPair(ctx, sourceMTU, sourceCalls, period)
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case len(mtu) == 0:
+		return nil, nil, noSnapshot(sourceMTU, period)
+	case callsErr != nil:
+		return nil, nil, callsErr
+	case len(calls) == 0:
+		return nil, nil, noSnapshot(sourceCalls, period)
 	}
-	if len(mtu) == 0 {
-		return noSnapshot(sourceMTU, period)
-	}
-	calls, err := c.latest(ctx, sourceCalls, period, 0)
-	if err != nil {
-		return err
-	}
-	if len(calls) == 0 {
-		return noSnapshot(sourceCalls, period)
-	}
+	return mtu, calls, nil
+}
+
+// emitSourceUsage exports what fetchSourceUsage read; names maps source
+// ids to names.
+func emitSourceUsage(s *provider.Scrape, mtu, calls map[string]*usageSnapshot, names map[string]string) error {
 	for id, sn := range mtu {
 		counts, err := mtuCounts(sourceMTU, sn)
 		if err != nil {

@@ -69,24 +69,39 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 	}
 	c := p.client(s.HTTP, region, s.Conn.Secret["api_key"])
 	isOAuth := s.Conn.AuthMethod == oauthMethodName
-	var scopes []string
-	// /v3/scopes doubles as the credential check.
+	var (
+		scopes []string
+		secs   []provider.Section
+	)
 	if isOAuth {
+		// /v3/scopes doubles as the check of a renewed token.
 		if scopes, err = p.oauthScopes(ctx, s, c); err != nil {
 			return err
 		}
+		s.MissingScopes(missing(scopes))
 	} else {
 		if c.key == "" {
 			return provider.Revoked(errors.New("sendgrid: the stored connection has no API key; reconnect it"))
 		}
-		if scopes, err = c.scopes(ctx); err != nil {
-			if provider.StatusOf(err) == http.StatusUnauthorized {
-				return provider.Revoked(err)
+		k := p.known.get(s.Conn)
+		scopes = k.scopes
+		if len(scopes) == 0 {
+			// Nothing stored (a connection from before scopes were
+			// kept): ask first, so the sections are chosen right.
+			if scopes, err = c.scopes(ctx); err != nil {
+				if provider.StatusOf(err) == http.StatusUnauthorized {
+					return provider.Revoked(err)
+				}
+				return err
 			}
-			return err
+			p.known.set(s.Conn, scopes)
+			s.MissingScopes(missing(scopes))
+		} else {
+			// Any section's 401 is the credential check; /v3/scopes runs
+			// alongside, at most every scopeCheckEvery (scopecheck.go).
+			secs = append(secs, p.scopeCheck(c, k))
 		}
 	}
-	s.MissingScopes(missing(scopes))
 
 	lastMonth := monthKey(s.Now)
 	type section struct {
@@ -114,13 +129,15 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 			section{"subusers.credits", append(sums, "subusers.credits.read"), subuserCreditsEvery, p.collectSubuserCredits},
 		)
 	}
-	var secs []provider.Section
 	for _, sec := range sections {
 		if !hasAll(scopes, sec.scopes) {
 			continue // left out; saas_connection_scope_missing says why
 		}
-		secs = append(secs, provider.Section{Name: sec.name, Every: sec.every,
-			Run: func(ctx context.Context, s *provider.Scrape) error { return sec.run(ctx, c, s) }})
+		run := func(ctx context.Context, s *provider.Scrape) error { return sec.run(ctx, c, s) }
+		if !isOAuth {
+			run = p.lostScope(sec.scopes, run)
+		}
+		secs = append(secs, provider.Section{Name: sec.name, Every: sec.every, Run: run})
 	}
 	err = s.Sections(ctx, secs...)
 	for _, e := range provider.Errors(err) {
@@ -203,14 +220,35 @@ func emails(ctx context.Context, c *client, s *provider.Scrape, q period) (map[s
 	return sum, nil
 }
 
+// collectStats asks for today and this month at once.
 func collectStats(ctx context.Context, c *client, s *provider.Scrape) error {
-	for _, q := range currentPeriods(s.Now) {
-		sum, err := emails(ctx, c, s, q)
+	qs := currentPeriods(s.Now)
+	return parallel(len(qs), func(i int) error {
+		sum, err := emails(ctx, c, s, qs[i])
+		if err == nil && qs[i].name == "this_month" {
+			s.MonthToDate(budgetUnit, sum["requests"])
+		}
+		return err
+	})
+}
+
+// parallel runs f(0..n-1) at once (the engine bounds the calls per
+// account) and returns the first error by index.
+func parallel(n int, f func(i int) error) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer provider.Recover("sendgrid", &errs[i])
+			errs[i] = f(i)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			return err
-		}
-		if q.name == "this_month" {
-			s.MonthToDate(budgetUnit, sum["requests"])
 		}
 	}
 	return nil
@@ -279,21 +317,36 @@ func collectAccount(ctx context.Context, c *client, s *provider.Scrape) error {
 }
 
 // pages fetches an offset-paged list, limit items a page. SendGrid's limit
-// is the page size, so a page shorter than it is the last one. fetch
-// returns how many items the page held.
+// is the page size, so a page shorter than it is the last one. The API
+// does not tell the total, so after a full first page the next pageWave
+// pages are asked at once, and again while they all come back full: a
+// long list costs a round trip per pageWave pages, not per page. fetch
+// may run concurrently (callers guard what it adds to) and returns how
+// many items its page held; a page past the end holds none.
 func pages(ctx context.Context, limit int, fetch func(ctx context.Context, offset, limit int) (int, error)) error {
-	for offset, guard := 0, 0; guard < 10000; guard++ {
-		n, err := fetch(ctx, offset, limit)
+	n, err := fetch(ctx, 0, limit)
+	if err != nil || n < limit {
+		return err
+	}
+	for offset := limit; offset < 10000*limit; offset += pageWave * limit {
+		counts := make([]int, pageWave)
+		err := parallel(pageWave, func(i int) error {
+			var err error
+			counts[i], err = fetch(ctx, offset+i*limit, limit)
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		offset += n
-		if n < limit {
+		if slices.ContainsFunc(counts, func(n int) bool { return n < limit }) {
 			return nil
 		}
 	}
 	return fmt.Errorf("sendgrid: a list did not end after 10000 pages")
 }
+
+// pageWave is how many further pages of a list are asked at once.
+const pageWave = 4
 
 func pageQuery(offset, limit int) map[string]string {
 	return map[string]string{"limit": strconv.Itoa(limit), "offset": strconv.Itoa(offset)}
@@ -304,36 +357,21 @@ func pageQuery(offset, limit int) map[string]string {
 // they are counted here.
 func (p *Provider) collectTeammates(ctx context.Context, c *client, s *provider.Scrape) error {
 	byType := map[string]float64{"owner": 0, "admin": 0, "teammate": 0}
-	err := pages(ctx, p.pageSize, func(ctx context.Context, offset, limit int) (int, error) {
-		var r struct {
-			Result []struct {
-				UserType string `json:"user_type"`
-			} `json:"result"`
-			Results []struct {
-				UserType string `json:"user_type"`
-			} `json:"results"` // the spec's example spelling
-		}
-		if err := c.get(ctx, "/v3/teammates", pageQuery(offset, limit), &r); err != nil {
-			return 0, err
-		}
-		items := append(r.Result, r.Results...)
-		for _, t := range items {
-			if ut := provider.Label(t.UserType); ut != "" {
-				byType[ut]++
-			}
-		}
-		return len(items), nil
-	})
-	if err != nil {
-		return err
-	}
-	// Pending invitations are not paged by the API: one answer holds them all.
+	var mu sync.Mutex
+	// Pending invitations are not paged by the API: one answer holds them
+	// all. They are asked with the first page.
 	var pending struct {
 		Result []struct {
 			ExpirationDate float64 `json:"expiration_date"` // Unix seconds; 0 if absent
 		} `json:"result"`
 	}
-	if err := c.get(ctx, "/v3/teammates/pending", nil, &pending); err != nil {
+	err := parallel(2, func(i int) error {
+		if i == 1 {
+			return c.get(ctx, "/v3/teammates/pending", nil, &pending)
+		}
+		return p.teammatePages(ctx, c, &mu, byType)
+	})
+	if err != nil {
 		return err
 	}
 	live, expired := 0, 0
@@ -354,6 +392,32 @@ func (p *Provider) collectTeammates(ctx context.Context, c *client, s *provider.
 	return nil
 }
 
+// teammatePages counts every page of /v3/teammates into byType (under mu).
+func (p *Provider) teammatePages(ctx context.Context, c *client, mu *sync.Mutex, byType map[string]float64) error {
+	return pages(ctx, p.pageSize, func(ctx context.Context, offset, limit int) (int, error) {
+		var r struct {
+			Result []struct {
+				UserType string `json:"user_type"`
+			} `json:"result"`
+			Results []struct {
+				UserType string `json:"user_type"`
+			} `json:"results"` // the spec's example spelling
+		}
+		if err := c.get(ctx, "/v3/teammates", pageQuery(offset, limit), &r); err != nil {
+			return 0, err
+		}
+		items := append(r.Result, r.Results...)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, t := range items {
+			if ut := provider.Label(t.UserType); ut != "" {
+				byType[ut]++
+			}
+		}
+		return len(items), nil
+	})
+}
+
 // collectAPIKeys: the API documents a limit but no offset, so one call
 // with the largest limit is all there is.
 func collectAPIKeys(ctx context.Context, c *client, s *provider.Scrape) error {
@@ -371,6 +435,7 @@ func collectAPIKeys(ctx context.Context, c *client, s *provider.Scrape) error {
 
 func (p *Provider) collectSubusers(ctx context.Context, c *client, s *provider.Scrape) error {
 	counts := map[bool]float64{false: 0, true: 0}
+	var mu sync.Mutex
 	err := pages(ctx, p.pageSize, func(ctx context.Context, offset, limit int) (int, error) {
 		var r []struct {
 			Disabled bool `json:"disabled"`
@@ -378,6 +443,8 @@ func (p *Provider) collectSubusers(ctx context.Context, c *client, s *provider.S
 		if err := c.get(ctx, "/v3/subusers", pageQuery(offset, limit), &r); err != nil {
 			return 0, err
 		}
+		mu.Lock()
+		defer mu.Unlock()
 		for _, u := range r {
 			counts[u.Disabled]++
 		}
@@ -444,13 +511,10 @@ func (p *Provider) subuserEmails(ctx context.Context, c *client, s *provider.Scr
 	return nil
 }
 
+// collectSubuserStats asks for today and this month at once.
 func (p *Provider) collectSubuserStats(ctx context.Context, c *client, s *provider.Scrape) error {
-	for _, q := range currentPeriods(s.Now) {
-		if err := p.subuserEmails(ctx, c, s, q); err != nil {
-			return err
-		}
-	}
-	return nil
+	qs := currentPeriods(s.Now)
+	return parallel(len(qs), func(i int) error { return p.subuserEmails(ctx, c, s, qs[i]) })
 }
 
 func (p *Provider) collectSubuserStatsLastMonth(ctx context.Context, c *client, s *provider.Scrape) error {
@@ -458,15 +522,16 @@ func (p *Provider) collectSubuserStatsLastMonth(ctx context.Context, c *client, 
 }
 
 // collectSubuserCredits reads the credits of this month's top subusers,
-// one call each, a few at a time (the engine bounds them further).
+// one call each, all at once (the engine bounds them per account).
 func (p *Provider) collectSubuserCredits(ctx context.Context, c *client, s *provider.Scrape) error {
 	top, err := p.topSubusers(ctx, c, currentPeriods(s.Now)[1])
 	if err != nil {
 		return err
 	}
+	// All at once: the engine bounds the calls in flight per account
+	// (MaxConcurrentCalls), so a few subusers take one round trip.
 	var (
 		wg   sync.WaitGroup
-		sem  = make(chan struct{}, 4)
 		errs = make([]error, len(top))
 	)
 	for i, su := range top {
@@ -474,8 +539,6 @@ func (p *Provider) collectSubuserCredits(ctx context.Context, c *client, s *prov
 		go func() {
 			defer wg.Done()
 			defer provider.Recover("sendgrid subuser credits", &errs[i])
-			sem <- struct{}{}
-			defer func() { <-sem }()
 			var r struct {
 				Type   string   `json:"type"`
 				Remain *float64 `json:"remain"` // null: unlimited

@@ -37,22 +37,32 @@ func keyConn(key, region string) provider.Connection {
 	return c
 }
 
-// TestPagesStopOnShortPage: a page shorter than the limit is the last one,
-// so 7 teammates at 3 a page take 3 calls, not 4 (the old loop asked
-// for one more, empty, page of every list).
+// TestPagesStopOnShortPage: a page shorter than the limit is the last one
+// (the old loop asked for one more, empty, page of every list). After a
+// full first page the next pageWave pages are asked at once (issue #17: a
+// long list in a round trip per pageWave pages), so 7 teammates at 3 a
+// page take 2 round trips and 5 calls.
 func TestPagesStopOnShortPage(t *testing.T) {
 	for _, c := range []struct {
-		items, limit, calls int
-	}{{7, 3, 3}, {6, 3, 3}, {0, 3, 1}, {2, 500, 1}, {1000, 500, 3}} {
-		calls, got := 0, 0
+		items, limit, calls, rounds int
+	}{{7, 3, 5, 2}, {6, 3, 5, 2}, {0, 3, 1, 1}, {2, 500, 1, 1}, {1000, 500, 5, 2}, {14, 3, 5, 2}, {15, 3, 9, 3}} {
+		var (
+			mu                  sync.Mutex
+			calls, got, highest int
+		)
 		err := pages(context.Background(), c.limit, func(_ context.Context, offset, limit int) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
 			calls++
+			highest = max(highest, offset)
 			n := max(min(limit, c.items-offset), 0)
 			got += n
 			return n, nil
 		})
-		if err != nil || calls != c.calls || got != c.items {
-			t.Errorf("%d items, limit %d: %d calls for %d items (%v), want %d calls", c.items, c.limit, calls, got, err, c.calls)
+		// Round trips: the first page, then one per wave.
+		rounds := 1 + (highest/c.limit+pageWave-1)/pageWave
+		if err != nil || calls != c.calls || got != c.items || rounds != c.rounds {
+			t.Errorf("%d items, limit %d: %d calls in %d round trips for %d items (%v), want %d calls in %d", c.items, c.limit, calls, rounds, got, err, c.calls, c.rounds)
 		}
 	}
 
@@ -63,8 +73,8 @@ func TestPagesStopOnShortPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	routes := sim.CallCounts().Routes
-	if routes["GET /sendgrid/v3/teammates"] != 3 || routes["GET /sendgrid/v3/subusers"] != 2 {
-		t.Errorf("calls: teammates %d (want 3 for 7), subusers %d (want 2 for 5)", routes["GET /sendgrid/v3/teammates"], routes["GET /sendgrid/v3/subusers"])
+	if routes["GET /sendgrid/v3/teammates"] != 5 || routes["GET /sendgrid/v3/subusers"] != 5 {
+		t.Errorf("calls: teammates %d (want 5 for 7: a page, then a wave of 4), subusers %d (want 5 for 5)", routes["GET /sendgrid/v3/teammates"], routes["GET /sendgrid/v3/subusers"])
 	}
 	want := `
 # HELP saas_sendgrid_teammates Teammates (seats) by user type, SSO teammates included.

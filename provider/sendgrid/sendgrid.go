@@ -84,6 +84,7 @@ type Provider struct {
 	maxSubusers int
 	pageSize    int           // limit of paged lists; SendGrid's largest, smaller in tests
 	oauth       *oauth.Method // nil unless vendors.sendgrid.oauth is configured
+	known       scopeMemory   // scopes learnt during collection (scopecheck.go)
 }
 
 // New builds the provider from its config section (nil: defaults).

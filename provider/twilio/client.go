@@ -53,6 +53,8 @@ type client struct {
 	user  string // customer AccountSid: the basic-auth user
 	sid   string // the account whose resources are read: user, or one of its subaccounts
 	token string // Connect App owner's auth token
+	// subs lists the subaccounts once per collection (set by Collect).
+	subs func() (subsList, error)
 }
 
 func (p *Provider) client(hc *http.Client, sid string) *client {
@@ -67,6 +69,7 @@ func (p *Provider) client(hc *http.Client, sid string) *client {
 func (c *client) subaccount(sid string) *client {
 	cc := *c
 	cc.sid = sid
+	cc.subs = nil
 	return &cc
 }
 

@@ -92,10 +92,13 @@ var (
 		"subaccount_sid", "subaccount", "period", "currency")
 )
 
-// Collect reads one connected account: the account itself (the credential
-// check), then usage, balance, phone numbers and subaccounts concurrently
-// (the engine bounds calls per account). A failing section does not hide
-// the others.
+// Collect reads one connected account: the account itself (status, and
+// the credential check: any section's 401 20003 says revoked), usage,
+// balance, phone numbers and subaccounts, all at once (the engine bounds
+// the calls per account, see MaxConcurrentCalls). The subaccount list is
+// fetched once per collection and shared; a failing section does not
+// hide the others. A cold collection is two round trips deep: the
+// subaccounts' spend needs their list.
 func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 	sid := s.Conn.AccountID
 	if !accountSidRe.MatchString(sid) {
@@ -105,23 +108,15 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 		return errors.New("twilio: vendors.twilio.auth_token is not configured; the Connect App owner's auth token is needed to read connected accounts")
 	}
 	c := p.client(s.HTTP, sid)
-	acct, err := c.fetchAccount(ctx)
-	if err != nil {
-		return revokedIf(err)
-	}
-	for _, st := range accountStatuses {
-		v := 0.0
-		if st == acct.Status {
-			v = 1
-		}
-		s.Gauge(descAccountStatus, v, st)
-	}
-	s.Gauge(descAccountInfo, 1, provider.Label(acct.Type), provider.Label(acct.parent()), sid)
+	c.subs = shareOnce(func() (subsList, error) {
+		subs, refused, err := listSubaccounts(ctx, c)
+		return subsList{subs, refused}, err
+	})
 
 	sec := func(name string, every time.Duration, run func(context.Context, *client, *provider.Scrape) error) provider.Section {
 		return provider.Section{Name: name, Every: every, Run: func(ctx context.Context, s *provider.Scrape) error { return run(ctx, c, s) }}
 	}
-	secs := []provider.Section{sec("balance", 0, collectBalance), sec("phone_numbers", 0, collectPhoneNumbers)}
+	secs := []provider.Section{sec("account", 0, collectAccount), sec("balance", 0, collectBalance), sec("phone_numbers", 0, collectPhoneNumbers)}
 	for _, pr := range periods {
 		secs = append(secs, sec(pr.section("usage", s.Now), pr.every, func(ctx context.Context, c *client, s *provider.Scrape) error {
 			return collectUsage(ctx, c, s, pr)
@@ -135,6 +130,32 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 		}))
 	}
 	return revokedIf(s.Sections(ctx, secs...))
+}
+
+// MaxConcurrentCalls: Twilio limits each account's concurrent REST calls
+// (error 20429, "too many concurrent requests"; the support article on
+// 429s gives 100 by default). The account is shared with the customer's
+// own traffic, so the exporter stays far below: 16, about one cold
+// collection's calls at once.
+func (p *Provider) MaxConcurrentCalls() int { return maxConcurrentCalls }
+
+const maxConcurrentCalls = 16
+
+// collectAccount exports the account's status and type.
+func collectAccount(ctx context.Context, c *client, s *provider.Scrape) error {
+	acct, err := c.fetchAccount(ctx)
+	if err != nil {
+		return err
+	}
+	for _, st := range accountStatuses {
+		v := 0.0
+		if st == acct.Status {
+			v = 1
+		}
+		s.Gauge(descAccountStatus, v, st)
+	}
+	s.Gauge(descAccountInfo, 1, provider.Label(acct.Type), provider.Label(acct.parent()), c.sid)
+	return nil
 }
 
 // revokedIf marks err revoked when Twilio refused the credential: 401 with
@@ -405,10 +426,53 @@ func listSubaccounts(ctx context.Context, c *client) (subs []account, refused bo
 	return subs, false, err
 }
 
+// subsList is listSubaccounts' answer, shared by a collection's sections.
+type subsList struct {
+	subs    []account
+	refused bool
+}
+
+// shareOnce runs f once for every caller. Unlike sync.OnceValues the
+// others wait on a channel, which synctest (the round-trip test) counts as
+// durably blocked. A panic in f is the first caller's; the others get an
+// error.
+func shareOnce(f func() (subsList, error)) func() (subsList, error) {
+	var (
+		mu      sync.Mutex
+		started bool
+		done    = make(chan struct{})
+		v       subsList
+		err     = fmt.Errorf("%s: listing the subaccounts failed", vendor)
+	)
+	return func() (subsList, error) {
+		mu.Lock()
+		first := !started
+		started = true
+		mu.Unlock()
+		if first {
+			defer close(done)
+			v, err = f()
+			return v, err
+		}
+		<-done
+		return v, err
+	}
+}
+
+// subaccounts lists the subaccounts once per collection (c.subs), or
+// itself for a client made outside Collect.
+func (c *client) subaccounts(ctx context.Context) ([]account, bool, error) {
+	if c.subs == nil {
+		return listSubaccounts(ctx, c)
+	}
+	l, err := c.subs()
+	return l.subs, l.refused, err
+}
+
 // collectSubaccountCounts exports the subaccounts by status; nothing
 // where Twilio refuses the listing.
 func collectSubaccountCounts(ctx context.Context, c *client, s *provider.Scrape) error {
-	subs, refused, err := listSubaccounts(ctx, c)
+	subs, refused, err := c.subaccounts(ctx)
 	if err != nil || refused {
 		return err
 	}
@@ -432,7 +496,7 @@ func collectSubaccountCounts(ctx context.Context, c *client, s *provider.Scrape)
 // Subaccounts this section has no value for yet go first, so a first
 // collection cut short by the deadline is completed by the next ones.
 func (p *Provider) collectSubaccountSpend(ctx context.Context, c *client, s *provider.Scrape, pr period) error {
-	subs, refused, err := listSubaccounts(ctx, c)
+	subs, refused, err := c.subaccounts(ctx)
 	if err != nil || refused {
 		return err
 	}
