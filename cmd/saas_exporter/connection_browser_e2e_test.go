@@ -17,6 +17,7 @@ import (
 // SAAS_UPDATE_SCREENSHOTS=1 also writes docs/connection.png and
 // docs/connection-phone.png for the README.
 func TestBrowserConnectionPage(t *testing.T) {
+	t.Parallel()
 	browser := requireTool(t, "chromium")
 	s := startStack(t, stackOptions{MinInterval: "1h"})
 	var created apiConn

@@ -11,6 +11,7 @@ import (
 // inside min_interval, the provider's summary with its meter, the attempt
 // history, and renames with their refusals.
 func TestConnectionAPIEndToEnd(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{MinInterval: "1h"})
 	var sg, beta apiConn
 	if code := s.api("POST", "/api/v1/connections", map[string]string{"vendor": "sendgrid", "name": "sg-acme", "api_key": vendorsim.SendGridKeyAcme}, &sg); code != 201 {
