@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/saas-exporter/saas_exporter/collector"
 	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
 )
@@ -40,7 +41,7 @@ func (s *Server) budgetView(c store.Connection) *apiBudget {
 		return nil
 	}
 	v := &apiBudget{Monthly: c.Budget, Unit: b.BudgetUnit(), Comparable: true}
-	if why := b.BudgetUnavailable(c); why != "" {
+	if why := b.BudgetUnavailable(collector.View(c)); why != "" {
 		v.Comparable = false
 		v.Warning = "No usage can be compared with this budget: " + why
 		return v

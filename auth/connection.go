@@ -193,7 +193,7 @@ func (s *Server) summaryOf(c store.Connection, d collector.Detail) []provider.Su
 				items = nil
 			}
 		}()
-		items = sp.Summary(c, provider.SamplesOf(d.Latest))
+		items = sp.Summary(collector.View(c), provider.SamplesOf(d.Latest))
 	}()
 	return items
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/saas-exporter/saas_exporter/collector"
 	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
 )
@@ -79,7 +80,7 @@ func (s *Server) stillAuthorized(r *http.Request, p provider.Provider, c store.C
 	}()
 	ctx, cancel := s.contextOf(r)
 	defer cancel()
-	return rc.StillAuthorized(ctx, s.client(p.Vendor()), c)
+	return rc.StillAuthorized(ctx, s.client(p.Vendor()), collector.View(c))
 }
 
 func (s *Server) revoke(r *http.Request, p provider.Provider, accountIDs []string) error {

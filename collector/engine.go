@@ -449,7 +449,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 	ent.mu.Lock()
 	prevSections := ent.sections
 	ent.mu.Unlock()
-	s := &provider.Scrape{Conn: c, HTTP: &http.Client{Transport: rec}, Now: start, Previous: prevSections,
+	s := &provider.Scrape{Conn: View(c), HTTP: &http.Client{Transport: rec}, Now: start, Previous: prevSections,
 		Renew: func(ctx context.Context, fn func(provider.Connection) (*provider.Credential, error)) (provider.Connection, error) {
 			nc, err := renew(ctx, fn)
 			if err == nil {
@@ -522,7 +522,7 @@ func (e *Engine) renewer(id string) func(context.Context, func(provider.Connecti
 		err := e.o.Store.UpdateLocked(ctx, id, func(c store.Connection) (*store.Connection, error) {
 			from, renewed = c.Secret, false
 			out = e.creds.overlay(c)
-			cred, err := fn(out)
+			cred, err := fn(View(out))
 			if err != nil || cred == nil {
 				return nil, err
 			}
@@ -535,9 +535,9 @@ func (e *Engine) renewer(id string) func(context.Context, func(provider.Connecti
 			e.creds.landed(id, out.Secret)
 		case err != nil && renewed && !permanent(err):
 			e.creds.keep(id, from, credentialOf(out), err)
-			return out, nil
+			return View(out), nil
 		}
-		return out, err
+		return View(out), err
 	}
 }
 

@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"time"
-
-	"github.com/saas-exporter/saas_exporter/store"
 )
 
 // Provider is everything one vendor contributes.
@@ -122,5 +120,24 @@ type Credential struct {
 	Expiry        time.Time         // zero: never expires
 }
 
-// Connection is what a provider sees of a stored connection.
-type Connection = store.Connection
+// Connection is what a provider sees of a connection: who it is, how it
+// was connected, its settings and its credential. It is a view, not the
+// storage model: the engine and the web side build it from the stored
+// record (collector.View), and a provider changes a connection only by
+// returning a Credential, which the engine saves.
+type Connection struct {
+	ID         string
+	Vendor     string
+	Name       string
+	Account    string // human-readable account (name, workspace slug)
+	AccountID  string // vendor's stable id
+	AuthMethod string
+	// Settings are non-secret, provider-specific values (region, ...).
+	Settings map[string]string
+	// Secret is the credential, opened by the engine.
+	Secret        map[string]string
+	Scopes        []string
+	MissingScopes []string
+	// Expiry is when the credential stops working without a person; zero if never.
+	Expiry time.Time
+}

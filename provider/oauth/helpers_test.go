@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/saas-exporter/saas_exporter/collector"
 	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
 )
@@ -194,11 +195,11 @@ func (s *stored) put(c store.Connection) {
 
 // scrape is a Scrape of the stored connection at now, as the engine builds it.
 func (s *stored) scrape(now time.Time, hc *http.Client) *provider.Scrape {
-	return &provider.Scrape{Conn: s.get(), HTTP: hc, Now: now, Renew: func(ctx context.Context, fn func(provider.Connection) (*provider.Credential, error)) (provider.Connection, error) {
+	return &provider.Scrape{Conn: collector.View(s.get()), HTTP: hc, Now: now, Renew: func(ctx context.Context, fn func(provider.Connection) (*provider.Credential, error)) (provider.Connection, error) {
 		var out store.Connection
 		err := s.st.UpdateLocked(ctx, s.id, func(c store.Connection) (*store.Connection, error) {
 			out = c
-			cred, err := fn(c)
+			cred, err := fn(collector.View(c))
 			if err != nil || cred == nil {
 				return nil, err
 			}
@@ -208,7 +209,7 @@ func (s *stored) scrape(now time.Time, hc *http.Client) *provider.Scrape {
 			}
 			return &out, nil
 		})
-		return out, err
+		return collector.View(out), err
 	}}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/saas-exporter/saas_exporter/collector"
 	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
 )
@@ -88,7 +89,7 @@ func TestAnotherReplicaRefreshedAlready(t *testing.T) {
 	m, _ := newMethod(t, a, nil)
 	s := newStored(t, oauthConn("at-old", "rt-old", t0.Add(10*time.Second)))
 	sc := s.scrape(t0, nil) // read before the other replica's refresh
-	s.put(func() (c provider.Connection) {
+	s.put(func() (c store.Connection) {
 		c = s.get()
 		c.Secret[SecretAccessToken], c.Secret[SecretRefreshToken] = "at-other", "rt-other"
 		c.Settings[SettingAccessExpiry] = t0.Add(time.Hour).Format(time.RFC3339)
@@ -242,7 +243,7 @@ func TestWithoutRenewTheEngineSaves(t *testing.T) {
 	m, _ := newMethod(t, a, nil)
 	c := oauthConn("at-old", "rt-old", t0)
 	c.AuthMethod = "oauth"
-	sc := &provider.Scrape{Conn: c, Now: t0}
+	sc := &provider.Scrape{Conn: collector.View(c), Now: t0}
 	tok, err := m.AccessToken(context.Background(), sc)
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"gopkg.in/yaml.v3"
 
+	"github.com/saas-exporter/saas_exporter/collector"
 	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/provider/oauth"
 	"github.com/saas-exporter/saas_exporter/store"
@@ -151,12 +152,12 @@ func (f *oauthFixture) get(id string) store.Connection {
 // collect runs Collect on the stored connection as the engine does.
 func (f *oauthFixture) collect(id string) (metrics, error) {
 	f.t.Helper()
-	s := &provider.Scrape{Conn: f.get(id), HTTP: http.DefaultClient, Now: f.clock.Now(),
+	s := &provider.Scrape{Conn: collector.View(f.get(id)), HTTP: http.DefaultClient, Now: f.clock.Now(),
 		Renew: func(ctx context.Context, fn func(provider.Connection) (*provider.Credential, error)) (provider.Connection, error) {
 			var out store.Connection
 			err := f.st.UpdateLocked(ctx, id, func(c store.Connection) (*store.Connection, error) {
 				out = c
-				cred, err := fn(c)
+				cred, err := fn(collector.View(c))
 				if err != nil || cred == nil {
 					return nil, err
 				}
@@ -166,7 +167,7 @@ func (f *oauthFixture) collect(id string) (metrics, error) {
 				}
 				return &out, nil
 			})
-			return out, err
+			return collector.View(out), err
 		}}
 	err := f.p.Collect(context.Background(), s)
 	m, _, _ := s.Result()
