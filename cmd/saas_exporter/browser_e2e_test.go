@@ -60,7 +60,7 @@ func signIn(s *stack, run func(step string, actions ...chromedp.Action[chromedp.
 // SAAS_UPDATE_SCREENSHOTS=1 also writes the screenshots in docs/ for the
 // README.
 func TestBrowserEndToEnd(t *testing.T) {
-	t.Parallel()
+	// Not parallel: chromium is CPU-heavy and would push other tests past their timeouts.
 	browser := requireTool(t, "chromium")
 	// With SendGrid's OAuth configured, so every kind of button shows.
 	s := startOAuthStack(t, stackOptions{MinInterval: "1h"}).stack

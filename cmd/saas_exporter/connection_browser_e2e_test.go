@@ -17,7 +17,7 @@ import (
 // SAAS_UPDATE_SCREENSHOTS=1 also writes docs/connection.png and
 // docs/connection-phone.png for the README.
 func TestBrowserConnectionPage(t *testing.T) {
-	t.Parallel()
+	// Not parallel: chromium is CPU-heavy and would push other tests past their timeouts.
 	browser := requireTool(t, "chromium")
 	s := startStack(t, stackOptions{MinInterval: "1h"})
 	var created apiConn
