@@ -7,9 +7,9 @@ import (
 	"github.com/saas-exporter/saas_exporter/provider"
 )
 
-// Breakdown are the usage categories that do not overlap (each a separate
+// breakdown are the usage categories that do not overlap (each a separate
 // product holding its parts): the same set the Twilio dashboard uses.
-var Breakdown = []string{"calls", "sms", "mms", "phonenumbers", "recordings", "transcriptions"}
+var breakdown = []string{"calls", "sms", "mms", "phonenumbers", "recordings", "transcriptions"}
 
 // topCategories is how many categories the connection page lists.
 const topCategories = 5
@@ -36,7 +36,7 @@ func (p *Provider) Summary(_ provider.Connection, latest provider.Samples) []pro
 		cur := total.Labels["currency"]
 		var cats []provider.SummaryItem
 		rest := total.Value
-		for _, c := range Breakdown {
+		for _, c := range breakdown {
 			v, ok := latest.Get(mPrice, "category", c, "period", "this_month", "currency", cur)
 			if !ok || v <= 0 {
 				continue
