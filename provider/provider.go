@@ -1,6 +1,7 @@
 // Package provider is the small interface between the generic parts of the
 // exporter (auth, collector) and one vendor (provider/<vendor>). Generic code
-// never names a vendor; it only sees these types.
+// never names a vendor; it only sees these types. It imports nothing of the
+// exporter: a vendor sees a Connection view, never the store's record.
 package provider
 
 import (
