@@ -15,6 +15,7 @@ import (
 
 	"github.com/saas-exporter/saas_exporter/collector"
 	"github.com/saas-exporter/saas_exporter/provider"
+	"github.com/saas-exporter/saas_exporter/provider/providertest"
 	"github.com/saas-exporter/saas_exporter/store"
 )
 
@@ -195,22 +196,7 @@ func (s *stored) put(c store.Connection) {
 
 // scrape is a Scrape of the stored connection at now, as the engine builds it.
 func (s *stored) scrape(now time.Time, hc *http.Client) *provider.Scrape {
-	return &provider.Scrape{Conn: collector.View(s.get()), HTTP: hc, Now: now, Renew: func(ctx context.Context, fn func(provider.Connection) (*provider.Credential, error)) (provider.Connection, error) {
-		var out store.Connection
-		err := s.st.UpdateLocked(ctx, s.id, func(c store.Connection) (*store.Connection, error) {
-			out = c
-			cred, err := fn(collector.View(c))
-			if err != nil || cred == nil {
-				return nil, err
-			}
-			out.Secret, out.Expiry = cred.Secret, cred.Expiry
-			if cred.Settings != nil {
-				out.Settings = cred.Settings
-			}
-			return &out, nil
-		})
-		return collector.View(out), err
-	}}
+	return &provider.Scrape{Conn: collector.View(s.get()), HTTP: hc, Now: now, Renew: providertest.Renew(s.st, s.id)}
 }
 
 // oauthConn is a stored OAuth connection whose access token expires at exp.

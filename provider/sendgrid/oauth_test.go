@@ -21,6 +21,7 @@ import (
 	"github.com/saas-exporter/saas_exporter/collector"
 	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/provider/oauth"
+	"github.com/saas-exporter/saas_exporter/provider/providertest"
 	"github.com/saas-exporter/saas_exporter/store"
 	"github.com/saas-exporter/saas_exporter/vendorsim"
 )
@@ -153,22 +154,7 @@ func (f *oauthFixture) get(id string) store.Connection {
 func (f *oauthFixture) collect(id string) (metrics, error) {
 	f.t.Helper()
 	s := &provider.Scrape{Conn: collector.View(f.get(id)), HTTP: http.DefaultClient, Now: f.clock.Now(),
-		Renew: func(ctx context.Context, fn func(provider.Connection) (*provider.Credential, error)) (provider.Connection, error) {
-			var out store.Connection
-			err := f.st.UpdateLocked(ctx, id, func(c store.Connection) (*store.Connection, error) {
-				out = c
-				cred, err := fn(collector.View(c))
-				if err != nil || cred == nil {
-					return nil, err
-				}
-				out.Secret, out.Expiry = cred.Secret, cred.Expiry
-				if cred.Settings != nil {
-					out.Settings = cred.Settings
-				}
-				return &out, nil
-			})
-			return collector.View(out), err
-		}}
+		Renew: providertest.Renew(f.st, id)}
 	err := f.p.Collect(context.Background(), s)
 	m, _, _ := s.Result()
 	return m, err
