@@ -72,7 +72,8 @@ func unsign(key []byte, tok string) ([]byte, bool) {
 		return nil, false
 	}
 	got, err := b64.DecodeString(sig)
-	if err != nil || !hmac.Equal(got, mac(key, p)) {
+	// The decoder skips newlines: only the canonical spelling is the token.
+	if err != nil || b64.EncodeToString(got) != sig || !hmac.Equal(got, mac(key, p)) {
 		return nil, false
 	}
 	payload, err := b64.DecodeString(p)
@@ -203,7 +204,8 @@ func (s *Server) inviteID(tok string) (string, bool) {
 		return "", false
 	}
 	got, err := b64.DecodeString(sig)
-	if err != nil {
+	// The decoder skips newlines: only the canonical spelling is the token.
+	if err != nil || b64.EncodeToString(got) != sig {
 		return "", false
 	}
 	for _, k := range append([][]byte{s.keys.invite}, s.keys.oldInvite...) {
