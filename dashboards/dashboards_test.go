@@ -96,7 +96,7 @@ var knownValues = map[string][]string{
 	"period":    {"today", "this_month", "last_month"},
 	"event":     {"requests", "delivered", "bounces", "blocks", "bounce_drops", "clicks", "deferred", "invalid_emails", "opens", "processed", "spam_report_drops", "spam_reports", "unique_clicks", "unique_opens", "unsubscribe_drops", "unsubscribes"},
 	"kind":      {"identified", "anonymous", "anonymous_identified", "never_identified"},
-	"status":    {"active", "suspended", "closed"},
+	"status":    {"active", "suspended", "closed", "other"},
 	"user_type": {"owner", "admin", "teammate"},
 	"disabled":  {"true", "false"},
 	"frequency": {"monthly", "weekly", "daily"},

@@ -154,7 +154,7 @@ func collectAccount(ctx context.Context, c *client, s *provider.Scrape) error {
 		}
 		s.Gauge(descAccountStatus, v, st)
 	}
-	s.Gauge(descAccountInfo, 1, provider.Label(acct.Type), provider.Label(acct.parent()), c.sid)
+	s.Gauge(descAccountInfo, 1, accountType(acct.Type), provider.Label(acct.parent()), c.sid)
 	return nil
 }
 
@@ -469,6 +469,16 @@ func (c *client) subaccounts(ctx context.Context) ([]account, bool, error) {
 	return l.subs, l.refused, err
 }
 
+// accountType keeps saas_twilio_account_info{type} to Twilio's documented
+// account types; anything else is "other".
+func accountType(t string) string {
+	switch t {
+	case "Full", "Trial":
+		return t
+	}
+	return "other"
+}
+
 // collectSubaccountCounts exports the subaccounts by status; nothing
 // where Twilio refuses the listing.
 func collectSubaccountCounts(ctx context.Context, c *client, s *provider.Scrape) error {
@@ -484,8 +494,12 @@ func collectSubaccountCounts(ctx context.Context, c *client, s *provider.Scrape)
 		s.Gauge(descSubaccounts, float64(n[st]), st)
 		delete(n, st)
 	}
-	for st, k := range n { // a status Twilio has not documented
-		s.Gauge(descSubaccounts, float64(k), st)
+	other := 0
+	for _, k := range n { // statuses Twilio has not documented
+		other += k
+	}
+	if other > 0 {
+		s.Gauge(descSubaccounts, float64(other), "other")
 	}
 	return nil
 }

@@ -668,3 +668,12 @@ func TestConfig(t *testing.T) {
 		t.Errorf("env and trailing slash: api=%s", p.apiURL)
 	}
 }
+
+// Label values from Twilio's enumerations stay a known set (#13 item 10).
+func TestAccountTypeIsAKnownValue(t *testing.T) {
+	for in, want := range map[string]string{"Full": "Full", "Trial": "Trial", "Enterprise " + strings.Repeat("x", 300): "other", "": "other"} {
+		if got := accountType(in); got != want {
+			t.Errorf("accountType(%.20q) = %q, want %q", in, got, want)
+		}
+	}
+}
