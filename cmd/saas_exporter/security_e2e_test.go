@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -361,21 +360,5 @@ func parallelConnects(t *testing.T, replicas ...*stack) {
 // startReconnect asks the API to reconnect connection id through its
 // redirect flow and returns the authorize URL.
 func (s *stack) startReconnect(c *apiFlowClient, id string) string {
-	s.t.Helper()
-	req, _ := http.NewRequest("POST", s.URL+"/api/v1/connections/"+id+"/reconnect", strings.NewReader("{}"))
-	req.SetBasicAuth(testAdmin, testPassword)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var re struct {
-		AuthorizeURL string `json:"authorize_url"`
-	}
-	json.NewDecoder(resp.Body).Decode(&re)
-	if resp.StatusCode != http.StatusAccepted {
-		s.t.Fatalf("reconnect: %d", resp.StatusCode)
-	}
-	return re.AuthorizeURL
+	return s.postFlow(c, "/api/v1/connections/"+id+"/reconnect", []byte("{}"))
 }

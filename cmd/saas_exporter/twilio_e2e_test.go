@@ -36,7 +36,14 @@ func newAPIFlowClient() *apiFlowClient {
 func (s *stack) startFlow(c *apiFlowClient, body map[string]string) string {
 	s.t.Helper()
 	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest("POST", s.URL+"/api/v1/connections", bytes.NewReader(b))
+	return s.postFlow(c, "/api/v1/connections", b)
+}
+
+// postFlow POSTs body to an API route that starts a redirect flow and
+// returns the authorize URL of its 202 answer.
+func (s *stack) postFlow(c *apiFlowClient, path string, b []byte) string {
+	s.t.Helper()
+	req, _ := http.NewRequest("POST", s.URL+path, bytes.NewReader(b))
 	req.SetBasicAuth(testAdmin, testPassword)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
@@ -50,7 +57,7 @@ func (s *stack) startFlow(c *apiFlowClient, body map[string]string) string {
 	}
 	json.NewDecoder(resp.Body).Decode(&out)
 	if resp.StatusCode != 202 || out.AuthorizeURL == "" {
-		s.t.Fatalf("start flow: %d %q", resp.StatusCode, out.Error)
+		s.t.Fatalf("POST %s: %d %q", path, resp.StatusCode, out.Error)
 	}
 	return out.AuthorizeURL
 }
