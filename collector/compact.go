@@ -81,15 +81,31 @@ func compactOf(m prometheus.Metric) prometheus.Metric {
 	return c
 }
 
-// compactSections returns secs with every metric compacted.
-func compactSections(secs map[string]provider.SectionResult) map[string]provider.SectionResult {
+// compactSections returns secs with every metric compacted; memo maps
+// each metric given to its compact form, so that the collection's whole
+// result (Detail's Latest) shares them instead of keeping a second copy.
+func compactSections(secs map[string]provider.SectionResult, memo map[prometheus.Metric]prometheus.Metric) map[string]provider.SectionResult {
 	out := make(map[string]provider.SectionResult, len(secs))
 	for name, r := range secs {
 		ms := make([]prometheus.Metric, len(r.Metrics))
 		for i, m := range r.Metrics {
 			ms[i] = compactOf(m)
+			memo[m] = ms[i]
 		}
 		out[name] = provider.SectionResult{Metrics: ms, At: r.At}
+	}
+	return out
+}
+
+// compactAll returns ms compacted, reusing memo's compact forms.
+func compactAll(ms []prometheus.Metric, memo map[prometheus.Metric]prometheus.Metric) []prometheus.Metric {
+	out := make([]prometheus.Metric, len(ms))
+	for i, m := range ms {
+		if c, ok := memo[m]; ok {
+			out[i] = c
+		} else {
+			out[i] = compactOf(m)
+		}
 	}
 	return out
 }

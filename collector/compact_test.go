@@ -18,10 +18,24 @@ func TestCompactMetricsRenderTheSame(t *testing.T) {
 		prometheus.MustNewConstMetric(counter, prometheus.CounterValue, 42, "prod"),
 		prometheus.MustNewConstMetric(prometheus.NewDesc("saas_test_untyped", "U.", nil, nil), prometheus.UntypedValue, 7),
 	}
-	kept := compactSections(map[string]provider.SectionResult{"s": {Metrics: orig}})["s"].Metrics
+	memo := map[prometheus.Metric]prometheus.Metric{}
+	kept := compactSections(map[string]provider.SectionResult{"s": {Metrics: orig}}, memo)["s"].Metrics
 	for i, m := range kept {
 		if _, ok := m.(*compactMetric); !ok {
 			t.Errorf("metric %d was not compacted: %T", i, m)
+		}
+	}
+	// The collection's whole result shares the sections' compact metrics
+	// (a second copy of every series was most of the heap at 2,000
+	// connections).
+	extra := prometheus.MustNewConstMetric(gauge, prometheus.GaugeValue, 2, "prod", "x", "today")
+	all := compactAll(append([]prometheus.Metric{extra}, orig...), memo)
+	if _, ok := all[0].(*compactMetric); !ok {
+		t.Errorf("a metric outside the sections was not compacted: %T", all[0])
+	}
+	for i, m := range all[1:] {
+		if m != kept[i] {
+			t.Errorf("metric %d of the result is a copy, not the section's compact metric", i)
 		}
 	}
 	a, err := renderUsage(orig)

@@ -477,10 +477,19 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 	if err == nil && ctx.Err() != nil {
 		err = fmt.Errorf("collection did not finish before the deadline: %w", ctx.Err())
 	}
+	// Only the compact forms outlive the collection: the sections, the
+	// page's latest values and the rendering all read the same ones.
+	memo := map[prometheus.Metric]prometheus.Metric{}
+	secs := s.SectionResults()
+	var kept map[string]provider.SectionResult
+	if secs != nil {
+		kept = compactSections(secs, memo)
+	}
+	metrics = compactAll(metrics, memo)
 	ent.mu.Lock()
 	ent.expiry, ent.renewed = expiry, renewed
-	if secs := s.SectionResults(); secs != nil {
-		ent.sections = compactSections(secs)
+	if secs != nil {
+		ent.sections = kept
 		ent.sectionAt = sectionTimes(secs)
 	}
 	ent.mu.Unlock()

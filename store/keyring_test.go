@@ -13,7 +13,7 @@ import (
 	"testing"
 )
 
-func mustKey(t *testing.T) string {
+func mustKey(t testing.TB) string {
 	t.Helper()
 	k, err := GenerateKey()
 	if err != nil {
@@ -22,7 +22,7 @@ func mustKey(t *testing.T) string {
 	return k
 }
 
-func mustRing(t *testing.T, text string) *Keyring {
+func mustRing(t testing.TB, text string) *Keyring {
 	t.Helper()
 	kr, err := ParseKeyring(text)
 	if err != nil {
