@@ -400,6 +400,48 @@ func procStatus(pid int) (rss, hwm int64, err error) {
 	return rss, hwm, sc.Err()
 }
 
+// cpuTime is the CPU (user + system) a process used so far; pid 0 is this
+// process (the simulator and the driver).
+func cpuTime(pid int) (time.Duration, bool) {
+	if pid == 0 {
+		var ru syscall.Rusage
+		if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+			return 0, false
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// Fields after the command (in parentheses, which may hold spaces):
+	// utime and stime are the 12th and 13th, in clock ticks (USER_HZ 100).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(u+st) * 10 * time.Millisecond, true
+}
+
+// cpu is the CPU used so far by the exporter (0 when not started by the
+// bench) and by this process.
+func (b *bench) cpu() (exporter, self time.Duration) {
+	if b.proc != nil {
+		exporter, _ = cpuTime(b.proc.pid())
+	}
+	self, _ = cpuTime(0)
+	return exporter, self
+}
+
 // memoryNow reads the exporter's memory; processRSS comes from a scrape.
 func (b *bench) memoryNow(processRSS float64) memory {
 	m := memory{ProcessRSS: processRSS}

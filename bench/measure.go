@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -101,29 +103,39 @@ func labelValue(series, name string) string {
 const prometheusAccept = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
 
 // scrape GETs /metrics as Prometheus does (with its Accept and timeout
-// headers, and gzip) and returns how long the whole answer took.
+// headers, and gzip) and returns how long the whole answer took, parsed.
 func (b *bench) scrape(ctx context.Context) (time.Duration, scrapeStats, error) {
+	d, _, st, err := b.scrapeTimed(ctx)
+	return d, st, err
+}
+
+// scrapeTimed is scrape that also says when the answer's last byte was
+// read (decompressed), before this client parsed it: the exporter's
+// part of a scrape, as any scraper sees it before its own ingestion.
+func (b *bench) scrapeTimed(ctx context.Context) (took, lastByte time.Duration, _ scrapeStats, _ error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.url+"/metrics", nil)
 	if err != nil {
-		return 0, scrapeStats{}, err
+		return 0, 0, scrapeStats{}, err
 	}
 	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", strconv.FormatFloat(b.o.HeaderTimeout, 'f', -1, 64))
 	req.Header.Set("Accept", prometheusAccept)
 	start := time.Now()
 	resp, err := b.http.Do(req)
 	if err != nil {
-		return 0, scrapeStats{}, fmt.Errorf("GET /metrics: %w", err)
+		return 0, 0, scrapeStats{}, fmt.Errorf("GET /metrics: %w", err)
 	}
 	defer resp.Body.Close()
-	st, perr := parseScrape(resp.Body)
-	took := time.Since(start)
+	body, rerr := io.ReadAll(resp.Body)
+	lastByte = time.Since(start)
+	st, perr := parseScrape(bytes.NewReader(body))
+	took = time.Since(start)
 	if resp.StatusCode != http.StatusOK {
-		return took, st, fmt.Errorf("GET /metrics answered %d", resp.StatusCode)
+		return took, lastByte, st, fmt.Errorf("GET /metrics answered %d", resp.StatusCode)
 	}
-	if perr != nil {
-		return took, st, fmt.Errorf("reading /metrics: %w", perr)
+	if err := errors.Join(rerr, perr); err != nil {
+		return took, lastByte, st, fmt.Errorf("reading /metrics: %w", err)
 	}
-	return took, st, nil
+	return took, lastByte, st, nil
 }
 
 // sizeResult is the cold and warm measurement of one number of connections.
@@ -136,8 +148,12 @@ type sizeResult struct {
 	Cold      time.Duration
 	ColdStats scrapeStats
 	ColdCalls map[string]int64 // vendor calls the cold scrape made
+	// CPU used during the cold scrape by the exporter and by the bench
+	// process (the simulator answering, the driver); 0 if unknown.
+	ColdCPU, ColdSimCPU time.Duration
 
 	Warm      []time.Duration
+	WarmBytes []time.Duration // the same scrapes to their last byte, before parsing
 	WarmCalls int64         // vendor calls during warm scrapes (0 when results are reused)
 	WarmSpan  time.Duration // from the cold scrape's start to the last warm scrape's end
 	WarmStats scrapeStats   // the last warm scrape
@@ -190,14 +206,18 @@ func sumCalls(m map[string]int64) int64 {
 // scrapes within min_interval, then memory).
 func (b *bench) measureColdWarm(ctx context.Context, r *sizeResult) error {
 	b.sim.ResetCalls()
+	expCPU, simCPU := b.cpu()
 	coldStart := time.Now()
 	d, st, err := b.scrape(ctx)
 	if err != nil {
 		return fmt.Errorf("cold scrape: %w", err)
 	}
 	r.Cold, r.ColdStats, r.ColdCalls = d, st, callsByVendor(b)
+	if e, s := b.cpu(); e > 0 {
+		r.ColdCPU, r.ColdSimCPU = e-expCPU, s-simCPU
+	}
 	ok, total := st.succeeded()
-	b.logf("%d connections: cold scrape %s, %d/%d succeeded, %d vendor calls", r.Connections, d.Round(time.Millisecond), ok, total, sumCalls(r.ColdCalls))
+	b.logf("%d connections: cold scrape %s, %d/%d succeeded, %d vendor calls, CPU exporter %s simulator+driver %s", r.Connections, d.Round(time.Millisecond), ok, total, sumCalls(r.ColdCalls), r.ColdCPU, r.ColdSimCPU)
 
 	b.sim.ResetCalls()
 	for i := 0; i < b.o.Scrapes; i++ {
@@ -207,19 +227,20 @@ func (b *bench) measureColdWarm(ctx context.Context, r *sizeResult) error {
 			b.note("%d connections: %d of %d warm scrapes made; more would have run past min_interval %s", r.Connections, i, b.o.Scrapes, b.o.MinInterval)
 			break
 		}
-		d, st, err := b.scrape(ctx)
+		d, last, st, err := b.scrapeTimed(ctx)
 		if err != nil {
 			return fmt.Errorf("warm scrape %d: %w", i+1, err)
 		}
 		r.Warm = append(r.Warm, d)
+		r.WarmBytes = append(r.WarmBytes, last)
 		r.WarmStats = st
 	}
 	r.WarmSpan = time.Since(coldStart)
 	r.WarmCalls = sumCalls(callsByVendor(b))
 	r.Mem = b.memoryNow(r.WarmStats.ProcessRSS)
-	b.logf("%d connections: warm median %s p90 %s max %s, RSS %.1f MiB", r.Connections,
+	b.logf("%d connections: warm median %s p90 %s max %s (to the last byte: median %s), RSS %.1f MiB", r.Connections,
 		percentile(r.Warm, 50).Round(time.Microsecond), percentile(r.Warm, 90).Round(time.Microsecond),
-		maxDuration(r.Warm).Round(time.Microsecond), mib(float64(r.Mem.rss())))
+		maxDuration(r.Warm).Round(time.Microsecond), percentile(r.WarmBytes, 50).Round(time.Microsecond), mib(float64(r.Mem.rss())))
 	if r.WarmSpan >= b.o.MinInterval {
 		b.note("%d connections: the warm scrapes ended %s after the cold scrape began, past min_interval %s, so the last ones may have called vendors (%d calls)", r.Connections, r.WarmSpan.Round(time.Millisecond), b.o.MinInterval, r.WarmCalls)
 	}

@@ -128,7 +128,11 @@ func (r *report) writeSingle(w io.Writer, s sizeResult) {
 	fmt.Fprintf(w, "| a. cold | one connection's collection (saas_scrape_duration_seconds): mean / max by vendor | %s |\n", vendorDurations(s.ColdStats))
 	fmt.Fprintf(w, "| a. cold | vendor calls | %d (%.2f per connection) |\n", sumCalls(s.ColdCalls), float64(sumCalls(s.ColdCalls))/float64(max(total, 1)))
 	fmt.Fprintf(w, "| a. cold | series in the answer | %d |\n", s.ColdStats.Series)
+	if s.ColdCPU > 0 {
+		fmt.Fprintf(w, "| a. cold | CPU during the cold scrape: exporter / simulator and driver | %s / %s s |\n", sec(s.ColdCPU), sec(s.ColdSimCPU))
+	}
 	fmt.Fprintf(w, "| b. warm | %d sequential scrapes: median / p90 / max | %s / %s / %s ms |\n", len(s.Warm), ms(percentile(s.Warm, 50)), ms(percentile(s.Warm, 90)), ms(maxDuration(s.Warm)))
+	fmt.Fprintf(w, "| b. warm | the same, to the last byte (before this client parses): median / p90 | %s / %s ms |\n", ms(percentile(s.WarmBytes, 50)), ms(percentile(s.WarmBytes, 90)))
 	fmt.Fprintf(w, "| b. warm | vendor calls during the warm scrapes | %d |\n", s.WarmCalls)
 	fmt.Fprintf(w, "| b. warm | series in the answer | %d |\n", s.WarmStats.Series)
 	fmt.Fprintf(w, "| b. memory | process_resident_memory_bytes | %.1f MiB |\n", mib(s.Mem.ProcessRSS))
@@ -177,19 +181,20 @@ func (r *report) writeSingle(w io.Writer, s sizeResult) {
 }
 
 func (r *report) writeScale(w io.Writer) {
-	fmt.Fprintf(w, "| connections | mix | cold scrape s | succeeded | warm median ms | warm p90 ms | warm max ms | RSS MiB | peak RSS MiB | series |\n")
-	fmt.Fprintf(w, "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(w, "| connections | mix | cold scrape s | succeeded | warm median ms | warm p90 ms | warm max ms | warm to last byte, median ms | RSS MiB | peak RSS MiB | series |\n")
+	fmt.Fprintf(w, "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, s := range r.Sizes {
 		ok, total := s.coldOK()
-		fmt.Fprintf(w, "| %d | %s | %s | %d/%d | %s | %s | %s | %.1f | %.1f | %d |\n",
+		fmt.Fprintf(w, "| %d | %s | %s | %d/%d | %s | %s | %s | %s | %.1f | %.1f | %d |\n",
 			s.Connections, mixString(s.ByVendor), sec(s.Cold), ok, total,
-			ms(percentile(s.Warm, 50)), ms(percentile(s.Warm, 90)), ms(maxDuration(s.Warm)),
+			ms(percentile(s.Warm, 50)), ms(percentile(s.Warm, 90)), ms(maxDuration(s.Warm)), ms(percentile(s.WarmBytes, 50)),
 			mib(float64(s.Mem.rss())), mib(float64(s.Mem.VmHWM)), s.WarmStats.Series)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "| connections | connect s (added since the previous size) | vendor calls, cold | vendor calls, warm |\n| ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(w, "| connections | connect s (added since the previous size) | vendor calls, cold (per connection) | vendor calls, warm | CPU s during the cold scrape: exporter / simulator and driver |\n| ---: | ---: | ---: | ---: | ---: |\n")
 	for _, s := range r.Sizes {
-		fmt.Fprintf(w, "| %d | %s | %d | %d |\n", s.Connections, sec(s.ConnectTook), sumCalls(s.ColdCalls), s.WarmCalls)
+		fmt.Fprintf(w, "| %d | %s | %d (%.1f) | %d | %s / %s |\n", s.Connections, sec(s.ConnectTook), sumCalls(s.ColdCalls),
+			float64(sumCalls(s.ColdCalls))/float64(max(s.Connections, 1)), s.WarmCalls, sec(s.ColdCPU), sec(s.ColdSimCPU))
 	}
 	fmt.Fprintln(w)
 	if r.PlotFile != "" {
