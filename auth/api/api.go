@@ -1,7 +1,7 @@
 // Package api serves the JSON API (/api/v1/...): HTTP basic auth with
 // its cache of checked credentials, JSON bodies and JSON errors. What a
-// call does is connect's; who may call is session's. It never imports ui
-// or a vendor.
+// call does is connect's and who may call is session's; it never imports
+// ui (the HTML pages) or a vendor.
 package api
 
 import (

@@ -1,7 +1,7 @@
 // Package ui serves the HTML side: the admin pages, the sign-in page, the
 // invite pages and the redirect flows' browser steps, with their
-// templates and security headers. What a page does is connect's, who may
-// see it is session's; it never imports api or a vendor.
+// templates and security headers. What a page does is connect's and who
+// may see it is session's; it never imports api (the JSON API) or a vendor.
 package ui
 
 import (
