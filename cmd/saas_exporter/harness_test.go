@@ -79,6 +79,9 @@ type stackOptions struct {
 	Now func() time.Time
 	// Sections replaces vendorSections (the OAuth stack's sendgrid block).
 	Sections []func(simURL, exporterURL string) string
+	// Limits shortens the admission bounds; Admission receives the gate.
+	Limits    limitOptions
+	Admission func(*admission)
 }
 
 // vendorConfig returns the vendors: section pointing every vendor at the
@@ -181,7 +184,7 @@ func startOnFreePort(t *testing.T, o stackOptions, sim *vendorsim.Server, simURL
 	ready := make(chan string, 1)
 	go func() {
 		args := append([]string{"--config.file=" + cfgFile, "--web.listen-address=" + addr, "--log.level=debug"}, o.Args...)
-		s.done <- run(ctx, args, io.Discard, s.logs, hooks{ready: func(a string) { ready <- a }, now: o.Now})
+		s.done <- run(ctx, args, io.Discard, s.logs, hooks{ready: func(a string) { ready <- a }, now: o.Now, limits: o.Limits, admission: o.Admission})
 	}()
 	select {
 	case <-ready:

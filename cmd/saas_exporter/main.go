@@ -56,6 +56,10 @@ type hooks struct {
 	// now is the exporter's clock; nil is time.Now. End-to-end tests pass a
 	// fake one to run expiry and refresh scenarios without waiting.
 	now func() time.Time
+	// limits shortens the admission bounds (zero: the defaults);
+	// admission, if set, receives the gate (tests watch its slots).
+	limits    limitOptions
+	admission func(*admission)
 }
 
 // run is main without the process around it, so tests can start the
@@ -139,8 +143,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, h hooks) 
 			return 1
 		}
 	}
+	gate := newAdmission(a.handler(), a.auth.Authenticated, h.limits)
+	if h.admission != nil {
+		h.admission(gate)
+	}
 	srv := &http.Server{
-		Handler:           limits(a.handler(), a.auth.Authenticated),
+		Handler:           gate,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}

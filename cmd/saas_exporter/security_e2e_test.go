@@ -261,9 +261,8 @@ func slowPost(t *testing.T, base, path string) net.Conn {
 // from clients that are not signed in are capped, while /metrics and a
 // signed-in admin still get through.
 func TestSlowBodiesAreBounded(t *testing.T) {
-	defer func(d time.Duration, n int) { bodyTimeout, maxUnauthenticated = d, n }(bodyTimeout, maxUnauthenticated)
-	bodyTimeout = 300 * time.Millisecond
-	s := startStack(t, stackOptions{})
+	t.Parallel()
+	s := startStack(t, stackOptions{Limits: limitOptions{bodyTimeout: 300 * time.Millisecond}})
 	for _, path := range []string{"/login", "/api/v1/connections", "/connect/twilio/deauthorize", "/invite/x.y"} {
 		conn := slowPost(t, s.URL, path)
 		// The server gives up on the body and closes the connection; a
@@ -277,28 +276,27 @@ func TestSlowBodiesAreBounded(t *testing.T) {
 }
 
 func TestUnauthenticatedRequestsCapped(t *testing.T) {
-	defer func(d time.Duration, n int) { bodyTimeout, maxUnauthenticated = d, n }(bodyTimeout, maxUnauthenticated)
-	bodyTimeout, maxUnauthenticated = time.Minute, 2
-	s := startStack(t, stackOptions{})
+	t.Parallel()
+	var gate *admission
+	s := startStack(t, stackOptions{Limits: limitOptions{bodyTimeout: time.Minute, maxUnauthenticated: 2}, Admission: func(a *admission) { gate = a }})
 	admin := s.browser() // signed in before the attack
 	for i := 0; i < 2; i++ {
 		slowPost(t, s.URL, "/login")
 	}
-	// Both stalled requests hold their slots once their handlers run.
-	capped := false
-	for deadline := time.Now().Add(15 * time.Second); !capped && time.Now().Before(deadline); {
-		resp, err := http.PostForm(s.URL+"/login", url.Values{"user": {"x"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		capped = resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != ""
-		if !capped {
-			time.Sleep(20 * time.Millisecond)
+	// Both stalled requests hold their slots once the server has read
+	// their headers; wait for that rather than for a guessed time.
+	for deadline := time.Now().Add(30 * time.Second); gate.held() < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the two stalled requests hold %d slots after 30s, want 2", gate.held())
 		}
 	}
-	if !capped {
-		t.Fatal("a third unauthenticated request was served while two stalled ones held the cap")
+	resp, err := http.PostForm(s.URL+"/login", url.Values{"user": {"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a third unauthenticated request got %d (Retry-After %q) while two stalled ones held the cap; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 	if code, _ := s.get("/metrics"); code != http.StatusOK {
 		t.Errorf("/metrics under the cap: %d", code)
@@ -306,7 +304,7 @@ func TestUnauthenticatedRequestsCapped(t *testing.T) {
 	if code, _ := s.get("/-/healthy"); code != http.StatusOK {
 		t.Errorf("/-/healthy under the cap: %d", code)
 	}
-	resp, err := admin.Get(s.URL + "/")
+	resp, err = admin.Get(s.URL + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
