@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/saas-exporter/saas_exporter/auth/api"
 	"github.com/saas-exporter/saas_exporter/store"
 )
 
@@ -41,10 +42,11 @@ func TestAPIAuth(t *testing.T) {
 		t.Errorf("empty list: %s", r.body)
 	}
 	// A successful check is cached under a key that is no password.
-	if len(e.s.apiCache.ok) != 1 {
-		t.Fatalf("cache has %d entries", len(e.s.apiCache.ok))
+	keys := e.s.api.CachedKeys()
+	if len(keys) != 1 {
+		t.Fatalf("cache has %d entries", len(keys))
 	}
-	for k := range e.s.apiCache.ok {
+	for _, k := range keys {
 		if strings.Contains(k, adminPass) {
 			t.Error("cache key contains the password")
 		}
@@ -77,19 +79,19 @@ func TestAPIConnections(t *testing.T) {
 
 	r = e.api("GET", "/api/v1/connections/"+id, nil)
 	wantStatus(t, r, 200)
-	got := decode[apiConnection](t, r)
+	got := decode[api.Connection](t, r)
 	if got.ID != id || got.Settings["region"] != "eu" || got.MissingScopes[0] != "billing.read" || got.Expiry != nil {
 		t.Errorf("get %+v", got)
 	}
 	r = e.api("GET", "/api/v1/connections", nil)
-	if list := decode[[]apiConnection](t, r); len(list) != 1 || list[0].ID != id {
+	if list := decode[[]api.Connection](t, r); len(list) != 1 || list[0].ID != id {
 		t.Errorf("list %+v", list)
 	}
 
 	// Same account again: updated, not duplicated.
 	r = e.api("POST", "/api/v1/connections", map[string]string{"vendor": "keyco", "name": "prod-2", "api_key": goodKey})
 	wantStatus(t, r, http.StatusOK)
-	if decode[apiConnection](t, r).ID != id {
+	if decode[api.Connection](t, r).ID != id {
 		t.Error("dedupe changed the id")
 	}
 
@@ -100,7 +102,7 @@ func TestAPIConnections(t *testing.T) {
 	e.clk.Add(time.Hour)
 	r = e.api("POST", "/api/v1/connections/"+id+"/reconnect", map[string]string{"api_key": goodKey, "region": "us"})
 	wantStatus(t, r, http.StatusOK)
-	rc := decode[apiConnection](t, r)
+	rc := decode[api.Connection](t, r)
 	if rc.ID != id || rc.Name != "prod" || rc.State != "active" || rc.LastError != "" || rc.Settings["region"] != "us" || !rc.Created.Equal(got.Created) {
 		t.Errorf("reconnected %+v", rc)
 	}
@@ -110,7 +112,7 @@ func TestAPIConnections(t *testing.T) {
 	wantStatus(t, e.api("POST", "/api/v1/connections/0000000000000000/reconnect", map[string]string{"api_key": goodKey}), http.StatusNotFound)
 	r = e.api("POST", "/api/v1/connections/"+id+"/reconnect", map[string]string{"api_key": badKey})
 	wantStatus(t, r, http.StatusBadRequest)
-	if decode[apiError](t, r).Field != "api_key" {
+	if decode[api.Error](t, r).Field != "api_key" {
 		t.Errorf("error %s", r.body)
 	}
 
@@ -246,14 +248,14 @@ func TestAPIInvites(t *testing.T) {
 	e := newEnv(t)
 	r := e.api("POST", "/api/v1/invites", map[string]string{"vendor": "keyco", "name": "customer", "expires_in": "24h"})
 	wantStatus(t, r, http.StatusCreated)
-	inv := decode[apiInvite](t, r)
+	inv := decode[api.Invite](t, r)
 	if len(inv.ID) != 16 || !strings.HasPrefix(inv.URL, e.srv.URL+"/invite/"+inv.ID+".") || !inv.Expires.Equal(e.clk.Now().Add(24*time.Hour).UTC()) || inv.Status != "pending" {
 		t.Errorf("invite %+v", inv)
 	}
 	e.forbidLog(strings.TrimPrefix(inv.URL, e.srv.URL+"/invite/"))
 	r = e.api("POST", "/api/v1/invites", map[string]string{"vendor": "keyco", "name": "default"})
 	wantStatus(t, r, http.StatusCreated)
-	if d := decode[apiInvite](t, r); !d.Expires.Equal(e.clk.Now().Add(72 * time.Hour).UTC()) {
+	if d := decode[api.Invite](t, r); !d.Expires.Equal(e.clk.Now().Add(72 * time.Hour).UTC()) {
 		t.Errorf("default expiry %v", d.Expires)
 	}
 
@@ -278,13 +280,13 @@ func TestAPIInvites(t *testing.T) {
 		}
 	}
 	r = e.api("GET", "/api/v1/invites", nil)
-	list := decode[[]apiInvite](t, r)
+	list := decode[[]api.Invite](t, r)
 	if len(list) != 2 {
 		t.Fatalf("list %+v", list)
 	}
 	wantStatus(t, e.api("DELETE", "/api/v1/invites/"+inv.ID, nil), http.StatusNoContent)
 	wantStatus(t, e.api("DELETE", "/api/v1/invites/0000000000000000", nil), http.StatusNotFound)
-	for _, i := range decode[[]apiInvite](t, e.api("GET", "/api/v1/invites", nil)) {
+	for _, i := range decode[[]api.Invite](t, e.api("GET", "/api/v1/invites", nil)) {
 		if i.ID == inv.ID && (i.Status != "revoked" || !i.Revoked || i.URL != "") {
 			t.Errorf("revoked invite listed as %+v", i)
 		}

@@ -1,7 +1,7 @@
-// Package auth serves everything a person or a script does to connect a
-// vendor: admin login and sessions, CSRF, the HTML pages, the redirect-flow
-// machinery (state cookie, PKCE, callbacks), invites, vendor webhooks and the
-// JSON API. It never names a vendor: it only sees provider.Provider.
+// Package auth wires the web side of the exporter: it checks Options and
+// builds session (who is signed in), connect (what connecting a vendor
+// means), ui (the HTML pages) and api (the JSON API), and registers their
+// routes. It never names a vendor: it only sees provider.Provider.
 //
 // Nothing is kept in process memory that another replica would need: the
 // session, CSRF, flow and invite tokens are signed with Options.SigningKey,
@@ -9,7 +9,6 @@
 package auth
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,11 +16,13 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"regexp"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/saas-exporter/saas_exporter/auth/api"
+	"github.com/saas-exporter/saas_exporter/auth/connect"
+	"github.com/saas-exporter/saas_exporter/auth/session"
+	"github.com/saas-exporter/saas_exporter/auth/ui"
 	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
 )
@@ -64,32 +65,20 @@ type Options struct {
 	LoginHint string
 }
 
+// Collections is what the connection page and the API ask of the
+// collection engine (collector.Engine).
+type Collections = connect.Collections
+
 // Server serves the connection pages, flows and API.
 type Server struct {
 	o        Options
-	log      *slog.Logger
-	now      func() time.Time
-	client   func(string) *http.Client
-	secure   bool
-	external *url.URL
-	keys     keys
-	limiter  *limiter
-	apiCache *authCache
-	pages    *pages
+	sessions *session.Manager
+	connect  *connect.Service
+	ui       *ui.Pages
+	api      *api.Handler
 }
 
-const (
-	// maxBody bounds every form and JSON body.
-	maxBody       = 64 << 10
-	sessionTTL    = 12 * time.Hour
-	flowTTL       = 10 * time.Minute
-	maxInviteTTL  = 90 * 24 * time.Hour
-	defaultInvite = 72 * time.Hour
-)
-
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
-
-const nameRule = "1 to 63 characters: letters, digits, '_', '.', '-', starting with a letter or digit"
+const defaultInvite = 72 * time.Hour
 
 // New checks o and builds a Server.
 func New(o Options) (*Server, error) {
@@ -120,20 +109,25 @@ func New(o Options) (*Server, error) {
 	seen := map[string]bool{}
 	for _, p := range o.Providers {
 		v := p.Vendor()
-		if v == "" || seen[v] || !nameRE.MatchString(v) {
+		if v == "" || seen[v] || !connect.ValidName(v) {
 			return nil, fmt.Errorf("auth: provider vendor %q is empty, invalid or listed twice", v)
 		}
 		seen[v] = true
 	}
-	s := &Server{o: o, log: o.Logger, now: o.Now, external: u, secure: u.Scheme == "https"}
-	if s.log == nil {
-		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, k := range o.PreviousSigningKeys {
+		if len(k) < 32 {
+			return nil, fmt.Errorf("auth: a previous signing key must be at least 32 bytes, got %d", len(k))
+		}
 	}
-	if s.now == nil {
-		s.now = time.Now
+	log, now := o.Logger, o.Now
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if now == nil {
+		now = time.Now
 	}
 	hc := &http.Client{Timeout: 30 * time.Second}
-	s.client = func(vendor string) *http.Client {
+	client := func(vendor string) *http.Client {
 		if o.Client != nil {
 			if c := o.Client(vendor); c != nil {
 				return c
@@ -141,139 +135,41 @@ func New(o Options) (*Server, error) {
 		}
 		return hc
 	}
-	if s.o.InviteTTL <= 0 {
-		s.o.InviteTTL = defaultInvite
+	if o.InviteTTL <= 0 {
+		o.InviteTTL = defaultInvite
 	}
-	s.keys = deriveKeys(o.SigningKey)
-	for _, k := range o.PreviousSigningKeys {
-		if len(k) < 32 {
-			return nil, fmt.Errorf("auth: a previous signing key must be at least 32 bytes, got %d", len(k))
-		}
-		s.keys.oldInvite = append(s.keys.oldInvite, derive(k, "invite"))
+	s := &Server{o: o}
+	if s.sessions, err = session.New(session.Config{Store: o.Store, Admins: o.Admins, SigningKey: o.SigningKey, PreviousSigningKeys: o.PreviousSigningKeys,
+		Secure: u.Scheme == "https", Now: now, TrustedProxies: o.TrustedProxies}); err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
 	}
-	s.limiter = newLimiter(5, time.Minute)
-	s.apiCache = newAuthCache(time.Minute)
-	if s.pages, err = loadPages(); err != nil {
+	if s.connect, err = connect.New(connect.Config{Store: o.Store, Providers: o.Providers, ExternalURL: o.ExternalURL, Sessions: s.sessions,
+		Client: client, Log: log, Now: now, OnChange: o.OnChange, OnEdit: o.OnEdit, MonthToDate: o.MonthToDate,
+		InviteTTL: o.InviteTTL, Collections: o.Collections}); err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	if s.ui, err = ui.New(ui.Config{Connect: s.connect, Sessions: s.sessions, Store: o.Store, Providers: o.Providers,
+		ExternalURL: o.ExternalURL, Log: log, Now: now, LoginHint: o.LoginHint}); err != nil {
 		return nil, err
 	}
+	s.api = api.New(api.Config{Connect: s.connect, Sessions: s.sessions, Store: o.Store, Log: log, Now: now})
 	return s, nil
 }
 
 // Register registers every route on mux.
 func (s *Server) Register(mux *http.ServeMux) {
-	// Admin pages.
-	mux.HandleFunc("GET /login", s.loginPage)
-	mux.HandleFunc("POST /login", s.loginSubmit)
-	mux.HandleFunc("POST /logout", s.logout)
-	mux.HandleFunc("GET /{$}", s.admin(s.connectionsPage))
-	mux.HandleFunc("GET /connections/{id}", s.admin(s.connectionPage))
-	mux.HandleFunc("POST /connections/{id}/collect", s.admin(s.collectSubmit))
-	mux.HandleFunc("POST /connections/{id}/rename", s.admin(s.renameSubmit))
-	mux.HandleFunc("GET /connections/{id}/disconnect", s.admin(s.disconnectConfirm))
-	mux.HandleFunc("POST /connections/{id}/disconnect", s.admin(s.disconnectSubmit))
-	mux.HandleFunc("POST /connections/{id}/budget", s.admin(s.budgetSubmit))
-	mux.HandleFunc("POST /invites", s.admin(s.inviteCreateSubmit))
-	mux.HandleFunc("POST /invites/{id}/revoke", s.admin(s.inviteRevokeSubmit))
-
-	// Connection flows.
-	mux.HandleFunc("GET /connect/{vendor}", s.admin(s.formPage))
-	mux.HandleFunc("POST /connect/{vendor}", s.admin(s.formSubmit))
-	mux.HandleFunc("POST /connect/{vendor}/start", s.admin(s.startSubmit))
-	mux.HandleFunc("GET /connect/{vendor}/callback", s.callback)
-	mux.HandleFunc("POST /connect/{vendor}/{name}", s.webhook)
-	// Some vendors call webhooks by GET (Twilio's DeauthorizeCallbackMethod).
-	mux.HandleFunc("GET /connect/{vendor}/{name}", s.webhook)
-
-	// Invites (no login).
-	mux.HandleFunc("GET /invite/done", s.inviteDone)
-	mux.HandleFunc("GET /invite/{token}", s.invitePage)
-	mux.HandleFunc("POST /invite/{token}", s.inviteSubmit)
-	mux.HandleFunc("POST /invite/{token}/start", s.inviteStart)
-
-	// JSON API.
-	mux.HandleFunc("GET /api/v1/connections", s.api(s.apiList))
-	mux.HandleFunc("POST /api/v1/connections", s.api(s.apiCreate))
-	mux.HandleFunc("GET /api/v1/connections/{id}", s.api(s.apiGet))
-	mux.HandleFunc("PATCH /api/v1/connections/{id}", s.api(s.apiRename))
-	mux.HandleFunc("POST /api/v1/connections/{id}/collect", s.api(s.apiCollect))
-	mux.HandleFunc("DELETE /api/v1/connections/{id}", s.api(s.apiDelete))
-	mux.HandleFunc("POST /api/v1/connections/{id}/reconnect", s.api(s.apiReconnect))
-	mux.HandleFunc("PUT /api/v1/connections/{id}/budget", s.api(s.apiSetBudget))
-	mux.HandleFunc("GET /api/v1/invites", s.api(s.apiInvites))
-	mux.HandleFunc("POST /api/v1/invites", s.api(s.apiInviteCreate))
-	mux.HandleFunc("DELETE /api/v1/invites/{id}", s.api(s.apiInviteRevoke))
-	mux.HandleFunc("/api/v1/", s.api(func(w http.ResponseWriter, r *http.Request, _ string) {
-		writeJSONError(w, http.StatusNotFound, "no such API endpoint; see the README for GET/POST /api/v1/connections and /api/v1/invites")
-	}))
+	s.ui.Register(mux)
+	// Vendor callbacks no browser sends. Some vendors call them by GET
+	// (Twilio's DeauthorizeCallbackMethod).
+	mux.HandleFunc("POST /connect/{vendor}/{name}", s.connect.Webhook)
+	mux.HandleFunc("GET /connect/{vendor}/{name}", s.connect.Webhook)
+	s.api.Register(mux)
 }
 
-func (s *Server) provider(vendor string) provider.Provider {
-	return provider.Find(s.o.Providers, vendor)
-}
-
-func (s *Server) vendorList() string {
-	vs := make([]string, 0, len(s.o.Providers))
-	for _, p := range s.o.Providers {
-		vs = append(vs, p.Vendor())
-	}
-	sort.Strings(vs)
-	return strings.Join(vs, ", ")
-}
-
-func (s *Server) changed(id string) {
-	if s.o.OnChange != nil {
-		s.o.OnChange(id)
-	}
-}
-
-// formMethod returns p's FormMethod called name ("" → the first one).
-func formMethod(p provider.Provider, name string) provider.FormMethod {
-	for _, m := range p.Methods() {
-		if fm, ok := m.(provider.FormMethod); ok && (name == "" || fm.Name() == name) {
-			return fm
-		}
-	}
-	return nil
-}
-
-// redirectMethod returns p's enabled RedirectMethod called name ("" → the first enabled one).
-func redirectMethod(p provider.Provider, name string) provider.RedirectMethod {
-	for _, m := range p.Methods() {
-		if rm, ok := m.(provider.RedirectMethod); ok && rm.Enabled() && (name == "" || rm.Name() == name) {
-			return rm
-		}
-	}
-	return nil
-}
-
-// methodNames lists the usable methods of p, for error messages.
-func methodNames(p provider.Provider) string {
-	var ns []string
-	for _, m := range p.Methods() {
-		if rm, ok := m.(provider.RedirectMethod); ok && !rm.Enabled() {
-			continue
-		}
-		ns = append(ns, m.Name())
-	}
-	if len(ns) == 0 {
-		return "none configured"
-	}
-	return strings.Join(ns, ", ")
-}
-
-// localPath returns next if it is a path on this site, else "/".
-func localPath(next string) string {
-	if next == "" || next[0] != '/' || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n\t") {
-		return "/"
-	}
-	u, err := url.Parse(next)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
-		return "/"
-	}
-	return next
-}
-
-// contextOf bounds vendor calls made for one request.
-func (s *Server) contextOf(r *http.Request) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(r.Context(), time.Minute)
+// Authenticated reports cheaply whether r comes from a signed-in admin: a
+// signed, unexpired session cookie, or basic-auth credentials the API
+// accepted within the last minute. No bcrypt and no store call, so it can
+// run before a request is admitted (see the cap on unauthenticated requests).
+func (s *Server) Authenticated(r *http.Request) bool {
+	return s.sessions.Authenticated(r) || s.api.Authenticated(r)
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/saas-exporter/saas_exporter/auth/api"
 	"github.com/saas-exporter/saas_exporter/store"
 )
 
@@ -34,8 +35,8 @@ func TestAPIBudget(t *testing.T) {
 	})
 	r := e.api("POST", "/api/v1/connections", map[string]string{"vendor": "keyco", "name": "prod", "api_key": goodKey, "region": "eu"})
 	wantStatus(t, r, http.StatusCreated)
-	id := decode[apiConnection](t, r).ID
-	if b := decode[apiConnection](t, e.api("GET", "/api/v1/connections/"+id, nil)).Budget; b == nil || b.Monthly != nil || b.Unit != "credits" || !b.Comparable {
+	id := decode[api.Connection](t, r).ID
+	if b := decode[api.Connection](t, e.api("GET", "/api/v1/connections/"+id, nil)).Budget; b == nil || b.Monthly != nil || b.Unit != "credits" || !b.Comparable {
 		t.Fatalf("budget of a new connection: %+v, want none in credits, comparable", b)
 	}
 	if !strings.Contains(e.api("GET", "/api/v1/connections/"+id, nil).body, `"monthly": null`) {
@@ -45,7 +46,7 @@ func TestAPIBudget(t *testing.T) {
 
 	r = e.api("PUT", "/api/v1/connections/"+id+"/budget", `{"monthly": 500}`)
 	wantStatus(t, r, http.StatusOK)
-	if b := decode[apiConnection](t, r).Budget; b == nil || b.Monthly == nil || *b.Monthly != 500 || b.Unit != "credits" {
+	if b := decode[api.Connection](t, r).Budget; b == nil || b.Monthly == nil || *b.Monthly != 500 || b.Unit != "credits" {
 		t.Errorf("PUT answered budget %+v, want 500 credits", b)
 	}
 	if b := budgetOf(t, e, id); b == nil || *b != 500 {
@@ -74,7 +75,7 @@ func TestAPIBudget(t *testing.T) {
 			t.Errorf("PUT %s: status %d, want 400; %s", body, r.StatusCode, r.body)
 			continue
 		}
-		if msg := decode[apiError](t, r).Error; msg == "" {
+		if msg := decode[api.Error](t, r).Error; msg == "" {
 			t.Errorf("PUT %s: no error message", body)
 		}
 		if b := budgetOf(t, e, id); b == nil || *b != 1e12 {
@@ -113,7 +114,7 @@ func TestAPIBudget(t *testing.T) {
 
 	r = e.api("PUT", "/api/v1/connections/"+id+"/budget", `{"monthly": null}`)
 	wantStatus(t, r, http.StatusOK)
-	if b := decode[apiConnection](t, r).Budget; b == nil || b.Monthly != nil {
+	if b := decode[api.Connection](t, r).Budget; b == nil || b.Monthly != nil {
 		t.Errorf("after clearing: %+v", b)
 	}
 	if b := budgetOf(t, e, id); b != nil {
@@ -126,7 +127,7 @@ func TestAPIBudget(t *testing.T) {
 func TestAPIBudgetWithoutUsage(t *testing.T) {
 	e := newEnv(t)
 	r := e.api("POST", "/api/v1/connections", map[string]string{"vendor": "keyco", "name": "prod", "api_key": goodKey, "region": "eu"})
-	id := decode[apiConnection](t, r).ID
+	id := decode[api.Connection](t, r).ID
 	err := e.st.UpdateLocked(context.Background(), id, func(c store.Connection) (*store.Connection, error) {
 		c.MissingScopes = []string{"usage.read"}
 		return &c, nil
@@ -136,7 +137,7 @@ func TestAPIBudgetWithoutUsage(t *testing.T) {
 	}
 	r = e.api("PUT", "/api/v1/connections/"+id+"/budget", `{"monthly": 500}`)
 	wantStatus(t, r, http.StatusOK)
-	b := decode[apiConnection](t, r).Budget
+	b := decode[api.Connection](t, r).Budget
 	if b == nil || b.Monthly == nil || *b.Monthly != 500 || b.Comparable || !strings.Contains(b.Warning, "No usage can be compared") || !strings.Contains(b.Warning, "usage.read") {
 		t.Errorf("budget without usage: %+v", b)
 	}
@@ -144,8 +145,8 @@ func TestAPIBudgetWithoutUsage(t *testing.T) {
 	// A vendor with no billing unit cannot take a budget.
 	r = e.api("POST", "/api/v1/connections", map[string]string{"vendor": "hookco", "name": "hook", "token": hookToken, "account": "AC1"})
 	wantStatus(t, r, http.StatusCreated)
-	hid := decode[apiConnection](t, r).ID
-	if decode[apiConnection](t, r).Budget != nil {
+	hid := decode[api.Connection](t, r).ID
+	if decode[api.Connection](t, r).Budget != nil {
 		t.Error("a vendor without a unit shows a budget")
 	}
 	wantStatus(t, e.api("PUT", "/api/v1/connections/"+hid+"/budget", `{"monthly": 5}`), http.StatusBadRequest)
@@ -233,18 +234,18 @@ func TestBudgetMonthToDateFromCollection(t *testing.T) {
 	for _, id := range []string{prod, eur} {
 		wantStatus(t, e.api("PUT", "/api/v1/connections/"+id+"/budget", `{"monthly": 1000}`), http.StatusOK)
 	}
-	if b := decode[apiConnection](t, e.api("GET", "/api/v1/connections/"+prod, nil)).Budget; b.MonthToDate != nil || !b.Comparable {
+	if b := decode[api.Connection](t, e.api("GET", "/api/v1/connections/"+prod, nil)).Budget; b.MonthToDate != nil || !b.Comparable {
 		t.Errorf("before a collection: %+v, want no month to date, comparable", b)
 	}
 	mu.Lock()
 	state[prod] = [3]float64{798.45, 1, 1}
 	state[eur] = [3]float64{0, 0, 1}
 	mu.Unlock()
-	b := decode[apiConnection](t, e.api("GET", "/api/v1/connections/"+prod, nil)).Budget
+	b := decode[api.Connection](t, e.api("GET", "/api/v1/connections/"+prod, nil)).Budget
 	if b.MonthToDate == nil || *b.MonthToDate != 798.45 || !b.Comparable {
 		t.Errorf("collected: %+v, want month to date 798.45", b)
 	}
-	b = decode[apiConnection](t, e.api("GET", "/api/v1/connections/"+eur, nil)).Budget
+	b = decode[api.Connection](t, e.api("GET", "/api/v1/connections/"+eur, nil)).Budget
 	if b.MonthToDate != nil || b.Comparable || !strings.Contains(b.Warning, "No usage can be compared") {
 		t.Errorf("collected without a month to date: %+v, want not comparable with a warning", b)
 	}

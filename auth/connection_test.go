@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/saas-exporter/saas_exporter/auth/api"
 	"github.com/saas-exporter/saas_exporter/collector"
 	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
@@ -230,7 +231,7 @@ func TestCollectNowPage(t *testing.T) {
 	fc.mu.Unlock()
 	r = e.api("POST", "/api/v1/connections/"+prod.ID+"/collect", "{}")
 	wantStatus(t, r, http.StatusOK)
-	if got := decode[apiConnectionDetail](t, r); len(got.History) != 4 || got.History[0].Outcome != "success" {
+	if got := decode[api.ConnectionDetail](t, r); len(got.History) != 4 || got.History[0].Outcome != "success" {
 		t.Errorf("after collect: %+v", got.History)
 	}
 }
@@ -258,7 +259,7 @@ func TestRename(t *testing.T) {
 		wantBody(t, r, `class="invalid"`, "This starts new series")
 		r = e.api("PATCH", "/api/v1/connections/"+prod.ID, map[string]string{"name": tc.name})
 		wantStatus(t, r, tc.status)
-		if f := decode[apiError](t, r); f.Field != "name" || !strings.Contains(f.Error, strings.Trim(tc.want, ".")) {
+		if f := decode[api.Error](t, r); f.Field != "name" || !strings.Contains(f.Error, strings.Trim(tc.want, ".")) {
 			t.Errorf("%q: API error %+v", tc.name, f)
 		}
 	}
@@ -295,7 +296,7 @@ func TestRename(t *testing.T) {
 	// The API too.
 	r = e.api("PATCH", "/api/v1/connections/"+prod.ID, map[string]string{"name": "prod-eu"})
 	wantStatus(t, r, http.StatusOK)
-	if got := decode[apiConnection](t, r); got.Name != "prod-eu" || got.ID != prod.ID {
+	if got := decode[api.Connection](t, r); got.Name != "prod-eu" || got.ID != prod.ID {
 		t.Errorf("API rename: %+v", got)
 	}
 	// Renaming to the same name is a no-op.
@@ -315,7 +316,7 @@ func TestAPIConnectionDetail(t *testing.T) {
 			t.Errorf("detail JSON lacks %q: %s", k, r.body)
 		}
 	}
-	d := decode[apiConnectionDetail](t, r)
+	d := decode[api.ConnectionDetail](t, r)
 	if len(d.Summary) != 2 || d.Summary[0].Label != "Units used" || d.Summary[0].Value != 42 || d.Summary[0].Limit != 100 {
 		t.Errorf("summary %+v", d.Summary)
 	}
@@ -325,26 +326,6 @@ func TestAPIConnectionDetail(t *testing.T) {
 	// Nothing collected: empty lists, not null.
 	r = e.api("GET", "/api/v1/connections/"+e.connByName("other").ID, nil)
 	wantBody(t, r, `"summary": []`, `"history": []`, `"collected_at": null`)
-}
-
-func TestFormatValue(t *testing.T) {
-	for _, tc := range []struct {
-		v    float64
-		unit string
-		want string
-	}{
-		{1935006, "MTUs", "1,935,006 MTUs"},
-		{1523.40715, "USD", "1,523.41 USD"},
-		{-1234.5, "EUR", "-1,234.50 EUR"},
-		{99.5, "%", "99.5%"},
-		{7, "", "7"},
-		{123, "", "123"},
-		{0.25, "", "0.25"},
-	} {
-		if got := formatValue(tc.v, tc.unit); got != tc.want {
-			t.Errorf("formatValue(%v, %q) = %q, want %q", tc.v, tc.unit, got, tc.want)
-		}
-	}
 }
 
 // The stored status is written behind the collection; the page shows this
@@ -371,18 +352,7 @@ func TestConnectionPageNewerThanStore(t *testing.T) {
 	}
 	r = e.do(c, "GET", "/connections/"+prod.ID, nil)
 	wantBody(t, r, `<span class="badge state-revoked">revoked</span>`)
-	if got := decode[apiConnectionDetail](t, e.api("GET", "/api/v1/connections/"+prod.ID, nil)); got.State != store.StateRevoked {
+	if got := decode[api.ConnectionDetail](t, e.api("GET", "/api/v1/connections/"+prod.ID, nil)); got.State != store.StateRevoked {
 		t.Errorf("API state %q after a newer revocation", got.State)
-	}
-}
-
-func TestPercentOf(t *testing.T) {
-	for _, tc := range []struct {
-		v, limit float64
-		want     string
-	}{{0.3, 46.54, "<1%"}, {0, 10, "0%"}, {99.5, 100, "99%"}, {100, 100, "100%"}, {150, 100, "150%"}, {31245, 50000, "62%"}} {
-		if got := percentOf(tc.v, tc.limit); got != tc.want {
-			t.Errorf("percentOf(%v, %v) = %q, want %q", tc.v, tc.limit, got, tc.want)
-		}
 	}
 }

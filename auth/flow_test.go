@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/saas-exporter/saas_exporter/auth/session"
 	"github.com/saas-exporter/saas_exporter/store"
 )
 
@@ -159,7 +160,7 @@ func TestCallbackRefusals(t *testing.T) {
 	t.Run("forged cookie", func(t *testing.T) {
 		cb := e.consentTo(e.start(c, csrf, url.Values{"name": {"prod"}}))
 		req, _ := http.NewRequest("GET", cb, nil)
-		req.AddCookie(&http.Cookie{Name: flowCookie, Value: b64.EncodeToString(randomBytes(80))})
+		req.AddCookie(&http.Cookie{Name: flowCookie, Value: session.RandomToken(80)})
 		refused(e.send(e.client(), req), "Invalid sign-in cookie")
 	})
 	t.Run("other vendor", func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/saas-exporter/saas_exporter/auth/connect"
 	"github.com/saas-exporter/saas_exporter/store"
 )
 
@@ -29,39 +30,11 @@ func fuzzServer(f *testing.F) (*Server, http.Handler) {
 	return s, mux
 }
 
-// Invite tokens: garbage never panics and is never accepted; a real
-// token round-trips.
-func FuzzInviteToken(f *testing.F) {
-	s, _ := fuzzServer(f)
-	good := s.inviteToken("0123456789abcdef")
-	f.Add(good)
-	f.Add("")
-	f.Add("0123456789abcdef.")
-	f.Add(strings.Repeat("a", 5000))
-	f.Fuzz(func(t *testing.T, tok string) {
-		id, ok := s.inviteID(tok)
-		if ok && tok != s.inviteToken(id) {
-			t.Fatalf("accepted a token that is not the signed form of its id: %q", tok)
-		}
-	})
-}
-
-// Flow cookies: anything but a sealed cookie is refused, without panics.
-func FuzzFlowCookie(f *testing.F) {
-	s, _ := fuzzServer(f)
-	f.Add(s.sealFlow(flowState{Vendor: "oauthco", State: "st"}))
-	f.Add("")
-	f.Add("%%%")
-	f.Fuzz(func(t *testing.T, v string) {
-		_, _ = s.openFlow(v)
-	})
-}
-
 // Callbacks and webhooks with arbitrary query, cookie and body never panic
 // and never answer 5xx (except 503 for a store outage, not possible here).
 func FuzzCallbackAndWebhook(f *testing.F) {
 	s, h := fuzzServer(f)
-	sealed := s.sealFlow(flowState{Vendor: "oauthco", Method: "oauth", State: "st", Verifier: "v"})
+	sealed := s.connect.SealFlow(connect.FlowState{Vendor: "oauthco", Method: "oauth", State: "st", Verifier: "v"})
 	f.Add("oauthco", "state=st&code=x&account=a", sealed, "AccountSid=AC1")
 	f.Add("oauthco", "error=access_denied&error_description=%3Cscript%3E", "", "")
 	f.Add("hookco", "", "garbage", "a=%zz")

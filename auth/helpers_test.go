@@ -19,6 +19,8 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/saas-exporter/saas_exporter/auth/connect"
+	"github.com/saas-exporter/saas_exporter/auth/session"
 	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
 )
@@ -362,3 +364,11 @@ func changeFirst(s string) string {
 	}
 	return "A" + s[1:]
 }
+
+// Names the black-box tests share with the packages under test.
+const (
+	flowCookie    = session.FlowCookie
+	sessionCookie = session.SessionCookie
+	maxBody       = connect.MaxBody
+	flowTTL       = connect.FlowTTL
+)

@@ -7,15 +7,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/saas-exporter/saas_exporter/auth/api"
 	"github.com/saas-exporter/saas_exporter/store"
 )
 
 // invite creates an invite through the API and returns its path.
-func (e *env) invite(body map[string]string) (string, apiInvite) {
+func (e *env) invite(body map[string]string) (string, api.Invite) {
 	e.t.Helper()
 	r := e.api("POST", "/api/v1/invites", body)
 	wantStatus(e.t, r, http.StatusCreated)
-	inv := decode[apiInvite](e.t, r)
+	inv := decode[api.Invite](e.t, r)
 	path := strings.TrimPrefix(inv.URL, e.srv.URL)
 	e.forbidLog(strings.TrimPrefix(path, "/invite/"))
 	return path, inv
@@ -91,7 +92,7 @@ func TestInviteRefusals(t *testing.T) {
 	if tok[0] == '1' {
 		tamperedID = "2" + tok[1:]
 	}
-	unknownTok := e.s.inviteToken("00000000000000ff") // well signed, never stored
+	unknownTok := e.s.sessions.InviteToken("00000000000000ff") // well signed, never stored
 	e.forbidLog(strings.SplitN(unknownTok, ".", 2)[1])
 	for _, tc := range []struct {
 		name, path string
@@ -110,7 +111,7 @@ func TestInviteRefusals(t *testing.T) {
 		if r.StatusCode != tc.status || !strings.Contains(r.body, tc.want) {
 			t.Errorf("%s: %d %s", tc.name, r.StatusCode, r.body)
 		}
-		r = e.do(e.client(), "POST", tc.path, url.Values{"csrf": {e.s.csrfToken("invite", strings.TrimPrefix(tc.path, "/invite/"))}, "method": {"api_key"}, "api_key": {goodKey}})
+		r = e.do(e.client(), "POST", tc.path, url.Values{"csrf": {e.s.sessions.CSRFToken("invite", strings.TrimPrefix(tc.path, "/invite/"))}, "method": {"api_key"}, "api_key": {goodKey}})
 		if r.StatusCode != tc.status {
 			t.Errorf("%s: POST %d %s", tc.name, r.StatusCode, r.body)
 		}
@@ -198,8 +199,8 @@ func TestInviteReconnect(t *testing.T) {
 	if len(invs) != 1 || invs[0].ConnectionID != orig.ID || invs[0].Name != "prod" {
 		t.Fatalf("invites %+v", invs)
 	}
-	path := "/invite/" + e.s.inviteToken(invs[0].ID)
-	e.forbidLog(e.s.inviteToken(invs[0].ID))
+	path := "/invite/" + e.s.sessions.InviteToken(invs[0].ID)
+	e.forbidLog(e.s.sessions.InviteToken(invs[0].ID))
 	wantBody(t, r, e.srv.URL+path, `action="/invites/`+invs[0].ID+`/revoke"`)
 
 	guest := e.client()
@@ -223,12 +224,12 @@ func TestInviteUI(t *testing.T) {
 	if len(invs) != 1 || invs[0].Vendor != "hookco" || !invs[0].Expires.Equal(e.clk.Now().Add(24*time.Hour)) {
 		t.Fatalf("invites %+v", invs)
 	}
-	e.forbidLog(e.s.inviteToken(invs[0].ID))
+	e.forbidLog(e.s.sessions.InviteToken(invs[0].ID))
 	r = e.do(c, "POST", "/invites/"+invs[0].ID+"/revoke", url.Values{"csrf": {csrf}})
 	wantStatus(t, r, http.StatusSeeOther)
 	r = e.do(c, "GET", r.location(), nil)
 	wantBody(t, r, "Invite revoked", "status-revoked")
-	if strings.Contains(r.body, e.s.inviteToken(invs[0].ID)) {
+	if strings.Contains(r.body, e.s.sessions.InviteToken(invs[0].ID)) {
 		t.Error("revoked invite's link still shown")
 	}
 	r = e.do(c, "POST", "/invites", url.Values{"csrf": {csrf}, "vendor": {"hookco"}, "name": {"bad name"}})
@@ -242,7 +243,7 @@ func TestInviteNotBurnedByNameClash(t *testing.T) {
 	// Meanwhile an admin connects another account of the vendor as "prod".
 	r := e.api("POST", "/api/v1/connections", map[string]string{"vendor": "keyco", "name": "prod", "api_key": goodKey2})
 	wantStatus(t, r, http.StatusCreated)
-	id := decode[apiConnection](t, r).ID
+	id := decode[api.Connection](t, r).ID
 
 	guest := e.client()
 	csrf := csrfOf(t, e.do(guest, "GET", path, nil).body)

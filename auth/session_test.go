@@ -2,12 +2,13 @@ package auth
 
 import (
 	"bytes"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/saas-exporter/saas_exporter/auth/session"
 )
 
 func TestNewRejectsBadOptions(t *testing.T) {
@@ -73,7 +74,7 @@ func TestLogin(t *testing.T) {
 	if sc == nil || !sc.HttpOnly || sc.SameSite != http.SameSiteLaxMode || sc.Path != "/" || sc.Secure {
 		t.Fatalf("session cookie %+v", sc)
 	}
-	if sc.MaxAge != int(sessionTTL.Seconds()) {
+	if sc.MaxAge != int(session.TTL.Seconds()) {
 		t.Errorf("session cookie MaxAge %d", sc.MaxAge)
 	}
 	r = e.do(c, "GET", "/", nil)
@@ -147,7 +148,7 @@ func TestLoginRateLimit(t *testing.T) {
 func TestSessionExpiry(t *testing.T) {
 	e := newEnv(t)
 	c, _ := e.admin()
-	e.clk.Add(sessionTTL - time.Minute)
+	e.clk.Add(session.TTL - time.Minute)
 	wantStatus(t, e.do(c, "GET", "/", nil), 200)
 	e.clk.Add(2 * time.Minute)
 	r := e.do(c, "GET", "/?msg=connected", nil)
@@ -160,8 +161,8 @@ func TestSessionExpiry(t *testing.T) {
 func TestForgedSessions(t *testing.T) {
 	e := newEnv(t)
 	other := newEnv(t, func(o *Options) { o.SigningKey = bytes.Repeat([]byte{9}, 32) })
-	tok := other.s.newSession(adminUser) // signed with another key
-	unknown := e.s.newSession("mallory")
+	tok := other.s.sessions.NewSession(adminUser) // signed with another key
+	unknown := e.s.sessions.NewSession("mallory")
 	for name, v := range map[string]string{"other key": tok, "unknown user": unknown, "garbage": "abc.def", "empty": ""} {
 		req, _ := http.NewRequest("GET", e.srv.URL+"/", nil)
 		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: v})
@@ -171,13 +172,17 @@ func TestForgedSessions(t *testing.T) {
 		}
 	}
 	// A password change in the config ends existing sessions.
-	tok = e.s.newSession(adminUser)
-	if _, ok := e.s.checkSession(tok); !ok {
+	tok = e.s.sessions.NewSession(adminUser)
+	if _, ok := e.s.sessions.CheckSession(tok); !ok {
 		t.Fatal("fresh session refused")
 	}
-	changed := *e.s
-	changed.o.Admins = map[string]string{adminUser: adminHash[:len(adminHash)-1] + "x"}
-	if _, ok := changed.checkSession(tok); ok {
+	o := e.s.o
+	o.Admins = map[string]string{adminUser: adminHash[:len(adminHash)-1] + "x"}
+	changed, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := changed.sessions.CheckSession(tok); ok {
 		t.Error("session survived a password change")
 	}
 }
@@ -218,25 +223,6 @@ func TestPOSTWithoutSessionRedirectsToLogin(t *testing.T) {
 	wantStatus(t, r, http.StatusSeeOther)
 	if !strings.HasPrefix(r.location(), "/login?next=") {
 		t.Errorf("redirect to %q", r.location())
-	}
-}
-
-func TestLimiterBounded(t *testing.T) {
-	l := newLimiter(2, time.Minute)
-	now := time.Now()
-	for i := 0; i < maxTrackedClients+50; i++ {
-		l.fail(fmt.Sprint("10.0.", i), now)
-	}
-	if len(l.fails) > maxTrackedClients {
-		t.Errorf("limiter tracks %d clients", len(l.fails))
-	}
-	l.fail("1.2.3.4", now)
-	l.fail("1.2.3.4", now.Add(time.Second))
-	if _, ok := l.allowed("1.2.3.4", now.Add(2*time.Second)); ok {
-		t.Error("allowed after 2 failures with max 2")
-	}
-	if _, ok := l.allowed("1.2.3.4", now.Add(61*time.Second)); !ok {
-		t.Error("still limited after the window")
 	}
 }
 

@@ -29,7 +29,7 @@ type credential struct {
 // syntheticCredential is the simulator's synthetic account n of vendor
 // (vendorsim/synthetic.go): every n is a distinct account, so the
 // exporter, which updates the existing connection when the same account
-// is connected again (auth/connect.go save), stores each as its own.
+// is connected again (auth/connect/save.go, Save), stores each as its own.
 func syntheticCredential(vendor string, n int) (credential, bool) {
 	switch vendor {
 	case "sendgrid":

@@ -74,7 +74,7 @@ func vendorPkg(pkg string) bool {
 // imports only what sits below it.
 func TestImportsRunOneWay(t *testing.T) {
 	pkgs := packages(t)
-	for _, must := range []string{"store", "config", "provider", "provider/oauth", "collector", "auth", "cmd/saas_exporter"} {
+	for _, must := range []string{"store", "config", "provider", "provider/oauth", "collector", "auth", "auth/session", "auth/connect", "auth/api", "auth/ui", "cmd/saas_exporter"} {
 		if _, ok := pkgs[must]; !ok {
 			t.Fatalf("package %s not found; the layout changed without this test", must)
 		}
@@ -99,10 +99,30 @@ func TestImportsRunOneWay(t *testing.T) {
 			if imp != "provider" && imp != "store" {
 				return "the engine knows providers and the store, never a vendor or the web side"
 			}
-		case pkg == "auth" || strings.HasPrefix(pkg, "auth/"):
-			if vendorPkg(imp) || imp == "provider/oauth" || strings.HasPrefix(imp, "cmd/") {
-				return "the web side never names a vendor"
+		case (pkg == "auth" || strings.HasPrefix(pkg, "auth/")) && (vendorPkg(imp) || imp == "provider/oauth" || strings.HasPrefix(imp, "cmd/")):
+			return "the web side never names a vendor"
+		case pkg == "auth/session":
+			if imp != "store" {
+				return "auth/session (who is signed in) imports store only: sessions know nothing of connections, pages or the API"
 			}
+		case pkg == "auth/connect":
+			if imp != "auth/session" && imp != "provider" && imp != "store" && imp != "collector" {
+				return "auth/connect (what connecting means) sits below the pages and the API: it imports auth/session, provider, store and collector only"
+			}
+		case pkg == "auth/api":
+			if imp != "auth/connect" && imp != "auth/session" && imp != "provider" && imp != "store" && imp != "collector" {
+				return "auth/api renders connect's operations as JSON: never the HTML pages (auth/ui)"
+			}
+		case pkg == "auth/ui":
+			if imp != "auth/connect" && imp != "auth/session" && imp != "provider" && imp != "store" && imp != "collector" {
+				return "auth/ui renders connect's operations as pages: never the JSON API (auth/api)"
+			}
+		case pkg == "auth":
+			if !strings.HasPrefix(imp, "auth/") && imp != "provider" && imp != "store" {
+				return "auth only wires its subpackages (and takes providers and a store in its Options)"
+			}
+		case strings.HasPrefix(pkg, "auth/"):
+			return "a new package under auth/ needs its own rule here"
 		}
 		return ""
 	}

@@ -1,4 +1,4 @@
-package auth
+package ui
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/saas-exporter/saas_exporter/auth/connect"
 	"github.com/saas-exporter/saas_exporter/store"
 )
 
@@ -33,7 +34,7 @@ var funcs = template.FuncMap{
 		}
 		return strings.Join(s, ", ")
 	},
-	"fmtBudget": func(v *float64) string { return fmtBudget(*v) },
+	"fmtBudget": func(v *float64) string { return connect.FmtBudget(*v) },
 	"or": func(s, alt string) string {
 		if s == "" {
 			return alt
@@ -84,15 +85,15 @@ func securityHeaders(h http.Header) {
 	h.Set("Cache-Control", "no-store")
 }
 
-func (s *Server) render(w http.ResponseWriter, status int, page string, data any) {
+func (s *Pages) render(w http.ResponseWriter, status int, page string, data any) {
 	t := s.pages.t[page]
 	var buf bytes.Buffer
 	if t == nil {
-		s.log.Error("missing page template", "page", page)
+		s.c.Log.Error("missing page template", "page", page)
 		status = http.StatusInternalServerError
 		buf.WriteString("internal error: page template missing")
 	} else if err := t.ExecuteTemplate(&buf, page, data); err != nil {
-		s.log.Error("rendering page", "page", page, "err", err)
+		s.c.Log.Error("rendering page", "page", page, "err", err)
 		status = http.StatusInternalServerError
 		buf.Reset()
 		buf.WriteString("internal error rendering the page; see the exporter log")
@@ -113,7 +114,7 @@ type errorData struct {
 }
 
 // errorPage renders a page that says what happened and where to go next.
-func (s *Server) errorPage(w http.ResponseWriter, status int, title, msg, link, linkText string) {
+func (s *Pages) errorPage(w http.ResponseWriter, status int, title, msg, link, linkText string) {
 	s.render(w, status, "error.html", errorData{base: base{Title: title}, Status: status, Message: msg, Link: link, LinkText: linkText})
 }
 
@@ -121,7 +122,7 @@ func (s *Server) errorPage(w http.ResponseWriter, status int, title, msg, link, 
 // when it is a valid connection name.
 func flashText(code, name string) string {
 	label := "the connection"
-	if nameRE.MatchString(name) {
+	if connect.ValidName(name) {
 		label = "“" + name + "”"
 	}
 	q := func(s string) string { return fmt.Sprintf(s, label) }

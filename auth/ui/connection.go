@@ -1,7 +1,6 @@
-package auth
+package ui
 
 import (
-	"context"
 	"errors"
 	"math"
 	"net/http"
@@ -11,36 +10,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/saas-exporter/saas_exporter/auth/connect"
 	"github.com/saas-exporter/saas_exporter/collector"
 	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
 )
-
-// Collections is what the connection page asks of the collection engine
-// (collector.Engine). Its history is this process's: on several replicas,
-// each shows the attempts it ran itself.
-type Collections interface {
-	CollectNow(ctx context.Context, id string) (collector.Attempt, error)
-	Detail(id string) (collector.Detail, bool)
-}
-
-// reconnectOf says how connection c is reconnected: a link to its form
-// method, or the redirect method a button starts. Every connection is
-// offered it, whatever its state: a rotated key or a moved account is
-// fixed in place, keeping the id and the series.
-func (s *Server) reconnectOf(c store.Connection) (link, method string, ok bool) {
-	p := s.provider(c.Vendor)
-	if p == nil {
-		return "", "", false
-	}
-	if fm := formMethod(p, c.AuthMethod); fm != nil {
-		return "/connect/" + c.Vendor + "?" + url.Values{"method": {fm.Name()}, "reconnect": {c.ID}}.Encode(), "", true
-	}
-	if rm := redirectMethod(p, c.AuthMethod); rm != nil {
-		return "", rm.Name(), true
-	}
-	return "", "", false
-}
 
 // summaryView is one group of items on the connection page.
 type summaryView struct {
@@ -178,26 +152,6 @@ func summaryViews(items []provider.SummaryItem) []summaryView {
 	return out
 }
 
-// summaryOf asks c's provider what its latest values show.
-func (s *Server) summaryOf(c store.Connection, d collector.Detail) []provider.SummaryItem {
-	sp, ok := s.provider(c.Vendor).(provider.Summarizer)
-	if !ok || len(d.Latest) == 0 {
-		return nil
-	}
-	var items []provider.SummaryItem
-	func() {
-		// A provider's bug must not take the page down.
-		defer func() {
-			if r := recover(); r != nil {
-				s.log.Error("summary failed", "vendor", c.Vendor, "id", c.ID, "panic", r)
-				items = nil
-			}
-		}()
-		items = sp.Summary(collector.View(c), provider.SamplesOf(d.Latest))
-	}()
-	return items
-}
-
 // connectionCode maps a page message code to its text; notice is true for
 // refusals shown in red.
 func connectionMsg(code string, d collector.Detail) (text string, notice bool) {
@@ -226,7 +180,7 @@ func connectionMsg(code string, d collector.Detail) (text string, notice bool) {
 
 // connFailurePage answers a page request about a connection that failed:
 // 404 for an unknown id, else the store's error.
-func (s *Server) connFailurePage(w http.ResponseWriter, err error) {
+func (s *Pages) connFailurePage(w http.ResponseWriter, err error) {
 	if errors.Is(err, store.ErrNotFound) {
 		s.errorPage(w, http.StatusNotFound, "No such connection", "This connection does not exist; it may have been disconnected.", "/", "Back to connections")
 		return
@@ -234,23 +188,20 @@ func (s *Server) connFailurePage(w http.ResponseWriter, err error) {
 	s.storeErrorPage(w, err)
 }
 
-func (s *Server) connectionPage(w http.ResponseWriter, r *http.Request, a adminCtx) {
+func (s *Pages) connectionPage(w http.ResponseWriter, r *http.Request, a adminCtx) {
 	s.renderConnection(w, r, a, http.StatusOK, "", "", "")
 }
 
-func (s *Server) renderConnection(w http.ResponseWriter, r *http.Request, a adminCtx, status int, newName, nameErr, notice string) {
-	c, err := s.o.Store.Get(r.Context(), r.PathValue("id"))
+func (s *Pages) renderConnection(w http.ResponseWriter, r *http.Request, a adminCtx, status int, newName, nameErr, notice string) {
+	c, err := s.c.Store.Get(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.connFailurePage(w, err)
 		return
 	}
-	var d collector.Detail
-	if s.o.Collections != nil {
-		d, _ = s.o.Collections.Detail(c.ID)
-	}
-	data := connectionData{base: base{Title: c.Name, User: a.User, CSRF: a.CSRF}, Conn: c, VTitle: s.title(c.Vendor),
-		State: c.State, CanCollect: s.o.Collections != nil, RateLimited: d.RateLimitedUntil, NewName: newName, NameError: nameErr, Notice: notice}
-	data.State = liveState(c, d)
+	d, canCollect := s.c.Connect.Detail(c.ID)
+	data := connectionData{base: base{Title: c.Name, User: a.User, CSRF: a.CSRF}, Conn: c, VTitle: s.c.Connect.Title(c.Vendor),
+		State: c.State, CanCollect: canCollect, RateLimited: d.RateLimitedUntil, NewName: newName, NameError: nameErr, Notice: notice}
+	data.State = connect.LiveState(c, d)
 	data.StateClass = stateClass(data.State)
 	// The stored status is written behind the collection: this process's
 	// own attempts are newer.
@@ -277,7 +228,7 @@ func (s *Server) renderConnection(w http.ResponseWriter, r *http.Request, a admi
 		data.Settings = append(data.Settings, settingView{settingLabel(k), v})
 	}
 	sort.Slice(data.Settings, func(i, j int) bool { return data.Settings[i].Key < data.Settings[j].Key })
-	data.Summary = summaryViews(s.summaryOf(c, d))
+	data.Summary = summaryViews(s.c.Connect.SummaryOf(c, d))
 	data.CollectedAt = d.CollectedAt
 	if len(data.Summary) == 0 {
 		switch {
@@ -290,9 +241,9 @@ func (s *Server) renderConnection(w http.ResponseWriter, r *http.Request, a admi
 	for _, at := range d.History {
 		data.History = append(data.History, attemptView{Attempt: at, Took: took(at.Duration)})
 	}
-	data.ReconnectURL, data.ReconnectMethod, data.Reconnect = s.reconnectOf(c)
-	if p := s.provider(c.Vendor); p != nil {
-		data.CanInvite = usable(p)
+	data.ReconnectURL, data.ReconnectMethod, data.Reconnect = s.c.Connect.ReconnectOf(c)
+	if p := s.c.Connect.Provider(c.Vendor); p != nil {
+		data.CanInvite = connect.Usable(p)
 	}
 	s.render(w, status, "connection.html", data)
 }
@@ -306,16 +257,6 @@ func settingLabel(k string) string {
 	return strings.ToUpper(k[:1]) + k[1:]
 }
 
-// liveState is the newer of the stored state and this process's last
-// attempt: the status is written behind a collection, and another replica
-// (or a vendor's revocation callback) may have changed it since.
-func liveState(c store.Connection, d collector.Detail) string {
-	if len(d.History) > 0 && d.State != "" && !d.History[0].At.Before(c.Updated) {
-		return d.State
-	}
-	return c.State
-}
-
 // took shows a duration: milliseconds below a second, else seconds.
 func took(d time.Duration) string {
 	if d < time.Second {
@@ -324,87 +265,24 @@ func took(d time.Duration) string {
 	return strconv.FormatFloat(d.Seconds(), 'f', 2, 64) + " s"
 }
 
-// collectNow runs Collect now and names its outcome for the page.
-func (s *Server) collectNow(ctx context.Context, id string) (string, error) {
-	if s.o.Collections == nil {
-		return "", fail(http.StatusNotImplemented, "collecting on demand is not available in this exporter")
-	}
-	_, err := s.o.Collections.CollectNow(ctx, id)
-	var nc *collector.NotCollectedError
-	switch {
-	case err == nil:
-		return "collected", nil
-	case errors.Is(err, store.ErrNotFound):
-		return "", err
-	case errors.As(err, &nc):
-		switch nc.State {
-		case store.StateRateLimited:
-			return "rate_limited", err
-		case store.StateRevoked, store.StateExpired:
-			return "needs_reconnect", err
-		}
-		if nc.Reason != "" {
-			return "not_collected", err
-		}
-		return "busy", err
-	}
-	return "", err
-}
-
-func (s *Server) collectSubmit(w http.ResponseWriter, r *http.Request, a adminCtx) {
+func (s *Pages) collectSubmit(w http.ResponseWriter, r *http.Request, a adminCtx) {
 	id := r.PathValue("id")
-	ctx, cancel := s.contextOf(r)
+	ctx, cancel := connect.ContextOf(r)
 	defer cancel()
-	code, err := s.collectNow(ctx, id)
+	code, err := s.c.Connect.CollectNow(ctx, id)
 	if code == "" {
 		s.connFailurePage(w, err)
 		return
 	}
-	s.log.Info("collect now", "id", id, "by", a.User, "outcome", code)
+	s.c.Log.Info("collect now", "id", id, "by", a.User, "outcome", code)
 	http.Redirect(w, r, "/connections/"+url.PathEscape(id)+"?msg="+code, http.StatusSeeOther)
 }
 
-// rename changes a connection's name (its connection label).
-func (s *Server) rename(ctx context.Context, id, name, user string) (store.Connection, error) {
-	if !nameRE.MatchString(name) {
-		f := fail(http.StatusBadRequest, "The connection name must be %s.", nameRule)
-		if name == "" {
-			f.Msg = "A new name is required (" + nameRule + ")."
-		}
-		f.Field = "name"
-		return store.Connection{}, f
-	}
-	var out store.Connection
-	old := ""
-	err := s.o.Store.UpdateLocked(ctx, id, func(c store.Connection) (*store.Connection, error) {
-		old = c.Name
-		out = c
-		if c.Name == name {
-			return nil, nil
-		}
-		out.Name = name
-		return &out, nil
-	})
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return out, err
-	case errors.Is(err, store.ErrNameTaken):
-		return out, nameTaken(name)
-	case err != nil:
-		return out, err
-	}
-	if old != name {
-		s.changed(id)
-		s.log.Info("connection renamed", "vendor", out.Vendor, "id", id, "from", old, "to", name, "by", user)
-	}
-	return out, nil
-}
-
-func (s *Server) renameSubmit(w http.ResponseWriter, r *http.Request, a adminCtx) {
+func (s *Pages) renameSubmit(w http.ResponseWriter, r *http.Request, a adminCtx) {
 	id, name := r.PathValue("id"), strings.TrimSpace(r.PostFormValue("name"))
-	_, err := s.rename(r.Context(), id, name, a.User)
+	_, err := s.c.Connect.Rename(r.Context(), id, name, a.User)
 	if err != nil {
-		f := asFailure(err)
+		f := connect.AsFailure(err)
 		if f.Field != "name" {
 			s.connFailurePage(w, err)
 			return

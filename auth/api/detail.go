@@ -1,4 +1,4 @@
-package auth
+package api
 
 import (
 	"errors"
@@ -6,47 +6,46 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/saas-exporter/saas_exporter/auth/connect"
 	"github.com/saas-exporter/saas_exporter/collector"
 	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
 )
 
-type apiAttempt struct {
+// Attempt is one collection attempt of ConnectionDetail.History.
+type Attempt struct {
 	Time     time.Time `json:"time"`
 	Duration float64   `json:"duration_seconds"`
 	Outcome  string    `json:"outcome"`
 	Error    string    `json:"error"`
 }
 
-// apiConnectionDetail is GET /api/v1/connections/{id}: the connection,
+// ConnectionDetail is GET /api/v1/connections/{id}: the connection,
 // what its provider shows of its latest values, and this process's attempts.
-type apiConnectionDetail struct {
-	apiConnection
+type ConnectionDetail struct {
+	Connection
 	CollectedAt      *time.Time             `json:"collected_at"`
 	RateLimitedUntil *time.Time             `json:"rate_limited_until"`
 	Summary          []provider.SummaryItem `json:"summary"`
-	History          []apiAttempt           `json:"history"`
+	History          []Attempt              `json:"history"`
 }
 
-func (s *Server) connectionDetail(c store.Connection) apiConnectionDetail {
-	var d collector.Detail
-	if s.o.Collections != nil {
-		d, _ = s.o.Collections.Detail(c.ID)
-	}
-	out := apiConnectionDetail{apiConnection: s.toAPIConn(c), CollectedAt: timePtr(d.CollectedAt), RateLimitedUntil: timePtr(d.RateLimitedUntil),
-		Summary: s.summaryOf(c, d), History: make([]apiAttempt, 0, len(d.History))}
+func (s *Handler) connectionDetail(c store.Connection) ConnectionDetail {
+	d, _ := s.c.Connect.Detail(c.ID)
+	out := ConnectionDetail{Connection: s.toAPIConn(c), CollectedAt: timePtr(d.CollectedAt), RateLimitedUntil: timePtr(d.RateLimitedUntil),
+		Summary: s.c.Connect.SummaryOf(c, d), History: make([]Attempt, 0, len(d.History))}
 	if out.Summary == nil {
 		out.Summary = []provider.SummaryItem{}
 	}
-	out.State = liveState(c, d)
+	out.State = connect.LiveState(c, d)
 	for _, a := range d.History {
-		out.History = append(out.History, apiAttempt{Time: a.At.UTC(), Duration: a.Duration.Seconds(), Outcome: a.Outcome, Error: a.Error})
+		out.History = append(out.History, Attempt{Time: a.At.UTC(), Duration: a.Duration.Seconds(), Outcome: a.Outcome, Error: a.Error})
 	}
 	return out
 }
 
-func (s *Server) apiGet(w http.ResponseWriter, r *http.Request, _ string) {
-	c, err := s.o.Store.Get(r.Context(), r.PathValue("id"))
+func (s *Handler) apiGet(w http.ResponseWriter, r *http.Request, _ string) {
+	c, err := s.c.Store.Get(r.Context(), r.PathValue("id"))
 	if err != nil {
 		writeConnFailure(w, r, err)
 		return
@@ -55,7 +54,7 @@ func (s *Server) apiGet(w http.ResponseWriter, r *http.Request, _ string) {
 }
 
 // apiRename is PATCH /api/v1/connections/{id} {"name": …}.
-func (s *Server) apiRename(w http.ResponseWriter, r *http.Request, user string) {
+func (s *Handler) apiRename(w http.ResponseWriter, r *http.Request, user string) {
 	b, err := readBody(w, r)
 	if err != nil {
 		writeFailure(w, err)
@@ -69,10 +68,10 @@ func (s *Server) apiRename(w http.ResponseWriter, r *http.Request, user string) 
 		return
 	}
 	if req.Name == nil {
-		writeJSON(w, http.StatusBadRequest, apiError{Error: "name is required: send {\"name\": \"new-name\"} (" + nameRule + ")", Field: "name"})
+		writeJSON(w, http.StatusBadRequest, Error{Error: "name is required: send {\"name\": \"new-name\"} (" + connect.NameRule + ")", Field: "name"})
 		return
 	}
-	c, err := s.rename(r.Context(), r.PathValue("id"), *req.Name, user)
+	c, err := s.c.Connect.Rename(r.Context(), r.PathValue("id"), *req.Name, user)
 	if err != nil {
 		writeConnFailure(w, r, err)
 		return
@@ -84,15 +83,15 @@ func (s *Server) apiRename(w http.ResponseWriter, r *http.Request, user string) 
 // every API write it must be declared JSON (the body is ignored). It
 // answers the connection as GET does; a refusal (rate limit, a credential
 // that needs a reconnect) answers 409 or 429 with the reason.
-func (s *Server) apiCollect(w http.ResponseWriter, r *http.Request, user string) {
+func (s *Handler) apiCollect(w http.ResponseWriter, r *http.Request, user string) {
 	id := r.PathValue("id")
 	if err := requireJSON(r); err != nil {
 		writeFailure(w, err)
 		return
 	}
-	ctx, cancel := s.contextOf(r)
+	ctx, cancel := connect.ContextOf(r)
 	defer cancel()
-	code, err := s.collectNow(ctx, id)
+	code, err := s.c.Connect.CollectNow(ctx, id)
 	switch code {
 	case "":
 		writeConnFailure(w, r, err)
@@ -100,7 +99,7 @@ func (s *Server) apiCollect(w http.ResponseWriter, r *http.Request, user string)
 	case "rate_limited":
 		var nc *collector.NotCollectedError
 		if errors.As(err, &nc) {
-			w.Header().Set("Retry-After", retryAfter(nc.Until, s.now()))
+			w.Header().Set("Retry-After", retryAfter(nc.Until, s.c.Now()))
 		}
 		writeJSONError(w, http.StatusTooManyRequests, err.Error())
 		return
@@ -111,8 +110,8 @@ func (s *Server) apiCollect(w http.ResponseWriter, r *http.Request, user string)
 		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	s.log.Info("collect now", "id", id, "by", user, "outcome", code)
-	c, err := s.o.Store.Get(r.Context(), id)
+	s.c.Log.Info("collect now", "id", id, "by", user, "outcome", code)
+	c, err := s.c.Store.Get(r.Context(), id)
 	if err != nil {
 		writeConnFailure(w, r, err)
 		return

@@ -1,12 +1,14 @@
-package auth
+package connect
 
 import (
 	"net"
 	"net/http"
 	"strings"
+
+	"github.com/saas-exporter/saas_exporter/auth/session"
 )
 
-// wrongHost returns the address of this page at external_url when the
+// WrongHost returns the address of this page at external_url when the
 // browser certainly opened the exporter at another host (127.0.0.1 vs
 // localhost, another port): vendors send the browser back to external_url,
 // where it has neither the session nor the flow cookie, so a redirect
@@ -14,7 +16,7 @@ import (
 // request's Host is not what the browser used, so proxied requests (and a
 // loopback Host for a non-loopback external_url, a proxy on the same
 // machine) are never called wrong.
-func (s *Server) wrongHost(r *http.Request) string {
+func (s *Service) WrongHost(r *http.Request) string {
 	if r.Header.Get("X-Forwarded-Host") != "" || r.Header.Get("X-Forwarded-For") != "" || r.Header.Get("Forwarded") != "" {
 		return ""
 	}
@@ -22,7 +24,7 @@ func (s *Server) wrongHost(r *http.Request) string {
 	if got == want || (loopbackHost(got) && !loopbackHost(want)) {
 		return ""
 	}
-	return s.o.ExternalURL + localPath(r.URL.RequestURI())
+	return s.c.ExternalURL + session.LocalPath(r.URL.RequestURI())
 }
 
 // hostPort lower-cases host and adds the scheme's default port.
@@ -46,10 +48,10 @@ func loopbackHost(hp string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// wrongHostMessage says why a redirect flow cannot start at this host.
-func (s *Server) wrongHostMessage(r *http.Request) string {
-	return "This page was opened at " + r.Host + ", but the exporter's external_url is " + s.o.ExternalURL +
+// WrongHostMessage says why a redirect flow cannot start at this host.
+func (s *Service) WrongHostMessage(r *http.Request) string {
+	return "This page was opened at " + r.Host + ", but the exporter's external_url is " + s.c.ExternalURL +
 		". Vendors send the browser back to external_url, where this browser has none of the cookies set here " +
 		"(sign-in, connection in progress), so connecting by signing in at the vendor would fail there. Open the exporter at " +
-		s.o.ExternalURL + " and start again (or set external_url to the address you use)."
+		s.c.ExternalURL + " and start again (or set external_url to the address you use)."
 }

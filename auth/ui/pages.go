@@ -1,10 +1,11 @@
-package auth
+package ui
 
 import (
 	"errors"
 	"net/http"
 	"net/url"
 
+	"github.com/saas-exporter/saas_exporter/auth/connect"
 	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
 )
@@ -25,7 +26,7 @@ type connRow struct {
 	CanInvite bool
 	// BudgetInfo is the budget form's content; nil for a vendor without a
 	// billing unit.
-	BudgetInfo  *apiBudget
+	BudgetInfo  *connect.Budget
 	BudgetValue string
 }
 
@@ -58,43 +59,36 @@ type connectionsData struct {
 	Invites []inviteRow
 }
 
-func (s *Server) title(vendor string) string {
-	if p := s.provider(vendor); p != nil {
-		return p.Title()
-	}
-	return vendor
-}
-
-func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, a adminCtx) {
+func (s *Pages) connectionsPage(w http.ResponseWriter, r *http.Request, a adminCtx) {
 	ctx := r.Context()
-	conns, err := s.o.Store.List(ctx)
+	conns, err := s.c.Store.List(ctx)
 	if err != nil {
 		s.storeErrorPage(w, err)
 		return
 	}
-	invites, err := s.o.Store.ListInvites(ctx)
+	invites, err := s.c.Store.ListInvites(ctx)
 	if err != nil {
 		s.storeErrorPage(w, err)
 		return
 	}
 	q := r.URL.Query()
 	d := connectionsData{base: base{Title: "Connections", User: a.User, CSRF: a.CSRF, Flash: flashText(q.Get("msg"), q.Get("name"))}}
-	if u := s.wrongHost(r); u != "" {
-		d.Warn, d.WarnLink = s.wrongHostMessage(r), u
+	if u := s.c.Connect.WrongHost(r); u != "" {
+		d.Warn, d.WarnLink = s.c.Connect.WrongHostMessage(r), u
 	}
 	for _, c := range conns {
-		row := connRow{Connection: c, Title: s.title(c.Vendor), StateClass: stateClass(c.State), BudgetInfo: s.budgetView(c)}
+		row := connRow{Connection: c, Title: s.c.Connect.Title(c.Vendor), StateClass: stateClass(c.State), BudgetInfo: s.c.Connect.BudgetView(c)}
 		if c.Budget != nil {
-			row.BudgetValue = fmtBudget(*c.Budget)
+			row.BudgetValue = connect.FmtBudget(*c.Budget)
 		}
-		if p := s.provider(c.Vendor); p != nil {
-			row.CanInvite = usable(p)
+		if p := s.c.Connect.Provider(c.Vendor); p != nil {
+			row.CanInvite = connect.Usable(p)
 		}
-		row.ReconnectURL, row.ReconnectMethod, row.Reconnect = s.reconnectOf(c)
+		row.ReconnectURL, row.ReconnectMethod, row.Reconnect = s.c.Connect.ReconnectOf(c)
 		row.Broken = c.State == store.StateExpired || c.State == store.StateRevoked || c.State == store.StateError
 		d.Conns = append(d.Conns, row)
 	}
-	for _, p := range s.o.Providers {
+	for _, p := range s.c.Providers {
 		sec := vendorSection{Vendor: p.Vendor(), Title: p.Title()}
 		for _, m := range p.Methods() {
 			switch m := m.(type) {
@@ -108,7 +102,7 @@ func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, a admin
 				}
 			}
 		}
-		sec.CanInvite = usable(p)
+		sec.CanInvite = connect.Usable(p)
 		d.Vendors = append(d.Vendors, sec)
 	}
 	names := map[string]string{}
@@ -117,7 +111,7 @@ func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, a admin
 	}
 	done := 0
 	for _, inv := range invites {
-		row := inviteRow{Invite: inv, Title: s.title(inv.Vendor), Status: s.inviteStatus(inv)}
+		row := inviteRow{Invite: inv, Title: s.c.Connect.Title(inv.Vendor), Status: s.c.Connect.InviteStatus(inv)}
 		if name, ok := names[inv.ConnectionID]; ok && row.Status == "used" {
 			row.UsedFor = name
 			if name != inv.Name {
@@ -125,7 +119,7 @@ func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, a admin
 			}
 		}
 		if row.Status == "pending" {
-			row.URL = s.inviteURL(inv.ID)
+			row.URL = s.c.Connect.InviteURL(inv.ID)
 		} else if done++; done > 20 {
 			continue // old invites: the API lists them all
 		}
@@ -134,14 +128,9 @@ func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request, a admin
 	s.render(w, http.StatusOK, "connections.html", d)
 }
 
-// usable reports whether p has a method a person can connect with here.
-func usable(p provider.Provider) bool {
-	return formMethod(p, "") != nil || redirectMethod(p, "") != nil
-}
-
-func (s *Server) storeErrorPage(w http.ResponseWriter, err error) {
-	s.log.Error("store", "err", err)
-	f := asFailure(err)
+func (s *Pages) storeErrorPage(w http.ResponseWriter, err error) {
+	s.c.Log.Error("store", "err", err)
+	f := connect.AsFailure(err)
 	s.errorPage(w, f.Status, "Store unavailable", f.Msg, "/", "Try again")
 }
 
@@ -185,7 +174,7 @@ func fieldViews(m provider.FormMethod, values map[string]string, errField string
 	return fs
 }
 
-func (s *Server) formPage(w http.ResponseWriter, r *http.Request, a adminCtx) {
+func (s *Pages) formPage(w http.ResponseWriter, r *http.Request, a adminCtx) {
 	p, m, ok := s.formTarget(w, r)
 	if !ok {
 		return
@@ -193,7 +182,7 @@ func (s *Server) formPage(w http.ResponseWriter, r *http.Request, a adminCtx) {
 	d := formData{base: base{Title: "Connect " + p.Title(), User: a.User, CSRF: a.CSRF}, Action: "/connect/" + p.Vendor(), VendorTitle: p.Title(),
 		Form: formView{Method: m.Name(), MethodTitle: m.Title(), Fields: fieldViews(m, nil, ""), IDPrefix: "f-"}, ShowName: true}
 	if id := r.URL.Query().Get("reconnect"); id != "" {
-		c, err := s.o.Store.Get(r.Context(), id)
+		c, err := s.c.Store.Get(r.Context(), id)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && c.Vendor != p.Vendor()) {
 			s.errorPage(w, http.StatusNotFound, "No such connection", "There is no "+p.Title()+" connection with this id; it may have been disconnected.", "/", "Back to connections")
 			return
@@ -213,40 +202,40 @@ func (s *Server) formPage(w http.ResponseWriter, r *http.Request, a adminCtx) {
 }
 
 // formTarget finds the vendor and form method a /connect/{vendor} request is for.
-func (s *Server) formTarget(w http.ResponseWriter, r *http.Request) (provider.Provider, provider.FormMethod, bool) {
-	p := s.provider(r.PathValue("vendor"))
+func (s *Pages) formTarget(w http.ResponseWriter, r *http.Request) (provider.Provider, provider.FormMethod, bool) {
+	p := s.c.Connect.Provider(r.PathValue("vendor"))
 	if p == nil {
-		s.errorPage(w, http.StatusNotFound, "Unknown vendor", "There is no vendor called “"+r.PathValue("vendor")+"”. Known vendors: "+s.vendorList()+".", "/", "Back to connections")
+		s.errorPage(w, http.StatusNotFound, "Unknown vendor", "There is no vendor called “"+r.PathValue("vendor")+"”. Known vendors: "+s.c.Connect.VendorList()+".", "/", "Back to connections")
 		return nil, nil, false
 	}
 	name := r.FormValue("method")
-	m := formMethod(p, name)
+	m := connect.FormMethod(p, name)
 	if m == nil {
-		s.errorPage(w, http.StatusNotFound, "Unknown method", p.Title()+" has no form sign-in method called “"+name+"”. Available: "+methodNames(p)+".", "/", "Back to connections")
+		s.errorPage(w, http.StatusNotFound, "Unknown method", p.Title()+" has no form sign-in method called “"+name+"”. Available: "+connect.MethodNames(p)+".", "/", "Back to connections")
 		return nil, nil, false
 	}
 	return p, m, true
 }
 
-func (s *Server) formSubmit(w http.ResponseWriter, r *http.Request, a adminCtx) {
+func (s *Pages) formSubmit(w http.ResponseWriter, r *http.Request, a adminCtx) {
 	p, m, ok := s.formTarget(w, r)
 	if !ok {
 		return
 	}
-	t := target{Name: r.PostFormValue("name"), Reconnect: r.PostFormValue("reconnect")}
+	t := connect.Target{Name: r.PostFormValue("name"), Reconnect: r.PostFormValue("reconnect")}
 	d := formData{base: base{Title: "Connect " + p.Title(), User: a.User, CSRF: a.CSRF}, Action: "/connect/" + p.Vendor(), VendorTitle: p.Title(),
 		Form: formView{Method: m.Name(), MethodTitle: m.Title(), IDPrefix: "f-"}, ShowName: t.Reconnect == "", Name: t.Name, Reconnect: t.Reconnect}
-	ctx, cancel := s.contextOf(r)
+	ctx, cancel := connect.ContextOf(r)
 	defer cancel()
 	if t.Reconnect != "" {
-		c, err := s.o.Store.Get(ctx, t.Reconnect)
+		c, err := s.c.Store.Get(ctx, t.Reconnect)
 		if err == nil {
 			d.Title, d.ReconnectName = "Reconnect "+c.Name, c.Name
 		}
 	}
-	res, err := s.connectForm(r, p, m, t, r.PostFormValue)
+	res, err := s.c.Connect.ConnectForm(r, p, m, t, r.PostFormValue)
 	if err != nil {
-		f := asFailure(err)
+		f := connect.AsFailure(err)
 		submitted := map[string]string{}
 		for _, fl := range m.Fields() {
 			submitted[fl.Name] = r.PostFormValue(fl.Name)
@@ -260,58 +249,26 @@ func (s *Server) formSubmit(w http.ResponseWriter, r *http.Request, a adminCtx) 
 	http.Redirect(w, r, "/?msg="+res.Kind+"&name="+url.QueryEscape(res.Conn.Name), http.StatusSeeOther)
 }
 
-// connectForm is the whole form flow: check, verify with the vendor, store.
-func (s *Server) connectForm(r *http.Request, p provider.Provider, m provider.FormMethod, t target, get func(string) string) (saved, error) {
-	ctx, cancel := s.contextOf(r)
-	defer cancel()
-	values, err := formValues(m, get)
-	if err != nil {
-		return saved{}, err
-	}
-	if err := s.checkTarget(ctx, p, t); err != nil {
-		return saved{}, err
-	}
-	cred, err := s.verify(ctx, p, m, values)
-	if err != nil {
-		return saved{}, err
-	}
-	return s.save(ctx, p, m.Name(), cred, t)
-}
-
 type confirmData struct {
 	base
 	Conn   store.Connection
 	VTitle string
 }
 
-func (s *Server) disconnectConfirm(w http.ResponseWriter, r *http.Request, a adminCtx) {
-	c, err := s.o.Store.Get(r.Context(), r.PathValue("id"))
+func (s *Pages) disconnectConfirm(w http.ResponseWriter, r *http.Request, a adminCtx) {
+	c, err := s.c.Store.Get(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.connFailurePage(w, err)
 		return
 	}
-	s.render(w, http.StatusOK, "confirm.html", confirmData{base: base{Title: "Disconnect " + c.Name, User: a.User, CSRF: a.CSRF}, Conn: c, VTitle: s.title(c.Vendor)})
+	s.render(w, http.StatusOK, "confirm.html", confirmData{base: base{Title: "Disconnect " + c.Name, User: a.User, CSRF: a.CSRF}, Conn: c, VTitle: s.c.Connect.Title(c.Vendor)})
 }
 
-func (s *Server) disconnectSubmit(w http.ResponseWriter, r *http.Request, a adminCtx) {
-	c, err := s.disconnect(r, r.PathValue("id"), a.User)
+func (s *Pages) disconnectSubmit(w http.ResponseWriter, r *http.Request, a adminCtx) {
+	c, err := s.c.Connect.Disconnect(r.Context(), r.PathValue("id"), a.User)
 	if err != nil {
 		s.connFailurePage(w, err)
 		return
 	}
 	http.Redirect(w, r, "/?msg=disconnected&name="+url.QueryEscape(c.Name), http.StatusSeeOther)
-}
-
-// disconnect deletes a connection and its credential.
-func (s *Server) disconnect(r *http.Request, id, user string) (store.Connection, error) {
-	c, err := s.o.Store.Get(r.Context(), id)
-	if err != nil {
-		return c, err
-	}
-	if err := s.o.Store.Delete(r.Context(), id); err != nil {
-		return c, err
-	}
-	s.changed(id)
-	s.log.Info("connection disconnected", "vendor", c.Vendor, "name", c.Name, "id", c.ID, "by", user)
-	return c, nil
 }

@@ -1,4 +1,4 @@
-package auth
+package connect
 
 import (
 	"errors"
@@ -19,27 +19,27 @@ func plain(w http.ResponseWriter, status int, msg string) {
 	_, _ = w.Write([]byte(msg + "\n"))
 }
 
-// webhook serves vendor callbacks that no browser sends.
-func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
+// Webhook serves vendor callbacks that no browser sends.
+func (s *Service) Webhook(w http.ResponseWriter, r *http.Request) {
 	vendor, name := r.PathValue("vendor"), r.PathValue("name")
-	p := s.provider(vendor)
+	p := s.Provider(vendor)
 	wh, ok := p.(provider.Webhooks)
 	if p == nil || !ok || name == "callback" || name == "start" {
 		plain(w, http.StatusNotFound, "no such callback")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 	revoked, err := wh.Webhook(r, name)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		switch {
 		case errors.Is(err, provider.ErrForbidden):
-			s.log.Warn("vendor callback refused: not authenticated", "vendor", vendor, "callback", name)
+			s.c.Log.Warn("vendor callback refused: not authenticated", "vendor", vendor, "callback", name)
 			plain(w, http.StatusForbidden, "forbidden")
 		case errors.As(err, &mbe):
 			plain(w, http.StatusRequestEntityTooLarge, "request body is larger than 64 KiB")
 		default:
-			s.log.Warn("vendor callback rejected", "vendor", vendor, "callback", name, "err", err)
+			s.c.Log.Warn("vendor callback rejected", "vendor", vendor, "callback", name, "err", err)
 			plain(w, http.StatusBadRequest, "bad callback: "+err.Error())
 		}
 		return
@@ -48,11 +48,11 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		if err := s.revoke(r, p, revoked); err != nil {
 			var unconfirmed *unconfirmedError
 			if errors.As(err, &unconfirmed) {
-				s.log.Warn("vendor revocation not confirmed; the connection stays as it is until the vendor can tell (collection notices a revoked credential by itself)", "vendor", vendor, "err", err)
+				s.c.Log.Warn("vendor revocation not confirmed; the connection stays as it is until the vendor can tell (collection notices a revoked credential by itself)", "vendor", vendor, "err", err)
 				plain(w, http.StatusServiceUnavailable, "could not confirm the revocation with the vendor; retry later")
 				return
 			}
-			s.log.Error("recording vendor revocation", "vendor", vendor, "err", err)
+			s.c.Log.Error("recording vendor revocation", "vendor", vendor, "err", err)
 			// 503 asks the vendor to retry; the revocation is not lost.
 			plain(w, http.StatusServiceUnavailable, "store unavailable; retry later")
 			return
@@ -68,7 +68,7 @@ func (e *unconfirmedError) Error() string { return e.err.Error() }
 
 // stillAuthorized asks a RevocationChecker provider whether c's credential
 // still works; providers that cannot be replayed are taken at their word.
-func (s *Server) stillAuthorized(r *http.Request, p provider.Provider, c store.Connection) (still bool, err error) {
+func (s *Service) stillAuthorized(r *http.Request, p provider.Provider, c store.Connection) (still bool, err error) {
 	rc, ok := p.(provider.RevocationChecker)
 	if !ok {
 		return false, nil
@@ -78,12 +78,12 @@ func (s *Server) stillAuthorized(r *http.Request, p provider.Provider, c store.C
 			still, err = false, fmt.Errorf("the %s provider failed unexpectedly: %v", p.Vendor(), v)
 		}
 	}()
-	ctx, cancel := s.contextOf(r)
+	ctx, cancel := ContextOf(r)
 	defer cancel()
-	return rc.StillAuthorized(ctx, s.client(p.Vendor()), collector.View(c))
+	return rc.StillAuthorized(ctx, s.c.Client(p.Vendor()), collector.View(c))
 }
 
-func (s *Server) revoke(r *http.Request, p provider.Provider, accountIDs []string) error {
+func (s *Service) revoke(r *http.Request, p provider.Provider, accountIDs []string) error {
 	vendor := p.Vendor()
 	ids := map[string]bool{}
 	for _, a := range accountIDs {
@@ -91,7 +91,7 @@ func (s *Server) revoke(r *http.Request, p provider.Provider, accountIDs []strin
 			ids[a] = true
 		}
 	}
-	conns, err := s.o.Store.List(r.Context())
+	conns, err := s.c.Store.List(r.Context())
 	if err != nil {
 		return err
 	}
@@ -106,21 +106,21 @@ func (s *Server) revoke(r *http.Request, p provider.Provider, accountIDs []strin
 			return &unconfirmedError{fmt.Errorf("connection %s: %w", c.Name, err)}
 		}
 		if still {
-			s.log.Warn("deauthorize callback ignored: the vendor still accepts the connection's credentials, so the callback is stale or replayed", "vendor", vendor, "name", c.Name, "id", c.ID)
+			s.c.Log.Warn("deauthorize callback ignored: the vendor still accepts the connection's credentials, so the callback is stale or replayed", "vendor", vendor, "name", c.Name, "id", c.ID)
 			continue
 		}
 		st := c.Status
 		st.State = store.StateRevoked
 		st.LastError = revokedByVendor
-		st.Updated = s.now()
-		if err := s.o.Store.SetStatus(r.Context(), c.ID, st); err != nil {
+		st.Updated = s.c.Now()
+		if err := s.c.Store.SetStatus(r.Context(), c.ID, st); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				continue // disconnected meanwhile
 			}
 			return err
 		}
 		s.changed(c.ID)
-		s.log.Info("connection revoked by the vendor", "vendor", vendor, "name", c.Name, "id", c.ID)
+		s.c.Log.Info("connection revoked by the vendor", "vendor", vendor, "name", c.Name, "id", c.ID)
 	}
 	return nil
 }

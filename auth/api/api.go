@@ -1,4 +1,8 @@
-package auth
+// Package api serves the JSON API (/api/v1/...): HTTP basic auth with
+// its cache of checked credentials, JSON bodies and JSON errors. What a
+// call does is connect's and who may call is session's; it never imports
+// ui (the HTML pages) or a vendor.
+package api
 
 import (
 	"bytes"
@@ -6,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"sort"
@@ -14,9 +19,49 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/saas-exporter/saas_exporter/auth/connect"
+	"github.com/saas-exporter/saas_exporter/auth/session"
 	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
 )
+
+// Config configures a Handler; every field is set.
+type Config struct {
+	Connect  *connect.Service
+	Sessions *session.Manager
+	Store    store.Store
+	Log      *slog.Logger
+	Now      func() time.Time
+}
+
+// Handler serves the API routes.
+type Handler struct {
+	c     Config
+	cache *authCache
+}
+
+// New builds a Handler.
+func New(c Config) *Handler {
+	return &Handler{c: c, cache: newAuthCache(time.Minute)}
+}
+
+// Register registers the API's routes on mux.
+func (s *Handler) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/connections", s.api(s.apiList))
+	mux.HandleFunc("POST /api/v1/connections", s.api(s.apiCreate))
+	mux.HandleFunc("GET /api/v1/connections/{id}", s.api(s.apiGet))
+	mux.HandleFunc("PATCH /api/v1/connections/{id}", s.api(s.apiRename))
+	mux.HandleFunc("POST /api/v1/connections/{id}/collect", s.api(s.apiCollect))
+	mux.HandleFunc("DELETE /api/v1/connections/{id}", s.api(s.apiDelete))
+	mux.HandleFunc("POST /api/v1/connections/{id}/reconnect", s.api(s.apiReconnect))
+	mux.HandleFunc("PUT /api/v1/connections/{id}/budget", s.api(s.apiSetBudget))
+	mux.HandleFunc("GET /api/v1/invites", s.api(s.apiInvites))
+	mux.HandleFunc("POST /api/v1/invites", s.api(s.apiInviteCreate))
+	mux.HandleFunc("DELETE /api/v1/invites/{id}", s.api(s.apiInviteRevoke))
+	mux.HandleFunc("/api/v1/", s.api(func(w http.ResponseWriter, r *http.Request, _ string) {
+		writeJSONError(w, http.StatusNotFound, "no such API endpoint; see the README for GET/POST /api/v1/connections and /api/v1/invites")
+	}))
+}
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.MarshalIndent(v, "", "  ")
@@ -30,18 +75,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-type apiError struct {
+// Error is the body of every API error.
+type Error struct {
 	Error string `json:"error"`
 	Field string `json:"field,omitempty"`
 }
 
 func writeJSONError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, apiError{Error: msg})
+	writeJSON(w, status, Error{Error: msg})
 }
 
 func writeFailure(w http.ResponseWriter, err error) {
-	f := asFailure(err)
-	writeJSON(w, f.Status, apiError{Error: f.Msg, Field: f.Field})
+	f := connect.AsFailure(err)
+	writeJSON(w, f.Status, Error{Error: f.Msg, Field: f.Field})
 }
 
 // writeConnFailure answers a failed call on connection {id}: 404 if it
@@ -56,7 +102,8 @@ func writeConnFailure(w http.ResponseWriter, r *http.Request, err error) {
 
 // authCache remembers recent successful basic-auth checks, so a script
 // calling the API in a loop does not pay for bcrypt every time. Keys are
-// HMACs of user, password and hash: the cache never holds a password.
+// HMACs of user, password and hash (session.Manager.CredentialKey): the
+// cache never holds a password.
 type authCache struct {
 	mu  sync.Mutex
 	ttl time.Duration
@@ -67,19 +114,44 @@ func newAuthCache(ttl time.Duration) *authCache {
 	return &authCache{ttl: ttl, ok: map[string]time.Time{}}
 }
 
-func (s *Server) apiCredentialsOK(user, password string, now time.Time) bool {
-	hash, known := s.o.Admins[user]
-	key := string(mac(s.keys.cache, user, password, hash))
-	c := s.apiCache
+func (c *authCache) hit(key string, now time.Time) bool {
 	c.mu.Lock()
 	exp, hit := c.ok[key]
 	c.mu.Unlock()
-	if known && hit && now.Before(exp) {
-		return true
+	return hit && now.Before(exp)
+}
+
+// CachedKeys lists the cache's keys, for tests that check it holds no
+// password.
+func (s *Handler) CachedKeys() []string {
+	s.cache.mu.Lock()
+	defer s.cache.mu.Unlock()
+	ks := make([]string, 0, len(s.cache.ok))
+	for k := range s.cache.ok {
+		ks = append(ks, k)
 	}
-	if !s.checkPassword(user, password) {
+	return ks
+}
+
+// Authenticated reports cheaply whether r carries basic-auth credentials
+// the API accepted within the last minute: no bcrypt, no store call.
+func (s *Handler) Authenticated(r *http.Request) bool {
+	user, password, ok := r.BasicAuth()
+	if !ok || !s.c.Sessions.Known(user) {
 		return false
 	}
+	return s.cache.hit(s.c.Sessions.CredentialKey(user, password), s.c.Now())
+}
+
+func (s *Handler) apiCredentialsOK(user, password string, now time.Time) bool {
+	key := s.c.Sessions.CredentialKey(user, password)
+	if s.c.Sessions.Known(user) && s.cache.hit(key, now) {
+		return true
+	}
+	if !s.c.Sessions.CheckPassword(user, password) {
+		return false
+	}
+	c := s.cache
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, e := range c.ok {
@@ -96,7 +168,7 @@ func (s *Server) apiCredentialsOK(user, password string, now time.Time) bool {
 type apiHandler func(w http.ResponseWriter, r *http.Request, user string)
 
 // api requires HTTP basic auth with an admin user.
-func (s *Server) api(h apiHandler) http.HandlerFunc {
+func (s *Handler) api(h apiHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		user, password, ok := r.BasicAuth()
 		if !ok {
@@ -104,15 +176,16 @@ func (s *Server) api(h apiHandler) http.HandlerFunc {
 			writeJSONError(w, http.StatusUnauthorized, "authentication required: use HTTP basic auth with an admin user")
 			return
 		}
-		key, now := throttleKey(user, s.clientIP(r)), s.now()
-		if retry, ok := s.limiter.allowed(key, now); !ok {
+		key, now := session.ThrottleKey(user, s.c.Sessions.ClientIP(r)), s.c.Now()
+		limiter := s.c.Sessions.Limiter()
+		if retry, ok := limiter.Allowed(key, now); !ok {
 			secs := int(retry.Sub(now).Seconds()) + 1
 			w.Header().Set("Retry-After", fmt.Sprint(secs))
 			writeJSONError(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed sign-ins for this user from your address; retry in %d seconds", secs))
 			return
 		}
 		if !s.apiCredentialsOK(user, password, now) {
-			s.limiter.fail(key, now)
+			limiter.Fail(key, now)
 			w.Header().Set("WWW-Authenticate", `Basic realm="saas_exporter", charset="UTF-8"`)
 			writeJSONError(w, http.StatusUnauthorized, "wrong user name or password")
 			return
@@ -130,16 +203,16 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if err := requireJSON(r); err != nil {
 		return nil, err
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, connect.MaxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, fail(http.StatusRequestEntityTooLarge, "request body is larger than 64 KiB")
+			return nil, connect.Fail(http.StatusRequestEntityTooLarge, "request body is larger than 64 KiB")
 		}
-		return nil, fail(http.StatusBadRequest, "reading the request body failed: %v", err)
+		return nil, connect.Fail(http.StatusBadRequest, "reading the request body failed: %v", err)
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
-		return nil, fail(http.StatusBadRequest, "request body is empty; send a JSON object")
+		return nil, connect.Fail(http.StatusBadRequest, "request body is empty; send a JSON object")
 	}
 	return b, nil
 }
@@ -149,26 +222,26 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 func requireJSON(r *http.Request) error {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-		return fail(http.StatusUnsupportedMediaType, "send the body as JSON with Content-Type: application/json")
+		return connect.Fail(http.StatusUnsupportedMediaType, "send the body as JSON with Content-Type: application/json")
 	}
 	return nil
 }
 
-func jsonFailure(err error) *failure {
+func jsonFailure(err error) *connect.Failure {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &se):
-		return fail(http.StatusBadRequest, "request body is not valid JSON (at byte %d): %v", se.Offset, err)
+		return connect.Fail(http.StatusBadRequest, "request body is not valid JSON (at byte %d): %v", se.Offset, err)
 	case errors.As(err, &te):
 		if te.Field != "" {
-			return fail(http.StatusBadRequest, "field %q must be a %s", te.Field, te.Type)
+			return connect.Fail(http.StatusBadRequest, "field %q must be a %s", te.Field, te.Type)
 		}
-		return fail(http.StatusBadRequest, "request body must be a JSON object")
+		return connect.Fail(http.StatusBadRequest, "request body must be a JSON object")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return fail(http.StatusBadRequest, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		return connect.Fail(http.StatusBadRequest, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}
-	return fail(http.StatusBadRequest, "request body is not valid JSON: %v", err)
+	return connect.Fail(http.StatusBadRequest, "request body is not valid JSON: %v", err)
 }
 
 // decodeStrict decodes exactly one JSON value into v, refusing unknown keys.
@@ -179,7 +252,7 @@ func decodeStrict(b []byte, v any) error {
 		return jsonFailure(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return fail(http.StatusBadRequest, "request body has data after the JSON object")
+		return connect.Fail(http.StatusBadRequest, "request body has data after the JSON object")
 	}
 	return nil
 }
@@ -195,13 +268,13 @@ func readObject(w http.ResponseWriter, r *http.Request) (map[string]string, erro
 		return nil, err
 	}
 	if raw == nil {
-		return nil, fail(http.StatusBadRequest, "request body must be a JSON object")
+		return nil, connect.Fail(http.StatusBadRequest, "request body must be a JSON object")
 	}
 	obj := make(map[string]string, len(raw))
 	for k, v := range raw {
 		var s string
 		if err := json.Unmarshal(v, &s); err != nil {
-			f := fail(http.StatusBadRequest, "field %q must be a string", k)
+			f := connect.Fail(http.StatusBadRequest, "field %q must be a string", k)
 			f.Field = k
 			return nil, f
 		}
@@ -210,7 +283,8 @@ func readObject(w http.ResponseWriter, r *http.Request) (map[string]string, erro
 	return obj, nil
 }
 
-type apiConnection struct {
+// Connection is a connection as the API shows it: everything but its secret.
+type Connection struct {
 	ID            string            `json:"id"`
 	Vendor        string            `json:"vendor"`
 	Name          string            `json:"name"`
@@ -225,7 +299,7 @@ type apiConnection struct {
 	Scopes        []string          `json:"scopes"`
 	MissingScopes []string          `json:"missing_scopes"`
 	Settings      map[string]string `json:"settings"`
-	Budget        *apiBudget        `json:"budget"`
+	Budget        *connect.Budget   `json:"budget"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -244,12 +318,12 @@ func nonNil(s []string) []string {
 }
 
 // toAPI lists what a connection may show: everything but its secret.
-func toAPI(c store.Connection) apiConnection {
+func toAPI(c store.Connection) Connection {
 	settings := c.Settings
 	if settings == nil {
 		settings = map[string]string{}
 	}
-	return apiConnection{
+	return Connection{
 		ID: c.ID, Vendor: c.Vendor, Name: c.Name, Account: c.Account, AccountID: c.AccountID, AuthMethod: c.AuthMethod,
 		State: c.State, Created: c.Created.UTC(), Expiry: timePtr(c.Expiry), LastSuccess: timePtr(c.LastSuccess), LastError: c.LastError,
 		Scopes: nonNil(c.Scopes), MissingScopes: nonNil(c.MissingScopes), Settings: settings,
@@ -257,27 +331,27 @@ func toAPI(c store.Connection) apiConnection {
 }
 
 // toAPIConn is toAPI with the connection's budget.
-func (s *Server) toAPIConn(c store.Connection) apiConnection {
+func (s *Handler) toAPIConn(c store.Connection) Connection {
 	a := toAPI(c)
-	a.Budget = s.budgetView(c)
+	a.Budget = s.c.Connect.BudgetView(c)
 	return a
 }
 
-func (s *Server) apiList(w http.ResponseWriter, r *http.Request, _ string) {
-	conns, err := s.o.Store.List(r.Context())
+func (s *Handler) apiList(w http.ResponseWriter, r *http.Request, _ string) {
+	conns, err := s.c.Store.List(r.Context())
 	if err != nil {
 		writeFailure(w, err)
 		return
 	}
-	out := make([]apiConnection, 0, len(conns))
+	out := make([]Connection, 0, len(conns))
 	for _, c := range conns {
 		out = append(out, s.toAPIConn(c))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request, user string) {
-	_, err := s.disconnect(r, r.PathValue("id"), user)
+func (s *Handler) apiDelete(w http.ResponseWriter, r *http.Request, user string) {
+	_, err := s.c.Connect.Disconnect(r.Context(), r.PathValue("id"), user)
 	if err != nil {
 		writeConnFailure(w, r, err)
 		return
@@ -291,7 +365,7 @@ func take(obj map[string]string, k string) string {
 	return v
 }
 
-func (s *Server) apiCreate(w http.ResponseWriter, r *http.Request, _ string) {
+func (s *Handler) apiCreate(w http.ResponseWriter, r *http.Request, _ string) {
 	obj, err := readObject(w, r)
 	if err != nil {
 		writeFailure(w, err)
@@ -299,45 +373,45 @@ func (s *Server) apiCreate(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	vendor, name, method := take(obj, "vendor"), take(obj, "name"), take(obj, "method")
 	if vendor == "" {
-		writeJSON(w, http.StatusBadRequest, apiError{Error: "vendor is required (known: " + s.vendorList() + ")", Field: "vendor"})
+		writeJSON(w, http.StatusBadRequest, Error{Error: "vendor is required (known: " + s.c.Connect.VendorList() + ")", Field: "vendor"})
 		return
 	}
-	p := s.provider(vendor)
+	p := s.c.Connect.Provider(vendor)
 	if p == nil {
-		writeJSON(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("unknown vendor %q (known: %s)", vendor, s.vendorList()), Field: "vendor"})
+		writeJSON(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("unknown vendor %q (known: %s)", vendor, s.c.Connect.VendorList()), Field: "vendor"})
 		return
 	}
-	s.apiConnect(w, r, p, target{Name: name}, method, obj)
+	s.apiConnect(w, r, p, connect.Target{Name: name}, method, obj)
 }
 
-func (s *Server) apiReconnect(w http.ResponseWriter, r *http.Request, _ string) {
+func (s *Handler) apiReconnect(w http.ResponseWriter, r *http.Request, _ string) {
 	obj, err := readObject(w, r)
 	if err != nil {
 		writeFailure(w, err)
 		return
 	}
-	c, err := s.o.Store.Get(r.Context(), r.PathValue("id"))
+	c, err := s.c.Store.Get(r.Context(), r.PathValue("id"))
 	if err != nil {
 		writeConnFailure(w, r, err)
 		return
 	}
 	// A script may send the same body as for create; only matching values are accepted.
 	if v, ok := obj["vendor"]; ok && v != c.Vendor {
-		writeJSON(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("connection %s is a %s connection; leave vendor out to reconnect it", c.ID, c.Vendor), Field: "vendor"})
+		writeJSON(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("connection %s is a %s connection; leave vendor out to reconnect it", c.ID, c.Vendor), Field: "vendor"})
 		return
 	}
 	if v, ok := obj["name"]; ok && v != c.Name {
-		writeJSON(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("connection %s is called %q; a reconnect keeps the name, leave name out", c.ID, c.Name), Field: "name"})
+		writeJSON(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("connection %s is called %q; a reconnect keeps the name, leave name out", c.ID, c.Name), Field: "name"})
 		return
 	}
 	delete(obj, "vendor")
 	delete(obj, "name")
-	p := s.provider(c.Vendor)
+	p := s.c.Connect.Provider(c.Vendor)
 	if p == nil {
-		writeJSONError(w, http.StatusBadRequest, fmt.Sprintf("vendor %q of this connection is not supported by this exporter (known: %s)", c.Vendor, s.vendorList()))
+		writeJSONError(w, http.StatusBadRequest, fmt.Sprintf("vendor %q of this connection is not supported by this exporter (known: %s)", c.Vendor, s.c.Connect.VendorList()))
 		return
 	}
-	s.apiConnect(w, r, p, target{Reconnect: c.ID}, take(obj, "method"), obj)
+	s.apiConnect(w, r, p, connect.Target{Reconnect: c.ID}, take(obj, "method"), obj)
 }
 
 // hasFields reports whether obj looks meant for m: it has a value for
@@ -421,7 +495,7 @@ func fieldNames(m provider.FormMethod) string {
 // apiConnect connects p with the method named (or chosen from the fields
 // present): a form method is verified and stored (201/200), a redirect
 // method answers 202 with the URL to follow and sets the flow cookie.
-func (s *Server) apiConnect(w http.ResponseWriter, r *http.Request, p provider.Provider, t target, method string, obj map[string]string) {
+func (s *Handler) apiConnect(w http.ResponseWriter, r *http.Request, p provider.Provider, t connect.Target, method string, obj map[string]string) {
 	var fm provider.FormMethod
 	var rm provider.RedirectMethod
 	if method != "" {
@@ -434,14 +508,14 @@ func (s *Server) apiConnect(w http.ResponseWriter, r *http.Request, p provider.P
 				fm = m
 			case provider.RedirectMethod:
 				if !m.Enabled() {
-					writeJSON(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("method %q of %s is not configured on this exporter (available: %s)", method, p.Vendor(), methodNames(p)), Field: "method"})
+					writeJSON(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("method %q of %s is not configured on this exporter (available: %s)", method, p.Vendor(), connect.MethodNames(p)), Field: "method"})
 					return
 				}
 				rm = m
 			}
 		}
 		if fm == nil && rm == nil {
-			writeJSON(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("unknown method %q for %s (available: %s)", method, p.Vendor(), methodNames(p)), Field: "method"})
+			writeJSON(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("unknown method %q for %s (available: %s)", method, p.Vendor(), connect.MethodNames(p)), Field: "method"})
 			return
 		}
 	} else {
@@ -452,11 +526,11 @@ func (s *Server) apiConnect(w http.ResponseWriter, r *http.Request, p provider.P
 			}
 		}
 		if fm == nil {
-			rm = redirectMethod(p, "")
+			rm = connect.RedirectMethod(p, "")
 		}
 		if fm == nil && rm == nil {
 			// No redirect method: the first form method's error names what is missing.
-			fm = formMethod(p, "")
+			fm = connect.FormMethod(p, "")
 		}
 		if fm == nil && rm == nil {
 			writeJSONError(w, http.StatusBadRequest, p.Title()+" has no sign-in method configured on this exporter")
@@ -474,16 +548,16 @@ func (s *Server) apiConnect(w http.ResponseWriter, r *http.Request, p provider.P
 			if m, f := closestField(p, keys[0]); m != nil {
 				msg = fmt.Sprintf("unknown field %q: did you mean %q (method %q of %s)?", keys[0], f, m.Name(), p.Vendor())
 			}
-			writeJSON(w, http.StatusBadRequest, apiError{Error: msg, Field: keys[0]})
+			writeJSON(w, http.StatusBadRequest, Error{Error: msg, Field: keys[0]})
 			return
 		}
-		ctx, cancel := s.contextOf(r)
+		ctx, cancel := connect.ContextOf(r)
 		defer cancel()
-		if err := s.checkTarget(ctx, p, t); err != nil {
+		if err := s.c.Connect.CheckTarget(ctx, p, t); err != nil {
 			writeFailure(w, err)
 			return
 		}
-		u, err := s.startFlow(w, p, rm, t)
+		u, err := s.c.Connect.StartFlow(w, p, rm, t)
 		if err != nil {
 			writeFailure(w, err)
 			return
@@ -501,11 +575,11 @@ func (s *Server) apiConnect(w http.ResponseWriter, r *http.Request, p provider.P
 			if f := closest(k, fm); f != "" {
 				msg = fmt.Sprintf("unknown field %q for method %q of %s: did you mean %q?", k, fm.Name(), p.Vendor(), f)
 			}
-			writeJSON(w, http.StatusBadRequest, apiError{Error: msg, Field: k})
+			writeJSON(w, http.StatusBadRequest, Error{Error: msg, Field: k})
 			return
 		}
 	}
-	res, err := s.connectForm(r, p, fm, t, func(k string) string { return obj[k] })
+	res, err := s.c.Connect.ConnectForm(r, p, fm, t, func(k string) string { return obj[k] })
 	if err != nil {
 		writeFailure(w, err)
 		return
@@ -517,7 +591,8 @@ func (s *Server) apiConnect(w http.ResponseWriter, r *http.Request, p provider.P
 	writeJSON(w, status, s.toAPIConn(res.Conn))
 }
 
-type apiInvite struct {
+// Invite is an invite as the API shows it; URL only while it can be used.
+type Invite struct {
 	ID           string     `json:"id"`
 	Vendor       string     `json:"vendor"`
 	Name         string     `json:"name"`
@@ -530,29 +605,29 @@ type apiInvite struct {
 	URL          string     `json:"url,omitempty"`
 }
 
-func (s *Server) toAPIInvite(inv store.Invite) apiInvite {
-	a := apiInvite{ID: inv.ID, Vendor: inv.Vendor, Name: inv.Name, Status: s.inviteStatus(inv), Created: inv.Created.UTC(), Expires: inv.Expires.UTC(),
+func (s *Handler) toAPIInvite(inv store.Invite) Invite {
+	a := Invite{ID: inv.ID, Vendor: inv.Vendor, Name: inv.Name, Status: s.c.Connect.InviteStatus(inv), Created: inv.Created.UTC(), Expires: inv.Expires.UTC(),
 		Used: timePtr(inv.Used), Revoked: inv.Revoked, ConnectionID: inv.ConnectionID}
 	if a.Status == "pending" {
-		a.URL = s.inviteURL(inv.ID)
+		a.URL = s.c.Connect.InviteURL(inv.ID)
 	}
 	return a
 }
 
-func (s *Server) apiInvites(w http.ResponseWriter, r *http.Request, _ string) {
-	invs, err := s.o.Store.ListInvites(r.Context())
+func (s *Handler) apiInvites(w http.ResponseWriter, r *http.Request, _ string) {
+	invs, err := s.c.Store.ListInvites(r.Context())
 	if err != nil {
 		writeFailure(w, err)
 		return
 	}
-	out := make([]apiInvite, 0, len(invs))
+	out := make([]Invite, 0, len(invs))
 	for _, inv := range invs {
 		out = append(out, s.toAPIInvite(inv))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) apiInviteCreate(w http.ResponseWriter, r *http.Request, _ string) {
+func (s *Handler) apiInviteCreate(w http.ResponseWriter, r *http.Request, _ string) {
 	b, err := readBody(w, r)
 	if err != nil {
 		writeFailure(w, err)
@@ -571,11 +646,11 @@ func (s *Server) apiInviteCreate(w http.ResponseWriter, r *http.Request, _ strin
 	var ttl time.Duration
 	if req.ExpiresIn != "" {
 		if ttl, err = time.ParseDuration(req.ExpiresIn); err != nil {
-			writeJSON(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("expires_in %q is not a duration such as \"72h\"", req.ExpiresIn), Field: "expires_in"})
+			writeJSON(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("expires_in %q is not a duration such as \"72h\"", req.ExpiresIn), Field: "expires_in"})
 			return
 		}
 	}
-	inv, err := s.createInvite(r.Context(), req.Vendor, req.Name, req.ConnectionID, ttl)
+	inv, err := s.c.Connect.CreateInvite(r.Context(), req.Vendor, req.Name, req.ConnectionID, ttl)
 	if err != nil {
 		writeFailure(w, err)
 		return
@@ -583,8 +658,8 @@ func (s *Server) apiInviteCreate(w http.ResponseWriter, r *http.Request, _ strin
 	writeJSON(w, http.StatusCreated, s.toAPIInvite(inv))
 }
 
-func (s *Server) apiInviteRevoke(w http.ResponseWriter, r *http.Request, _ string) {
-	if _, err := s.revokeInvite(r.Context(), r.PathValue("id")); err != nil {
+func (s *Handler) apiInviteRevoke(w http.ResponseWriter, r *http.Request, _ string) {
+	if _, err := s.c.Connect.RevokeInvite(r.Context(), r.PathValue("id")); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			writeJSONError(w, http.StatusNotFound, "no invite with id "+r.PathValue("id"))
 			return

@@ -1,4 +1,4 @@
-package auth
+package session
 
 import (
 	"crypto/aes"
@@ -9,7 +9,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"strings"
 	"time"
 )
@@ -88,8 +87,11 @@ func randomBytes(n int) []byte {
 	return b
 }
 
-// newID returns 16 hex characters.
-func newID() string { return hex.EncodeToString(randomBytes(8)) }
+// RandomToken returns n random bytes, base64url without padding.
+func RandomToken(n int) string { return b64.EncodeToString(randomBytes(n)) }
+
+// NewID returns 16 hex characters.
+func NewID() string { return hex.EncodeToString(randomBytes(8)) }
 
 // session is the payload of the session cookie.
 type session struct {
@@ -107,21 +109,21 @@ func hashTag(bcryptHash string) string {
 	return b64.EncodeToString(sum[:8])
 }
 
-func (s *Server) newSession(user string) string {
-	b, _ := json.Marshal(session{User: user, Expires: s.now().Add(sessionTTL).Unix(), Hash: hashTag(s.o.Admins[user]), Nonce: b64.EncodeToString(randomBytes(12))})
-	return sign(s.keys.session, b)
+// NewSession returns a session token for user, valid for TTL.
+func (m *Manager) NewSession(user string) string {
+	b, _ := json.Marshal(session{User: user, Expires: m.c.Now().Add(TTL).Unix(), Hash: hashTag(m.c.Admins[user]), Nonce: b64.EncodeToString(randomBytes(12))})
+	return sign(m.keys.session, b)
 }
 
-// checkSession returns the user of a valid, unexpired session token.
-// It does not ask the store whether the session was logged out (see
-// sessionUser).
-func (s *Server) checkSession(tok string) (string, bool) {
-	sess, ok := s.openSession(tok)
+// CheckSession returns the user of a valid, unexpired session token.
+// It does not ask the store whether the session was logged out (see User).
+func (m *Manager) CheckSession(tok string) (string, bool) {
+	sess, ok := m.open(tok)
 	return sess.User, ok
 }
 
-func (s *Server) openSession(tok string) (session, bool) {
-	b, ok := unsign(s.keys.session, tok)
+func (m *Manager) open(tok string) (session, bool) {
+	b, ok := unsign(m.keys.session, tok)
 	if !ok {
 		return session{}, false
 	}
@@ -129,8 +131,8 @@ func (s *Server) openSession(tok string) (session, bool) {
 	if json.Unmarshal(b, &sess) != nil || sess.Nonce == "" {
 		return session{}, false
 	}
-	hash, known := s.o.Admins[sess.User]
-	if !known || sess.Hash != hashTag(hash) || !s.now().Before(time.Unix(sess.Expires, 0)) {
+	hash, known := m.c.Admins[sess.User]
+	if !known || sess.Hash != hashTag(hash) || !m.c.Now().Before(time.Unix(sess.Expires, 0)) {
 		return session{}, false
 	}
 	return sess, true
@@ -140,62 +142,50 @@ func (s *Server) openSession(tok string) (session, bool) {
 // replica sharing the store.
 func loggedOutKey(sess session) string { return "logout:" + sess.Nonce }
 
-// csrfToken derives a form token from what the form is bound to: the
+// CSRFToken derives a form token from what the form is bound to: the
 // session, an invite token or the login cookie.
-func (s *Server) csrfToken(kind, binding string) string {
-	return b64.EncodeToString(mac(s.keys.csrf, kind, binding))
+func (m *Manager) CSRFToken(kind, binding string) string {
+	return b64.EncodeToString(mac(m.keys.csrf, kind, binding))
 }
 
-func (s *Server) csrfValid(kind, binding, got string) bool {
+// CSRFValid checks a form's token against what the form is bound to.
+func (m *Manager) CSRFValid(kind, binding, got string) bool {
 	if binding == "" || got == "" {
 		return false
 	}
-	return hmac.Equal([]byte(got), []byte(s.csrfToken(kind, binding)))
+	return hmac.Equal([]byte(got), []byte(m.CSRFToken(kind, binding)))
 }
 
-// flowState is the content of the saas_flow cookie: which flow this browser
-// started. It is sealed (AES-GCM), so it is both signed and unreadable: the
-// PKCE verifier never leaves the server in clear.
-type flowState struct {
-	Vendor    string `json:"v"`
-	Method    string `json:"m"`
-	State     string `json:"s"`
-	Verifier  string `json:"pk"`
-	Name      string `json:"n,omitempty"`
-	Reconnect string `json:"r,omitempty"`
-	Invite    string `json:"i,omitempty"`
-	Expires   int64  `json:"e"`
+// Seal encrypts and signs payload (AES-GCM) for a cookie called name: it
+// is both signed and unreadable, so a PKCE verifier inside never leaves
+// the server in clear.
+func (m *Manager) Seal(name string, payload []byte) string {
+	nonce := randomBytes(m.keys.flow.NonceSize())
+	return b64.EncodeToString(m.keys.flow.Seal(nonce, nonce, payload, []byte(name)))
 }
 
-func (s *Server) sealFlow(f flowState) string {
-	b, _ := json.Marshal(f)
-	nonce := randomBytes(s.keys.flow.NonceSize())
-	return b64.EncodeToString(s.keys.flow.Seal(nonce, nonce, b, []byte(flowCookie)))
-}
-
-var errFlowForged = errors.New("forged")
-
-func (s *Server) openFlow(v string) (flowState, error) {
-	var f flowState
+// Open returns the payload of a value made by Seal for the same name.
+func (m *Manager) Open(name, v string) ([]byte, bool) {
 	raw, err := b64.DecodeString(v)
-	ns := s.keys.flow.NonceSize()
+	ns := m.keys.flow.NonceSize()
 	if err != nil || len(raw) < ns || len(v) > 4096 {
-		return f, errFlowForged
+		return nil, false
 	}
-	b, err := s.keys.flow.Open(nil, raw[:ns], raw[ns:], []byte(flowCookie))
-	if err != nil || json.Unmarshal(b, &f) != nil || f.State == "" {
-		return f, errFlowForged
+	b, err := m.keys.flow.Open(nil, raw[:ns], raw[ns:], []byte(name))
+	if err != nil {
+		return nil, false
 	}
-	return f, nil
+	return b, true
 }
 
-// inviteToken is the invite id and its HMAC.
-func (s *Server) inviteToken(id string) string {
-	return id + "." + b64.EncodeToString(mac(s.keys.invite, id))
+// InviteToken is the invite id and its HMAC.
+func (m *Manager) InviteToken(id string) string {
+	return id + "." + b64.EncodeToString(mac(m.keys.invite, id))
 }
 
-// inviteID returns the id of a token with a valid signature.
-func (s *Server) inviteID(tok string) (string, bool) {
+// InviteID returns the id of a token with a valid signature (by the
+// signing key or a previous one).
+func (m *Manager) InviteID(tok string) (string, bool) {
 	id, sig, ok := strings.Cut(tok, ".")
 	if !ok || len(id) != 16 || len(sig) > 64 {
 		return "", false
@@ -208,7 +198,7 @@ func (s *Server) inviteID(tok string) (string, bool) {
 	if err != nil || b64.EncodeToString(got) != sig {
 		return "", false
 	}
-	for _, k := range append([][]byte{s.keys.invite}, s.keys.oldInvite...) {
+	for _, k := range append([][]byte{m.keys.invite}, m.keys.oldInvite...) {
 		if hmac.Equal(got, mac(k, id)) {
 			return id, true
 		}
