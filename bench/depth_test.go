@@ -67,7 +67,7 @@ type depthRig struct {
 	client    func(vendor string) *http.Client
 }
 
-func newDepthRig(t *testing.T, vendorConcurrency int) *depthRig {
+func newDepthRig(t testing.TB, vendorConcurrency int) *depthRig {
 	t.Helper()
 	sim := vendorsim.New(vendorsim.Options{PageSize: 100})
 	ps := freshProviders(t, sim)
@@ -97,7 +97,7 @@ func eachVendor(t *testing.T, f func(t *testing.T, r *depthRig, vendor string)) 
 }
 
 // connect stores synthetic account n of vendor, verified as the API does.
-func (r *depthRig) connect(t *testing.T, vendor string, n int) {
+func (r *depthRig) connect(t testing.TB, vendor string, n int) {
 	t.Helper()
 	ctx := context.Background()
 	var (
@@ -184,7 +184,7 @@ func TestColdCollectionRoundTrips(t *testing.T) {
 
 // freshProviders builds the providers again: no memory of earlier
 // collections (Segment's known periods, SendGrid's last scope check).
-func freshProviders(t *testing.T, sim *vendorsim.Server) []provider.Provider {
+func freshProviders(t testing.TB, sim *vendorsim.Server) []provider.Provider {
 	t.Helper()
 	var cfg struct {
 		Vendors map[string]yaml.Node `yaml:"vendors"`

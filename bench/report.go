@@ -132,7 +132,7 @@ func (r *report) writeSingle(w io.Writer, s sizeResult) {
 		fmt.Fprintf(w, "| a. cold | CPU during the cold scrape: exporter / simulator and driver | %s / %s s |\n", sec(s.ColdCPU), sec(s.ColdSimCPU))
 	}
 	fmt.Fprintf(w, "| b. warm | %d sequential scrapes: median / p90 / max | %s / %s / %s ms |\n", len(s.Warm), ms(percentile(s.Warm, 50)), ms(percentile(s.Warm, 90)), ms(maxDuration(s.Warm)))
-	fmt.Fprintf(w, "| b. warm | the same, to the last byte (before this client parses): median / p90 | %s / %s ms |\n", ms(percentile(s.WarmBytes, 50)), ms(percentile(s.WarmBytes, 90)))
+	fmt.Fprintf(w, "| b. warm | the same, to the last byte as sent (gzip; before this client decompresses and parses): median / p90 | %s / %s ms |\n", ms(percentile(s.WarmBytes, 50)), ms(percentile(s.WarmBytes, 90)))
 	fmt.Fprintf(w, "| b. warm | vendor calls during the warm scrapes | %d |\n", s.WarmCalls)
 	fmt.Fprintf(w, "| b. warm | series in the answer | %d |\n", s.WarmStats.Series)
 	fmt.Fprintf(w, "| b. memory | process_resident_memory_bytes | %.1f MiB |\n", mib(s.Mem.ProcessRSS))
@@ -181,7 +181,7 @@ func (r *report) writeSingle(w io.Writer, s sizeResult) {
 }
 
 func (r *report) writeScale(w io.Writer) {
-	fmt.Fprintf(w, "| connections | mix | cold scrape s | succeeded | warm median ms | warm p90 ms | warm max ms | warm to last byte, median ms | RSS MiB | peak RSS MiB | series |\n")
+	fmt.Fprintf(w, "| connections | mix | cold scrape s | succeeded | warm median ms | warm p90 ms | warm max ms | warm to the last byte sent, median ms | RSS MiB | peak RSS MiB | series |\n")
 	fmt.Fprintf(w, "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, s := range r.Sizes {
 		ok, total := s.coldOK()

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/saas-exporter/saas_exporter/collector"
+)
+
+// BenchmarkColdMixed collects 300 synthetic connections (100 per vendor)
+// on every scrape, against the simulator in process (no sockets, no added
+// latency): the CPU a cold collection costs the exporter and the
+// simulator. A CPU profile splits the two (vendorsim frames are the
+// simulator's):
+//
+//	go test ./bench -run '^$' -bench ColdMixed -cpuprofile cpu.out
+//	go tool pprof -top -focus 'saas_exporter/(collector|provider)' bench.test cpu.out
+func BenchmarkColdMixed(b *testing.B) {
+	r := newDepthRig(b, 0)
+	for _, v := range []string{"sendgrid", "twilio", "segment"} {
+		for n := 1; n <= 100; n++ {
+			r.connect(b, v, n)
+		}
+	}
+	r.engine.Close()
+	r.engine = collector.New(collector.Options{Store: r.store, Providers: r.providers, Timeout: time.Minute,
+		MinInterval: time.Nanosecond, Transport: newInProcess(r.sim.Handler())})
+	b.Cleanup(r.engine.Close)
+	h := r.engine.MetricsHandler(prometheus.NewRegistry())
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		if rec.Code != http.StatusOK {
+			b.Fatalf("/metrics answered %d", rec.Code)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/300, "µs/collection")
+}
