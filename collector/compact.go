@@ -10,29 +10,64 @@ import (
 	"github.com/saas-exporter/saas_exporter/provider"
 )
 
-// Each section's last metrics are kept between collections (a failing
-// section exports them again). As const metrics they cost about 350 bytes
-// a series (a label pair object per label); 5,000 connections of a few
+// A collection's metrics are kept until the next one: each section's
+// (a failing section exports them again), the page's latest values, and
+// what /metrics writes. As const metrics they cost about 350 bytes a
+// series (a label pair object per label); 5,000 connections of a few
 // hundred series each made that most of the exporter's memory. They are
-// kept as compactMetric instead: the label values only, the names shared
-// by every series of a metric. They are still prometheus.Metric, so the
-// providers' Previous and the next rendering read them unchanged.
+// kept as compactMetric instead: the label values only, the names and
+// help shared by every series of a metric, and nothing else (no rendered
+// copy: /metrics writes the lines from them). They are still
+// prometheus.Metric, so the providers' Previous reads them unchanged.
 
 // compactMetric is a gauge, counter or untyped sample without timestamp.
 type compactMetric struct {
-	desc   *prometheus.Desc
-	names  []string // sorted, shared by every series of desc
-	values []string
+	info   *descInfo
+	values []string // in the order of info.names
 	value  float64
 	typ    dto.MetricType
 }
 
-func (m *compactMetric) Desc() *prometheus.Desc { return m.desc }
+// descInfo is what rendering needs of a desc, found once per desc: the
+// family's name and help, and its label names in the order Write gives
+// them (sorted), shared by every series of the desc.
+type descInfo struct {
+	desc       *prometheus.Desc
+	name, help string
+	names      []string
+}
+
+var descInfos sync.Map // *prometheus.Desc → *descInfo
+
+// infoOf returns d's descInfo; names are the label names of a metric of d.
+// Name and help come from gathering that one metric (a Desc does not
+// export them); false if it does not gather.
+func infoOf(m prometheus.Metric, names []string) (*descInfo, bool) {
+	d := m.Desc()
+	if v, ok := descInfos.Load(d); ok {
+		di := v.(*descInfo)
+		return di, slices.Equal(di.names, names)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	if reg.Register(constMetrics{m}) != nil {
+		return nil, false
+	}
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) != 1 {
+		return nil, false
+	}
+	v, _ := descInfos.LoadOrStore(d, &descInfo{desc: d, name: mfs[0].GetName(), help: mfs[0].GetHelp(), names: names})
+	di := v.(*descInfo)
+	return di, slices.Equal(di.names, names)
+}
+
+func (m *compactMetric) Desc() *prometheus.Desc { return m.info.desc }
 
 func (m *compactMetric) Write(pb *dto.Metric) error {
-	pb.Label = make([]*dto.LabelPair, len(m.names))
-	for i := range m.names {
-		pb.Label[i] = &dto.LabelPair{Name: &m.names[i], Value: &m.values[i]}
+	names := m.info.names
+	pb.Label = make([]*dto.LabelPair, len(names))
+	for i := range names {
+		pb.Label[i] = &dto.LabelPair{Name: &names[i], Value: &m.values[i]}
 	}
 	v := m.value
 	switch m.typ {
@@ -46,9 +81,6 @@ func (m *compactMetric) Write(pb *dto.Metric) error {
 	return nil
 }
 
-// labelNames interns the label names of each desc.
-var labelNames sync.Map // *prometheus.Desc → []string
-
 // compactOf returns m as a compactMetric, or m itself if it carries more
 // than a plain sample (a histogram, a timestamp, an exemplar).
 func compactOf(m prometheus.Metric) prometheus.Metric {
@@ -59,7 +91,7 @@ func compactOf(m prometheus.Metric) prometheus.Metric {
 	if m.Write(&pb) != nil || pb.TimestampMs != nil {
 		return m
 	}
-	c := &compactMetric{desc: m.Desc(), values: make([]string, len(pb.Label))}
+	c := &compactMetric{values: make([]string, len(pb.Label))}
 	switch {
 	case pb.Gauge != nil:
 		c.typ, c.value = dto.MetricType_GAUGE, pb.Gauge.GetValue()
@@ -74,10 +106,11 @@ func compactOf(m prometheus.Metric) prometheus.Metric {
 	for i, l := range pb.Label {
 		names[i], c.values[i] = l.GetName(), l.GetValue()
 	}
-	c.names = names
-	if v, _ := labelNames.LoadOrStore(c.desc, names); slices.Equal(v.([]string), names) {
-		c.names = v.([]string)
+	info, ok := infoOf(m, names)
+	if !ok {
+		return m
 	}
+	c.info = info
 	return c
 }
 

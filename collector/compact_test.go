@@ -1,23 +1,60 @@
 package collector
 
 import (
+	"bytes"
+	"math"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/saas-exporter/saas_exporter/provider"
 )
 
-// Kept sections' metrics render exactly as the const metrics they replace.
-func TestCompactMetricsRenderTheSame(t *testing.T) {
-	gauge := provider.NewDesc("test_gauge", "A gauge.", "kind", "period")
+// testMetrics covers what rendering must get right: escapes, special and
+// whole values, -0, counters with and without _total, const labels,
+// several series in one family (sorted by label values), no labels.
+func testMetrics() []prometheus.Metric {
+	gauge := provider.NewDesc("test_gauge", "A gauge with \\ and \n in its help.", "kind", "period")
 	counter := prometheus.NewDesc("saas_test_events_total", "Events.", []string{"connection"}, prometheus.Labels{"fixed": "x"})
-	orig := []prometheus.Metric{
+	bare := prometheus.NewDesc("saas_test_calls", "Calls \"quoted\".", []string{"connection", "b"}, nil)
+	return []prometheus.Metric{
 		prometheus.MustNewConstMetric(gauge, prometheus.GaugeValue, 1.5, "prod", "a\"b\\c\nd", "this_month"),
-		prometheus.MustNewConstMetric(gauge, prometheus.GaugeValue, -0, "prod", "", "last_month"),
+		prometheus.MustNewConstMetric(gauge, prometheus.GaugeValue, math.Copysign(0, -1), "prod", "", "last_month"),
+		prometheus.MustNewConstMetric(gauge, prometheus.GaugeValue, math.Inf(1), "prod", "z", "today"),
+		prometheus.MustNewConstMetric(gauge, prometheus.GaugeValue, math.NaN(), "prod", "y", "today"),
+		prometheus.MustNewConstMetric(gauge, prometheus.GaugeValue, 1e21, "prod", "x", "today"),
+		prometheus.MustNewConstMetric(gauge, prometheus.GaugeValue, -1, "prod", "w", "today"),
 		prometheus.MustNewConstMetric(counter, prometheus.CounterValue, 42, "prod"),
+		prometheus.MustNewConstMetric(bare, prometheus.CounterValue, 3, "prod", "b2"),
+		prometheus.MustNewConstMetric(bare, prometheus.CounterValue, 0.25, "prod", "b1"),
+		prometheus.MustNewConstMetric(bare, prometheus.CounterValue, 7, "prod", "b0"),
 		prometheus.MustNewConstMetric(prometheus.NewDesc("saas_test_untyped", "U.", nil, nil), prometheus.UntypedValue, 7),
 	}
+}
+
+// written renders groups through an exposition, as /metrics does.
+func written(t *testing.T, fams []usageFamily, om bool) string {
+	t.Helper()
+	x := newExposition()
+	for i := range fams {
+		x.add(&fams[i])
+	}
+	var b bytes.Buffer
+	if err := x.writeTo(&b, om); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// Compacted metrics are written exactly as client_golang's registry and
+// expfmt write the const metrics they replace: the text format byte for
+// byte; in OpenMetrics, a counter without _total as expfmt writes it, the
+// other families with the text format's sample lines.
+func TestUsageWrittenAsExpfmtWrites(t *testing.T) {
+	orig := testMetrics()
 	memo := map[prometheus.Metric]prometheus.Metric{}
 	kept := compactSections(map[string]provider.SectionResult{"s": {Metrics: orig}}, memo)["s"].Metrics
 	for i, m := range kept {
@@ -25,10 +62,51 @@ func TestCompactMetricsRenderTheSame(t *testing.T) {
 			t.Errorf("metric %d was not compacted: %T", i, m)
 		}
 	}
+	fams, err := groupUsage(kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(constMetrics(orig))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text, om bytes.Buffer
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&text, mf); err != nil {
+			t.Fatal(err)
+		}
+		var fam bytes.Buffer
+		if mf.GetType() == dto.MetricType_COUNTER && !strings.HasSuffix(mf.GetName(), "_total") {
+			_, err = expfmt.MetricFamilyToOpenMetrics(&fam, mf)
+		} else {
+			_, err = expfmt.MetricFamilyToText(&fam, mf)
+			typ := strings.ToLower(mf.GetType().String())
+			if typ == "untyped" {
+				typ = "unknown" // OpenMetrics' word
+			}
+			lines := strings.SplitN(fam.String(), "\n", 3)
+			fam.Reset()
+			fam.WriteString(omHeader(mf.GetName(), typ, mf.GetHelp()) + lines[2])
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		om.Write(fam.Bytes())
+	}
+	if got := written(t, fams, false); got != text.String() {
+		t.Errorf("text format differs from expfmt's:\n got:\n%s\nwant:\n%s", got, text.String())
+	}
+	if got := written(t, fams, true); got != om.String() {
+		t.Errorf("OpenMetrics differs:\n got:\n%s\nwant:\n%s", got, om.String())
+	}
+
 	// The collection's whole result shares the sections' compact metrics
 	// (a second copy of every series was most of the heap at 2,000
 	// connections).
-	extra := prometheus.MustNewConstMetric(gauge, prometheus.GaugeValue, 2, "prod", "x", "today")
+	gauge := orig[0].Desc()
+	extra := prometheus.MustNewConstMetric(gauge, prometheus.GaugeValue, 2, "prod", "x", "yesterday")
 	all := compactAll(append([]prometheus.Metric{extra}, orig...), memo)
 	if _, ok := all[0].(*compactMetric); !ok {
 		t.Errorf("a metric outside the sections was not compacted: %T", all[0])
@@ -38,24 +116,32 @@ func TestCompactMetricsRenderTheSame(t *testing.T) {
 			t.Errorf("metric %d of the result is a copy, not the section's compact metric", i)
 		}
 	}
-	a, err := renderUsage(orig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := renderUsage(kept)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(a) != len(b) {
-		t.Fatalf("%d families from const metrics, %d from compacted", len(a), len(b))
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			t.Errorf("family %s renders differently:\n%q\n%q", a[i].name, a[i].body, b[i].body)
-		}
-	}
 	// Compacting again changes nothing.
 	if again := compactOf(kept[0]); again != kept[0] {
 		t.Error("a compact metric was compacted again")
+	}
+}
+
+// A collection that emits a series twice, or one name with two helps,
+// loses those metrics (named in the error) and keeps the others.
+func TestGroupUsageRefusesInconsistentMetrics(t *testing.T) {
+	a := provider.NewDesc("test_a", "A.", "kind")
+	a2 := provider.NewDesc("test_a", "Another help.", "kind")
+	b := provider.NewDesc("test_b", "B.", "kind")
+	ms := compactAll([]prometheus.Metric{
+		prometheus.MustNewConstMetric(a, prometheus.GaugeValue, 1, "prod", "x"),
+		prometheus.MustNewConstMetric(a, prometheus.GaugeValue, 2, "prod", "x"),  // twice
+		prometheus.MustNewConstMetric(a2, prometheus.GaugeValue, 3, "prod", "y"), // other help
+		prometheus.MustNewConstMetric(a, prometheus.CounterValue, 4, "prod", "z"), // other type
+		prometheus.MustNewConstMetric(b, prometheus.GaugeValue, 5, "prod", "x"),
+	}, map[prometheus.Metric]prometheus.Metric{})
+	fams, err := groupUsage(ms)
+	if err == nil || !strings.Contains(err.Error(), "saas_test_a{prod,x} is emitted twice") || !strings.Contains(err.Error(), "two different help texts") {
+		t.Errorf("error %v, want the duplicate and the disagreeing help named", err)
+	}
+	got := written(t, fams, false)
+	want := "# HELP saas_test_a A.\n# TYPE saas_test_a gauge\nsaas_test_a{connection=\"prod\",kind=\"x\"} 1\n# HELP saas_test_b B.\n# TYPE saas_test_b gauge\nsaas_test_b{connection=\"prod\",kind=\"x\"} 5\n"
+	if got != want {
+		t.Errorf("kept:\n%s\nwant:\n%s", got, want)
 	}
 }

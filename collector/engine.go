@@ -86,7 +86,7 @@ type entry struct {
 	until       time.Time // rate limited: no vendor call before this
 	missing     []string
 	remaining   float64
-	usage       []renderedFamily                  // the last usage, rendered once
+	usage       []usageFamily                     // the last usage, grouped once
 	sections    map[string]provider.SectionResult // each section's last good metrics
 	sectionAt   []sectionAt                       // when each completed last, by name
 	lastErr     string
@@ -571,8 +571,8 @@ func safeCollect(ctx context.Context, p provider.Provider, s *provider.Scrape) (
 
 // record stores the outcome of an attempt and queues the status for the store.
 func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur time.Duration, usage []prometheus.Metric, missing []string, err error, rec *callRecorder) {
-	// Rendered once here; every scrape until the next collection reuses it.
-	rendered, rerr := renderUsage(usage)
+	// Grouped once here; every scrape until the next collection reuses it.
+	rendered, rerr := groupUsage(usage)
 	if rerr != nil {
 		err = errors.Join(err, fmt.Errorf("%s collector produced inconsistent metrics: %w", c.Vendor, rerr))
 	}

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -16,10 +17,11 @@ import (
 )
 
 // The exporter writes the text exposition format itself: a connection's
-// usage is rendered once per collection (renderUsage) and a warm scrape
-// only concatenates it, with the few health lines that change. Building
-// every series through a registry on every scrape cost most of a warm
-// scrape's time (see BENCHMARKS.md).
+// usage is grouped once per collection (groupUsage) and each /metrics
+// writes its lines straight from the compact metrics, with the health
+// lines. Building every series through a registry on every scrape cost
+// most of a scrape's time, and a rendered copy beside the metrics most of
+// the memory (see BENCHMARKS.md).
 
 // metricDef is one metric family the engine writes directly.
 type metricDef struct {
@@ -45,15 +47,21 @@ func omHeader(name, typ, help string) string {
 	return fmt.Sprintf("# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
 }
 
-// renderedFamily is one family of a connection's usage, rendered once.
-// The text and OpenMetrics formats share the sample lines, except for a
-// counter whose name lacks _total (OpenMetrics adds it): omBody is set then.
-type renderedFamily struct {
+// usageFamily is one family of a connection's usage: its compact
+// metrics, sorted by label values. /metrics writes their lines when it is
+// not served from the body cache; no rendered copy is kept beside them.
+type usageFamily struct {
 	name     string
 	header   string // "# HELP …\n# TYPE …\n", shared by every connection (interned)
 	omHeader string // the same in OpenMetrics
-	body     string // sample lines
-	omBody   string // "" unless the OpenMetrics samples differ
+	// omFloat: in OpenMetrics, a counter whose name lacks _total is of
+	// type unknown, its values written as expfmt writes them ("1.0"), as
+	// expfmt has it.
+	omFloat bool
+	metrics []*compactMetric
+	// body and omBody are the rendered lines of metrics that are not
+	// compact (none a provider can emit today); see renderSlow.
+	body, omBody string
 }
 
 // headers interns family headers: every connection of a vendor has the
@@ -65,18 +73,88 @@ func intern(s string) string {
 	return v.(string)
 }
 
-// renderUsage renders a collection's const metrics as text families. A
-// pedantic registry checks them (names, label consistency) on the way.
-func renderUsage(ms []prometheus.Metric) ([]renderedFamily, error) {
+// typeNames are the TYPE words of the text format and of OpenMetrics.
+func typeNames(t dto.MetricType) (text, om string) {
+	switch t {
+	case dto.MetricType_COUNTER:
+		return "counter", "counter"
+	case dto.MetricType_GAUGE:
+		return "gauge", "gauge"
+	}
+	return "untyped", "unknown"
+}
+
+// groupUsage groups a collection's metrics (compacted) into families and
+// checks them as a pedantic registry would: one help, type and label
+// names per family, no series twice. Metrics that break a rule are left
+// out and named in the error; the rest are kept.
+func groupUsage(ms []prometheus.Metric) ([]usageFamily, error) {
 	if len(ms) == 0 {
 		return nil, nil
 	}
+	var (
+		errs  []error
+		rest  []prometheus.Metric
+		fams  = map[string]*usageFamily{}
+		first = map[string]*compactMetric{}
+		seen  = map[string]struct{}{}
+		key   []byte
+	)
+	for _, m := range ms {
+		c, ok := m.(*compactMetric)
+		if !ok {
+			rest = append(rest, m)
+			continue
+		}
+		name := c.info.name
+		if f := first[name]; f == nil {
+			first[name] = c
+			text, om := typeNames(c.typ)
+			uf := &usageFamily{name: name, header: intern(textHeader(name, text, c.info.help))}
+			if c.typ == dto.MetricType_COUNTER && !strings.HasSuffix(name, "_total") {
+				om, uf.omFloat = "unknown", true
+			}
+			uf.omHeader = intern(omHeader(name, om, c.info.help))
+			fams[name] = uf
+		} else if f.typ != c.typ || (f.info != c.info && (f.info.help != c.info.help || !slices.Equal(f.info.names, c.info.names))) {
+			errs = append(errs, fmt.Errorf("metric %s is emitted with two different help texts, types or label names", name))
+			continue
+		}
+		key = append(key[:0], name...)
+		for _, v := range c.values {
+			key = append(key, 0xff)
+			key = append(key, v...)
+		}
+		if _, dup := seen[string(key)]; dup {
+			errs = append(errs, fmt.Errorf("metric %s{%s} is emitted twice", name, strings.Join(c.values, ",")))
+			continue
+		}
+		seen[string(key)] = struct{}{}
+		fams[name].metrics = append(fams[name].metrics, c)
+	}
+	out := make([]usageFamily, 0, len(fams))
+	for _, f := range fams {
+		slices.SortFunc(f.metrics, func(a, b *compactMetric) int { return slices.Compare(a.values, b.values) })
+		out = append(out, *f)
+	}
+	slices.SortFunc(out, func(a, b usageFamily) int { return strings.Compare(a.name, b.name) })
+	if len(rest) > 0 {
+		slow, err := renderSlow(rest)
+		out = append(out, slow...)
+		errs = append(errs, err)
+	}
+	return out, errors.Join(errs...)
+}
+
+// renderSlow renders metrics that are not compact through a pedantic
+// registry, as text families.
+func renderSlow(ms []prometheus.Metric) ([]usageFamily, error) {
 	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(constMetrics(ms)); err != nil {
 		return nil, err
 	}
 	mfs, gerr := reg.Gather() // on error, the consistent families are still returned
-	out := make([]renderedFamily, 0, len(mfs))
+	out := make([]usageFamily, 0, len(mfs))
 	var buf bytes.Buffer
 	for _, mf := range mfs {
 		buf.Reset()
@@ -87,20 +165,14 @@ func renderUsage(ms []prometheus.Metric) ([]renderedFamily, error) {
 		// The first two lines are HELP and TYPE; the rest are samples.
 		i := strings.IndexByte(text, '\n')
 		j := i + 1 + strings.IndexByte(text[i+1:], '\n')
-		typ := strings.ToLower(mf.GetType().String())
-		rf := renderedFamily{name: mf.GetName(), header: intern(text[:j+1]),
-			omHeader: intern(omHeader(mf.GetName(), typ, mf.GetHelp())), body: text[j+1:]}
-		if mf.GetType() == dto.MetricType_COUNTER && !strings.HasSuffix(mf.GetName(), "_total") {
-			buf.Reset()
-			if _, err := expfmt.MetricFamilyToOpenMetrics(&buf, mf); err != nil {
-				return out, err
-			}
-			om := buf.String()
-			i := strings.IndexByte(om, '\n')
-			j := i + 1 + strings.IndexByte(om[i+1:], '\n')
-			rf.omHeader, rf.omBody = intern(om[:j+1]), om[j+1:]
+		buf.Reset()
+		if _, err := expfmt.MetricFamilyToOpenMetrics(&buf, mf); err != nil {
+			return out, err
 		}
-		out = append(out, rf)
+		om := buf.String()
+		k := strings.IndexByte(om, '\n')
+		l := k + 1 + strings.IndexByte(om[k+1:], '\n')
+		out = append(out, usageFamily{name: mf.GetName(), header: intern(text[:j+1]), omHeader: intern(om[:l+1]), body: text[j+1:], omBody: om[l+1:]})
 	}
 	return out, gerr
 }
@@ -125,7 +197,7 @@ type exposition struct {
 type expoFamily struct {
 	header, omHeader string
 	body             bytes.Buffer      // samples the engine writes (health)
-	usage            []*renderedFamily // connections' rendered samples, not copied
+	usage            []*usageFamily // connections' usage, written line by line
 }
 
 func newExposition() *exposition { return &exposition{fams: map[string]*expoFamily{}} }
@@ -139,9 +211,9 @@ func (x *exposition) family(name, header, omHeader string) *expoFamily {
 	return f
 }
 
-// add appends a rendered family's samples (by reference: a collection
+// add appends a usage family's samples (by reference: a collection
 // replaces a connection's usage, never changes it).
-func (x *exposition) add(rf *renderedFamily) {
+func (x *exposition) add(rf *usageFamily) {
 	f := x.family(rf.name, rf.header, rf.omHeader)
 	f.usage = append(f.usage, rf)
 }
@@ -154,13 +226,7 @@ func (x *exposition) sample(d *metricDef, v float64, labels ...string) {
 	if len(labels) > 0 {
 		b = append(b, '{')
 		for i := 0; i+1 < len(labels); i += 2 {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, labels[i]...)
-			b = append(b, '=', '"')
-			b = appendEscaped(b, labels[i+1])
-			b = append(b, '"')
+			b = appendLabel(b, i > 0, labels[i], labels[i+1])
 		}
 		b = append(b, '}')
 	}
@@ -169,6 +235,36 @@ func (x *exposition) sample(d *metricDef, v float64, labels ...string) {
 	b = append(b, '\n')
 	f.body.Write(b)
 	x.line = b
+}
+
+// appendLabel appends name="value" (after a comma unless first).
+func appendLabel(b []byte, comma bool, name, value string) []byte {
+	if comma {
+		b = append(b, ',')
+	}
+	b = append(b, name...)
+	b = append(b, '=', '"')
+	b = appendEscaped(b, value)
+	return append(b, '"')
+}
+
+// appendUsage appends the sample line of c in family f.
+func appendUsage(b []byte, f *usageFamily, c *compactMetric, om bool) []byte {
+	b = append(b, f.name...)
+	if names := c.info.names; len(names) > 0 {
+		b = append(b, '{')
+		for i, n := range names {
+			b = appendLabel(b, i > 0, n, c.values[i])
+		}
+		b = append(b, '}')
+	}
+	b = append(b, ' ')
+	if om && f.omFloat {
+		b = appendOMFloat(b, c.value)
+	} else {
+		b = appendFloat(b, c.value)
+	}
+	return append(b, '\n')
 }
 
 // writeTo writes every family, sorted by name, in the text format or
@@ -191,10 +287,16 @@ func (x *exposition) writeTo(w io.Writer, om bool) error {
 		if _, err := w.Write(f.body.Bytes()); err != nil {
 			return err
 		}
-		for _, rf := range f.usage {
-			body := rf.body
-			if om && rf.omBody != "" {
-				body = rf.omBody
+		for _, uf := range f.usage {
+			for _, c := range uf.metrics {
+				x.line = appendUsage(x.line[:0], uf, c, om)
+				if _, err := w.Write(x.line); err != nil {
+					return err
+				}
+			}
+			body := uf.body
+			if om {
+				body = uf.omBody
 			}
 			if _, err := io.WriteString(w, body); err != nil {
 				return err
@@ -227,6 +329,8 @@ func escapeHelp(s string) string {
 
 func appendFloat(b []byte, v float64) []byte {
 	switch {
+	case v == 0:
+		return append(b, '0') // -0 too, as expfmt writes it
 	case math.IsInf(v, +1):
 		return append(b, "+Inf"...)
 	case math.IsInf(v, -1):
@@ -235,4 +339,18 @@ func appendFloat(b []byte, v float64) []byte {
 		return append(b, "NaN"...)
 	}
 	return strconv.AppendFloat(b, v, 'g', -1, 64)
+}
+
+// appendOMFloat writes v as expfmt writes OpenMetrics values: a whole
+// number gets ".0".
+func appendOMFloat(b []byte, v float64) []byte {
+	if v == 0 {
+		return append(b, "0.0"...)
+	}
+	n := len(b)
+	b = appendFloat(b, v)
+	if math.IsInf(v, 0) || math.IsNaN(v) || bytes.ContainsAny(b[n:], "e.") {
+		return b
+	}
+	return append(b, '.', '0')
 }

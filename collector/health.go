@@ -53,7 +53,7 @@ type snapshot struct {
 	collectedAt time.Time
 	missing     []string
 	remaining   float64
-	usage       []renderedFamily
+	usage       []usageFamily
 	sections    []sectionAt
 }
 
