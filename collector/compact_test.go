@@ -130,8 +130,8 @@ func TestGroupUsageRefusesInconsistentMetrics(t *testing.T) {
 	b := provider.NewDesc("test_b", "B.", "kind")
 	ms := compactAll([]prometheus.Metric{
 		prometheus.MustNewConstMetric(a, prometheus.GaugeValue, 1, "prod", "x"),
-		prometheus.MustNewConstMetric(a, prometheus.GaugeValue, 2, "prod", "x"),  // twice
-		prometheus.MustNewConstMetric(a2, prometheus.GaugeValue, 3, "prod", "y"), // other help
+		prometheus.MustNewConstMetric(a, prometheus.GaugeValue, 2, "prod", "x"),   // twice
+		prometheus.MustNewConstMetric(a2, prometheus.GaugeValue, 3, "prod", "y"),  // other help
 		prometheus.MustNewConstMetric(a, prometheus.CounterValue, 4, "prod", "z"), // other type
 		prometheus.MustNewConstMetric(b, prometheus.GaugeValue, 5, "prod", "x"),
 	}, map[prometheus.Metric]prometheus.Metric{})

@@ -196,7 +196,7 @@ type exposition struct {
 
 type expoFamily struct {
 	header, omHeader string
-	body             bytes.Buffer      // samples the engine writes (health)
+	body             bytes.Buffer   // samples the engine writes (health)
 	usage            []*usageFamily // connections' usage, written line by line
 }
 
