@@ -128,6 +128,9 @@ func (r *report) writeSingle(w io.Writer, s sizeResult) {
 	fmt.Fprintf(w, "| a. cold | one connection's collection (saas_scrape_duration_seconds): mean / max by vendor | %s |\n", vendorDurations(s.ColdStats))
 	fmt.Fprintf(w, "| a. cold | vendor calls | %d (%.2f per connection) |\n", sumCalls(s.ColdCalls), float64(sumCalls(s.ColdCalls))/float64(max(total, 1)))
 	fmt.Fprintf(w, "| a. cold | series in the answer | %d |\n", s.ColdStats.Series)
+	if s.Settle > 0 {
+		fmt.Fprintf(w, "| a. cold | more scrapes until every connection was collected | %d in %s s |\n", s.Settle, sec(s.SettleTook))
+	}
 	if s.ColdCPU > 0 {
 		fmt.Fprintf(w, "| a. cold | CPU during the cold scrape: exporter / simulator and driver | %s / %s s |\n", sec(s.ColdCPU), sec(s.ColdSimCPU))
 	}
@@ -191,10 +194,10 @@ func (r *report) writeScale(w io.Writer) {
 			mib(float64(s.Mem.rss())), mib(float64(s.Mem.VmHWM)), s.WarmStats.Series)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "| connections | connect s (added since the previous size) | vendor calls, cold (per connection) | vendor calls, warm | CPU s during the cold scrape: exporter / simulator and driver |\n| ---: | ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(w, "| connections | connect s (added since the previous size) | vendor calls, cold (per connection) | CPU s during the cold scrape: exporter / simulator and driver | more scrapes until all were collected (s) | vendor calls, warm |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, s := range r.Sizes {
-		fmt.Fprintf(w, "| %d | %s | %d (%.1f) | %d | %s / %s |\n", s.Connections, sec(s.ConnectTook), sumCalls(s.ColdCalls),
-			float64(sumCalls(s.ColdCalls))/float64(max(s.Connections, 1)), s.WarmCalls, sec(s.ColdCPU), sec(s.ColdSimCPU))
+		fmt.Fprintf(w, "| %d | %s | %d (%.1f) | %s / %s | %d (%s) | %d |\n", s.Connections, sec(s.ConnectTook), sumCalls(s.ColdCalls),
+			float64(sumCalls(s.ColdCalls))/float64(max(s.Connections, 1)), sec(s.ColdCPU), sec(s.ColdSimCPU), s.Settle, sec(s.SettleTook), s.WarmCalls)
 	}
 	fmt.Fprintln(w)
 	if r.PlotFile != "" {
