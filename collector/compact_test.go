@@ -55,17 +55,18 @@ func written(t *testing.T, fams []usageFamily, om bool) string {
 // other families with the text format's sample lines.
 func TestUsageWrittenAsExpfmtWrites(t *testing.T) {
 	orig := testMetrics()
-	memo := map[prometheus.Metric]prometheus.Metric{}
-	kept := compactSections(map[string]provider.SectionResult{"s": {Metrics: orig}}, memo)["s"].Metrics
-	for i, m := range kept {
+	// Half of them in a section, half outside.
+	got := pack(map[string]provider.SectionResult{"s": {Metrics: orig[:5]}}, orig)
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	kept := got.sections["s"].Metrics
+	for i, m := range got.latest {
 		if _, ok := m.(*compactMetric); !ok {
 			t.Errorf("metric %d was not compacted: %T", i, m)
 		}
 	}
-	fams, err := groupUsage(kept)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fams := got.families
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(constMetrics(orig))
 	mfs, err := reg.Gather()
@@ -102,19 +103,25 @@ func TestUsageWrittenAsExpfmtWrites(t *testing.T) {
 		t.Errorf("OpenMetrics differs:\n got:\n%s\nwant:\n%s", got, om.String())
 	}
 
-	// The collection's whole result shares the sections' compact metrics
+	// The collection's whole result shares the sections' packed metrics
 	// (a second copy of every series was most of the heap at 2,000
-	// connections).
+	// connections), and a next collection that keeps the section copies
+	// them into its own slices.
+	for i, m := range kept {
+		if m != got.latest[i] {
+			t.Errorf("metric %d of the section is a copy, not the collection's packed metric", i)
+		}
+	}
 	gauge := orig[0].Desc()
 	extra := prometheus.MustNewConstMetric(gauge, prometheus.GaugeValue, 2, "prod", "x", "yesterday")
-	all := compactAll(append([]prometheus.Metric{extra}, orig...), memo)
-	if _, ok := all[0].(*compactMetric); !ok {
-		t.Errorf("a metric outside the sections was not compacted: %T", all[0])
-	}
-	for i, m := range all[1:] {
-		if m != kept[i] {
-			t.Errorf("metric %d of the result is a copy, not the section's compact metric", i)
+	next := pack(map[string]provider.SectionResult{"s": {Metrics: kept}}, append([]prometheus.Metric{extra}, kept...))
+	for i, m := range next.sections["s"].Metrics {
+		if m == kept[i] {
+			t.Errorf("metric %d kept from the previous collection still points into its slices", i)
 		}
+	}
+	if !strings.Contains(written(t, next.families, false), `kind="x",period="yesterday"} 2`) {
+		t.Errorf("the next collection lost its own metric:\n%s", written(t, next.families, false))
 	}
 	// Compacting again changes nothing.
 	if again := compactOf(kept[0]); again != kept[0] {
@@ -128,20 +135,20 @@ func TestGroupUsageRefusesInconsistentMetrics(t *testing.T) {
 	a := provider.NewDesc("test_a", "A.", "kind")
 	a2 := provider.NewDesc("test_a", "Another help.", "kind")
 	b := provider.NewDesc("test_b", "B.", "kind")
-	ms := compactAll([]prometheus.Metric{
+	got := pack(nil, []prometheus.Metric{
 		prometheus.MustNewConstMetric(a, prometheus.GaugeValue, 1, "prod", "x"),
 		prometheus.MustNewConstMetric(a, prometheus.GaugeValue, 2, "prod", "x"),   // twice
 		prometheus.MustNewConstMetric(a2, prometheus.GaugeValue, 3, "prod", "y"),  // other help
 		prometheus.MustNewConstMetric(a, prometheus.CounterValue, 4, "prod", "z"), // other type
 		prometheus.MustNewConstMetric(b, prometheus.GaugeValue, 5, "prod", "x"),
-	}, map[prometheus.Metric]prometheus.Metric{})
-	fams, err := groupUsage(ms)
+	})
+	fams, err := got.families, got.err
 	if err == nil || !strings.Contains(err.Error(), "saas_test_a{prod,x} is emitted twice") || !strings.Contains(err.Error(), "two different help texts") {
 		t.Errorf("error %v, want the duplicate and the disagreeing help named", err)
 	}
-	got := written(t, fams, false)
+	text := written(t, fams, false)
 	want := "# HELP saas_test_a A.\n# TYPE saas_test_a gauge\nsaas_test_a{connection=\"prod\",kind=\"x\"} 1\n# HELP saas_test_b B.\n# TYPE saas_test_b gauge\nsaas_test_b{connection=\"prod\",kind=\"x\"} 5\n"
-	if got != want {
-		t.Errorf("kept:\n%s\nwant:\n%s", got, want)
+	if text != want {
+		t.Errorf("kept:\n%s\nwant:\n%s", text, want)
 	}
 }

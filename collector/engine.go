@@ -19,7 +19,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/saas-exporter/saas_exporter/provider"
@@ -420,7 +419,7 @@ func (e *Engine) recoverFlight(c store.Connection, ent *entry, start time.Time) 
 	}
 	pe := &provider.PanicError{Where: c.Vendor + " collection", Value: r, Stack: debug.Stack()}
 	e.o.Logger.Error("collection panicked", "vendor", c.Vendor, "id", c.ID, "panic", redact(fmt.Sprint(r), c.Secret), "stack", string(pe.Stack))
-	ent.record(e, c, start, e.o.Now().Sub(start), nil, nil, pe, nil)
+	ent.record(e, c, start, e.o.Now().Sub(start), collected{}, nil, pe, nil)
 }
 
 // attempt runs the provider once and records the outcome.
@@ -431,7 +430,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 	start := e.o.Now()
 	p := e.providers[c.Vendor]
 	if p == nil {
-		ent.record(e, c, start, 0, nil, nil, fmt.Errorf("this exporter has no provider for vendor %q; remove the connection or run a build that supports it", c.Vendor), nil)
+		ent.record(e, c, start, 0, collected{}, nil, fmt.Errorf("this exporter has no provider for vendor %q; remove the connection or run a build that supports it", c.Vendor), nil)
 		return
 	}
 	// A renewal the store has not taken yet: collect with it, never with
@@ -477,19 +476,14 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 	if err == nil && ctx.Err() != nil {
 		err = fmt.Errorf("collection did not finish before the deadline: %w", ctx.Err())
 	}
-	// Only the compact forms outlive the collection: the sections, the
-	// page's latest values and the rendering all read the same ones.
-	memo := map[prometheus.Metric]prometheus.Metric{}
+	// Only the packed forms outlive the collection: the sections, the
+	// page's latest values and /metrics all read the same ones.
 	secs := s.SectionResults()
-	var kept map[string]provider.SectionResult
-	if secs != nil {
-		kept = compactSections(secs, memo)
-	}
-	metrics = compactAll(metrics, memo)
+	got := pack(secs, metrics)
 	ent.mu.Lock()
 	ent.expiry, ent.renewed = expiry, renewed
 	if secs != nil {
-		ent.sections = kept
+		ent.sections = got.sections
 		ent.sectionAt = sectionTimes(secs)
 	}
 	ent.mu.Unlock()
@@ -513,7 +507,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 	if errors.As(err, &pe) {
 		e.o.Logger.Error("collector panicked", "vendor", c.Vendor, "id", c.ID, "where", pe.Where, "panic", redact(fmt.Sprint(pe.Value), c.Secret), "stack", string(pe.Stack))
 	}
-	ent.record(e, c, start, e.o.Now().Sub(start), metrics, missing, err, rec)
+	ent.record(e, c, start, e.o.Now().Sub(start), got, missing, err, rec)
 }
 
 // renewer is Scrape.Renew for one connection: fn runs under the store's
@@ -570,9 +564,9 @@ func safeCollect(ctx context.Context, p provider.Provider, s *provider.Scrape) (
 }
 
 // record stores the outcome of an attempt and queues the status for the store.
-func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur time.Duration, usage []prometheus.Metric, missing []string, err error, rec *callRecorder) {
-	// Grouped once here; every scrape until the next collection reuses it.
-	rendered, rerr := groupUsage(usage)
+func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur time.Duration, got collected, missing []string, err error, rec *callRecorder) {
+	// Grouped once (pack); every scrape until the next collection reuses it.
+	usage, rendered, rerr := got.latest, got.families, got.err
 	if rerr != nil {
 		err = errors.Join(err, fmt.Errorf("%s collector produced inconsistent metrics: %w", c.Vendor, rerr))
 	}

@@ -58,7 +58,10 @@ type usageFamily struct {
 	// type unknown, its values written as expfmt writes them ("1.0"), as
 	// expfmt has it.
 	omFloat bool
-	metrics []*compactMetric
+	// metrics are the family's samples, a run of the collection's packed
+	// samples (from and to index it while it is built).
+	metrics  []compactMetric
+	from, to int
 	// body and omBody are the rendered lines of metrics that are not
 	// compact (none a provider can emit today); see renderSlow.
 	body, omBody string
@@ -84,66 +87,63 @@ func typeNames(t dto.MetricType) (text, om string) {
 	return "untyped", "unknown"
 }
 
-// groupUsage groups a collection's metrics (compacted) into families and
-// checks them as a pedantic registry would: one help, type and label
-// names per family, no series twice. Metrics that break a rule are left
-// out and named in the error; the rest are kept.
-func groupUsage(ms []prometheus.Metric) ([]usageFamily, error) {
-	if len(ms) == 0 {
-		return nil, nil
-	}
-	var (
-		errs  []error
-		rest  []prometheus.Metric
-		fams  = map[string]*usageFamily{}
-		first = map[string]*compactMetric{}
-		seen  = map[string]struct{}{}
-		key   []byte
-	)
-	for _, m := range ms {
-		c, ok := m.(*compactMetric)
-		if !ok {
-			rest = append(rest, m)
-			continue
-		}
+// groupUsage orders a collection's compact samples into families, by
+// name and then label values, and checks them as a pedantic registry
+// would: one help, type and label names per family (the first sample
+// emitted sets them), no series twice. order lists the samples' indices
+// in that order, the ones left out last (named in err); each family's
+// from and to index order.
+func groupUsage(ms []compactMetric) (order []int, fams []usageFamily, err error) {
+	var errs []error
+	first := map[string]int{}
+	good := make([]int, 0, len(ms))
+	var bad []int
+	for i := range ms {
+		c := &ms[i]
 		name := c.info.name
-		if f := first[name]; f == nil {
-			first[name] = c
-			text, om := typeNames(c.typ)
-			uf := &usageFamily{name: name, header: intern(textHeader(name, text, c.info.help))}
-			if c.typ == dto.MetricType_COUNTER && !strings.HasSuffix(name, "_total") {
-				om, uf.omFloat = "unknown", true
-			}
-			uf.omHeader = intern(omHeader(name, om, c.info.help))
-			fams[name] = uf
-		} else if f.typ != c.typ || (f.info != c.info && (f.info.help != c.info.help || !slices.Equal(f.info.names, c.info.names))) {
+		f, ok := first[name]
+		if !ok {
+			first[name] = i
+		} else if d := &ms[f]; d.typ != c.typ || (d.info != c.info && (d.info.help != c.info.help || !slices.Equal(d.info.names, c.info.names))) {
 			errs = append(errs, fmt.Errorf("metric %s is emitted with two different help texts, types or label names", name))
+			bad = append(bad, i)
 			continue
 		}
-		key = append(key[:0], name...)
-		for _, v := range c.values {
-			key = append(key, 0xff)
-			key = append(key, v...)
+		good = append(good, i)
+	}
+	slices.SortStableFunc(good, func(a, b int) int {
+		if c := strings.Compare(ms[a].info.name, ms[b].info.name); c != 0 {
+			return c
 		}
-		if _, dup := seen[string(key)]; dup {
-			errs = append(errs, fmt.Errorf("metric %s{%s} is emitted twice", name, strings.Join(c.values, ",")))
-			continue
+		return slices.Compare(ms[a].values, ms[b].values)
+	})
+	kept := good[:0] // series emitted twice are next to each other now
+	for _, i := range good {
+		if n := len(kept); n > 0 {
+			if p := &ms[kept[n-1]]; p.info.name == ms[i].info.name && slices.Equal(p.values, ms[i].values) {
+				errs = append(errs, fmt.Errorf("metric %s{%s} is emitted twice", ms[i].info.name, strings.Join(ms[i].values, ",")))
+				bad = append(bad, i)
+				continue
+			}
 		}
-		seen[string(key)] = struct{}{}
-		fams[name].metrics = append(fams[name].metrics, c)
+		kept = append(kept, i)
 	}
-	out := make([]usageFamily, 0, len(fams))
-	for _, f := range fams {
-		slices.SortFunc(f.metrics, func(a, b *compactMetric) int { return slices.Compare(a.values, b.values) })
-		out = append(out, *f)
+	for from := 0; from < len(kept); {
+		c := &ms[kept[from]]
+		to := from + 1
+		for to < len(kept) && ms[kept[to]].info.name == c.info.name {
+			to++
+		}
+		text, om := typeNames(c.typ)
+		uf := usageFamily{name: c.info.name, header: intern(textHeader(c.info.name, text, c.info.help)), from: from, to: to}
+		if c.typ == dto.MetricType_COUNTER && !strings.HasSuffix(c.info.name, "_total") {
+			om, uf.omFloat = "unknown", true
+		}
+		uf.omHeader = intern(omHeader(c.info.name, om, c.info.help))
+		fams = append(fams, uf)
+		from = to
 	}
-	slices.SortFunc(out, func(a, b usageFamily) int { return strings.Compare(a.name, b.name) })
-	if len(rest) > 0 {
-		slow, err := renderSlow(rest)
-		out = append(out, slow...)
-		errs = append(errs, err)
-	}
-	return out, errors.Join(errs...)
+	return append(kept, bad...), fams, errors.Join(errs...)
 }
 
 // renderSlow renders metrics that are not compact through a pedantic
@@ -288,8 +288,8 @@ func (x *exposition) writeTo(w io.Writer, om bool) error {
 			return err
 		}
 		for _, uf := range f.usage {
-			for _, c := range uf.metrics {
-				x.line = appendUsage(x.line[:0], uf, c, om)
+			for i := range uf.metrics {
+				x.line = appendUsage(x.line[:0], uf, &uf.metrics[i], om)
 				if _, err := w.Write(x.line); err != nil {
 					return err
 				}
