@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,33 @@ const maxBody = 32 << 20
 
 // ErrorParser extracts a vendor's error code and message from an error body.
 type ErrorParser func(body []byte) (code, message string)
+
+// MayHaveKey reports whether body could hold key as an object key, as
+// encoding/json matches keys (any case). false is certain: an error
+// parser can skip decoding every good answer a second time. A body with
+// \u escapes or bytes outside ASCII (where json folds more letters) is
+// always a maybe.
+func MayHaveKey(body []byte, key string) bool {
+	for _, c := range body {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	if bytes.Contains(body, []byte(`\u`)) {
+		return true
+	}
+	k := []byte(key)
+	for i := 0; ; {
+		j := bytes.IndexByte(body[i:], '"')
+		if j < 0 {
+			return false
+		}
+		i += j + 1
+		if len(body)-i > len(k) && body[i+len(k)] == '"' && bytes.EqualFold(body[i:i+len(k)], k) {
+			return true
+		}
+	}
+}
 
 // DoJSON sends req with hc and decodes a 2xx JSON answer into out. A non-2xx
 // answer becomes *HTTPError carrying the vendor's reason (via parse); a body

@@ -271,7 +271,9 @@ func parseError(body []byte) (code, message string) {
 			Message string  `json:"message"`
 		} `json:"errors"`
 	}
-	if json.Unmarshal(body, &e) != nil {
+	// Every good answer is checked too (a gateway's 200 with an error
+	// body): a body without the key is not decoded twice.
+	if !provider.MayHaveKey(body, "errors") || json.Unmarshal(body, &e) != nil {
 		return "", ""
 	}
 	var msgs []string

@@ -232,8 +232,9 @@ func parseError(body []byte) (code, message string) {
 		Code    json.Number `json:"code"`
 		Message string      `json:"message"`
 	}
-	// Every Twilio error carries a code; a body without one is not an error.
-	if json.Unmarshal(body, &e) != nil || e.Code == "" {
+	// Every Twilio error carries a code; a body without one is not an
+	// error (and, checked by MayHaveKey, is not decoded twice).
+	if !provider.MayHaveKey(body, "code") || json.Unmarshal(body, &e) != nil || e.Code == "" {
 		return "", ""
 	}
 	return e.Code.String(), e.Message
