@@ -36,6 +36,8 @@ type descInfo struct {
 	desc       *prometheus.Desc
 	name, help string
 	names      []string
+	once       sync.Once
+	hdrs       [3]familyHeaders // by type: counter, gauge, untyped (headers)
 }
 
 var descInfos sync.Map // *prometheus.Desc → *descInfo

@@ -43,7 +43,7 @@ func omHeader(name, typ, help string) string {
 	if typ == "counter" {
 		name = strings.TrimSuffix(name, "_total")
 	}
-	help = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`).Replace(help)
+	help = omHelpEscaper.Replace(help)
 	return fmt.Sprintf("# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
 }
 
@@ -85,6 +85,34 @@ func typeNames(t dto.MetricType) (text, om string) {
 		return "gauge", "gauge"
 	}
 	return "untyped", "unknown"
+}
+
+// familyHeaders are a family's HELP and TYPE lines in both formats.
+type familyHeaders struct {
+	text, om string
+	omFloat  bool // see usageFamily
+}
+
+// headers returns the family headers of d's metrics of type t, made once.
+func (d *descInfo) headers(t dto.MetricType) familyHeaders {
+	d.once.Do(func() {
+		for i, t := range []dto.MetricType{dto.MetricType_COUNTER, dto.MetricType_GAUGE, dto.MetricType_UNTYPED} {
+			text, om := typeNames(t)
+			h := familyHeaders{text: intern(textHeader(d.name, text, d.help))}
+			if t == dto.MetricType_COUNTER && !strings.HasSuffix(d.name, "_total") {
+				om, h.omFloat = "unknown", true
+			}
+			h.om = intern(omHeader(d.name, om, d.help))
+			d.hdrs[i] = h
+		}
+	})
+	switch t {
+	case dto.MetricType_COUNTER:
+		return d.hdrs[0]
+	case dto.MetricType_GAUGE:
+		return d.hdrs[1]
+	}
+	return d.hdrs[2]
 }
 
 // groupUsage orders a collection's compact samples into families, by
@@ -134,13 +162,8 @@ func groupUsage(ms []compactMetric) (order []int, fams []usageFamily, err error)
 		for to < len(kept) && ms[kept[to]].info.name == c.info.name {
 			to++
 		}
-		text, om := typeNames(c.typ)
-		uf := usageFamily{name: c.info.name, header: intern(textHeader(c.info.name, text, c.info.help)), from: from, to: to}
-		if c.typ == dto.MetricType_COUNTER && !strings.HasSuffix(c.info.name, "_total") {
-			om, uf.omFloat = "unknown", true
-		}
-		uf.omHeader = intern(omHeader(c.info.name, om, c.info.help))
-		fams = append(fams, uf)
+		h := c.info.headers(c.typ)
+		fams = append(fams, usageFamily{name: c.info.name, header: h.text, omHeader: h.om, omFloat: h.omFloat, from: from, to: to})
 		from = to
 	}
 	return append(kept, bad...), fams, errors.Join(errs...)
@@ -323,8 +346,14 @@ func appendEscaped(b []byte, s string) []byte {
 	return b
 }
 
+// Built once: a Replacer builds its tables on first use.
+var (
+	helpEscaper   = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+	omHelpEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+)
+
 func escapeHelp(s string) string {
-	return strings.NewReplacer(`\`, `\\`, "\n", `\n`).Replace(s)
+	return helpEscaper.Replace(s)
 }
 
 func appendFloat(b []byte, v float64) []byte {
