@@ -368,8 +368,8 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 		// caller's: a short X-Prometheus-Scrape-Timeout-Seconds or a caller
 		// that went away must never turn into the connection's failure,
 		// and other scrapes may wait on this result.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.Timeout)
-		defer cancel()
+		wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.Timeout)
+		defer wcancel()
 		// A flight that just ended may have refreshed it meanwhile.
 		ent.mu.Lock()
 		fresh := ent.attempted && e.o.Now().Sub(ent.attemptAt) < e.o.MinInterval
@@ -380,13 +380,17 @@ func (e *Engine) collectOne(ctx context.Context, c store.Connection) *snapshot {
 		select {
 		case e.pool <- struct{}{}:
 			defer func() { <-e.pool }()
-		case <-actx.Done():
+		case <-wctx.Done():
 			// Not started: nothing was learnt about the connection, so
 			// nothing is cached, stored or counted; the next scrape tries.
 			e.o.Logger.Warn("collection not started: scrape.concurrency connections were being collected for all of scrape.timeout (raise scrape.concurrency)",
 				"vendor", c.Vendor, "connection", c.Name, "concurrency", e.o.Concurrency)
 			return nil, nil
 		}
+		// Its scrape.timeout starts now: waiting for the slot was not
+		// part of the collection.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.Timeout)
+		defer cancel()
 		e.attempt(actx, c, ent)
 		return nil, nil
 	})
