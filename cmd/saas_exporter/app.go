@@ -28,9 +28,9 @@ import (
 // vendors is the list of supported vendors: adding one is adding its
 // provider package and a line here.
 var vendors = []provider.Factory{
-	sendgrid.Factory,
-	twilio.Factory,
-	segment.Factory,
+	sendgrid.Factory(),
+	twilio.Factory(),
+	segment.Factory(),
 }
 
 // readyTimeout bounds /-/ready, so a probe gets an answer within a second

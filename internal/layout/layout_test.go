@@ -171,6 +171,10 @@ func TestNoExportedMutableTables(t *testing.T) {
 						}
 						if table(vs, i) {
 							t.Errorf("%s: exported variable %s is a slice, array or map; make it unexported or a function", fset.Position(n.Pos()), n.Name)
+						} else if i < len(vs.Values) {
+							if _, ok := vs.Values[i].(*ast.CompositeLit); ok {
+								t.Errorf("%s: exported variable %s is a composite value another package could change; make it a function", fset.Position(n.Pos()), n.Name)
+							}
 						}
 					}
 				}

@@ -79,7 +79,7 @@ type Config struct {
 }
 
 // Factory registers Segment with the exporter.
-var Factory = provider.Factory{Vendor: vendor, New: New}
+func Factory() provider.Factory { return provider.Factory{Vendor: vendor, New: New} }
 
 // region is where one Segment region answers.
 type region struct {

@@ -76,7 +76,7 @@ type Config struct {
 }
 
 // Factory registers SendGrid with the exporter.
-var Factory = provider.Factory{Vendor: vendor, New: New}
+func Factory() provider.Factory { return provider.Factory{Vendor: vendor, New: New} }
 
 // Provider implements provider.Provider for SendGrid.
 type Provider struct {

@@ -57,7 +57,7 @@ const (
 )
 
 // Factory registers Twilio with the exporter.
-var Factory = provider.Factory{Vendor: vendor, New: New}
+func Factory() provider.Factory { return provider.Factory{Vendor: vendor, New: New} }
 
 // Provider implements provider.Provider and provider.Webhooks for Twilio.
 type Provider struct {
