@@ -192,7 +192,7 @@ func freshProviders(t testing.TB, sim *vendorsim.Server) []provider.Provider {
 	if err := yaml.Unmarshal([]byte(sim.ConfigSnippet("http://sim.test")), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	ps, err := provider.Build([]provider.Factory{sendgrid.Factory, twilio.Factory, segment.Factory}, cfg.Vendors, provider.Env{ExternalURL: "http://exporter.test"})
+	ps, err := provider.Build([]provider.Factory{sendgrid.Factory(), twilio.Factory(), segment.Factory()}, cfg.Vendors, provider.Env{ExternalURL: "http://exporter.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
