@@ -3,6 +3,7 @@ package collector
 import (
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -156,6 +157,20 @@ func pack(secs map[string]provider.SectionResult, all []prometheus.Metric) colle
 		nvals += len(c.values)
 	}
 	order, fams, err := groupUsage(tmp)
+	// The label values' text, each distinct value once, in one string:
+	// the vendor's decoded JSON they came from is garbage after this, and
+	// small strings kept from it would pin its memory.
+	var text strings.Builder
+	offset := map[string]int{}
+	for i := range tmp {
+		for _, v := range tmp[i].values {
+			if _, ok := offset[v]; !ok {
+				offset[v] = text.Len()
+				text.WriteString(v)
+			}
+		}
+	}
+	arena := text.String()
 	// One slice for the samples, one for their label values.
 	slab := make([]compactMetric, len(tmp))
 	vals := make([]string, 0, nvals)
@@ -163,7 +178,10 @@ func pack(secs map[string]provider.SectionResult, all []prometheus.Metric) colle
 	for i, j := range order {
 		c := tmp[j]
 		n := len(vals)
-		vals = append(vals, c.values...)
+		for _, v := range c.values {
+			o := offset[v]
+			vals = append(vals, arena[o:o+len(v)])
+		}
 		c.values = vals[n:len(vals):len(vals)]
 		slab[i] = c
 		pos[j] = i
