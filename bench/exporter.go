@@ -333,6 +333,7 @@ func (b *bench) spawn(ctx context.Context, minInterval time.Duration) error {
 		return err
 	}
 	cmd := exec.Command(b.bin, "--config.file="+cfgFile, "--web.listen-address="+b.addr, "--log.level=warn")
+	cmd.Env = append(os.Environ(), b.o.ExporterEnv...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		lf.Close()

@@ -67,6 +67,9 @@ func (r *report) write(w io.Writer) {
 	}
 	fmt.Fprintf(w, "- Simulator: +%s on every vendor call, page size %d. Exporter: scrape.timeout %s, min_interval %s, concurrency %s; scrapes send X-Prometheus-Scrape-Timeout-Seconds: %g and accept gzip\n",
 		o.Latency, o.PageSize, o.Timeout, o.MinInterval, conc, o.HeaderTimeout)
+	if len(o.ExporterEnv) > 0 {
+		fmt.Fprintf(w, "- Exporter environment: %s\n", strings.Join(o.ExporterEnv, " "))
+	}
 	for _, p := range r.Plan {
 		fmt.Fprintf(w, "- Credentials: %s\n", p)
 	}
