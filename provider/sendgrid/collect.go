@@ -72,35 +72,33 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 	var (
 		scopes []string
 		secs   []provider.Section
+		tok    string // an OAuth connection's access token
+		asked  bool   // /v3/scopes accepted the credential first
 	)
 	if isOAuth {
-		// /v3/scopes doubles as the check of a renewed token.
-		if scopes, err = p.oauthScopes(ctx, s, c); err != nil {
+		if p.oauth == nil {
+			return errors.New("sendgrid: this connection uses OAuth, but vendors.sendgrid.oauth is no longer configured; configure it again, or reconnect with an API key")
+		}
+		if tok, err = p.oauth.AccessToken(ctx, s); err != nil {
 			return err
 		}
-		s.MissingScopes(missing(scopes))
+		c.key = tok
+	} else if c.key == "" {
+		return provider.Revoked(errors.New("sendgrid: the stored connection has no API key; reconnect it"))
+	}
+	k := p.known.get(s.Conn)
+	scopes = k.scopes
+	if len(scopes) == 0 {
+		// Nothing stored (a connection from before scopes were kept):
+		// ask first, so the sections are chosen right.
+		if scopes, err = p.askScopes(ctx, s, c, tok); err != nil {
+			return err
+		}
+		asked = true
 	} else {
-		if c.key == "" {
-			return provider.Revoked(errors.New("sendgrid: the stored connection has no API key; reconnect it"))
-		}
-		k := p.known.get(s.Conn)
-		scopes = k.scopes
-		if len(scopes) == 0 {
-			// Nothing stored (a connection from before scopes were
-			// kept): ask first, so the sections are chosen right.
-			if scopes, err = c.scopes(ctx); err != nil {
-				if provider.StatusOf(err) == http.StatusUnauthorized {
-					return provider.Revoked(err)
-				}
-				return err
-			}
-			p.known.set(s.Conn, scopes)
-			s.MissingScopes(missing(scopes))
-		} else {
-			// Any section's 401 is the credential check; /v3/scopes runs
-			// alongside, at most every scopeCheckEvery (scopecheck.go).
-			secs = append(secs, p.scopeCheck(c, k))
-		}
+		// Any section's 401 is the credential check; /v3/scopes runs
+		// alongside, at most every scopeCheckEvery (scopecheck.go).
+		secs = append(secs, p.scopeCheck(c, k))
 	}
 
 	lastMonth := monthKey(s.Now)
@@ -134,21 +132,41 @@ func (p *Provider) Collect(ctx context.Context, s *provider.Scrape) error {
 			continue // left out; saas_connection_scope_missing says why
 		}
 		run := func(ctx context.Context, s *provider.Scrape) error { return sec.run(ctx, c, s) }
-		if !isOAuth {
-			run = p.lostScope(sec.scopes, run)
-		}
-		secs = append(secs, provider.Section{Name: sec.name, Every: sec.every, Run: run})
+		secs = append(secs, provider.Section{Name: sec.name, Every: sec.every, Run: p.lostScope(sec.scopes, run)})
 	}
 	err = s.Sections(ctx, secs...)
-	for _, e := range provider.Errors(err) {
-		if provider.StatusOf(e) == http.StatusUnauthorized {
-			if isOAuth {
-				return midCollection401(err)
-			}
-			return provider.Revoked(err)
-		}
+	if !has401(err) {
+		return err
+	}
+	if !isOAuth {
+		return provider.Revoked(err)
+	}
+	if asked {
+		return midCollection401(err)
+	}
+	// SendGrid refused an access token before its expiry (the grant was
+	// revoked, or another replica rotated it): refresh it and check it as
+	// the first call would have, then collect again with the new one.
+	if _, err := p.askScopes(ctx, s, c, tok); err != nil {
+		return err
+	}
+	if secs[0].Name == scopeSection {
+		secs = secs[1:] // just asked
+	}
+	if err = s.Sections(ctx, secs...); has401(err) {
+		return midCollection401(err)
 	}
 	return err
+}
+
+// has401 reports whether a call of err was refused with 401.
+func has401(err error) bool {
+	for _, e := range provider.Errors(err) {
+		if provider.StatusOf(e) == http.StatusUnauthorized {
+			return true
+		}
+	}
+	return false
 }
 
 func hasAll(granted, want []string) bool {

@@ -2,7 +2,6 @@ package sendgrid
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -80,31 +79,30 @@ func (c *client) identify(ctx context.Context, scopes []string) (name, id string
 	return u.Username, id
 }
 
-// oauthScopes sets c's key to the connection's access token (refreshed as
-// needed) and checks it with GET /v3/scopes. A 401 refreshes once and
-// retries; a refreshed token that is refused again means a person must
-// reconnect.
-func (p *Provider) oauthScopes(ctx context.Context, s *provider.Scrape, c *client) ([]string, error) {
-	if p.oauth == nil {
-		return nil, errors.New("sendgrid: this connection uses OAuth, but vendors.sendgrid.oauth is no longer configured; configure it again, or reconnect with an API key")
+// askScopes reads /v3/scopes with c's credential and records the answer.
+// A 401 is the verdict on the credential: an API key is revoked; an
+// OAuth connection's access token tok is refreshed (oauth.Rejected) and
+// asked again, and a second 401 means the grant is gone.
+func (p *Provider) askScopes(ctx context.Context, s *provider.Scrape, c *client, tok string) ([]string, error) {
+	scopes, err := c.scopes(ctx)
+	if provider.StatusOf(err) == http.StatusUnauthorized {
+		if tok == "" {
+			return nil, provider.Revoked(err)
+		}
+		if c.key, err = p.oauth.Rejected(ctx, s, tok); err != nil {
+			return nil, err
+		}
+		scopes, err = c.scopes(ctx)
+		if provider.StatusOf(err) == http.StatusUnauthorized {
+			return nil, provider.Expired(fmt.Errorf("SendGrid refused the refreshed access token (%v); reconnect the connection", err))
+		}
 	}
-	tok, err := p.oauth.AccessToken(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	c.key = tok
-	scopes, err := c.scopes(ctx)
-	if provider.StatusOf(err) != http.StatusUnauthorized {
-		return scopes, err
-	}
-	if c.key, err = p.oauth.Rejected(ctx, s, tok); err != nil {
-		return nil, err
-	}
-	scopes, err = c.scopes(ctx)
-	if provider.StatusOf(err) == http.StatusUnauthorized {
-		return nil, provider.Expired(fmt.Errorf("SendGrid refused the refreshed access token (%v); reconnect the connection", err))
-	}
-	return scopes, err
+	p.known.set(s.Conn, scopes)
+	s.MissingScopes(missing(scopes))
+	return scopes, nil
 }
 
 // midCollection401 reports a 401 on an OAuth connection after /v3/scopes

@@ -369,3 +369,29 @@ func connName(account string) string {
 	}
 	return account
 }
+
+// An OAuth connection's scopes are known from connecting: its collections
+// do not ask /v3/scopes first (a round trip before every other call), but
+// alongside the others at most every scopeCheckEvery, as for an API key.
+func TestOAuthScopesNotAskedFirst(t *testing.T) {
+	f := newOAuthFixture(t)
+	c := f.connect("acme")
+	scopesCalls := func() int64 { return f.sim.CallCounts().Routes["GET /sendgrid/v3/scopes"] }
+	before := scopesCalls()
+	var prev map[string]provider.SectionResult
+	for i := range 3 {
+		s := &provider.Scrape{Conn: collector.View(f.get(c.ID)), HTTP: http.DefaultClient, Now: f.clock.Now(),
+			Renew: providertest.Renew(f.st, c.ID), Previous: prev}
+		if err := f.p.Collect(context.Background(), s); err != nil {
+			t.Fatalf("collection %d: %v", i+1, err)
+		}
+		prev = s.SectionResults()
+		f.clock.Add(time.Minute)
+	}
+	if got := scopesCalls() - before; got != 1 {
+		t.Errorf("three collections a minute apart asked /v3/scopes %d times, want 1 (alongside, at most every %s)", got, scopeCheckEvery)
+	}
+	if _, ok := prev[scopeSection]; !ok {
+		t.Errorf("no %q section: /v3/scopes was asked before the others, not alongside", scopeSection)
+	}
+}
