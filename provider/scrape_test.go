@@ -2,6 +2,9 @@ package provider
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -88,4 +91,35 @@ func FuzzMayHaveKey(f *testing.F) {
 			t.Errorf("%q: encoding/json finds errors, MayHaveKey says no", body)
 		}
 	})
+}
+
+// DoJSON reuses its read buffers: nothing it decoded may change when the
+// next answer is read into the same memory.
+func TestDoJSONDecodedValuesOutliveTheBuffer(t *testing.T) {
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n++
+		fmt.Fprintf(w, `{"name":"answer-%d","raw":{"k":"v%d"},"list":["a%d"]}`, n, n, n)
+	}))
+	defer srv.Close()
+	type answer struct {
+		Name string          `json:"name"`
+		Raw  json.RawMessage `json:"raw"`
+		List []string        `json:"list"`
+	}
+	var got []answer
+	for range 3 {
+		var a answer
+		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+		if err := DoJSON(srv.Client(), req, "test", nil, &a); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, a)
+	}
+	for i, a := range got {
+		k := i + 1
+		if a.Name != fmt.Sprintf("answer-%d", k) || string(a.Raw) != fmt.Sprintf(`{"k":"v%d"}`, k) || a.List[0] != fmt.Sprintf("a%d", k) {
+			t.Errorf("answer %d changed after later reads: %+v", k, a)
+		}
+	}
 }
