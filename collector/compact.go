@@ -120,10 +120,11 @@ func compactOf(m prometheus.Metric) prometheus.Metric {
 
 // collected is one collection's metrics, packed: every compact sample
 // of the collection (its sections', kept ones included, and the rest) is
-// copied into one slice, sorted by family and label values, and the
-// label values into another. The sections, the page's latest values and
-// the families all point into them. Two allocations a collection instead
-// of two a series: less memory, and no small long-lived objects left
+// copied into one slice, sorted by family and label values, the label
+// values into another, and their text into one string. The sections, the
+// page's latest values and
+// the families all point into them. Three allocations a collection
+// instead of two a series: less memory, and no small long-lived objects left
 // scattered among a collection's garbage. A previous collection's
 // samples are copied too, so nothing keeps its slices alive.
 type collected struct {
