@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -28,13 +29,17 @@ const MaxLabelLen = 128
 
 // Label makes vendor text safe as a label value: invalid UTF-8 is
 // replaced, and a value longer than MaxLabelLen characters is cut, "…"
-// marking the cut. Scrape applies it to every label a provider emits.
+// and 8 hex digits of a hash of the whole value marking the cut, so two
+// long values that begin alike stay two series. Scrape applies it to
+// every label a provider emits.
 func Label(v string) string {
 	v = strings.ToValidUTF8(v, "\uFFFD")
 	if utf8.RuneCountInString(v) <= MaxLabelLen {
 		return v
 	}
-	return string([]rune(v)[:MaxLabelLen-1]) + "…"
+	h := fnv.New32a()
+	h.Write([]byte(v))
+	return fmt.Sprintf("%s…%08x", string([]rune(v)[:MaxLabelLen-9]), h.Sum32())
 }
 
 // Scrape is one collection of one connection. Providers emit metrics through

@@ -20,8 +20,14 @@ func TestLabelIsBounded(t *testing.T) {
 			t.Errorf("Label(%d bytes) = %d characters, valid UTF-8 %v", len(v), utf8.RuneCountInString(got), utf8.ValidString(got))
 		}
 	}
-	if got := Label(long); got != strings.Repeat("é", MaxLabelLen-1)+"…" {
+	if got := Label(long); !strings.HasPrefix(got, strings.Repeat("é", MaxLabelLen-9)+"…") || utf8.RuneCountInString(got) != MaxLabelLen || Label(got) != got {
 		t.Errorf("cut value: %q", got)
+	}
+	// Two long values alike in their first MaxLabelLen characters stay
+	// apart (they were one series, emitted twice: a failed collection).
+	a, b := strings.Repeat("x", 200)+"-eu", strings.Repeat("x", 200)+"-us"
+	if Label(a) == Label(b) || Label(a) != Label(a) {
+		t.Errorf("Label(a) = %q, Label(b) = %q: want distinct, each stable", Label(a), Label(b))
 	}
 	exact := strings.Repeat("a", MaxLabelLen)
 	if Label(exact) != exact || Label("Acme Inc") != "Acme Inc" {

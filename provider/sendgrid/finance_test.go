@@ -319,7 +319,8 @@ saas_sendgrid_credits_reset_timestamp_seconds{connection="prod"} 1.7736192e+09
 }
 
 // Vendor text in labels is valid UTF-8 and at most 128 characters; names
-// equal once cut, or empty, are left out rather than duplicated.
+// alike in their first 128 characters stay two subusers (the cut keeps a
+// hash of the whole name); an empty name is left out.
 func TestLabelBounds(t *testing.T) {
 	long := strings.Repeat("é", 300)
 	body := fmt.Sprintf(`{"date":"2026-03-01","stats":[{"name":%q,"type":"subuser","metrics":{"requests":3}},{"name":%q,"type":"subuser","metrics":{"requests":2}},{"name":"","type":"subuser","metrics":{"requests":1}},{"name":"ok","type":"subuser","metrics":{"requests":1}}]}`,
@@ -331,8 +332,9 @@ func TestLabelBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(top) != 2 || top[1].label != "ok" || utf8.RuneCountInString(top[0].label) != provider.MaxLabelLen || top[0].name != long+"a" {
-		t.Errorf("top: %d subusers", len(top))
+	if len(top) != 3 || top[2].label != "ok" || top[0].name != long+"a" || top[1].name != long+"b" || top[0].label == top[1].label ||
+		utf8.RuneCountInString(top[0].label) != provider.MaxLabelLen || utf8.RuneCountInString(top[1].label) != provider.MaxLabelLen {
+		t.Errorf("top: %d subusers: %+v", len(top), top)
 	}
 }
 
