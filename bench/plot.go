@@ -21,6 +21,7 @@ var (
 	colCold  = color.RGBA{200, 40, 40, 255}
 	colWarm  = color.RGBA{30, 90, 200, 255}
 	colP90   = color.RGBA{120, 170, 240, 255}
+	colBytes = color.RGBA{130, 60, 170, 255}
 	colRSS   = color.RGBA{30, 140, 60, 255}
 	colPeak  = color.RGBA{150, 150, 150, 255}
 	colLimit = color.RGBA{230, 140, 0, 255}
@@ -180,9 +181,9 @@ func renderPlot(sizes []sizeResult, deadline time.Duration) *image.RGBA {
 		return img
 	}
 	xmin, xmax := math.Inf(1), math.Inf(-1)
-	var cold, warm, p90, rss, peak []point
+	var cold, warm, p90, bytesSent, rss, peak []point
 	tmin, tmax := math.Inf(1), float64(deadline.Milliseconds())
-	mmax := 100.0
+	mmax := 250.0
 	for _, s := range sizes {
 		x := float64(s.Connections)
 		xmin, xmax = math.Min(xmin, x), math.Max(xmax, x)
@@ -196,6 +197,9 @@ func renderPlot(sizes []sizeResult, deadline time.Duration) *image.RGBA {
 		add(&cold, s.Cold)
 		add(&warm, percentile(s.Warm, 50))
 		add(&p90, percentile(s.Warm, 90))
+		if len(s.WarmBytes) > 0 {
+			add(&bytesSent, percentile(s.WarmBytes, 50))
+		}
 		r, h := mib(float64(s.Mem.rss())), mib(float64(s.Mem.VmHWM))
 		rss = append(rss, point{x, r})
 		if h > 0 {
@@ -203,7 +207,7 @@ func renderPlot(sizes []sizeResult, deadline time.Duration) *image.RGBA {
 		}
 		mmax = math.Max(mmax, math.Max(r, h))
 	}
-	tmin = math.Min(tmin, 50)
+	tmin = math.Min(tmin, 25)
 	lx0, lx1 := math.Floor(math.Log10(xmin)), math.Ceil(math.Log10(xmax))
 	if lx1 <= lx0 {
 		lx1 = lx0 + 1
@@ -222,9 +226,11 @@ func renderPlot(sizes []sizeResult, deadline time.Duration) *image.RGBA {
 		lbl := msLabel(v)
 		drawText(img, left.r.Min.X-textWidth(lbl, textScale)-8, y-7, lbl, textScale, colAxis)
 	}
-	left.legend(img, []string{"COLD", "WARM MEDIAN", "WARM P90"}, []color.Color{colCold, colWarm, colP90})
+	left.legend(img, []string{"COLD", "WARM", "P90", "LAST BYTE"}, []color.Color{colCold, colWarm, colP90, colBytes})
 	left.hline(img, float64(deadline.Milliseconds()), msLabel(float64(deadline.Milliseconds()))+" DEADLINE", colLimit)
-	left.hline(img, 50, "50MS TARGET", colLimit)
+	// Issue #17's warm targets: 25 ms at 1,000 connections, 100 ms at 5,000.
+	left.hline(img, 100, "100MS (5000)", colLimit)
+	left.hline(img, 25, "25MS (1000)", colLimit)
 	left.series(img, cold, colCold)
 	// Say where the cold scrape left connections unfinished: halfway down
 	// to the warm p90, where no series runs.
@@ -243,6 +249,7 @@ func renderPlot(sizes []sizeResult, deadline time.Duration) *image.RGBA {
 	}
 	left.series(img, p90, colP90)
 	left.series(img, warm, colWarm)
+	left.series(img, bytesSent, colBytes)
 
 	step := niceStep(mmax * 1.15)
 	top := math.Ceil(mmax*1.15/step) * step
@@ -255,7 +262,7 @@ func renderPlot(sizes []sizeResult, deadline time.Duration) *image.RGBA {
 		drawText(img, right.r.Min.X-textWidth(lbl, textScale)-8, y-7, lbl, textScale, colAxis)
 	}
 	right.legend(img, []string{"RSS AFTER WARM SCRAPES", "PEAK (VMHWM)"}, []color.Color{colRSS, colPeak})
-	right.hline(img, 100, "100 MIB TARGET", colLimit)
+	right.hline(img, 250, "250 MIB TARGET (5000)", colLimit)
 	right.series(img, peak, colPeak)
 	right.series(img, rss, colRSS)
 	return img
