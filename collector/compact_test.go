@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -150,5 +151,26 @@ func TestGroupUsageRefusesInconsistentMetrics(t *testing.T) {
 	want := "# HELP saas_test_a A.\n# TYPE saas_test_a gauge\nsaas_test_a{connection=\"prod\",kind=\"x\"} 1\n# HELP saas_test_b B.\n# TYPE saas_test_b gauge\nsaas_test_b{connection=\"prod\",kind=\"x\"} 5\n"
 	if text != want {
 		t.Errorf("kept:\n%s\nwant:\n%s", text, want)
+	}
+}
+
+// A metric that is not a plain sample (here one with a timestamp) is not
+// compacted; it is written as expfmt writes it, in both formats.
+func TestNonCompactMetricsWrittenByExpfmt(t *testing.T) {
+	d := provider.NewDesc("test_stamped", "Stamped.", "kind")
+	m := prometheus.NewMetricWithTimestamp(time.Unix(1700000000, 0), prometheus.MustNewConstMetric(d, prometheus.GaugeValue, 3, "prod", "x"))
+	got := pack(nil, []prometheus.Metric{m})
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if got.latest[0] != m {
+		t.Errorf("a stamped metric was compacted: %T", got.latest[0])
+	}
+	want := "# HELP saas_test_stamped Stamped.\n# TYPE saas_test_stamped gauge\nsaas_test_stamped{connection=\"prod\",kind=\"x\"} 3 1700000000000\n"
+	if text := written(t, got.families, false); text != want {
+		t.Errorf("text:\n%s\nwant:\n%s", text, want)
+	}
+	if om := written(t, got.families, true); !strings.Contains(om, "# TYPE saas_test_stamped gauge\n") || !strings.Contains(om, `saas_test_stamped{connection="prod",kind="x"} 3.0 1.7e+09`) {
+		t.Errorf("OpenMetrics:\n%s", om)
 	}
 }

@@ -178,26 +178,31 @@ func renderSlow(ms []prometheus.Metric) ([]usageFamily, error) {
 	}
 	mfs, gerr := reg.Gather() // on error, the consistent families are still returned
 	out := make([]usageFamily, 0, len(mfs))
-	var buf bytes.Buffer
 	for _, mf := range mfs {
-		buf.Reset()
-		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+		header, body, err := split(expfmt.MetricFamilyToText, mf)
+		if err != nil {
 			return out, err
 		}
-		text := buf.String()
-		// The first two lines are HELP and TYPE; the rest are samples.
-		i := strings.IndexByte(text, '\n')
-		j := i + 1 + strings.IndexByte(text[i+1:], '\n')
-		buf.Reset()
-		if _, err := expfmt.MetricFamilyToOpenMetrics(&buf, mf); err != nil {
+		omHeader, omBody, err := split(func(w io.Writer, mf *dto.MetricFamily) (int, error) { return expfmt.MetricFamilyToOpenMetrics(w, mf) }, mf)
+		if err != nil {
 			return out, err
 		}
-		om := buf.String()
-		k := strings.IndexByte(om, '\n')
-		l := k + 1 + strings.IndexByte(om[k+1:], '\n')
-		out = append(out, usageFamily{name: mf.GetName(), header: intern(text[:j+1]), omHeader: intern(om[:l+1]), body: text[j+1:], omBody: om[l+1:]})
+		out = append(out, usageFamily{name: mf.GetName(), header: intern(header), omHeader: intern(omHeader), body: body, omBody: omBody})
 	}
 	return out, gerr
+}
+
+// split writes mf with write and cuts the family's HELP and TYPE lines
+// from its samples.
+func split(write func(io.Writer, *dto.MetricFamily) (int, error), mf *dto.MetricFamily) (header, samples string, err error) {
+	var buf bytes.Buffer
+	if _, err := write(&buf, mf); err != nil {
+		return "", "", err
+	}
+	text := buf.String()
+	i := strings.IndexByte(text, '\n')
+	j := i + 1 + strings.IndexByte(text[i+1:], '\n')
+	return text[:j+1], text[j+1:], nil
 }
 
 // constMetrics collects a fixed list of metrics (unchecked: no Describe).
