@@ -16,8 +16,9 @@ import (
 
 // How a renewed credential reaches the store. The vendor has accepted the
 // renewal, so the old refresh token may be spent: the new one must land.
-var (
-	// credSaveTry bounds one write; a hung store never pins a collection.
+const (
+	// credSaveTry bounds one write (credentials.saveTry); a hung store
+	// never pins a collection.
 	credSaveTry = 10 * time.Second
 	// credRetryFor bounds the retries after a failed write; the next
 	// collection of the connection starts them again.
@@ -36,8 +37,9 @@ var errReplaced = errors.New("the connection was reconnected or changed while it
 // it does, every collection in this process uses them (overlay), so the
 // spent credential is never sent again from here.
 type credentials struct {
-	st  store.Store
-	log *slog.Logger
+	st      store.Store
+	log     *slog.Logger
+	saveTry time.Duration // credSaveTry; tests shorten it
 
 	mu       sync.Mutex
 	pending  map[string]*pendingCred
@@ -54,7 +56,7 @@ type pendingCred struct {
 }
 
 func newCredentials(st store.Store, log *slog.Logger) *credentials {
-	return &credentials{st: st, log: log, pending: map[string]*pendingCred{}, closing: make(chan struct{})}
+	return &credentials{st: st, log: log, saveTry: credSaveTry, pending: map[string]*pendingCred{}, closing: make(chan struct{})}
 }
 
 // overlay returns c with the credential pending for it, if the store still
@@ -95,7 +97,7 @@ func (k *credentials) save(id string, from map[string]string, cred provider.Cred
 		from = p.from // the store still holds what came before the pending one
 	}
 	k.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), credSaveTry)
+	ctx, cancel := context.WithTimeout(context.Background(), k.saveTry)
 	err := k.write(ctx, id, from, cred)
 	cancel()
 	switch {
@@ -195,7 +197,7 @@ func (k *credentials) retry(id string, p *pendingCred) {
 		}
 		k.mu.Unlock()
 
-		end := time.Now().Add(credSaveTry)
+		end := time.Now().Add(k.saveTry)
 		if giveUp.Before(end) {
 			end = giveUp
 		}

@@ -262,10 +262,8 @@ func TestRenewalDoesNotOverwriteReconnect(t *testing.T) {
 // A hung store does not hold the collection forever, and shutdown waits
 // for the renewed credential to be saved.
 func TestHungStoreSaveIsBoundedAndFlushedOnClose(t *testing.T) {
-	saved := credSaveTry
-	credSaveTry = 50 * time.Millisecond
-	t.Cleanup(func() { credSaveTry = saved })
 	e, h, _ := hookedSetup(t, "prod")
+	e.creds.saveTry = 50 * time.Millisecond
 	e.providers["fake"] = &updatingProvider{}
 	hang := make(chan struct{})
 	h.set(func(h *hookStore) { h.hang = hang })
