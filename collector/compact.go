@@ -53,7 +53,7 @@ func infoOf(m prometheus.Metric, names []string) (*descInfo, bool) {
 		return di, slices.Equal(di.names, names)
 	}
 	reg := prometheus.NewPedanticRegistry()
-	if reg.Register(constMetrics{m}) != nil {
+	if reg.Register(provider.Metrics{m}) != nil {
 		return nil, false
 	}
 	mfs, err := reg.Gather()

@@ -69,7 +69,7 @@ func TestUsageWrittenAsExpfmtWrites(t *testing.T) {
 	}
 	fams := got.families
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(constMetrics(orig))
+	reg.MustRegister(provider.Metrics(orig))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

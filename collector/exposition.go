@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/saas-exporter/saas_exporter/provider"
 )
 
 // The exporter writes the text exposition format itself: a connection's
@@ -173,7 +175,7 @@ func groupUsage(ms []compactMetric) (order []int, fams []usageFamily, err error)
 // registry, as text families.
 func renderSlow(ms []prometheus.Metric) ([]usageFamily, error) {
 	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(constMetrics(ms)); err != nil {
+	if err := reg.Register(provider.Metrics(ms)); err != nil {
 		return nil, err
 	}
 	mfs, gerr := reg.Gather() // on error, the consistent families are still returned
@@ -203,16 +205,6 @@ func split(write func(io.Writer, *dto.MetricFamily) (int, error), mf *dto.Metric
 	i := strings.IndexByte(text, '\n')
 	j := i + 1 + strings.IndexByte(text[i+1:], '\n')
 	return text[:j+1], text[j+1:], nil
-}
-
-// constMetrics collects a fixed list of metrics (unchecked: no Describe).
-type constMetrics []prometheus.Metric
-
-func (c constMetrics) Describe(chan<- *prometheus.Desc) {}
-func (c constMetrics) Collect(ch chan<- prometheus.Metric) {
-	for _, m := range c {
-		ch <- m
-	}
 }
 
 // exposition gathers families by name, so each family's lines stay

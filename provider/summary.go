@@ -50,7 +50,7 @@ func SamplesOf(ms []prometheus.Metric) Samples {
 		return nil
 	}
 	reg := prometheus.NewRegistry()
-	if reg.Register(unchecked(ms)) != nil {
+	if reg.Register(Metrics(ms)) != nil {
 		return nil
 	}
 	mfs, _ := reg.Gather() // on error, the consistent families still come back
@@ -79,11 +79,12 @@ func SamplesOf(ms []prometheus.Metric) Samples {
 	return out
 }
 
-// unchecked collects a fixed list of metrics (no Describe).
-type unchecked []prometheus.Metric
+// Metrics is a collector of a fixed list of metrics (unchecked: it
+// describes nothing), to gather or test what a collection emitted.
+type Metrics []prometheus.Metric
 
-func (u unchecked) Describe(chan<- *prometheus.Desc) {}
-func (u unchecked) Collect(ch chan<- prometheus.Metric) {
+func (u Metrics) Describe(chan<- *prometheus.Desc) {}
+func (u Metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range u {
 		ch <- m
 	}

@@ -78,14 +78,7 @@ func newProvider(t *testing.T, cfg string) *Provider {
 }
 
 // metrics is a collector over what one Collect emitted.
-type metrics []prometheus.Metric
-
-func (m metrics) Describe(chan<- *prometheus.Desc) {}
-func (m metrics) Collect(ch chan<- prometheus.Metric) {
-	for _, x := range m {
-		ch <- x
-	}
-}
+type metrics = provider.Metrics
 
 func tokenConn(region, token string) provider.Connection {
 	return provider.Connection{

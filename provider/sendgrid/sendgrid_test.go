@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"gopkg.in/yaml.v3"
 
@@ -50,14 +49,7 @@ func newSimAt(t *testing.T, extra string, clock func() time.Time) (*vendorsim.Se
 }
 
 // metrics is a collector over what one Collect emitted.
-type metrics []prometheus.Metric
-
-func (m metrics) Describe(chan<- *prometheus.Desc) {}
-func (m metrics) Collect(ch chan<- prometheus.Metric) {
-	for _, x := range m {
-		ch <- x
-	}
-}
+type metrics = provider.Metrics
 
 func collect(t *testing.T, p *Provider, key string) (metrics, []string, error) {
 	t.Helper()

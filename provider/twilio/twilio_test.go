@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	openapi "github.com/twilio/twilio-go/rest/api/v2010"
 	"gopkg.in/yaml.v3"
@@ -72,14 +71,7 @@ func build(cfg string) (provider.Provider, error) {
 }
 
 // metrics is a collector over what one Collect emitted.
-type metrics []prometheus.Metric
-
-func (m metrics) Describe(chan<- *prometheus.Desc) {}
-func (m metrics) Collect(ch chan<- prometheus.Metric) {
-	for _, x := range m {
-		ch <- x
-	}
-}
+type metrics = provider.Metrics
 
 func (f *fixture) collect(t *testing.T, ctx context.Context, sid string) (metrics, error) {
 	t.Helper()
