@@ -228,8 +228,13 @@ const maxSettle = 10
 func (b *bench) measureColdWarm(ctx context.Context, r *sizeResult) error {
 	b.sim.ResetCalls()
 	expCPU, simCPU := b.cpu()
+	stopProfile, err := b.profileCold(r.Connections)
+	if err != nil {
+		return err
+	}
 	coldStart := time.Now()
 	d, st, err := b.scrape(ctx)
+	stopProfile()
 	if err != nil {
 		return fmt.Errorf("cold scrape: %w", err)
 	}
