@@ -638,11 +638,17 @@ func (v versionedWriter) WriteHeader(code int) {
 	v.ResponseWriter.WriteHeader(code)
 }
 
-func (a *segmentAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if slices.ContainsFunc(strings.Split(r.Header.Get("Accept"), ","), func(m string) bool {
+// acceptsV1 reports whether an Accept header asks for version 1. The
+// exporter sends exactly segmentV1: that needs no parsing.
+func acceptsV1(accept string) bool {
+	return accept == segmentV1 || slices.ContainsFunc(strings.Split(accept, ","), func(m string) bool {
 		mt, _, _ := mime.ParseMediaType(strings.TrimSpace(m))
 		return mt == segmentV1
-	}) {
+	})
+}
+
+func (a *segmentAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if acceptsV1(r.Header.Get("Accept")) {
 		w = versionedWriter{w}
 	} else {
 		a.g.mu.Lock()
@@ -673,13 +679,23 @@ func (a *segmentAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	serve(a, w, r, ws)
 }
 
-// segmentData answers Segment's success envelope {"data": v}.
-func segmentData(w http.ResponseWriter, v any) {
-	writeJSON(w, http.StatusOK, map[string]any{"data": v})
-}
+// Answers are structs, not maps: encoding/json sorts a map's keys on
+// every call, a struct's fields are ordered once. Fields are declared in
+// sorted order, so the bytes are those maps gave (TestAnswersMatchGolden).
+// struct{} is an empty object, [0]int an empty list.
 
 func (a *segmentAPI) serveWorkspace(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
-	segmentData(w, map[string]any{"workspace": map[string]string{"id": ws.ID, "name": ws.Name, "slug": ws.Slug}})
+	type workspace struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+		Slug string `json:"slug"`
+	}
+	type data struct {
+		Workspace workspace `json:"workspace"`
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Data data `json:"data"`
+	}{data{workspace{ws.ID, ws.Name, ws.Slug}}})
 }
 
 // queryParam reads the first non-empty of the given spellings.
@@ -698,50 +714,89 @@ func segmentCursor(offset int) string {
 	return base64.StdEncoding.EncodeToString([]byte(strconv.Itoa(offset)))
 }
 
+// segmentPagination is the pagination object of a list answer.
+type segmentPagination struct {
+	Current      string  `json:"current"`
+	Next         string  `json:"next,omitempty"` // left out on the last page, as Segment does
+	Previous     *string `json:"previous"`
+	TotalEntries int     `json:"totalEntries"`
+}
+
 // paginate reads pagination.count/cursor (also spelt pagination[count]
 // and pagination[cursor]) and returns the page's bounds and the output
 // pagination object, or answers 422 and returns ok=false. count is capped
 // at the simulator's page size.
-func (a *segmentAPI) paginate(w http.ResponseWriter, r *http.Request, total int) (from, to int, out map[string]any, ok bool) {
+func (a *segmentAPI) paginate(w http.ResponseWriter, r *http.Request, total int) (from, to int, out segmentPagination, ok bool) {
 	q := r.URL.Query()
 	countS := queryParam(q, "pagination.count", "pagination[count]")
 	if countS == "" {
 		segmentError(w, http.StatusUnprocessableEntity, "ValidationFailure", "pagination.count is required (1 to 1000)")
-		return 0, 0, nil, false
+		return 0, 0, out, false
 	}
 	count, err := strconv.Atoi(countS)
 	if err != nil || count < 1 || count > segmentMaxCount {
 		segmentError(w, http.StatusUnprocessableEntity, "ValidationFailure", fmt.Sprintf("pagination.count must be a whole number from 1 to %d", segmentMaxCount))
-		return 0, 0, nil, false
+		return 0, 0, out, false
 	}
 	if cur := queryParam(q, "pagination.cursor", "pagination[cursor]"); cur != "" {
 		b, err := base64.StdEncoding.DecodeString(cur)
 		n, err2 := strconv.Atoi(string(b))
 		if err != nil || err2 != nil || n < 0 {
 			segmentError(w, http.StatusUnprocessableEntity, "ValidationFailure", "pagination.cursor is not a cursor this API returned")
-			return 0, 0, nil, false
+			return 0, 0, out, false
 		}
 		from = n
 	}
 	from = min(from, total)
 	to = min(from+min(count, a.g.s.pageSize), total)
-	out = map[string]any{"current": segmentCursor(from), "previous": nil, "totalEntries": total}
+	out = segmentPagination{Current: segmentCursor(from), TotalEntries: total}
 	if from > 0 {
-		out["previous"] = segmentCursor(max(from-(to-from), 0))
+		prev := segmentCursor(max(from-(to-from), 0))
+		out.Previous = &prev
 	}
 	if to < total {
-		out["next"] = segmentCursor(to) // left out on the last page, as Segment does
+		out.Next = segmentCursor(to)
 	}
 	return from, to, out, true
 }
 
-// servePage answers a list: items[from:to] under key, with pagination.
+// servePage answers a list: {"data": {key: items[from:to], "pagination":
+// ...}}, the two keys in sorted order as a map would have them.
 func servePage[T any](a *segmentAPI, w http.ResponseWriter, r *http.Request, key string, items []T) {
 	from, to, pg, ok := a.paginate(w, r, len(items))
 	if !ok {
 		return
 	}
-	segmentData(w, map[string]any{key: items[from:to], "pagination": pg})
+	list, err := json.Marshal(items[from:to])
+	if err != nil {
+		panic("vendorsim: encoding a Segment list: " + err.Error()) // our own types: a bug
+	}
+	pgJSON, _ := json.Marshal(pg)
+	type field struct {
+		key  string
+		json []byte
+	}
+	fields := []field{{key, list}, {"pagination", pgJSON}}
+	if key > "pagination" {
+		fields[0], fields[1] = fields[1], fields[0]
+	}
+	b := make([]byte, 0, len(list)+len(pgJSON)+len(key)+40)
+	b = append(b, `{"data":{`...)
+	for i, f := range fields {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendQuote(b, f.key)
+		b = append(b, ':')
+		b = append(b, f.json...)
+	}
+	b = append(b, "}}\n"...)
+	writeJSONBytes(w, http.StatusOK, b)
+}
+
+// segmentLogos is the logos object of a catalog entry.
+type segmentLogos struct {
+	Default string `json:"default"`
 }
 
 func (a *segmentAPI) serveSources(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
@@ -749,18 +804,37 @@ func (a *segmentAPI) serveSources(w http.ResponseWriter, r *http.Request, ws *Se
 		{"javascript", "Javascript", "Website"}, {"ios", "iOS", "Mobile"}, {"android", "Android", "Mobile"},
 		{"http-api", "HTTP API", "Server"}, {"node-js", "Node.js", "Server"},
 	}
-	items := make([]map[string]any, ws.Sources)
+	type metadata struct {
+		Categories         []string     `json:"categories"`
+		Description        string       `json:"description"`
+		ID                 string       `json:"id"`
+		IsCloudEventSource bool         `json:"isCloudEventSource"`
+		Logos              segmentLogos `json:"logos"`
+		Name               string       `json:"name"`
+		Options            [0]int       `json:"options"`
+		Slug               string       `json:"slug"`
+	}
+	type source struct {
+		Enabled     bool     `json:"enabled"`
+		ID          string   `json:"id"`
+		Labels      [0]int   `json:"labels"`
+		Metadata    metadata `json:"metadata"`
+		Name        string   `json:"name"`
+		Settings    struct{} `json:"settings"`
+		Slug        string   `json:"slug"`
+		WorkspaceID string   `json:"workspaceId"`
+		WriteKeys   []string `json:"writeKeys"`
+	}
+	items := make([]source, ws.Sources)
 	for i := range items {
 		k := kinds[i%len(kinds)]
-		items[i] = map[string]any{
-			"id": segmentID(ws, "src", i), "slug": fmt.Sprintf("%s-%d", k.slug, i+1), "name": fmt.Sprintf("%s %d", k.name, i+1),
-			"workspaceId": ws.ID, "enabled": i%4 != 3, "writeKeys": []string{segmentID(ws, "wk", i)},
-			"metadata": map[string]any{
-				"id": segmentID(ws, "srcmeta", i%len(kinds)), "slug": k.slug, "name": k.name, "categories": []string{k.category},
-				"description": "", "logos": map[string]any{"default": "https://cdn.example/" + k.slug + ".svg"},
-				"options": []any{}, "isCloudEventSource": false,
+		items[i] = source{
+			ID: segmentID(ws, "src", i), Slug: k.slug + "-" + strconv.Itoa(i+1), Name: k.name + " " + strconv.Itoa(i+1),
+			WorkspaceID: ws.ID, Enabled: i%4 != 3, WriteKeys: []string{segmentID(ws, "wk", i)},
+			Metadata: metadata{
+				ID: segmentID(ws, "srcmeta", i%len(kinds)), Slug: k.slug, Name: k.name, Categories: []string{k.category},
+				Logos: segmentLogos{"https://cdn.example/" + k.slug + ".svg"},
 			},
-			"settings": map[string]any{}, "labels": []any{},
 		}
 	}
 	servePage(a, w, r, "sources", items)
@@ -768,19 +842,50 @@ func (a *segmentAPI) serveSources(w http.ResponseWriter, r *http.Request, ws *Se
 
 func (a *segmentAPI) serveDestinations(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
 	kinds := []struct{ slug, name string }{{"google-analytics", "Google Analytics"}, {"amplitude", "Amplitude"}, {"webhooks", "Webhooks"}}
-	items := make([]map[string]any, ws.Destinations)
+	type methods struct {
+		Identify bool `json:"identify"`
+		Track    bool `json:"track"`
+	}
+	type platforms struct {
+		Server bool `json:"server"`
+	}
+	type metadata struct {
+		Actions            [0]int       `json:"actions"`
+		Categories         []string     `json:"categories"`
+		Components         [0]int       `json:"components"`
+		Description        string       `json:"description"`
+		ID                 string       `json:"id"`
+		Logos              segmentLogos `json:"logos"`
+		Name               string       `json:"name"`
+		Options            [0]int       `json:"options"`
+		Presets            [0]int       `json:"presets"`
+		PreviousNames      [0]int       `json:"previousNames"`
+		Slug               string       `json:"slug"`
+		Status             string       `json:"status"`
+		SupportedFeatures  struct{}     `json:"supportedFeatures"`
+		SupportedMethods   methods      `json:"supportedMethods"`
+		SupportedPlatforms platforms    `json:"supportedPlatforms"`
+		Website            string       `json:"website"`
+	}
+	type destination struct {
+		Enabled  bool     `json:"enabled"`
+		ID       string   `json:"id"`
+		Metadata metadata `json:"metadata"`
+		Name     string   `json:"name"`
+		Settings struct{} `json:"settings"`
+		SourceID string   `json:"sourceId"`
+	}
+	items := make([]destination, ws.Destinations)
 	for i := range items {
 		k := kinds[i%len(kinds)]
-		items[i] = map[string]any{
-			"id": segmentID(ws, "dst", i), "name": fmt.Sprintf("%s %d", k.name, i+1), "enabled": i%3 != 2,
-			"sourceId": segmentID(ws, "src", i%max(ws.Sources, 1)), "settings": map[string]any{},
-			"metadata": map[string]any{
-				"id": segmentID(ws, "dstmeta", i%len(kinds)), "name": k.name, "description": "", "slug": k.slug,
-				"logos": map[string]any{"default": "https://cdn.example/" + k.slug + ".svg"}, "options": []any{},
-				"status": "PUBLIC", "previousNames": []string{}, "categories": []string{"Analytics"},
-				"website": "https://" + k.slug + ".example", "components": []any{},
-				"supportedFeatures": map[string]any{}, "supportedMethods": map[string]any{"track": true, "identify": true},
-				"supportedPlatforms": map[string]any{"server": true}, "actions": []any{}, "presets": []any{},
+		items[i] = destination{
+			ID: segmentID(ws, "dst", i), Name: k.name + " " + strconv.Itoa(i+1), Enabled: i%3 != 2,
+			SourceID: segmentID(ws, "src", i%max(ws.Sources, 1)),
+			Metadata: metadata{
+				ID: segmentID(ws, "dstmeta", i%len(kinds)), Name: k.name, Slug: k.slug,
+				Logos: segmentLogos{"https://cdn.example/" + k.slug + ".svg"}, Status: "PUBLIC", Categories: []string{"Analytics"},
+				Website: "https://" + k.slug + ".example", SupportedMethods: methods{Track: true, Identify: true},
+				SupportedPlatforms: platforms{Server: true},
 			},
 		}
 	}
@@ -788,13 +893,28 @@ func (a *segmentAPI) serveDestinations(w http.ResponseWriter, r *http.Request, w
 }
 
 func (a *segmentAPI) serveWarehouses(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
-	items := make([]map[string]any, ws.Warehouses)
+	type metadata struct {
+		Description string       `json:"description"`
+		ID          string       `json:"id"`
+		Logos       segmentLogos `json:"logos"`
+		Name        string       `json:"name"`
+		Options     [0]int       `json:"options"`
+		Slug        string       `json:"slug"`
+	}
+	type warehouse struct {
+		Enabled     bool     `json:"enabled"`
+		ID          string   `json:"id"`
+		Metadata    metadata `json:"metadata"`
+		Settings    struct{} `json:"settings"`
+		WorkspaceID string   `json:"workspaceId"`
+	}
+	items := make([]warehouse, ws.Warehouses)
 	for i := range items {
-		items[i] = map[string]any{
-			"id": segmentID(ws, "wh", i), "workspaceId": ws.ID, "enabled": true, "settings": map[string]any{},
-			"metadata": map[string]any{
-				"id": segmentID(ws, "whmeta", 0), "name": "Postgres", "slug": "postgres", "description": "",
-				"logos": map[string]any{"default": "https://cdn.example/postgres.svg"}, "options": []any{},
+		items[i] = warehouse{
+			ID: segmentID(ws, "wh", i), WorkspaceID: ws.ID, Enabled: true,
+			Metadata: metadata{
+				ID: segmentID(ws, "whmeta", 0), Name: "Postgres", Slug: "postgres",
+				Logos: segmentLogos{"https://cdn.example/postgres.svg"},
 			},
 		}
 	}
@@ -824,22 +944,35 @@ func (w SegmentWorkspace) UserRoles(i int) []string {
 }
 
 func (a *segmentAPI) serveUsers(w http.ResponseWriter, r *http.Request, ws *SegmentWorkspace) {
-	items := make([]map[string]any, ws.Users)
+	type resource struct {
+		ID   string `json:"id"`
+		Type string `json:"type"`
+	}
+	type permission struct {
+		Resources []resource `json:"resources"`
+		RoleID    string     `json:"roleId"`
+		RoleName  string     `json:"roleName"`
+	}
+	type user struct {
+		Email       string       `json:"email"`
+		ID          string       `json:"id"`
+		Name        string       `json:"name"`
+		Permissions []permission `json:"permissions"`
+	}
+	items := make([]user, ws.Users)
 	for i := range items {
-		var perms []map[string]any
+		var perms []permission
 		for _, role := range ws.UserRoles(i) {
-			res := []map[string]string{{"id": ws.ID, "type": "WORKSPACE"}}
+			res := []resource{{ws.ID, "WORKSPACE"}}
 			if strings.HasPrefix(role, "Source ") {
-				res = []map[string]string{{"id": segmentID(ws, "src", 0), "type": "SOURCE"}}
+				res = []resource{{segmentID(ws, "src", 0), "SOURCE"}}
 			}
-			perms = append(perms, map[string]any{
-				"roleId": segmentID(ws, "role:"+role, 0), "roleName": role, "resources": res,
-			})
+			perms = append(perms, permission{RoleID: segmentID(ws, "role:"+role, 0), RoleName: role, Resources: res})
 		}
-		items[i] = map[string]any{
-			"id": segmentID(ws, "usr", i), "name": fmt.Sprintf("User %d", i+1),
-			"email":       fmt.Sprintf("user%d@%s.example", i+1, ws.Slug),
-			"permissions": perms,
+		items[i] = user{
+			ID: segmentID(ws, "usr", i), Name: "User " + strconv.Itoa(i+1),
+			Email:       "user" + strconv.Itoa(i+1) + "@" + ws.Slug + ".example",
+			Permissions: perms,
 		}
 	}
 	servePage(a, w, r, "users", items)
@@ -849,10 +982,29 @@ func (a *segmentAPI) serveInvites(w http.ResponseWriter, r *http.Request, ws *Se
 	servePage(a, w, r, "invites", ws.Invites)
 }
 
-// segmentID is a deterministic 22-character id, like Segment's.
+// segmentID is a deterministic 22-character id, like Segment's: the
+// base64 of sha256("<workspace id>/<kind>/<i>"), + and / replaced by A
+// and B. Built in stack buffers: it is called for every item of a list.
 func segmentID(ws *SegmentWorkspace, kind string, i int) string {
-	sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%s/%d", ws.ID, kind, i)))
-	return strings.NewReplacer("+", "A", "/", "B").Replace(base64.RawStdEncoding.EncodeToString(sum[:]))[:22]
+	var in [128]byte
+	b := append(in[:0], ws.ID...)
+	b = append(b, '/')
+	b = append(b, kind...)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, int64(i), 10)
+	sum := sha256.Sum256(b)
+	var enc [43]byte
+	base64.RawStdEncoding.Encode(enc[:], sum[:])
+	id := enc[:22]
+	for j, c := range id {
+		switch c {
+		case '+':
+			id[j] = 'A'
+		case '/':
+			id[j] = 'B'
+		}
+	}
+	return string(id)
 }
 
 // usageDays reads the period parameter (a date, or an ISO-8601 time whose
@@ -895,19 +1047,34 @@ func (a *segmentAPI) usageDays(w http.ResponseWriter, r *http.Request, ws *Segme
 // segmentTimestamp is how Segment writes snapshot timestamps.
 const segmentTimestamp = "2006-01-02T15:04:05.000Z"
 
-// mtuItem is one MtuSnapshotV1 (or, with sourceID, UsersPerSourceSnapshotV1).
-func mtuItem(m SegmentMTU, start, end, day time.Time, sourceID string) map[string]any {
-	item := map[string]any{
-		"periodStart": start.Unix(), "periodEnd": end.Unix(),
-		// Bigints travel as strings.
-		"identified": strconv.FormatInt(m.Identified, 10), "anonymous": strconv.FormatInt(m.Anonymous, 10),
-		"anonymousIdentified": strconv.FormatInt(m.AnonymousIdentified, 10), "neverIdentified": strconv.FormatInt(m.NeverIdentified, 10),
-		"timestamp": day.Format(segmentTimestamp),
+// segmentMTUItem is one MtuSnapshotV1 (or, with SourceID,
+// UsersPerSourceSnapshotV1). Bigints travel as strings.
+type segmentMTUItem struct {
+	Anonymous           string `json:"anonymous"`
+	AnonymousIdentified string `json:"anonymousIdentified"`
+	Identified          string `json:"identified"`
+	NeverIdentified     string `json:"neverIdentified"`
+	PeriodEnd           int64  `json:"periodEnd"`
+	PeriodStart         int64  `json:"periodStart"`
+	SourceID            string `json:"sourceId,omitempty"`
+	Timestamp           string `json:"timestamp"`
+}
+
+func mtuItem(m SegmentMTU, start, end, day time.Time, sourceID string) segmentMTUItem {
+	return segmentMTUItem{
+		PeriodStart: start.Unix(), PeriodEnd: end.Unix(),
+		Identified: strconv.FormatInt(m.Identified, 10), Anonymous: strconv.FormatInt(m.Anonymous, 10),
+		AnonymousIdentified: strconv.FormatInt(m.AnonymousIdentified, 10), NeverIdentified: strconv.FormatInt(m.NeverIdentified, 10),
+		Timestamp: day.Format(segmentTimestamp), SourceID: sourceID,
 	}
-	if sourceID != "" {
-		item["sourceId"] = sourceID
-	}
-	return item
+}
+
+// segmentAPICallsItem is one ApiCallsSnapshotV1 (or, with SourceID, a
+// per-source one).
+type segmentAPICallsItem struct {
+	APICalls  string `json:"apiCalls"`
+	SourceID  string `json:"sourceId,omitempty"`
+	Timestamp string `json:"timestamp"`
 }
 
 // serveMTU answers daily cumulative MTU snapshots of the usage period
@@ -917,7 +1084,7 @@ func (a *segmentAPI) serveMTU(w http.ResponseWriter, r *http.Request, ws *Segmen
 	if !ok {
 		return
 	}
-	items := make([]map[string]any, len(days))
+	items := make([]segmentMTUItem, len(days))
 	for i, d := range days {
 		items[i] = mtuItem(ws.MTUOn(d), start, end, d, "")
 	}
@@ -931,8 +1098,9 @@ func (a *segmentAPI) serveSourceMTU(w http.ResponseWriter, r *http.Request, ws *
 	if !ok {
 		return
 	}
-	servePage(a, w, r, "dailyPerSourceMTUUsage", perSource(days, ws, func(i int, d time.Time) map[string]any {
-		return mtuItem(ws.SourceMTUOn(i, d), start, end, d, segmentID(ws, "src", i))
+	ids := sourceIDs(ws)
+	servePage(a, w, r, "dailyPerSourceMTUUsage", perSource(days, ws, func(i int, d time.Time) segmentMTUItem {
+		return mtuItem(ws.SourceMTUOn(i, d), start, end, d, ids[i])
 	}))
 }
 
@@ -941,9 +1109,9 @@ func (a *segmentAPI) serveAPICalls(w http.ResponseWriter, r *http.Request, ws *S
 	if !ok {
 		return
 	}
-	items := make([]map[string]any, len(days))
+	items := make([]segmentAPICallsItem, len(days))
 	for i, d := range days {
-		items[i] = map[string]any{"apiCalls": strconv.FormatInt(ws.APICallsOn(d), 10), "timestamp": d.Format(segmentTimestamp)}
+		items[i] = segmentAPICallsItem{APICalls: strconv.FormatInt(ws.APICallsOn(d), 10), Timestamp: d.Format(segmentTimestamp)}
 	}
 	servePage(a, w, r, "dailyWorkspaceAPICallsUsage", items)
 }
@@ -953,16 +1121,24 @@ func (a *segmentAPI) serveSourceAPICalls(w http.ResponseWriter, r *http.Request,
 	if !ok {
 		return
 	}
-	servePage(a, w, r, "dailyPerSourceAPICallsUsage", perSource(days, ws, func(i int, d time.Time) map[string]any {
-		return map[string]any{
-			"sourceId": segmentID(ws, "src", i), "apiCalls": strconv.FormatInt(ws.SourceAPICallsOn(i, d), 10), "timestamp": d.Format(segmentTimestamp),
-		}
+	ids := sourceIDs(ws)
+	servePage(a, w, r, "dailyPerSourceAPICallsUsage", perSource(days, ws, func(i int, d time.Time) segmentAPICallsItem {
+		return segmentAPICallsItem{SourceID: ids[i], APICalls: strconv.FormatInt(ws.SourceAPICallsOn(i, d), 10), Timestamp: d.Format(segmentTimestamp)}
 	}))
 }
 
+// sourceIDs are the ids of ws's sources, once per answer rather than per item.
+func sourceIDs(ws *SegmentWorkspace) []string {
+	ids := make([]string, ws.Sources)
+	for i := range ids {
+		ids[i] = segmentID(ws, "src", i)
+	}
+	return ids
+}
+
 // perSource builds one item per day and source, in day order.
-func perSource(days []time.Time, ws *SegmentWorkspace, item func(i int, day time.Time) map[string]any) []map[string]any {
-	items := make([]map[string]any, 0, len(days)*ws.Sources)
+func perSource[T any](days []time.Time, ws *SegmentWorkspace, item func(i int, day time.Time) T) []T {
+	items := make([]T, 0, len(days)*ws.Sources)
 	for _, d := range days {
 		for i := range ws.Sources {
 			items = append(items, item(i, d))

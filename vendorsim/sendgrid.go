@@ -234,12 +234,73 @@ func SendGridAccountFor(key string) (SendGridAccount, bool) {
 	return c, true
 }
 
-// sendGridMetrics are the 16 metrics of GET /v3/stats, in the spec's order.
+// sendGridMetrics are the 16 metrics of GET /v3/stats, in the spec's order
+// (which is alphabetical, the order encoding/json gives a map's keys).
 var sendGridMetrics = []string{
 	"blocks", "bounce_drops", "bounces", "clicks", "deferred", "delivered", "invalid_emails", "opens",
 	"processed", "requests", "spam_report_drops", "spam_reports", "unique_clicks", "unique_opens",
 	"unsubscribe_drops", "unsubscribes",
 }
+
+// Indexes of sgMetrics, in sendGridMetrics' order.
+const (
+	sgBlocks = iota
+	sgBounceDrops
+	sgBounces
+	sgClicks
+	sgDeferred
+	sgDelivered
+	sgInvalidEmails
+	sgOpens
+	sgProcessed
+	sgRequests
+	sgSpamReportDrops
+	sgSpamReports
+	sgUniqueClicks
+	sgUniqueOpens
+	sgUnsubscribeDrops
+	sgUnsubscribes
+	sgMetricCount
+)
+
+// sgMetrics are the 16 metrics in sendGridMetrics' order. An array, not a
+// map: stats are summed over every day of a range on each call, and maps
+// made that the simulator's largest CPU cost.
+type sgMetrics [sgMetricCount]int64
+
+// MarshalJSON writes the metrics as the JSON object a map[string]int64
+// gives: every name, in sorted order.
+func (m sgMetrics) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 320)
+	b = append(b, '{')
+	for i, name := range sendGridMetrics {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, '"', ':')
+		b = strconv.AppendInt(b, m[i], 10)
+	}
+	return append(b, '}'), nil
+}
+
+func (m *sgMetrics) add(o sgMetrics) {
+	for i := range m {
+		m[i] += o[i]
+	}
+}
+
+func (m sgMetrics) toMap() map[string]int64 {
+	out := make(map[string]int64, len(m))
+	for i, name := range sendGridMetrics {
+		out[name] = m[i]
+	}
+	return out
+}
+
+// sgMetricIndex is the index of a metric name, or -1.
+func sgMetricIndex(name string) int { return slices.Index(sendGridMetrics, name) }
 
 // SendGridMetricNames lists the 16 metrics of GET /v3/stats.
 func SendGridMetricNames() []string { return slices.Clone(sendGridMetrics) }
@@ -252,41 +313,41 @@ func SendGridDayStats(key string, day time.Time) map[string]int64 {
 	if !ok {
 		return nil
 	}
-	return a.dayStats(day)
+	return a.dayStats(day).toMap()
 }
 
-func (a *SendGridAccount) dayStats(day time.Time) map[string]int64 {
+func (a *SendGridAccount) dayStats(day time.Time) sgMetrics {
 	return sendGridDay(a.requestsBase, a.requestsStep, day)
 }
 
 // sendGridDay is one day's stats for daily requests base + step*day +
 // month (all 0 when base and step are).
-func sendGridDay(base, step int64, day time.Time) map[string]int64 {
+func sendGridDay(base, step int64, day time.Time) sgMetrics {
 	day = day.UTC()
-	req := base + step*int64(day.Day()) + int64(day.Month())
+	_, month, dom := day.Date()
+	req := base + step*int64(dom) + int64(month)
 	if base == 0 && step == 0 {
 		req = 0
 	}
-	m := map[string]int64{
-		"requests":          req,
-		"bounce_drops":      req / 200,
-		"spam_report_drops": req / 1000,
-		"unsubscribe_drops": req / 500,
-		"invalid_emails":    req / 400,
-	}
-	proc := req - m["bounce_drops"] - m["spam_report_drops"] - m["unsubscribe_drops"] - m["invalid_emails"]
-	m["processed"] = proc
-	m["bounces"] = proc / 100
-	m["blocks"] = proc / 250
-	m["deferred"] = proc / 50
-	del := proc - m["bounces"] - m["blocks"]
-	m["delivered"] = del
-	m["unique_opens"] = del * 35 / 100
-	m["opens"] = m["unique_opens"] * 3 / 2
-	m["unique_clicks"] = del * 8 / 100
-	m["clicks"] = m["unique_clicks"] * 3 / 2
-	m["spam_reports"] = del / 2000
-	m["unsubscribes"] = del / 800
+	var m sgMetrics
+	m[sgRequests] = req
+	m[sgBounceDrops] = req / 200
+	m[sgSpamReportDrops] = req / 1000
+	m[sgUnsubscribeDrops] = req / 500
+	m[sgInvalidEmails] = req / 400
+	proc := req - m[sgBounceDrops] - m[sgSpamReportDrops] - m[sgUnsubscribeDrops] - m[sgInvalidEmails]
+	m[sgProcessed] = proc
+	m[sgBounces] = proc / 100
+	m[sgBlocks] = proc / 250
+	m[sgDeferred] = proc / 50
+	del := proc - m[sgBounces] - m[sgBlocks]
+	m[sgDelivered] = del
+	m[sgUniqueOpens] = del * 35 / 100
+	m[sgOpens] = m[sgUniqueOpens] * 3 / 2
+	m[sgUniqueClicks] = del * 8 / 100
+	m[sgClicks] = m[sgUniqueClicks] * 3 / 2
+	m[sgSpamReports] = del / 2000
+	m[sgUnsubscribes] = del / 800
 	return m
 }
 
@@ -297,22 +358,19 @@ func SendGridRangeStats(key string, start, end time.Time) map[string]int64 {
 	if !ok {
 		return nil
 	}
-	return a.rangeStats(start, end)
+	return a.rangeStats(start, end).toMap()
 }
 
-func (a *SendGridAccount) rangeStats(start, end time.Time) map[string]int64 {
+func (a *SendGridAccount) rangeStats(start, end time.Time) sgMetrics {
 	return sendGridRange(a.requestsBase, a.requestsStep, start, end)
 }
 
-func sendGridRange(base, step int64, start, end time.Time) map[string]int64 {
-	sum := map[string]int64{}
-	for _, n := range sendGridMetrics {
-		sum[n] = 0
-	}
-	for d := utcDay(start); !d.After(utcDay(end)); d = d.AddDate(0, 0, 1) {
-		for k, v := range sendGridDay(base, step, d) {
-			sum[k] += v
-		}
+func sendGridRange(base, step int64, start, end time.Time) sgMetrics {
+	var sum sgMetrics
+	// UTC days are 24 hours long: Add is AddDate(0, 0, 1) without the
+	// calendar arithmetic.
+	for d, last := utcDay(start), utcDay(end); !d.After(last); d = d.Add(24 * time.Hour) {
+		sum.add(sendGridDay(base, step, d))
 	}
 	return sum
 }
@@ -326,7 +384,7 @@ func SendGridSubuserRangeStats(key, subuser string, start, end time.Time) map[st
 	}
 	for _, su := range a.Subusers {
 		if su.Username == subuser {
-			return sendGridRange(su.RequestsBase, su.RequestsStep, start, end)
+			return sendGridRange(su.RequestsBase, su.RequestsStep, start, end).toMap()
 		}
 	}
 	return nil
@@ -362,7 +420,7 @@ func (a *SendGridAccount) creditsAt(now time.Time) SendGridCredits {
 	}
 	today := utcDay(now)
 	first, next := creditCycle(today, freq)
-	used := a.rangeStats(first, today)["requests"]
+	used := a.rangeStats(first, today)[sgRequests]
 	return SendGridCredits{
 		Remain:         max(a.CreditsTotal-used, 0),
 		Total:          a.CreditsTotal,
@@ -405,7 +463,7 @@ func (su SendGridSubuser) creditsAt(now time.Time) sgSubuserCredits {
 	case "recurring":
 		today := utcDay(now)
 		first, _ := creditCycle(today, c.ResetFrequency)
-		used := sendGridRange(su.RequestsBase, su.RequestsStep, first, today)["requests"]
+		used := sendGridRange(su.RequestsBase, su.RequestsStep, first, today)[sgRequests]
 		remain := max(c.Total-used, 0)
 		total := c.Total
 		freq := c.ResetFrequency
@@ -711,16 +769,33 @@ func (g *sendGrid) serve(w http.ResponseWriter, r *http.Request, region string) 
 	route.serve(g, w, r, a)
 }
 
+// Answers are structs, not maps: encoding/json sorts a map's keys on
+// every call, a struct's fields are ordered once. Fields are declared in
+// sorted order, so the bytes are those a map gave (TestAnswersMatchGolden).
+
 func (g *sendGrid) serveScopes(w http.ResponseWriter, r *http.Request, a *SendGridAccount) {
-	writeJSON(w, http.StatusOK, map[string][]string{"scopes": a.Scopes})
+	writeJSON(w, http.StatusOK, struct {
+		Scopes []string `json:"scopes"`
+	}{a.Scopes})
 }
 
 func (g *sendGrid) serveAccount(w http.ResponseWriter, r *http.Request, a *SendGridAccount) {
-	writeJSON(w, http.StatusOK, map[string]any{"type": a.Type, "reputation": a.Reputation})
+	writeJSON(w, http.StatusOK, struct {
+		Reputation float64 `json:"reputation"`
+		Type       string  `json:"type"`
+	}{a.Reputation, a.Type})
 }
 
 func (g *sendGrid) serveUsername(w http.ResponseWriter, r *http.Request, a *SendGridAccount) {
-	writeJSON(w, http.StatusOK, map[string]any{"username": a.Name, "user_id": a.UserID})
+	writeJSON(w, http.StatusOK, struct {
+		UserID   int64  `json:"user_id"`
+		Username string `json:"username"`
+	}{a.UserID, a.Name})
+}
+
+// sgResult is the {"result": [...]} envelope of list answers.
+type sgResult[T any] struct {
+	Result []T `json:"result"`
 }
 
 func (g *sendGrid) serveCredits(w http.ResponseWriter, r *http.Request, a *SendGridAccount) {
@@ -736,7 +811,7 @@ type sgStatsEntry struct {
 }
 
 type sgStats struct {
-	Metrics map[string]int64 `json:"metrics"`
+	Metrics sgMetrics `json:"metrics"`
 }
 
 // statsRange reads start_date (required) and end_date (default today;
@@ -811,17 +886,15 @@ func (g *sendGrid) serveStats(w http.ResponseWriter, r *http.Request, a *SendGri
 	out := []sgStatsEntry{}
 	var cur *sgStatsEntry
 	var curKey time.Time
-	for d := start; !d.After(end); d = d.AddDate(0, 0, 1) {
+	for d := start; !d.After(end); d = d.Add(24 * time.Hour) { // UTC days
 		key := bucketStart(d, agg)
 		if cur == nil || !key.Equal(curKey) {
 			out = append(out, sgStatsEntry{Date: d.Format(dateLayout)})
 			cur = &out[len(out)-1]
-			cur.Stats = []sgStats{{Metrics: map[string]int64{}}}
+			cur.Stats = []sgStats{{}}
 			curKey = key
 		}
-		for k, v := range a.dayStats(d) {
-			cur.Stats[0].Metrics[k] += v
-		}
+		cur.Stats[0].Metrics.add(a.dayStats(d))
 	}
 	out = out[min(offset, len(out)):]
 	if hasLimit && limit > 0 {
@@ -890,7 +963,7 @@ func (g *sendGrid) serveTeammates(w http.ResponseWriter, r *http.Request, a *Sen
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"result": items})
+	writeJSON(w, http.StatusOK, sgResult[SendGridTeammate]{items})
 }
 
 // servePending: the spec documents no limit/offset here, so the whole
@@ -905,7 +978,7 @@ func (g *sendGrid) servePending(w http.ResponseWriter, r *http.Request, a *SendG
 	for _, p := range a.PendingTeammates {
 		out = append(out, pending{p, today.AddDate(0, 0, p.ExpiresInDays).Unix()})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"result": out})
+	writeJSON(w, http.StatusOK, sgResult[pending]{out})
 }
 
 // serveAPIKeys: the spec documents limit but no offset, so there is no
@@ -920,7 +993,7 @@ func (g *sendGrid) serveAPIKeys(w http.ResponseWriter, r *http.Request, a *SendG
 	if has && limit > 0 {
 		items = items[:min(limit, len(items))]
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"result": items})
+	writeJSON(w, http.StatusOK, sgResult[SendGridAPIKey]{items})
 }
 
 // serveSubusers answers a bare JSON array, filtered by username (exact)
@@ -958,13 +1031,20 @@ func (g *sendGrid) serveSubusers(w http.ResponseWriter, r *http.Request, a *Send
 	if !ok {
 		return
 	}
-	out := make([]map[string]any, 0, len(items))
+	type item struct {
+		Disabled bool    `json:"disabled"`
+		Email    string  `json:"email"`
+		ID       int64   `json:"id"`
+		Region   *string `json:"region,omitempty"` // only with include_region=true
+		Username string  `json:"username"`
+	}
+	out := make([]item, 0, len(items))
 	for _, su := range items {
-		m := map[string]any{"disabled": su.Disabled, "id": su.ID, "username": su.Username, "email": su.Email}
+		it := item{Disabled: su.Disabled, Email: su.Email, ID: su.ID, Username: su.Username}
 		if includeRegion {
-			m["region"] = su.Region
+			it.Region = &su.Region
 		}
-		out = append(out, m)
+		out = append(out, it)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -992,7 +1072,8 @@ func (g *sendGrid) serveSubuserSums(w http.ResponseWriter, r *http.Request, a *S
 	if metric == "" {
 		metric = "delivered"
 	}
-	if !slices.Contains(sendGridMetrics, metric) {
+	mi := sgMetricIndex(metric)
+	if mi < 0 {
 		sgError(w, http.StatusBadRequest, "sort_by_metric", "sort_by_metric must be one stats metric, such as requests")
 		return
 	}
@@ -1006,16 +1087,16 @@ func (g *sendGrid) serveSubuserSums(w http.ResponseWriter, r *http.Request, a *S
 		return
 	}
 	type entry struct {
-		Metrics map[string]int64 `json:"metrics"`
-		Name    string           `json:"name"`
-		Type    string           `json:"type"`
+		Metrics sgMetrics `json:"metrics"`
+		Name    string    `json:"name"`
+		Type    string    `json:"type"`
 	}
 	all := make([]entry, 0, len(a.Subusers))
 	for _, su := range a.Subusers {
 		all = append(all, entry{sendGridRange(su.RequestsBase, su.RequestsStep, start, end), su.Username, "subuser"})
 	}
 	slices.SortFunc(all, func(x, y entry) int {
-		c := x.Metrics[metric] - y.Metrics[metric]
+		c := x.Metrics[mi] - y.Metrics[mi]
 		if dir == "desc" {
 			c = -c
 		}
@@ -1031,7 +1112,10 @@ func (g *sendGrid) serveSubuserSums(w http.ResponseWriter, r *http.Request, a *S
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"date": start.Format(dateLayout), "stats": items})
+	writeJSON(w, http.StatusOK, struct {
+		Date  string  `json:"date"`
+		Stats []entry `json:"stats"`
+	}{start.Format(dateLayout), items})
 }
 
 // serveSubuserCredits answers GET /v3/subusers/{subuser_name}/credits; an

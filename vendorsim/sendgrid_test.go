@@ -487,7 +487,9 @@ func TestSendGridSubuserSums(t *testing.T) {
 		t.Errorf("ascending page: %+v", r.Stats)
 	}
 	// The parent's /v3/stats are its own mail: less than one subuser's.
-	var parent []sgStatsEntry
+	var parent []struct {
+		Stats []struct{ Metrics map[string]int64 }
+	}
 	get(t, ts, sg+"/v3/stats?start_date=2026-02-01&end_date=2026-02-28&aggregated_by=month", SendGridKeyAcme).decode(t, &parent)
 	if len(parent) != 1 || parent[0].Stats[0].Metrics["requests"] != SendGridRangeStats(SendGridKeyAcme, time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 2, 28, 0, 0, 0, 0, time.UTC))["requests"] {
 		t.Errorf("parent stats %+v", parent)

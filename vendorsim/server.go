@@ -320,9 +320,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		http.Error(w, "vendorsim: encoding answer: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
+	writeJSONBytes(w, status, append(b, '\n'))
+}
+
+// writeJSONBytes answers b, JSON ending in a newline, with status.
+func writeJSONBytes(w http.ResponseWriter, status int, b []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	w.Write(b)
 }
 
 // simError answers a control API error: {"error": "..."}.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,6 +28,40 @@ const (
 	// AC + 12 hex digits of n + this marker: 32 hex digits in all. n comes
 	// first so that Sid[2:30] (the stem of phone number sids) is distinct.
 	twSynthMarker = "5a5a5a5a5a5a5a5a5a5a"
+)
+
+// synthCache memoizes synthetic accounts. Each is a pure function of its
+// number, and one collection asks for the same account on every call (19
+// times for SendGrid): building it anew each time was a large part of the
+// simulator's CPU, which competes with the exporter's in a benchmark.
+// One slot per number modulo synthSlots keeps memory bounded however many
+// accounts a long demo sees; a number that meets another in its slot is
+// built again. Cached values are shared: callers only read them.
+type synthCache[T any] struct {
+	slots [synthSlots]atomic.Pointer[synthEntry[T]]
+}
+
+type synthEntry[T any] struct {
+	n int
+	v *T
+}
+
+const synthSlots = 1 << 13
+
+func (c *synthCache[T]) get(n int, build func(int) *T) *T {
+	slot := &c.slots[n%synthSlots]
+	if e := slot.Load(); e != nil && e.n == n {
+		return e.v
+	}
+	v := build(n)
+	slot.Store(&synthEntry[T]{n, v})
+	return v
+}
+
+var (
+	sendGridSynthCache synthCache[SendGridAccount]
+	segmentSynthCache  synthCache[SegmentWorkspace]
+	twilioSynthCache   synthCache[TwilioAccount]
 )
 
 func checkSynthetic(n int) {
@@ -73,7 +108,7 @@ func sendGridSyntheticN(key string) (int, bool) {
 }
 
 // sendGridAccount returns the account behind a test key: a fixed one or a
-// synthetic one (built anew on each call; callers only read it).
+// synthetic one (memoized; callers only read it).
 func sendGridAccount(key string) (*SendGridAccount, bool) {
 	if a, ok := sendGridAccounts[key]; ok {
 		return a, true
@@ -82,7 +117,7 @@ func sendGridAccount(key string) (*SendGridAccount, bool) {
 	if !ok {
 		return nil, false
 	}
-	return sendGridSynthetic(n), true
+	return sendGridSynthCache.get(n, sendGridSynthetic), true
 }
 
 func sendGridSynthetic(n int) *SendGridAccount {
@@ -156,7 +191,7 @@ func segmentSyntheticN(token string) (int, bool) {
 }
 
 // segmentWorkspace returns the workspace of a Public API test token, fixed
-// or synthetic (built anew on each call).
+// or synthetic (memoized; callers only read it).
 func segmentWorkspace(token string) (*SegmentWorkspace, bool) {
 	if ws, ok := segmentWorkspaces[token]; ok {
 		return ws, true
@@ -165,7 +200,7 @@ func segmentWorkspace(token string) (*SegmentWorkspace, bool) {
 	if !ok {
 		return nil, false
 	}
-	return segmentSynthetic(n), true
+	return segmentSynthCache.get(n, segmentSynthetic), true
 }
 
 func segmentSynthetic(n int) *SegmentWorkspace {

@@ -150,7 +150,7 @@ func twilioAccount(sid string) *TwilioAccount {
 		}
 	}
 	if n, ok := twilioSyntheticN(sid); ok {
-		return twilioSynthetic(n)
+		return twilioSynthCache.get(n, twilioSynthetic)
 	}
 	return nil
 }
