@@ -174,7 +174,32 @@ var twCategories = []twCategory{
 	{"totalprice", "Total Price", "", ""}, // usage_unit: the currency
 }
 
+// Indexes of twCategories, for twUsage.
+const (
+	twCalls = iota
+	twCallsInbound
+	twCallsOutbound
+	twPhoneNumbers
+	twRecordings
+	twSMS
+	twSMSInbound
+	twSMSInboundShortcode
+	twSMSOutbound
+	twTotalPrice
+	twCategoryCount
+)
+
 type twAmount struct{ count, usage, price int64 }
+
+// twUsage is an amount per category, in twCategories' order. An array,
+// not a map: usage is summed over every day of a month on each call.
+type twUsage [twCategoryCount]twAmount
+
+func (u *twUsage) add(o twUsage) {
+	for i := range u {
+		u[i] = u[i].add(o[i])
+	}
+}
 
 func (a twAmount) add(b twAmount) twAmount {
 	return twAmount{a.count + b.count, a.usage + b.usage, a.price + b.price}
@@ -191,47 +216,43 @@ func (a twAmount) add(b twAmount) twAmount {
 //	phonenumbers    on the 1st only: count = usage = numbers, price numbers*115000
 //	sms, calls      sums of their parts; sms-inbound-shortcode always 0
 //	totalprice      count 0; usage = price = sms+calls+recordings+phonenumbers
-func (a *TwilioAccount) day(d time.Time) map[string]twAmount {
-	D, M, k := int64(d.Day()), int64(d.Month()), a.UsageScale
-	m := map[string]twAmount{}
+func (a *TwilioAccount) day(d time.Time) twUsage {
+	_, month, dom := d.Date()
+	D, M, k := int64(dom), int64(month), a.UsageScale
+	var m twUsage
 	c := k * (120 + 7*D + M)
-	m["sms-outbound"] = twAmount{c, c + c/4, (c + c/4) * 783}
+	m[twSMSOutbound] = twAmount{c, c + c/4, (c + c/4) * 783}
 	c = k * (40 + 3*D)
-	m["sms-inbound"] = twAmount{c, c, c * 791}
-	m["sms-inbound-shortcode"] = twAmount{}
+	m[twSMSInbound] = twAmount{c, c, c * 791}
 	c = k * (30 + 2*D)
-	m["calls-outbound"] = twAmount{c, 3*c + c/7, (3*c + c/7) * 1397}
+	m[twCallsOutbound] = twAmount{c, 3*c + c/7, (3*c + c/7) * 1397}
 	c = k * (20 + D)
-	m["calls-inbound"] = twAmount{c, 4 * c, 4 * c * 851}
+	m[twCallsInbound] = twAmount{c, 4 * c, 4 * c * 851}
 	c = k * (5 + D%7)
-	m["recordings"] = twAmount{c, 2 * c, 2 * c * 249}
+	m[twRecordings] = twAmount{c, 2 * c, 2 * c * 249}
 	if D == 1 {
 		n := int64(a.PhoneNumbers)
-		m["phonenumbers"] = twAmount{n, n, n * 115000}
-	} else {
-		m["phonenumbers"] = twAmount{}
+		m[twPhoneNumbers] = twAmount{n, n, n * 115000}
 	}
-	m["sms"] = m["sms-inbound"].add(m["sms-outbound"]).add(m["sms-inbound-shortcode"])
-	m["calls"] = m["calls-inbound"].add(m["calls-outbound"])
-	total := m["sms"].price + m["calls"].price + m["recordings"].price + m["phonenumbers"].price
-	m["totalprice"] = twAmount{0, total, total}
+	m[twSMS] = m[twSMSInbound].add(m[twSMSOutbound]).add(m[twSMSInboundShortcode])
+	m[twCalls] = m[twCallsInbound].add(m[twCallsOutbound])
+	total := m[twSMS].price + m[twCalls].price + m[twRecordings].price + m[twPhoneNumbers].price
+	m[twTotalPrice] = twAmount{0, total, total}
 	return m
 }
 
 // usage sums day over the UTC days from start to end, both included; with
 // subs, the subaccounts' usage too (IncludeSubaccounts, Twilio's default).
-func (a *TwilioAccount) usage(start, end time.Time, subs bool) map[string]twAmount {
-	sum := map[string]twAmount{}
-	for d := utcDay(start); !d.After(utcDay(end)); d = d.AddDate(0, 0, 1) {
-		for k, v := range a.day(d) {
-			sum[k] = sum[k].add(v)
-		}
+func (a *TwilioAccount) usage(start, end time.Time, subs bool) twUsage {
+	var sum twUsage
+	// UTC days are 24 hours long: Add is AddDate(0, 0, 1) without the
+	// calendar arithmetic.
+	for d, last := utcDay(start), utcDay(end); !d.After(last); d = d.Add(24 * time.Hour) {
+		sum.add(a.day(d))
 	}
 	if subs {
 		for _, sub := range a.subaccounts() {
-			for k, v := range sub.usage(start, end, false) {
-				sum[k] = sum[k].add(v)
-			}
+			sum.add(sub.usage(start, end, false))
 		}
 	}
 	return sum
@@ -761,25 +782,44 @@ func rfc2822(t time.Time) string { return t.UTC().Format("Mon, 02 Jan 2006 15:04
 
 func accountURI(sid string) string { return "/" + twAPIVersion + "/Accounts/" + sid }
 
-// twAccountJSON is the Account resource. No auth_token: Twilio returns it
+// Answers are structs, not maps: encoding/json sorts a map's keys on
+// every call, a struct's fields are ordered once. Fields are declared in
+// sorted order, so the bytes are those maps gave (TestAnswersMatchGolden).
+
+// twAccountRes is the Account resource. No auth_token: Twilio returns it
 // only to the account's own credentials, and the simulator has none.
-func twAccountJSON(acct *TwilioAccount) map[string]any {
+type twAccountRes struct {
+	DateCreated     string `json:"date_created"`
+	DateUpdated     string `json:"date_updated"`
+	FriendlyName    string `json:"friendly_name"`
+	OwnerAccountSid string `json:"owner_account_sid"`
+	Sid             string `json:"sid"`
+	Status          string `json:"status"`
+	SubresourceURIs struct {
+		Balance              string `json:"balance"`
+		IncomingPhoneNumbers string `json:"incoming_phone_numbers"`
+		Usage                string `json:"usage"`
+	} `json:"subresource_uris"`
+	Type string `json:"type"`
+	URI  string `json:"uri"`
+}
+
+func twAccountJSON(acct *TwilioAccount) twAccountRes {
 	base := accountURI(acct.Sid)
-	return map[string]any{
-		"date_created":      rfc2822(acct.Created),
-		"date_updated":      rfc2822(acct.Created.AddDate(0, 3, 0)),
-		"friendly_name":     acct.FriendlyName,
-		"owner_account_sid": acct.ownerSid(),
-		"sid":               acct.Sid,
-		"status":            acct.Status,
-		"subresource_uris": map[string]string{
-			"balance":                base + "/Balance.json",
-			"incoming_phone_numbers": base + "/IncomingPhoneNumbers.json",
-			"usage":                  base + "/Usage.json",
-		},
-		"type": acct.Type,
-		"uri":  base + ".json",
+	out := twAccountRes{
+		DateCreated:     rfc2822(acct.Created),
+		DateUpdated:     rfc2822(acct.Created.AddDate(0, 3, 0)),
+		FriendlyName:    acct.FriendlyName,
+		OwnerAccountSid: acct.ownerSid(),
+		Sid:             acct.Sid,
+		Status:          acct.Status,
+		Type:            acct.Type,
+		URI:             base + ".json",
 	}
+	out.SubresourceURIs.Balance = base + "/Balance.json"
+	out.SubresourceURIs.IncomingPhoneNumbers = base + "/IncomingPhoneNumbers.json"
+	out.SubresourceURIs.Usage = base + "/Usage.json"
+	return out
 }
 
 func (a *twilioAPI) serveAccount(w http.ResponseWriter, r *http.Request, acct *TwilioAccount) {
@@ -826,12 +866,12 @@ func (a *twilioAPI) serveAccounts(w http.ResponseWriter, r *http.Request, acct *
 	if !ok {
 		return
 	}
-	items := []map[string]any{}
+	items := []twAccountRes{}
 	for _, x := range list[from:to] {
 		items = append(items, twAccountJSON(x))
 	}
 	out := twListEnvelope("/"+twAPIVersion+"/Accounts.json", filters, from, len(items), size, page, len(list))
-	out["accounts"] = items
+	out.Accounts = &items
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -840,11 +880,11 @@ func (a *twilioAPI) serveBalance(w http.ResponseWriter, r *http.Request, acct *T
 		twError(w, acct.BalanceStatus, 20000+acct.BalanceStatus, "The balance of this account is not available to this application")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"account_sid": acct.Sid,
-		"balance":     acct.Balance,
-		"currency":    strings.ToUpper(acct.Currency),
-	})
+	writeJSON(w, http.StatusOK, struct {
+		AccountSid string `json:"account_sid"`
+		Balance    string `json:"balance"`
+		Currency   string `json:"currency"`
+	}{acct.Sid, acct.Balance, strings.ToUpper(acct.Currency)})
 }
 
 // twMaxPageSize is Twilio's documented PageSize maximum.
@@ -877,9 +917,24 @@ func (a *twilioAPI) twPage(w http.ResponseWriter, q url.Values, n int) (start, e
 	return start, end, size, page, true
 }
 
+// twList is a v2010 list answer: the paging fields and one list.
+type twList struct {
+	Accounts        *[]twAccountRes  `json:"accounts,omitempty"`
+	End             int              `json:"end"`
+	FirstPageURI    string           `json:"first_page_uri"`
+	Numbers         *[]twNumberRes   `json:"incoming_phone_numbers,omitempty"`
+	NextPageURI     *string          `json:"next_page_uri"`
+	Page            int              `json:"page"`
+	PageSize        int              `json:"page_size"`
+	PreviousPageURI *string          `json:"previous_page_uri"`
+	Start           int              `json:"start"`
+	URI             string           `json:"uri"`
+	UsageRecords    *[]twUsageRecord `json:"usage_records,omitempty"`
+}
+
 // twListEnvelope is the paging part of a v2010 list answer; filters are
 // the list's own query parameters, repeated in every URI.
-func twListEnvelope(path string, filters url.Values, start, count, size, page, total int) map[string]any {
+func twListEnvelope(path string, filters url.Values, start, count, size, page, total int) twList {
 	uri := func(p int) string {
 		q := url.Values{}
 		for k, v := range filters {
@@ -892,46 +947,61 @@ func twListEnvelope(path string, filters url.Values, start, count, size, page, t
 		}
 		return path + "?" + q.Encode()
 	}
-	env := map[string]any{
-		"first_page_uri":    uri(0),
-		"uri":               uri(page),
-		"page":              page,
-		"page_size":         size,
-		"start":             start,
-		"end":               max(start+count-1, start),
-		"next_page_uri":     nil,
-		"previous_page_uri": nil,
+	env := twList{
+		FirstPageURI: uri(0),
+		URI:          uri(page),
+		Page:         page,
+		PageSize:     size,
+		Start:        start,
+		End:          max(start+count-1, start),
 	}
 	if start+count < total {
-		env["next_page_uri"] = uri(page + 1)
+		next := uri(page + 1)
+		env.NextPageURI = &next
 	}
 	if page > 0 {
-		env["previous_page_uri"] = uri(page - 1)
+		prev := uri(page - 1)
+		env.PreviousPageURI = &prev
 	}
 	return env
 }
 
 type twUsageRecord struct {
-	AccountSid      string            `json:"account_sid"`
-	APIVersion      string            `json:"api_version"`
-	AsOf            string            `json:"as_of"`
-	Category        string            `json:"category"`
-	Count           string            `json:"count"`
-	CountUnit       string            `json:"count_unit"`
-	Description     string            `json:"description"`
-	EndDate         string            `json:"end_date"`
-	Price           string            `json:"price"`
-	PriceUnit       string            `json:"price_unit"`
-	StartDate       string            `json:"start_date"`
-	SubresourceURIs map[string]string `json:"subresource_uris"`
-	URI             string            `json:"uri"`
-	Usage           string            `json:"usage"`
-	UsageUnit       string            `json:"usage_unit"`
+	AccountSid      string      `json:"account_sid"`
+	APIVersion      string      `json:"api_version"`
+	AsOf            string      `json:"as_of"`
+	Category        string      `json:"category"`
+	Count           string      `json:"count"`
+	CountUnit       string      `json:"count_unit"`
+	Description     string      `json:"description"`
+	EndDate         string      `json:"end_date"`
+	Price           string      `json:"price"`
+	PriceUnit       string      `json:"price_unit"`
+	StartDate       string      `json:"start_date"`
+	SubresourceURIs twUsageURIs `json:"subresource_uris"`
+	URI             string      `json:"uri"`
+	Usage           string      `json:"usage"`
+	UsageUnit       string      `json:"usage_unit"`
 }
 
-var twUsageSubresources = map[string]string{
-	"all_time": "AllTime", "daily": "Daily", "last_month": "LastMonth", "monthly": "Monthly",
-	"this_month": "ThisMonth", "today": "Today", "yearly": "Yearly", "yesterday": "Yesterday",
+// twUsageURIs are a usage record's subresource_uris.
+type twUsageURIs struct {
+	AllTime   string `json:"all_time"`
+	Daily     string `json:"daily"`
+	LastMonth string `json:"last_month"`
+	Monthly   string `json:"monthly"`
+	ThisMonth string `json:"this_month"`
+	Today     string `json:"today"`
+	Yearly    string `json:"yearly"`
+	Yesterday string `json:"yesterday"`
+}
+
+func newTwUsageURIs(base, category string) twUsageURIs {
+	uri := func(list string) string { return base + list + ".json?Category=" + category }
+	return twUsageURIs{
+		AllTime: uri("AllTime"), Daily: uri("Daily"), LastMonth: uri("LastMonth"), Monthly: uri("Monthly"),
+		ThisMonth: uri("ThisMonth"), Today: uri("Today"), Yearly: uri("Yearly"), Yesterday: uri("Yesterday"),
+	}
 }
 
 // serveUsage answers Usage/Records/Today.json, ThisMonth.json and
@@ -952,7 +1022,7 @@ func (a *twilioAPI) serveUsage(list string) func(http.ResponseWriter, *http.Requ
 			start = time.Date(end.Year(), end.Month()-1, 1, 0, 0, 0, 0, time.UTC)
 			end = time.Date(end.Year(), end.Month(), 0, 0, 0, 0, 0, time.UTC)
 		}
-		cats := twCategories
+		cats, first := twCategories, 0 // first: index of cats[0] in twCategories
 		filters := url.Values{}
 		subs := true
 		if v := q.Get("IncludeSubaccounts"); v != "" {
@@ -972,7 +1042,7 @@ func (a *twilioAPI) serveUsage(list string) func(http.ResponseWriter, *http.Requ
 				twError(w, http.StatusBadRequest, 20001, "Category is not a valid usage category")
 				return
 			}
-			cats = twCategories[i : i+1]
+			cats, first = twCategories[i:i+1], i
 			filters.Set("Category", c)
 		}
 		from, to, size, page, ok := a.twPage(w, q, len(cats))
@@ -981,73 +1051,102 @@ func (a *twilioAPI) serveUsage(list string) func(http.ResponseWriter, *http.Requ
 		}
 		sums := acct.usage(start, end, subs)
 		base := accountURI(acct.Sid) + "/Usage/Records/"
+		asOf, startS, endS := now.Format("2006-01-02T15:04:05+00:00"), start.Format(dateLayout), end.Format(dateLayout)
 		records := []twUsageRecord{}
-		for _, c := range cats[from:to] {
-			amt := sums[c.name]
+		for i, c := range cats[from:to] {
+			amt := sums[first+from+i]
 			rec := twUsageRecord{
-				AccountSid: acct.Sid, APIVersion: twAPIVersion, AsOf: now.Format("2006-01-02T15:04:05+00:00"),
+				AccountSid: acct.Sid, APIVersion: twAPIVersion, AsOf: asOf,
 				Category: c.name, Count: strconv.FormatInt(amt.count, 10), CountUnit: c.countUnit,
-				Description: c.description, StartDate: start.Format(dateLayout), EndDate: end.Format(dateLayout),
+				Description: c.description, StartDate: startS, EndDate: endS,
 				Price: twPrice(amt.price), PriceUnit: acct.Currency,
 				Usage: strconv.FormatInt(amt.usage, 10), UsageUnit: c.usageUnit,
-				URI:             base + list + ".json?Category=" + c.name + "&StartDate=" + start.Format(dateLayout) + "&EndDate=" + end.Format(dateLayout),
-				SubresourceURIs: map[string]string{},
+				URI:             base + list + ".json?Category=" + c.name + "&StartDate=" + startS + "&EndDate=" + endS,
+				SubresourceURIs: newTwUsageURIs(base, c.name),
 			}
 			if c.name == "totalprice" {
 				rec.Usage, rec.UsageUnit = twPrice(amt.usage), acct.Currency
 			}
-			for k, v := range twUsageSubresources {
-				rec.SubresourceURIs[k] = base + v + ".json?Category=" + c.name
-			}
 			records = append(records, rec)
 		}
 		out := twListEnvelope(base+list+".json", filters, from, len(records), size, page, len(cats))
-		out["usage_records"] = records
+		out.UsageRecords = &records
 		writeJSON(w, http.StatusOK, out)
 	}
 }
 
+// twNumberRes is the IncomingPhoneNumber resource. The *string fields
+// the simulator leaves nil are null.
+type twNumberRes struct {
+	AccountSid          string  `json:"account_sid"`
+	AddressRequirements string  `json:"address_requirements"`
+	AddressSid          *string `json:"address_sid"`
+	APIVersion          string  `json:"api_version"`
+	Beta                bool    `json:"beta"`
+	Capabilities        struct {
+		Fax   bool `json:"fax"`
+		MMS   bool `json:"mms"`
+		SMS   bool `json:"sms"`
+		Voice bool `json:"voice"`
+	} `json:"capabilities"`
+	DateCreated          string  `json:"date_created"`
+	DateUpdated          string  `json:"date_updated"`
+	FriendlyName         string  `json:"friendly_name"`
+	IdentitySid          *string `json:"identity_sid"`
+	Origin               string  `json:"origin"`
+	PhoneNumber          string  `json:"phone_number"`
+	Sid                  string  `json:"sid"`
+	SMSApplicationSid    *string `json:"sms_application_sid"` // the examples send "", which breaks the schema's ^AP pattern
+	SMSFallbackMethod    string  `json:"sms_fallback_method"`
+	SMSFallbackURL       string  `json:"sms_fallback_url"`
+	SMSMethod            string  `json:"sms_method"`
+	SMSURL               string  `json:"sms_url"`
+	Status               string  `json:"status"`
+	StatusCallback       string  `json:"status_callback"`
+	StatusCallbackMethod string  `json:"status_callback_method"`
+	TrunkSid             *string `json:"trunk_sid"`
+	Type                 string  `json:"type"`
+	URI                  string  `json:"uri"`
+	VoiceApplicationSid  *string `json:"voice_application_sid"`
+	VoiceCallerIDLookup  bool    `json:"voice_caller_id_lookup"`
+	VoiceFallbackMethod  string  `json:"voice_fallback_method"`
+	VoiceFallbackURL     *string `json:"voice_fallback_url"`
+	VoiceMethod          string  `json:"voice_method"`
+	VoiceURL             *string `json:"voice_url"`
+}
+
 // twPhoneNumber returns customer account acct's i-th incoming number.
-func twPhoneNumber(acct *TwilioAccount, i int) map[string]any {
+func twPhoneNumber(acct *TwilioAccount, i int) twNumberRes {
 	sid := fmt.Sprintf("PN%s%04x", acct.Sid[2:30], i)
-	n := slices.IndexFunc(twilioAccounts, func(a TwilioAccount) bool { return a.Sid == acct.Sid })
-	e164 := fmt.Sprintf("+1555%02d%05d", n+1, i+100)
+	var e164 string
 	if g, ok := twilioSyntheticN(acct.Sid); ok {
 		e164 = twilioSyntheticNumber(g, i)
+	} else {
+		n := slices.IndexFunc(twilioAccounts, func(a TwilioAccount) bool { return a.Sid == acct.Sid })
+		e164 = fmt.Sprintf("+1555%02d%05d", n+1, i+100)
 	}
-	created := acct.Created.AddDate(0, i, 0)
-	return map[string]any{
-		"account_sid":            acct.Sid,
-		"address_requirements":   "none",
-		"address_sid":            nil,
-		"api_version":            twAPIVersion,
-		"beta":                   false,
-		"capabilities":           map[string]bool{"voice": true, "sms": true, "mms": i%2 == 0, "fax": false},
-		"date_created":           rfc2822(created),
-		"date_updated":           rfc2822(created),
-		"friendly_name":          fmt.Sprintf("%s line %d", acct.FriendlyName, i+1),
-		"identity_sid":           nil,
-		"origin":                 "twilio",
-		"phone_number":           e164,
-		"sid":                    sid,
-		"sms_application_sid":    nil, // the examples send "", which breaks the schema's ^AP pattern
-		"sms_fallback_method":    "POST",
-		"sms_fallback_url":       "",
-		"sms_method":             "POST",
-		"sms_url":                "",
-		"status_callback":        "",
-		"status_callback_method": "POST",
-		"trunk_sid":              nil,
-		"uri":                    accountURI(acct.Sid) + "/IncomingPhoneNumbers/" + sid + ".json",
-		"voice_application_sid":  nil,
-		"voice_caller_id_lookup": false,
-		"voice_fallback_method":  "POST",
-		"voice_fallback_url":     nil,
-		"voice_method":           "POST",
-		"voice_url":              nil,
-		"status":                 "in-use",
-		"type":                   "local",
+	created := rfc2822(acct.Created.AddDate(0, i, 0))
+	out := twNumberRes{
+		AccountSid:           acct.Sid,
+		AddressRequirements:  "none",
+		APIVersion:           twAPIVersion,
+		DateCreated:          created,
+		DateUpdated:          created,
+		FriendlyName:         acct.FriendlyName + " line " + strconv.Itoa(i+1),
+		Origin:               "twilio",
+		PhoneNumber:          e164,
+		Sid:                  sid,
+		SMSFallbackMethod:    "POST",
+		SMSMethod:            "POST",
+		StatusCallbackMethod: "POST",
+		URI:                  accountURI(acct.Sid) + "/IncomingPhoneNumbers/" + sid + ".json",
+		VoiceFallbackMethod:  "POST",
+		VoiceMethod:          "POST",
+		Status:               "in-use",
+		Type:                 "local",
 	}
+	out.Capabilities.Voice, out.Capabilities.SMS, out.Capabilities.MMS = true, true, i%2 == 0
+	return out
 }
 
 // serveNumbers answers IncomingPhoneNumbers.json. The Beta, FriendlyName,
@@ -1057,12 +1156,12 @@ func (a *twilioAPI) serveNumbers(w http.ResponseWriter, r *http.Request, acct *T
 	if !ok {
 		return
 	}
-	items := []map[string]any{}
+	items := []twNumberRes{}
 	for i := from; i < to; i++ {
 		items = append(items, twPhoneNumber(acct, i))
 	}
 	out := twListEnvelope(accountURI(acct.Sid)+"/IncomingPhoneNumbers.json", nil, from, len(items), size, page, acct.PhoneNumbers)
-	out["incoming_phone_numbers"] = items
+	out.Numbers = &items
 	writeJSON(w, http.StatusOK, out)
 }
 
