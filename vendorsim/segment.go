@@ -210,13 +210,42 @@ func (w SegmentWorkspace) MTUOn(day time.Time) SegmentMTU {
 // sources' sum can exceed the workspace's.
 func (w SegmentWorkspace) SourceMTUOn(i int, day time.Time) SegmentMTU {
 	n, mo := w.dayOfPeriod(day)
+	return w.sourceShares(i).mtu(i, n, mo)
+}
+
+// segmentShares are one source's shares of the workspace's daily
+// increments (sourceShare). An answer listing every source for every day
+// computes them once per source, not once per item.
+type segmentShares struct {
+	identified, anonymousIdentified, neverIdentified, apiCalls int64
+}
+
+func (w SegmentWorkspace) sourceShares(i int) segmentShares {
+	return segmentShares{
+		identified:          w.sourceShare(i, w.IdentifiedPerDay),
+		anonymousIdentified: w.sourceShare(i, w.AnonymousIdentifiedPerDay),
+		neverIdentified:     w.sourceShare(i, w.NeverIdentifiedPerDay),
+		apiCalls:            w.sourceShare(i, w.APICallsPerDay),
+	}
+}
+
+// mtu is source i's cumulative MTU counts on day n of a period that
+// starts in month mo (see SourceMTUOn).
+func (sh segmentShares) mtu(i int, n, mo int64) SegmentMTU {
+	off := sourceOffset(i, mo)
 	m := SegmentMTU{
-		Identified:          w.sourceShare(i, w.IdentifiedPerDay)*n + w.offset(i, mo),
-		AnonymousIdentified: w.sourceShare(i, w.AnonymousIdentifiedPerDay)*n + w.offset(i, mo),
-		NeverIdentified:     w.sourceShare(i, w.NeverIdentifiedPerDay)*n + w.offset(i, mo),
+		Identified:          sh.identified*n + off,
+		AnonymousIdentified: sh.anonymousIdentified*n + off,
+		NeverIdentified:     sh.neverIdentified*n + off,
 	}
 	m.Anonymous = m.AnonymousIdentified + m.NeverIdentified
 	return m
+}
+
+// apiCallsOn is source i's cumulative API calls on day n of a period that
+// starts in month mo (see SourceAPICallsOn).
+func (sh segmentShares) apiCallsOn(i int, n, mo int64) int64 {
+	return sh.apiCalls*n + sourceOffset(i, mo)
 }
 
 // APICallsOn returns the cumulative API calls of day's period up to and
@@ -230,7 +259,7 @@ func (w SegmentWorkspace) APICallsOn(day time.Time) int64 {
 // period up to and including day.
 func (w SegmentWorkspace) SourceAPICallsOn(i int, day time.Time) int64 {
 	n, mo := w.dayOfPeriod(day)
-	return w.sourceShare(i, w.APICallsPerDay)*n + w.offset(i, mo)
+	return w.sourceShares(i).apiCallsOn(i, n, mo)
 }
 
 // sourceShare splits a daily increment among the sources by weight i+1;
@@ -250,8 +279,8 @@ func (w SegmentWorkspace) sourceShare(i int, perDay int64) int64 {
 	return rest
 }
 
-// offset: the month number goes to source 0 only.
-func (w SegmentWorkspace) offset(i int, month int64) int64 {
+// sourceOffset: the month number goes to source 0 only.
+func sourceOffset(i int, month int64) int64 {
 	if i == 0 {
 		return month
 	}
@@ -1061,11 +1090,16 @@ type segmentMTUItem struct {
 }
 
 func mtuItem(m SegmentMTU, start, end, day time.Time, sourceID string) segmentMTUItem {
+	return mtuItemAt(m, start, end, day.Format(segmentTimestamp), sourceID)
+}
+
+// mtuItemAt is mtuItem with the day's timestamp already formatted.
+func mtuItemAt(m SegmentMTU, start, end time.Time, ts, sourceID string) segmentMTUItem {
 	return segmentMTUItem{
 		PeriodStart: start.Unix(), PeriodEnd: end.Unix(),
 		Identified: strconv.FormatInt(m.Identified, 10), Anonymous: strconv.FormatInt(m.Anonymous, 10),
 		AnonymousIdentified: strconv.FormatInt(m.AnonymousIdentified, 10), NeverIdentified: strconv.FormatInt(m.NeverIdentified, 10),
-		Timestamp: day.Format(segmentTimestamp), SourceID: sourceID,
+		Timestamp: ts, SourceID: sourceID,
 	}
 }
 
@@ -1099,8 +1133,8 @@ func (a *segmentAPI) serveSourceMTU(w http.ResponseWriter, r *http.Request, ws *
 		return
 	}
 	ids := sourceIDs(ws)
-	servePage(a, w, r, "dailyPerSourceMTUUsage", perSource(days, ws, func(i int, d time.Time) segmentMTUItem {
-		return mtuItem(ws.SourceMTUOn(i, d), start, end, d, ids[i])
+	servePage(a, w, r, "dailyPerSourceMTUUsage", perSource(days, ws, func(i int, sh segmentShares, n, mo int64, ts string) segmentMTUItem {
+		return mtuItemAt(sh.mtu(i, n, mo), start, end, ts, ids[i])
 	}))
 }
 
@@ -1122,8 +1156,8 @@ func (a *segmentAPI) serveSourceAPICalls(w http.ResponseWriter, r *http.Request,
 		return
 	}
 	ids := sourceIDs(ws)
-	servePage(a, w, r, "dailyPerSourceAPICallsUsage", perSource(days, ws, func(i int, d time.Time) segmentAPICallsItem {
-		return segmentAPICallsItem{SourceID: ids[i], APICalls: strconv.FormatInt(ws.SourceAPICallsOn(i, d), 10), Timestamp: d.Format(segmentTimestamp)}
+	servePage(a, w, r, "dailyPerSourceAPICallsUsage", perSource(days, ws, func(i int, sh segmentShares, n, mo int64, ts string) segmentAPICallsItem {
+		return segmentAPICallsItem{SourceID: ids[i], APICalls: strconv.FormatInt(sh.apiCallsOn(i, n, mo), 10), Timestamp: ts}
 	}))
 }
 
@@ -1136,12 +1170,20 @@ func sourceIDs(ws *SegmentWorkspace) []string {
 	return ids
 }
 
-// perSource builds one item per day and source, in day order.
-func perSource[T any](days []time.Time, ws *SegmentWorkspace, item func(i int, day time.Time) T) []T {
+// perSource builds one item per day and source, in day order. item gets
+// the source's shares, the day's place in its period (n, mo as
+// dayOfPeriod returns them) and its timestamp, each computed once.
+func perSource[T any](days []time.Time, ws *SegmentWorkspace, item func(i int, sh segmentShares, n, mo int64, ts string) T) []T {
+	shares := make([]segmentShares, ws.Sources)
+	for i := range shares {
+		shares[i] = ws.sourceShares(i)
+	}
 	items := make([]T, 0, len(days)*ws.Sources)
 	for _, d := range days {
+		n, mo := ws.dayOfPeriod(d)
+		ts := d.Format(segmentTimestamp)
 		for i := range ws.Sources {
-			items = append(items, item(i, d))
+			items = append(items, item(i, shares[i], n, mo, ts))
 		}
 	}
 	return items
