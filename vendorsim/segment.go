@@ -796,31 +796,29 @@ func servePage[T any](a *segmentAPI, w http.ResponseWriter, r *http.Request, key
 	if !ok {
 		return
 	}
-	list, err := json.Marshal(items[from:to])
-	if err != nil {
-		panic("vendorsim: encoding a Segment list: " + err.Error()) // our own types: a bug
-	}
-	pgJSON, _ := json.Marshal(pg)
 	type field struct {
-		key  string
-		json []byte
+		key   string
+		value any
 	}
-	fields := []field{{key, list}, {"pagination", pgJSON}}
+	fields := [2]field{{key, items[from:to]}, {"pagination", pg}}
 	if key > "pagination" {
 		fields[0], fields[1] = fields[1], fields[0]
 	}
-	b := make([]byte, 0, len(list)+len(pgJSON)+len(key)+40)
-	b = append(b, `{"data":{`...)
+	buf := getJSONBuffer()
+	defer putJSONBuffer(buf)
+	buf.WriteString(`{"data":{`)
 	for i, f := range fields {
 		if i > 0 {
-			b = append(b, ',')
+			buf.WriteByte(',')
 		}
-		b = strconv.AppendQuote(b, f.key)
-		b = append(b, ':')
-		b = append(b, f.json...)
+		buf.WriteString(strconv.Quote(f.key))
+		buf.WriteByte(':')
+		if err := appendJSON(buf, f.value); err != nil {
+			panic("vendorsim: encoding a Segment list: " + err.Error()) // our own types: a bug
+		}
 	}
-	b = append(b, "}}\n"...)
-	writeJSONBytes(w, http.StatusOK, b)
+	buf.WriteString("}}\n")
+	writeJSONBytes(w, http.StatusOK, buf.Bytes())
 }
 
 // segmentLogos is the logos object of a catalog entry.

@@ -9,6 +9,7 @@
 package vendorsim
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -314,13 +315,39 @@ func (s *Server) serveDeleteCalls(w http.ResponseWriter, r *http.Request) {
 
 // writeJSON answers v as JSON with status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	buf := getJSONBuffer()
+	defer putJSONBuffer(buf)
+	// Encode writes what json.Marshal returns, and a newline.
+	if err := json.NewEncoder(buf).Encode(v); err != nil {
 		// Only our own fixed types are encoded here; this is a bug.
 		http.Error(w, "vendorsim: encoding answer: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	writeJSONBytes(w, status, append(b, '\n'))
+	writeJSONBytes(w, status, buf.Bytes())
+}
+
+// jsonBuffers recycles the buffers answers are encoded in: a new one per
+// answer (tens of kilobytes for usage lists) was a large share of the
+// simulator's allocations, hence of its garbage collection.
+var jsonBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func getJSONBuffer() *bytes.Buffer { return jsonBuffers.Get().(*bytes.Buffer) }
+
+func putJSONBuffer(buf *bytes.Buffer) {
+	if buf.Cap() > 1<<20 {
+		return // rare and large: let it go
+	}
+	buf.Reset()
+	jsonBuffers.Put(buf)
+}
+
+// appendJSON appends v as json.Marshal encodes it.
+func appendJSON(buf *bytes.Buffer, v any) error {
+	if err := json.NewEncoder(buf).Encode(v); err != nil {
+		return err
+	}
+	buf.Truncate(buf.Len() - 1) // Encode's newline
+	return nil
 }
 
 // writeJSONBytes answers b, JSON ending in a newline, with status.
