@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net"
 	"net/http"
@@ -296,6 +297,11 @@ func (s *Server) vendorHandler(vendor, prefix string, h http.Handler) http.Handl
 	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.countCall(vendor, r.Method, r.URL.Path)
+		if !s.log.Enabled(r.Context(), slog.LevelDebug) {
+			// Nobody reads the call's log line: skip what it needs.
+			inner.ServeHTTP(w, r)
+			return
+		}
 		rec := &statusRecorder{ResponseWriter: w}
 		start := time.Now()
 		defer func() {
