@@ -1,8 +1,11 @@
 package vendorsim
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"sync"
 	"testing"
 	"time"
 )
@@ -140,4 +143,51 @@ func TestColdCallsAnswer(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestSyntheticCache: a memoized synthetic account is the one its number
+// builds, also after another number took its slot and back.
+func TestSyntheticCache(t *testing.T) {
+	for _, n := range []int{0, 1, 7, synthSlots - 1, synthSlots, synthSlots + 7, 3*synthSlots + 1, SyntheticMax} {
+		for range 2 { // the first call builds, the second finds it cached
+			a, _ := sendGridAccount(SendGridSyntheticKey(n))
+			if !reflect.DeepEqual(a, sendGridSynthetic(n)) || a.Name != fmt.Sprintf("vendorsim-gen-%d", n) {
+				t.Errorf("SendGrid account %d: got %s", n, a.Name)
+			}
+			ws, _ := segmentWorkspace(SegmentSyntheticToken(n))
+			if !reflect.DeepEqual(ws, segmentSynthetic(n)) || ws.ID != fmt.Sprintf("GenVendorsim%010d", n) {
+				t.Errorf("Segment workspace %d: got %s", n, ws.ID)
+			}
+			tw := twilioAccount(TwilioSyntheticAccount(n))
+			if !reflect.DeepEqual(tw, twilioSynthetic(n)) || tw.Sid != TwilioSyntheticAccount(n) {
+				t.Errorf("Twilio account %d: got %s", n, tw.Sid)
+			}
+		}
+	}
+	// Numbers sharing a slot, in turn.
+	for _, n := range []int{5, 5 + synthSlots, 5, 5 + 2*synthSlots, 5 + synthSlots} {
+		if a, _ := sendGridAccount(SendGridSyntheticKey(n)); a.UserID != int64(10_000_000_000+n) {
+			t.Errorf("account %d: user id %d", n, a.UserID)
+		}
+	}
+}
+
+// TestSyntheticCacheConcurrent: callers racing on one slot each get their
+// own account (run with -race).
+func TestSyntheticCacheConcurrent(t *testing.T) {
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				n := 11 + (g+i)%3*synthSlots
+				if a, _ := sendGridAccount(SendGridSyntheticKey(n)); a.UserID != int64(10_000_000_000+n) {
+					t.Errorf("account %d: user id %d", n, a.UserID)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
