@@ -1075,12 +1075,13 @@ func (a *segmentAPI) usageDays(w http.ResponseWriter, r *http.Request, ws *Segme
 const segmentTimestamp = "2006-01-02T15:04:05.000Z"
 
 // segmentMTUItem is one MtuSnapshotV1 (or, with SourceID,
-// UsersPerSourceSnapshotV1). Bigints travel as strings.
+// UsersPerSourceSnapshotV1). Bigints travel as strings (",string": no
+// string to allocate per number).
 type segmentMTUItem struct {
-	Anonymous           string `json:"anonymous"`
-	AnonymousIdentified string `json:"anonymousIdentified"`
-	Identified          string `json:"identified"`
-	NeverIdentified     string `json:"neverIdentified"`
+	Anonymous           int64  `json:"anonymous,string"`
+	AnonymousIdentified int64  `json:"anonymousIdentified,string"`
+	Identified          int64  `json:"identified,string"`
+	NeverIdentified     int64  `json:"neverIdentified,string"`
 	PeriodEnd           int64  `json:"periodEnd"`
 	PeriodStart         int64  `json:"periodStart"`
 	SourceID            string `json:"sourceId,omitempty"`
@@ -1095,8 +1096,7 @@ func mtuItem(m SegmentMTU, start, end, day time.Time, sourceID string) segmentMT
 func mtuItemAt(m SegmentMTU, start, end time.Time, ts, sourceID string) segmentMTUItem {
 	return segmentMTUItem{
 		PeriodStart: start.Unix(), PeriodEnd: end.Unix(),
-		Identified: strconv.FormatInt(m.Identified, 10), Anonymous: strconv.FormatInt(m.Anonymous, 10),
-		AnonymousIdentified: strconv.FormatInt(m.AnonymousIdentified, 10), NeverIdentified: strconv.FormatInt(m.NeverIdentified, 10),
+		Identified: m.Identified, Anonymous: m.Anonymous, AnonymousIdentified: m.AnonymousIdentified, NeverIdentified: m.NeverIdentified,
 		Timestamp: ts, SourceID: sourceID,
 	}
 }
@@ -1104,7 +1104,7 @@ func mtuItemAt(m SegmentMTU, start, end time.Time, ts, sourceID string) segmentM
 // segmentAPICallsItem is one ApiCallsSnapshotV1 (or, with SourceID, a
 // per-source one).
 type segmentAPICallsItem struct {
-	APICalls  string `json:"apiCalls"`
+	APICalls  int64  `json:"apiCalls,string"`
 	SourceID  string `json:"sourceId,omitempty"`
 	Timestamp string `json:"timestamp"`
 }
@@ -1143,7 +1143,7 @@ func (a *segmentAPI) serveAPICalls(w http.ResponseWriter, r *http.Request, ws *S
 	}
 	items := make([]segmentAPICallsItem, len(days))
 	for i, d := range days {
-		items[i] = segmentAPICallsItem{APICalls: strconv.FormatInt(ws.APICallsOn(d), 10), Timestamp: d.Format(segmentTimestamp)}
+		items[i] = segmentAPICallsItem{APICalls: ws.APICallsOn(d), Timestamp: d.Format(segmentTimestamp)}
 	}
 	servePage(a, w, r, "dailyWorkspaceAPICallsUsage", items)
 }
@@ -1155,7 +1155,7 @@ func (a *segmentAPI) serveSourceAPICalls(w http.ResponseWriter, r *http.Request,
 	}
 	ids := sourceIDs(ws)
 	servePage(a, w, r, "dailyPerSourceAPICallsUsage", perSource(days, ws, func(i int, sh segmentShares, n, mo int64, ts string) segmentAPICallsItem {
-		return segmentAPICallsItem{SourceID: ids[i], APICalls: strconv.FormatInt(sh.apiCallsOn(i, n, mo), 10), Timestamp: ts}
+		return segmentAPICallsItem{SourceID: ids[i], APICalls: sh.apiCallsOn(i, n, mo), Timestamp: ts}
 	}))
 }
 
