@@ -1,10 +1,12 @@
 package vendorsim
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -190,4 +192,36 @@ func TestSyntheticCacheConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestSendGridMetricsWire: each index of sgMetrics goes out under its
+// name in sendGridMetrics, and the names are in the order encoding/json
+// gives a map's keys.
+func TestSendGridMetricsWire(t *testing.T) {
+	if !slices.IsSorted(sendGridMetrics) || len(sendGridMetrics) != sgMetricCount {
+		t.Fatalf("sendGridMetrics must hold the %d names in sorted order: %v", sgMetricCount, sendGridMetrics)
+	}
+	for i, name := range sendGridMetrics {
+		var m sgMetrics
+		m[i] = 7
+		b, err := json.Marshal(m.wire())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]int64
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]int64{}
+		for _, n := range sendGridMetrics {
+			want[n] = 0
+		}
+		want[name] = 7
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("index %d (%s): %s", i, name, b)
+		}
+		if mb, _ := json.Marshal(m.toMap()); string(mb) != string(b) {
+			t.Errorf("index %d: %s, a map gives %s", i, b, mb)
+		}
+	}
 }

@@ -268,21 +268,30 @@ const (
 // made that the simulator's largest CPU cost.
 type sgMetrics [sgMetricCount]int64
 
-// MarshalJSON writes the metrics as the JSON object a map[string]int64
-// gives: every name, in sorted order.
-func (m sgMetrics) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, 320)
-	b = append(b, '{')
-	for i, name := range sendGridMetrics {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '"')
-		b = append(b, name...)
-		b = append(b, '"', ':')
-		b = strconv.AppendInt(b, m[i], 10)
-	}
-	return append(b, '}'), nil
+// sgMetricsJSON is sgMetrics on the wire: the object a map[string]int64
+// gave, every name in sorted order. A struct rather than a MarshalJSON
+// method, whose output encoding/json parses again.
+type sgMetricsJSON struct {
+	Blocks           int64 `json:"blocks"`
+	BounceDrops      int64 `json:"bounce_drops"`
+	Bounces          int64 `json:"bounces"`
+	Clicks           int64 `json:"clicks"`
+	Deferred         int64 `json:"deferred"`
+	Delivered        int64 `json:"delivered"`
+	InvalidEmails    int64 `json:"invalid_emails"`
+	Opens            int64 `json:"opens"`
+	Processed        int64 `json:"processed"`
+	Requests         int64 `json:"requests"`
+	SpamReportDrops  int64 `json:"spam_report_drops"`
+	SpamReports      int64 `json:"spam_reports"`
+	UniqueClicks     int64 `json:"unique_clicks"`
+	UniqueOpens      int64 `json:"unique_opens"`
+	UnsubscribeDrops int64 `json:"unsubscribe_drops"`
+	Unsubscribes     int64 `json:"unsubscribes"`
+}
+
+func (m sgMetrics) wire() sgMetricsJSON {
+	return sgMetricsJSON{m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10], m[11], m[12], m[13], m[14], m[15]}
 }
 
 func (m *sgMetrics) add(o sgMetrics) {
@@ -811,7 +820,7 @@ type sgStatsEntry struct {
 }
 
 type sgStats struct {
-	Metrics sgMetrics `json:"metrics"`
+	Metrics sgMetricsJSON `json:"metrics"`
 }
 
 // statsRange reads start_date (required) and end_date (default today;
@@ -884,17 +893,19 @@ func (g *sendGrid) serveStats(w http.ResponseWriter, r *http.Request, a *SendGri
 	}
 
 	out := []sgStatsEntry{}
-	var cur *sgStatsEntry
+	var sums []sgMetrics // out[i]'s
 	var curKey time.Time
 	for d := start; !d.After(end); d = d.Add(24 * time.Hour) { // UTC days
 		key := bucketStart(d, agg)
-		if cur == nil || !key.Equal(curKey) {
+		if len(out) == 0 || !key.Equal(curKey) {
 			out = append(out, sgStatsEntry{Date: d.Format(dateLayout)})
-			cur = &out[len(out)-1]
-			cur.Stats = []sgStats{{}}
+			sums = append(sums, sgMetrics{})
 			curKey = key
 		}
-		cur.Stats[0].Metrics.add(a.dayStats(d))
+		sums[len(sums)-1].add(a.dayStats(d))
+	}
+	for i := range out {
+		out[i].Stats = []sgStats{{sums[i].wire()}}
 	}
 	out = out[min(offset, len(out)):]
 	if hasLimit && limit > 0 {
@@ -1087,16 +1098,18 @@ func (g *sendGrid) serveSubuserSums(w http.ResponseWriter, r *http.Request, a *S
 		return
 	}
 	type entry struct {
-		Metrics sgMetrics `json:"metrics"`
-		Name    string    `json:"name"`
-		Type    string    `json:"type"`
+		Metrics sgMetricsJSON `json:"metrics"`
+		Name    string        `json:"name"`
+		Type    string        `json:"type"`
+		sortBy  int64
 	}
 	all := make([]entry, 0, len(a.Subusers))
 	for _, su := range a.Subusers {
-		all = append(all, entry{sendGridRange(su.RequestsBase, su.RequestsStep, start, end), su.Username, "subuser"})
+		m := sendGridRange(su.RequestsBase, su.RequestsStep, start, end)
+		all = append(all, entry{m.wire(), su.Username, "subuser", m[mi]})
 	}
 	slices.SortFunc(all, func(x, y entry) int {
-		c := x.Metrics[mi] - y.Metrics[mi]
+		c := x.sortBy - y.sortBy
 		if dir == "desc" {
 			c = -c
 		}
