@@ -105,28 +105,30 @@ func DecodeJSON(data []byte, f DecodeFunc) error {
 func MayHaveKey(body []byte, key string) bool {
 	k := []byte(key)
 	// Every '"' is tried as the start of a string (a closing one too:
-	// that only adds maybes). A key that decodes to key holds no '"', so
-	// its string ends at the next '"'.
-	for i := 0; ; {
-		j := bytes.IndexByte(body[i:], '"')
-		if j < 0 {
-			return false
-		}
-		i += j + 1
-		end := bytes.IndexByte(body[i:], '"')
-		if end < 0 {
+	// that only adds maybes), in one pass. A key that decodes to key
+	// holds no '"', so its string ends at the next '"'.
+	for q := bytes.IndexByte(body, '"'); q >= 0; {
+		rest := body[q+1:]
+		n := bytes.IndexByte(rest, '"')
+		if n < 0 {
 			return false // an unterminated string: not JSON
 		}
-		s := body[i : i+end]
-		if len(s) == len(k) && bytes.EqualFold(s, k) {
+		s := rest[:n]
+		switch {
+		case len(s) == len(k):
+			// An escape or a byte outside ASCII makes a string decode
+			// to fewer characters than its length.
+			if bytes.EqualFold(s, k) {
+				return true
+			}
+		case len(s) > len(k) && len(s) <= 12*len(k) && !plainASCII(s):
+			// Each character of the decoded string takes 1 to 12
+			// bytes of JSON (\uXXXX\uXXXX for a surrogate pair).
 			return true
 		}
-		// Each character of the decoded string takes 1 to 12 bytes of
-		// JSON (\uXXXX\uXXXX for a surrogate pair).
-		if len(s) > len(k) && len(s) <= 12*len(k) && !plainASCII(s) {
-			return true
-		}
+		q += 1 + n
 	}
+	return false
 }
 
 // plainASCII reports whether s is ASCII without escapes: what it decodes

@@ -256,18 +256,19 @@ func classify(errs []error, oauth bool) error {
 }
 
 // page fetches the first page of count items of a list.
-func page[T any](ctx context.Context, c *client, path, key string, query url.Values, count int, what string, each func(items []T) error) error {
+func page[T any](ctx context.Context, c *client, path, key string, query url.Values, count int, what string, each func(x *T) error) error {
 	return list(ctx, c, path, key, query, count, 1, what, each)
 }
 
-// pages fetches a cursor-paged list to its end; each gets the items of
-// one page (data.<key>). what says what is wrong when the items do not
-// decode as T ("is not a list of users").
-func pages[T any](ctx context.Context, c *client, path, key string, query url.Values, what string, each func(items []T) error) error {
+// pages fetches a cursor-paged list to its end. each gets every item of
+// data.<key> as it is decoded (x is reused: each copies what it keeps);
+// after an error, what each was given is to be dropped. what says what
+// is wrong when an item does not decode as T ("is not a list of users").
+func pages[T any](ctx context.Context, c *client, path, key string, query url.Values, what string, each func(x *T) error) error {
 	return list(ctx, c, path, key, query, pageCount, maxPages, what, each)
 }
 
-func list[T any](ctx context.Context, c *client, path, key string, query url.Values, count, most int, what string, each func(items []T) error) error {
+func list[T any](ctx context.Context, c *client, path, key string, query url.Values, count, most int, what string, each func(x *T) error) error {
 	cursor := ""
 	for range most {
 		q := url.Values{}
@@ -278,17 +279,12 @@ func list[T any](ctx context.Context, c *client, path, key string, query url.Val
 		if cursor != "" {
 			q.Set("pagination.cursor", cursor)
 		}
-		var pg listPage[T]
-		if err := c.get(ctx, path, q, provider.DecodeFunc(func(dec *jsontext.Decoder) error {
-			return pg.decode(dec, key, what)
-		})); err != nil {
+		pg := listPage[T]{key: key, what: what, each: each}
+		if err := c.get(ctx, path, q, provider.DecodeFunc(pg.decode)); err != nil {
 			return err
 		}
 		if !pg.found {
 			return fmt.Errorf("segment GET %s: the answer has no data.%s", path, key)
-		}
-		if err := each(pg.items); err != nil {
-			return fmt.Errorf("segment GET %s: %w", path, err)
 		}
 		if pg.next == nil || *pg.next == "" {
 			return nil
@@ -304,19 +300,23 @@ func list[T any](ctx context.Context, c *client, path, key string, query url.Val
 	return fmt.Errorf("segment GET %s: the list did not end after %d pages", path, maxPages)
 }
 
-// listPage is one page of a list, {"data":{"<key>":[…],"pagination":
-// {"next":…}}}, decoded in one pass: the items straight into their type.
-// It reads the answer as a struct with "data" and a map under it did
-// (the decoding this replaced): "data" in any case, the last of
-// duplicate names wins (a second "data" merges into the first), a null
-// data is an empty one, other names are skipped.
+// listPage decodes one page of a list, {"data":{"<key>":[…],"pagination":
+// {"next":…}}}, in one pass: each item straight into T and to each,
+// with no slice of the page's items. It reads the answer as the struct
+// with "data" and a map under it that it replaced did: "data" in any
+// case, the last of duplicate names wins (a second "data" merges into
+// the first), a null data is an empty one, other names are skipped.
+// One exception: a second data.<key> in one answer is an error, as its
+// items were already counted (the old decoding kept the last list).
 type listPage[T any] struct {
-	items []T
+	key, what string
+	each      func(x *T) error
+
 	found bool // data.<key> was there (null counts: no items)
 	next  *string
 }
 
-func (pg *listPage[T]) decode(dec *jsontext.Decoder, key, what string) error {
+func (pg *listPage[T]) decode(dec *jsontext.Decoder) error {
 	if ok, err := openObject(dec, "the answer"); !ok {
 		return err
 	}
@@ -331,7 +331,7 @@ func (pg *listPage[T]) decode(dec *jsontext.Decoder, key, what string) error {
 			}
 			continue
 		}
-		if err := pg.decodeData(dec, key, what); err != nil {
+		if err := pg.decodeData(dec); err != nil {
 			return err
 		}
 	}
@@ -339,9 +339,9 @@ func (pg *listPage[T]) decode(dec *jsontext.Decoder, key, what string) error {
 	return err
 }
 
-func (pg *listPage[T]) decodeData(dec *jsontext.Decoder, key, what string) error {
+func (pg *listPage[T]) decodeData(dec *jsontext.Decoder) error {
 	if ok, err := openObject(dec, "data"); !ok {
-		*pg = listPage[T]{}
+		pg.found, pg.next = false, nil
 		return err
 	}
 	for dec.PeekKind() != '}' {
@@ -350,15 +350,14 @@ func (pg *listPage[T]) decodeData(dec *jsontext.Decoder, key, what string) error
 			return err
 		}
 		switch {
-		case nameIs(name, key, false):
-			var items []T
-			if err := provider.UnmarshalDecode(dec, &items); err != nil {
-				if provider.IsSyntaxError(err) {
-					return err
-				}
-				return fmt.Errorf("data.%s %s: %w", key, what, err)
+		case nameIs(name, pg.key, false):
+			if pg.found {
+				return fmt.Errorf("data.%s appears twice in the answer", pg.key)
 			}
-			pg.items, pg.found = items, true
+			pg.found = true
+			if err := pg.decodeItems(dec); err != nil {
+				return err
+			}
 		case nameIs(name, "pagination", false):
 			var p struct {
 				Next *string `json:"next"`
@@ -374,6 +373,38 @@ func (pg *listPage[T]) decodeData(dec *jsontext.Decoder, key, what string) error
 			if err := dec.SkipValue(); err != nil {
 				return err
 			}
+		}
+	}
+	_, err := dec.ReadToken()
+	return err
+}
+
+func (pg *listPage[T]) decodeItems(dec *jsontext.Decoder) error {
+	switch k := dec.PeekKind(); k {
+	case 'n': // no items
+		_, err := dec.ReadToken()
+		return err
+	case '[':
+		if _, err := dec.ReadToken(); err != nil {
+			return err
+		}
+	default:
+		if _, err := dec.ReadValue(); err != nil {
+			return err
+		}
+		return fmt.Errorf("data.%s %s: it is %s, not an array", pg.key, pg.what, kindName(k))
+	}
+	var x, zero T
+	for dec.PeekKind() != ']' {
+		x = zero // decoding merges into what is there
+		if err := provider.UnmarshalDecode(dec, &x); err != nil {
+			if provider.IsSyntaxError(err) {
+				return err
+			}
+			return fmt.Errorf("data.%s %s: %w", pg.key, pg.what, err)
+		}
+		if err := pg.each(&x); err != nil {
+			return err
 		}
 	}
 	_, err := dec.ReadToken()
@@ -441,8 +472,8 @@ func kindName(k jsontext.Kind) string {
 func countSection(path, key string, d *prometheus.Desc) func(context.Context, *client, *provider.Scrape) error {
 	return func(ctx context.Context, c *client, s *provider.Scrape) error {
 		n := 0
-		err := pages(ctx, c, path, key, nil, "is not a list", func(items []item) error {
-			n += len(items)
+		err := pages(ctx, c, path, key, nil, "is not a list", func(*item) error {
+			n++
 			return nil
 		})
 		if err != nil {
@@ -466,10 +497,8 @@ func (c *client) sourceNames(ctx context.Context) (map[string]string, error) {
 		ID   string `json:"id"`
 		Name string `json:"name"`
 	}
-	err := pages(ctx, c, "/sources", "sources", nil, "is not a list of sources", func(xs []source) error {
-		for _, x := range xs {
-			names[x.ID] = provider.Label(x.Name)
-		}
+	err := pages(ctx, c, "/sources", "sources", nil, "is not a list of sources", func(x *source) error {
+		names[x.ID] = provider.Label(x.Name)
 		return nil
 	})
 	return names, err
@@ -513,16 +542,14 @@ func collectUsers(ctx context.Context, c *client, s *provider.Scrape) error {
 			RoleName string `json:"roleName"`
 		} `json:"permissions"`
 	}
-	err := pages(ctx, c, "/users", "users", nil, "is not a list of users", func(users []user) error {
-		for _, u := range users {
-			best := len(roles) - 1 // other
-			for _, perm := range u.Permissions {
-				if i, ok := roleRank[strings.ToLower(strings.TrimSpace(perm.RoleName))]; ok && i < best {
-					best = i
-				}
+	err := pages(ctx, c, "/users", "users", nil, "is not a list of users", func(u *user) error {
+		best := len(roles) - 1 // other
+		for _, perm := range u.Permissions {
+			if i, ok := roleRank[strings.ToLower(strings.TrimSpace(perm.RoleName))]; ok && i < best {
+				best = i
 			}
-			counts[best]++
 		}
+		counts[best]++
 		return nil
 	})
 	if err != nil {

@@ -81,17 +81,18 @@ var (
 func (c *client) latest(ctx context.Context, l usageList, period time.Time, count int) (map[string]*usageSnapshot, error) {
 	best := map[string]*usageSnapshot{}
 	q := url.Values{"period": {period.Format(time.DateOnly)}}
-	each := func(snaps []usageSnapshot) error {
-		for i := range snaps {
-			sn := &snaps[i]
-			t, err := time.Parse(time.RFC3339, sn.Timestamp)
-			if err != nil {
-				return fmt.Errorf("data.%s: timestamp %s is not an ISO-8601 time", l.key, quote(sn.Timestamp))
-			}
-			sn.at = t
-			if b := best[sn.SourceID]; b == nil || !t.Before(b.at) {
-				best[sn.SourceID] = sn
-			}
+	each := func(sn *usageSnapshot) error {
+		t, err := time.Parse(time.RFC3339, sn.Timestamp)
+		if err != nil {
+			return fmt.Errorf("data.%s: timestamp %s is not an ISO-8601 time", l.key, quote(sn.Timestamp))
+		}
+		sn.at = t
+		switch b := best[sn.SourceID]; {
+		case b == nil:
+			cp := *sn // sn is reused for the next item
+			best[sn.SourceID] = &cp
+		case !t.Before(b.at):
+			*b = *sn
 		}
 		return nil
 	}
