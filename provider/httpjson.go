@@ -2,6 +2,7 @@ package provider
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -104,6 +105,8 @@ func DecodeJSON(data []byte, f DecodeFunc) error {
 // length allows it to decode to len(key) characters.
 func MayHaveKey(body []byte, key string) bool {
 	k := []byte(key)
+	// Most answers are plain ASCII: then no string needs a closer look.
+	plain := bytes.IndexByte(body, '\\') < 0 && isASCII(body)
 	// Every '"' is tried as the start of a string (a closing one too:
 	// that only adds maybes), in one pass. A key that decodes to key
 	// holds no '"', so its string ends at the next '"'.
@@ -121,7 +124,7 @@ func MayHaveKey(body []byte, key string) bool {
 			if bytes.EqualFold(s, k) {
 				return true
 			}
-		case len(s) > len(k) && len(s) <= 12*len(k) && !plainASCII(s):
+		case !plain && len(s) > len(k) && len(s) <= 12*len(k) && (!isASCII(s) || bytes.IndexByte(s, '\\') >= 0):
 			// Each character of the decoded string takes 1 to 12
 			// bytes of JSON (\uXXXX\uXXXX for a surrogate pair).
 			return true
@@ -131,11 +134,16 @@ func MayHaveKey(body []byte, key string) bool {
 	return false
 }
 
-// plainASCII reports whether s is ASCII without escapes: what it decodes
-// to is itself.
-func plainASCII(s []byte) bool {
-	for _, c := range s {
-		if c >= 0x80 || c == '\\' {
+// isASCII reports whether b has no byte outside ASCII, 8 bytes a step.
+func isASCII(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c >= 0x80 {
 			return false
 		}
 	}
