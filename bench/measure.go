@@ -25,6 +25,9 @@ type scrapeStats struct {
 	Series     int                // sample lines
 	Success    map[string][2]int  // by vendor: saas_scrape_success 1, all
 	ProcessRSS float64            // process_resident_memory_bytes
+	// GoMem: the exporter's go_memstats_* gauges that explain its RSS
+	// (heap in use and allocated, stacks, heap idle and released).
+	GoMem map[string]float64
 	Requests   map[string]float64 // saas_vendor_requests_total by vendor
 	// Durations: saas_scrape_duration_seconds by vendor (sum, count, max).
 	Durations map[string][3]float64
@@ -80,6 +83,11 @@ func parseScrape(r io.Reader) (scrapeStats, error) {
 			st.Durations[v] = d
 		case series == "process_resident_memory_bytes":
 			st.ProcessRSS, _ = strconv.ParseFloat(value, 64)
+		case strings.HasPrefix(series, "go_memstats_") && strings.HasSuffix(series, "_bytes"):
+			if st.GoMem == nil {
+				st.GoMem = map[string]float64{}
+			}
+			st.GoMem[strings.TrimSuffix(strings.TrimPrefix(series, "go_memstats_"), "_bytes")], _ = strconv.ParseFloat(value, 64)
 		}
 	}
 	return st, sc.Err()
@@ -292,6 +300,10 @@ func (b *bench) measureColdWarm(ctx context.Context, r *sizeResult) error {
 	b.logf("%d connections: warm median %s p90 %s max %s (to the last byte: median %s), RSS %.1f MiB", r.Connections,
 		percentile(r.Warm, 50).Round(time.Microsecond), percentile(r.Warm, 90).Round(time.Microsecond),
 		maxDuration(r.Warm).Round(time.Microsecond), percentile(r.WarmBytes, 50).Round(time.Microsecond), mib(float64(r.Mem.rss())))
+	if g := r.WarmStats.GoMem; g != nil {
+		b.logf("%d connections: Go memory MiB: heap in use %.1f (allocated %.1f), stacks %.1f, heap idle %.1f (released %.1f), from the OS %.1f", r.Connections,
+			mib(g["heap_inuse"]), mib(g["heap_alloc"]), mib(g["stack_inuse"]), mib(g["heap_idle"]), mib(g["heap_released"]), mib(g["sys"]))
+	}
 	if r.WarmSpan >= b.o.MinInterval {
 		b.note("%d connections: the warm scrapes ended %s after the cold scrape began, past min_interval %s, so the last ones may have called vendors (%d calls)", r.Connections, r.WarmSpan.Round(time.Millisecond), b.o.MinInterval, r.WarmCalls)
 	}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -23,11 +24,44 @@ import (
 // prometheus.Metric, so the providers' Previous reads them unchanged.
 
 // compactMetric is a gauge, counter or untyped sample without timestamp.
+// Its label values are in its collection's labelTable: 4 bytes a value
+// instead of a 16-byte string header, and each distinct value once.
 type compactMetric struct {
-	info   *descInfo
-	values []string // in the order of info.names
-	value  float64
-	typ    dto.MetricType
+	info  *descInfo
+	tab   *labelTable
+	first uint32 // its values are tab.vals[tab.idx[first+i]], i < len(info.names)
+	typ   dto.MetricType
+	value float64
+}
+
+// labelTable holds one collection's label values: each distinct value
+// once, all in one string (vals), and each sample's values as indices
+// into vals, one sample after another (idx).
+type labelTable struct {
+	vals []string
+	idx  []uint32
+}
+
+func (m *compactMetric) label(i int) string { return m.tab.vals[m.tab.idx[int(m.first)+i]] }
+
+// labels returns the label values as a slice (for error messages).
+func (m *compactMetric) labels() []string {
+	out := make([]string, len(m.info.names))
+	for i := range out {
+		out[i] = m.label(i)
+	}
+	return out
+}
+
+// compareLabels orders samples of one family by their label values.
+func compareLabels(a, b *compactMetric) int {
+	n, nb := len(a.info.names), len(b.info.names)
+	for i := range min(n, nb) {
+		if c := strings.Compare(a.label(i), b.label(i)); c != 0 {
+			return c
+		}
+	}
+	return n - nb
 }
 
 // descInfo is what rendering needs of a desc, found once per desc: the
@@ -43,14 +77,14 @@ type descInfo struct {
 
 var descInfos sync.Map // *prometheus.Desc → *descInfo
 
-// infoOf returns d's descInfo; names are the label names of a metric of d.
-// Name and help come from gathering that one metric (a Desc does not
-// export them); false if it does not gather.
-func infoOf(m prometheus.Metric, names []string) (*descInfo, bool) {
+// infoOf returns d's descInfo; labels are the label pairs of a metric of
+// d. Name and help come from gathering that one metric (a Desc does not
+// export them); false if it does not gather or its label names differ.
+func infoOf(m prometheus.Metric, labels []*dto.LabelPair) (*descInfo, bool) {
 	d := m.Desc()
 	if v, ok := descInfos.Load(d); ok {
 		di := v.(*descInfo)
-		return di, slices.Equal(di.names, names)
+		return di, sameNames(di.names, labels)
 	}
 	reg := prometheus.NewPedanticRegistry()
 	if reg.Register(provider.Metrics{m}) != nil {
@@ -60,9 +94,25 @@ func infoOf(m prometheus.Metric, names []string) (*descInfo, bool) {
 	if err != nil || len(mfs) != 1 {
 		return nil, false
 	}
+	names := make([]string, len(labels))
+	for i, l := range labels {
+		names[i] = l.GetName()
+	}
 	v, _ := descInfos.LoadOrStore(d, &descInfo{desc: d, name: mfs[0].GetName(), help: mfs[0].GetHelp(), names: names})
 	di := v.(*descInfo)
-	return di, slices.Equal(di.names, names)
+	return di, sameNames(di.names, labels)
+}
+
+func sameNames(names []string, labels []*dto.LabelPair) bool {
+	if len(names) != len(labels) {
+		return false
+	}
+	for i, l := range labels {
+		if names[i] != l.GetName() {
+			return false
+		}
+	}
+	return true
 }
 
 func (m *compactMetric) Desc() *prometheus.Desc { return m.info.desc }
@@ -71,7 +121,7 @@ func (m *compactMetric) Write(pb *dto.Metric) error {
 	names := m.info.names
 	pb.Label = make([]*dto.LabelPair, len(names))
 	for i := range names {
-		pb.Label[i] = &dto.LabelPair{Name: &names[i], Value: &m.values[i]}
+		pb.Label[i] = &dto.LabelPair{Name: &names[i], Value: &m.tab.vals[m.tab.idx[int(m.first)+i]]}
 	}
 	v := m.value
 	switch m.typ {
@@ -85,17 +135,68 @@ func (m *compactMetric) Write(pb *dto.Metric) error {
 	return nil
 }
 
-// compactOf returns m as a compactMetric, or m itself if it carries more
-// than a plain sample (a histogram, a timestamp, an exemplar).
-func compactOf(m prometheus.Metric) prometheus.Metric {
-	if _, ok := m.(*compactMetric); ok {
-		return m
+// tableBuilder fills one labelTable.
+type tableBuilder struct {
+	tab *labelTable
+	at  map[string]uint32
+}
+
+func newTableBuilder() *tableBuilder {
+	return &tableBuilder{tab: &labelTable{}, at: map[string]uint32{}}
+}
+
+func (b *tableBuilder) add(v string) {
+	i, ok := b.at[v]
+	if !ok {
+		i = uint32(len(b.tab.vals))
+		b.at[v] = i
+		b.tab.vals = append(b.tab.vals, v)
+	}
+	b.tab.idx = append(b.tab.idx, i)
+}
+
+// seal copies the distinct values into one string, so that no small
+// string kept from the vendor's decoded JSON pins its memory, and trims
+// the slices to their length.
+func (b *tableBuilder) seal() {
+	n := 0
+	for _, v := range b.tab.vals {
+		n += len(v)
+	}
+	var text strings.Builder
+	text.Grow(n)
+	for _, v := range b.tab.vals {
+		text.WriteString(v)
+	}
+	arena := text.String()
+	vals := make([]string, len(b.tab.vals))
+	o := 0
+	for i, v := range b.tab.vals {
+		vals[i] = arena[o : o+len(v)]
+		o += len(v)
+	}
+	b.tab.vals, b.tab.idx = vals, slices.Clone(b.tab.idx)
+	b.at = nil
+}
+
+// compactInto returns m as a compactMetric whose label values are added
+// to b; false if m carries more than a plain sample (a histogram, a
+// timestamp, an exemplar). A compactMetric of another collection is
+// copied into b's table.
+func compactInto(m prometheus.Metric, b *tableBuilder) (compactMetric, bool) {
+	if c, ok := m.(*compactMetric); ok {
+		out := *c
+		out.tab, out.first = b.tab, uint32(len(b.tab.idx))
+		for i := range c.info.names {
+			b.add(c.label(i))
+		}
+		return out, true
 	}
 	var pb dto.Metric
 	if m.Write(&pb) != nil || pb.TimestampMs != nil {
-		return m
+		return compactMetric{}, false
 	}
-	c := &compactMetric{values: make([]string, len(pb.Label))}
+	var c compactMetric
 	switch {
 	case pb.Gauge != nil:
 		c.typ, c.value = dto.MetricType_GAUGE, pb.Gauge.GetValue()
@@ -104,122 +205,161 @@ func compactOf(m prometheus.Metric) prometheus.Metric {
 	case pb.Untyped != nil:
 		c.typ, c.value = dto.MetricType_UNTYPED, pb.Untyped.GetValue()
 	default:
+		return compactMetric{}, false
+	}
+	info, ok := infoOf(m, pb.Label)
+	if !ok {
+		return compactMetric{}, false
+	}
+	c.info, c.tab, c.first = info, b.tab, uint32(len(b.tab.idx))
+	for _, l := range pb.Label {
+		b.add(l.GetValue())
+	}
+	return c, true
+}
+
+// compactOf returns m as a compactMetric with a table of its own, or m
+// itself if it is one already or carries more than a plain sample.
+func compactOf(m prometheus.Metric) prometheus.Metric {
+	if _, ok := m.(*compactMetric); ok {
 		return m
 	}
-	names := make([]string, len(pb.Label))
-	for i, l := range pb.Label {
-		names[i], c.values[i] = l.GetName(), l.GetValue()
-	}
-	info, ok := infoOf(m, names)
+	b := newTableBuilder()
+	c, ok := compactInto(m, b)
 	if !ok {
 		return m
 	}
-	c.info = info
-	return c
+	b.seal()
+	return &c
 }
 
-// collected is one collection's metrics, packed: every compact sample
-// of the collection (its sections', kept ones included, and the rest) is
-// copied into one slice, sorted by family and label values, the label
-// values into another, and their text into one string. The sections, the
-// page's latest values and
-// the families all point into them. Three allocations a collection
-// instead of two a series: less memory, and no small long-lived objects left
-// scattered among a collection's garbage. A previous collection's
-// samples are copied too, so nothing keeps its slices alive.
+// collected is one collection's metrics, packed: every compact sample of
+// the collection (its sections', kept ones included, and the rest) in one
+// slice sorted by family and label values, their label values in one
+// table, the others (not compact) beside them. The families, the
+// sections (kept as indices) and the page's latest values all point into
+// them. A few allocations a collection instead of several a series:
+// less memory, and no small long-lived objects left scattered among a
+// collection's garbage. A previous collection's samples are copied too,
+// so nothing keeps its slices alive.
 type collected struct {
-	sections map[string]provider.SectionResult // nil if the provider ran none
-	latest   []prometheus.Metric               // every metric, sections' included
+	slab     []compactMetric     // the collection's (nall), then section-only ones
+	others   []prometheus.Metric // not compact: the collection's (nslow), then section-only ones
+	nall     int
+	nslow    int
+	sections map[string]packedSection // nil if the provider ran none
 	families []usageFamily
 	err      error // metrics groupUsage left out, and why
 }
 
+// packedSection is a section's metrics as indices: r ≥ 0 is slab[r],
+// r < 0 is others[-r-1].
+type packedSection struct {
+	refs []int32
+	at   time.Time
+}
+
+func (c *collected) ref(r int32) prometheus.Metric {
+	if r >= 0 {
+		return &c.slab[r]
+	}
+	return c.others[-r-1]
+}
+
+// latest returns every metric of the collection, sections' included.
+func (c *collected) latest() []prometheus.Metric {
+	if c == nil || c.nall+c.nslow == 0 {
+		return nil
+	}
+	out := make([]prometheus.Metric, 0, c.nall+c.nslow)
+	for i := range c.slab[:c.nall] {
+		out = append(out, &c.slab[i])
+	}
+	return append(out, c.others[:c.nslow]...)
+}
+
+// sectionResults returns the sections as providers read them (Previous).
+func (c *collected) sectionResults() map[string]provider.SectionResult {
+	if c == nil || c.sections == nil {
+		return nil
+	}
+	out := make(map[string]provider.SectionResult, len(c.sections))
+	for name, s := range c.sections {
+		ms := make([]prometheus.Metric, len(s.refs))
+		for i, r := range s.refs {
+			ms[i] = c.ref(r)
+		}
+		out[name] = provider.SectionResult{Metrics: ms, At: s.at}
+	}
+	return out
+}
+
 // pack builds a collection's collected from its sections and all its
 // metrics (all includes the sections').
-func pack(secs map[string]provider.SectionResult, all []prometheus.Metric) collected {
+func pack(secs map[string]provider.SectionResult, all []prometheus.Metric) *collected {
 	var (
-		tmp   []compactMetric // the compact samples, in input order
-		at    = make(map[prometheus.Metric]int, len(all))
-		slow  []prometheus.Metric
-		nvals int
+		b   = newTableBuilder()
+		tmp = make([]compactMetric, 0, len(all)) // the compact samples, in input order
+		at  = make(map[prometheus.Metric]int, len(all))
+		out = &collected{}
 	)
-	for _, m := range all {
+	add := func(m prometheus.Metric) {
 		if _, ok := at[m]; ok {
-			continue
+			return
 		}
-		c, ok := compactOf(m).(*compactMetric)
-		if !ok {
-			at[m] = -1
-			slow = append(slow, m)
-			continue
+		if c, ok := compactInto(m, b); ok {
+			at[m] = len(tmp)
+			tmp = append(tmp, c)
+			return
 		}
-		at[m] = len(tmp)
-		tmp = append(tmp, *c)
-		nvals += len(c.values)
+		at[m] = -1 - len(out.others)
+		out.others = append(out.others, m)
 	}
-	order, fams, err := groupUsage(tmp)
-	// The label values' text, each distinct value once, in one string:
-	// the vendor's decoded JSON they came from is garbage after this, and
-	// small strings kept from it would pin its memory.
-	var text strings.Builder
-	offset := map[string]int{}
+	for _, m := range all {
+		add(m)
+	}
+	out.nall, out.nslow = len(tmp), len(out.others)
+	// Section metrics not among all (none a provider emits today) are
+	// kept after them, not written.
+	for _, r := range secs {
+		for _, m := range r.Metrics {
+			add(m)
+		}
+	}
+	b.seal()
+	order, starts, err := groupUsage(tmp[:out.nall])
+	out.slab = make([]compactMetric, len(tmp))
+	pos := make([]int32, len(tmp)) // input index → slab index
 	for i := range tmp {
-		for _, v := range tmp[i].values {
-			if _, ok := offset[v]; !ok {
-				offset[v] = text.Len()
-				text.WriteString(v)
-			}
+		j := i
+		if i < len(order) {
+			j = order[i]
 		}
+		out.slab[i] = tmp[j]
+		pos[j] = int32(i)
 	}
-	arena := text.String()
-	// One slice for the samples, one for their label values.
-	slab := make([]compactMetric, len(tmp))
-	vals := make([]string, 0, nvals)
-	pos := make([]int, len(tmp)) // input index → slab index
-	for i, j := range order {
-		c := tmp[j]
-		n := len(vals)
-		for _, v := range c.values {
-			o := offset[v]
-			vals = append(vals, arena[o:o+len(v)])
-		}
-		c.values = vals[n:len(vals):len(vals)]
-		slab[i] = c
-		pos[j] = i
+	fams := make([]usageFamily, 0, len(starts)+1)
+	for k := 0; k+1 < len(starts); k++ {
+		fams = append(fams, usageFamily{metrics: out.slab[starts[k]:starts[k+1]:starts[k+1]]})
 	}
-	for i := range fams {
-		fams[i].metrics = slab[fams[i].from:fams[i].to]
-	}
-	if len(slow) > 0 {
-		sf, serr := renderSlow(slow)
+	if out.nslow > 0 {
+		sf, serr := renderSlow(out.others[:out.nslow])
 		fams = append(fams, sf...)
 		err = errors.Join(err, serr)
 	}
-	ref := func(m prometheus.Metric) prometheus.Metric {
-		if i := at[m]; i >= 0 {
-			return &slab[pos[i]]
-		}
-		return m
-	}
-	out := collected{families: fams, err: err, latest: make([]prometheus.Metric, 0, len(all))}
-	for _, m := range all {
-		out.latest = append(out.latest, ref(m))
-	}
+	out.families, out.err = fams, err
 	if secs != nil {
-		out.sections = make(map[string]provider.SectionResult, len(secs))
+		out.sections = make(map[string]packedSection, len(secs))
 		for name, r := range secs {
-			ms := make([]prometheus.Metric, len(r.Metrics))
+			refs := make([]int32, len(r.Metrics))
 			for i, m := range r.Metrics {
-				if _, ok := at[m]; !ok { // not among all: compact it alone
-					at[m] = -1
-					if c, ok := compactOf(m).(*compactMetric); ok {
-						ms[i] = c
-						continue
-					}
+				if a := at[m]; a >= 0 {
+					refs[i] = pos[a]
+				} else {
+					refs[i] = int32(a)
 				}
-				ms[i] = ref(m)
 			}
-			out.sections[name] = provider.SectionResult{Metrics: ms, At: r.At}
+			out.sections[name] = packedSection{refs: refs, at: r.At}
 		}
 	}
 	return out

@@ -31,10 +31,10 @@ const OutcomeSuccess = "success"
 // detail is what the connection page reads of an entry besides its health.
 // It is guarded by the entry's mutex.
 type detail struct {
-	name    string              // the connection label the kept usage carries
-	history []Attempt           // oldest first, at most HistoryLen
-	seq     uint64              // attempts recorded since the process started
-	latest  []prometheus.Metric // the last collection's metrics, kept sections included
+	name    string     // the connection label the kept usage carries
+	history []Attempt  // oldest first, at most HistoryLen
+	seq     uint64     // attempts recorded since the process started
+	latest  *collected // the last collection that had metrics, kept sections included
 	// An attempt that ended without a verdict on the connection (the store
 	// failed, another replica held it) is not in the history; Collect now
 	// says why from these.
@@ -52,13 +52,13 @@ func (ent *entry) skipped(why string) {
 
 // remember records an attempt; latest replaces the kept metrics when the
 // collection produced any (a failed one keeps the last good values).
-func (d *detail) remember(a Attempt, latest []prometheus.Metric) {
+func (d *detail) remember(a Attempt, latest *collected, any bool) {
 	d.seq++
 	d.history = append(d.history, a)
 	if over := len(d.history) - HistoryLen; over > 0 {
 		d.history = append(d.history[:0:0], d.history[over:]...)
 	}
-	if len(latest) > 0 {
+	if any {
 		d.latest = latest
 	}
 }
@@ -103,7 +103,7 @@ func (e *Engine) Detail(id string) (d Detail, ok bool) {
 	}
 	ent.mu.Lock()
 	defer ent.mu.Unlock()
-	d = Detail{State: ent.state, CollectedAt: ent.collectedAt, Latest: ent.detail.latest}
+	d = Detail{State: ent.state, CollectedAt: ent.collectedAt, Latest: ent.detail.latest.latest()}
 	if e.o.Now().Before(ent.until) {
 		d.RateLimitedUntil = ent.until
 	}

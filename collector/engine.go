@@ -85,9 +85,9 @@ type entry struct {
 	until       time.Time // rate limited: no vendor call before this
 	missing     []string
 	remaining   float64
-	usage       []usageFamily                     // the last usage, grouped once
-	sections    map[string]provider.SectionResult // each section's last good metrics
-	sectionAt   []sectionAt                       // when each completed last, by name
+	usage       []usageFamily // the last usage, grouped once
+	sections    *collected    // the collection holding each section's last good metrics
+	sectionAt   []sectionAt   // when each completed last, by name
 	lastErr     string
 	expiry      time.Time // the credential's expiry after the last attempt renewed it
 	renewed     bool
@@ -423,7 +423,7 @@ func (e *Engine) recoverFlight(c store.Connection, ent *entry, start time.Time) 
 	}
 	pe := &provider.PanicError{Where: c.Vendor + " collection", Value: r, Stack: debug.Stack()}
 	e.o.Logger.Error("collection panicked", "vendor", c.Vendor, "id", c.ID, "panic", redact(fmt.Sprint(r), c.Secret), "stack", string(pe.Stack))
-	ent.record(e, c, start, e.o.Now().Sub(start), collected{}, nil, pe, nil)
+	ent.record(e, c, start, e.o.Now().Sub(start), nil, nil, pe, nil)
 }
 
 // attempt runs the provider once and records the outcome.
@@ -434,7 +434,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 	start := e.o.Now()
 	p := e.providers[c.Vendor]
 	if p == nil {
-		ent.record(e, c, start, 0, collected{}, nil, fmt.Errorf("this exporter has no provider for vendor %q; remove the connection or run a build that supports it", c.Vendor), nil)
+		ent.record(e, c, start, 0, nil, nil, fmt.Errorf("this exporter has no provider for vendor %q; remove the connection or run a build that supports it", c.Vendor), nil)
 		return
 	}
 	// A renewal the store has not taken yet: collect with it, never with
@@ -450,7 +450,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 	)
 	renew := e.renewer(c.ID)
 	ent.mu.Lock()
-	prevSections := ent.sections
+	prevSections := ent.sections.sectionResults()
 	ent.mu.Unlock()
 	s := &provider.Scrape{Conn: View(c), HTTP: &http.Client{Transport: rec}, Now: start, Previous: prevSections,
 		Renew: func(ctx context.Context, fn func(provider.Connection) (*provider.Credential, error)) (provider.Connection, error) {
@@ -487,7 +487,7 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 	ent.mu.Lock()
 	ent.expiry, ent.renewed = expiry, renewed
 	if secs != nil {
-		ent.sections = got.sections
+		ent.sections = got
 		ent.sectionAt = sectionTimes(secs)
 	}
 	ent.mu.Unlock()
@@ -568,9 +568,12 @@ func safeCollect(ctx context.Context, p provider.Provider, s *provider.Scrape) (
 }
 
 // record stores the outcome of an attempt and queues the status for the store.
-func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur time.Duration, got collected, missing []string, err error, rec *callRecorder) {
+func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur time.Duration, got *collected, missing []string, err error, rec *callRecorder) {
 	// Grouped once (pack); every scrape until the next collection reuses it.
-	usage, rendered, rerr := got.latest, got.families, got.err
+	if got == nil {
+		got = &collected{}
+	}
+	usage, rendered, rerr := got.latest(), got.families, got.err
 	if rerr != nil {
 		err = errors.Join(err, fmt.Errorf("%s collector produced inconsistent metrics: %w", c.Vendor, rerr))
 	}
@@ -651,7 +654,7 @@ func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur tim
 	if err != nil {
 		outcome = state
 	}
-	ent.detail.remember(Attempt{At: start, Duration: dur, Outcome: outcome, Error: msg}, usage)
+	ent.detail.remember(Attempt{At: start, Duration: dur, Outcome: outcome, Error: msg}, got, len(usage) > 0)
 	st := store.Status{State: state, LastSuccess: ent.lastSuccess, LastError: msg, Updated: start}
 	ent.mu.Unlock()
 

@@ -53,20 +53,34 @@ func omHeader(name, typ, help string) string {
 // metrics, sorted by label values. /metrics writes their lines when it is
 // not served from the body cache; no rendered copy is kept beside them.
 type usageFamily struct {
-	name     string
-	header   string // "# HELP …\n# TYPE …\n", shared by every connection (interned)
-	omHeader string // the same in OpenMetrics
-	// omFloat: in OpenMetrics, a counter whose name lacks _total is of
-	// type unknown, its values written as expfmt writes them ("1.0"), as
-	// expfmt has it.
-	omFloat bool
 	// metrics are the family's samples, a run of the collection's packed
-	// samples (from and to index it while it is built).
-	metrics  []compactMetric
-	from, to int
-	// body and omBody are the rendered lines of metrics that are not
-	// compact (none a provider can emit today); see renderSlow.
-	body, omBody string
+	// samples; the first one's desc gives the family's name and headers.
+	metrics []compactMetric
+	// slow is a family of metrics that are not compact (none a provider
+	// can emit today), rendered; see renderSlow.
+	slow *slowFamily
+}
+
+// slowFamily is a family rendered by expfmt: its headers and sample lines
+// in both formats.
+type slowFamily struct {
+	name, header, omHeader string
+	body, omBody           string
+}
+
+// name and headers of the family (grouping made every sample agree).
+func (f *usageFamily) name() string {
+	if f.slow != nil {
+		return f.slow.name
+	}
+	return f.metrics[0].info.name
+}
+
+func (f *usageFamily) headers() familyHeaders {
+	if f.slow != nil {
+		return familyHeaders{text: f.slow.header, om: f.slow.omHeader}
+	}
+	return f.metrics[0].info.headers(f.metrics[0].typ)
 }
 
 // headers interns family headers: every connection of a vendor has the
@@ -92,7 +106,9 @@ func typeNames(t dto.MetricType) (text, om string) {
 // familyHeaders are a family's HELP and TYPE lines in both formats.
 type familyHeaders struct {
 	text, om string
-	omFloat  bool // see usageFamily
+	// omFloat: in OpenMetrics, a counter whose name lacks _total is of
+	// type unknown, its values written as expfmt writes them ("1.0").
+	omFloat bool
 }
 
 // headers returns the family headers of d's metrics of type t, made once.
@@ -121,9 +137,9 @@ func (d *descInfo) headers(t dto.MetricType) familyHeaders {
 // name and then label values, and checks them as a pedantic registry
 // would: one help, type and label names per family (the first sample
 // emitted sets them), no series twice. order lists the samples' indices
-// in that order, the ones left out last (named in err); each family's
-// from and to index order.
-func groupUsage(ms []compactMetric) (order []int, fams []usageFamily, err error) {
+// in that order, the ones left out last (named in err); family k is
+// order[starts[k]:starts[k+1]].
+func groupUsage(ms []compactMetric) (order, starts []int, err error) {
 	var errs []error
 	first := map[string]int{}
 	good := make([]int, 0, len(ms))
@@ -145,30 +161,26 @@ func groupUsage(ms []compactMetric) (order []int, fams []usageFamily, err error)
 		if c := strings.Compare(ms[a].info.name, ms[b].info.name); c != 0 {
 			return c
 		}
-		return slices.Compare(ms[a].values, ms[b].values)
+		return compareLabels(&ms[a], &ms[b])
 	})
 	kept := good[:0] // series emitted twice are next to each other now
 	for _, i := range good {
 		if n := len(kept); n > 0 {
-			if p := &ms[kept[n-1]]; p.info.name == ms[i].info.name && slices.Equal(p.values, ms[i].values) {
-				errs = append(errs, fmt.Errorf("metric %s{%s} is emitted twice", ms[i].info.name, strings.Join(ms[i].values, ",")))
+			if p := &ms[kept[n-1]]; p.info.name == ms[i].info.name && compareLabels(p, &ms[i]) == 0 {
+				errs = append(errs, fmt.Errorf("metric %s{%s} is emitted twice", ms[i].info.name, strings.Join(ms[i].labels(), ",")))
 				bad = append(bad, i)
 				continue
 			}
 		}
 		kept = append(kept, i)
 	}
-	for from := 0; from < len(kept); {
-		c := &ms[kept[from]]
-		to := from + 1
-		for to < len(kept) && ms[kept[to]].info.name == c.info.name {
-			to++
+	for i := range kept {
+		if i == 0 || ms[kept[i]].info.name != ms[kept[i-1]].info.name {
+			starts = append(starts, i)
 		}
-		h := c.info.headers(c.typ)
-		fams = append(fams, usageFamily{name: c.info.name, header: h.text, omHeader: h.om, omFloat: h.omFloat, from: from, to: to})
-		from = to
 	}
-	return append(kept, bad...), fams, errors.Join(errs...)
+	starts = append(starts, len(kept))
+	return append(kept, bad...), starts, errors.Join(errs...)
 }
 
 // renderSlow renders metrics that are not compact through a pedantic
@@ -189,7 +201,7 @@ func renderSlow(ms []prometheus.Metric) ([]usageFamily, error) {
 		if err != nil {
 			return out, err
 		}
-		out = append(out, usageFamily{name: mf.GetName(), header: intern(header), omHeader: intern(omHeader), body: body, omBody: omBody})
+		out = append(out, usageFamily{slow: &slowFamily{name: mf.GetName(), header: intern(header), omHeader: intern(omHeader), body: body, omBody: omBody}})
 	}
 	return out, gerr
 }
@@ -234,7 +246,8 @@ func (x *exposition) family(name, header, omHeader string) *expoFamily {
 // add appends a usage family's samples (by reference: a collection
 // replaces a connection's usage, never changes it).
 func (x *exposition) add(rf *usageFamily) {
-	f := x.family(rf.name, rf.header, rf.omHeader)
+	h := rf.headers()
+	f := x.family(rf.name(), h.text, h.om)
 	f.usage = append(f.usage, rf)
 }
 
@@ -269,17 +282,17 @@ func appendLabel(b []byte, comma bool, name, value string) []byte {
 }
 
 // appendUsage appends the sample line of c in family f.
-func appendUsage(b []byte, f *usageFamily, c *compactMetric, om bool) []byte {
-	b = append(b, f.name...)
+func appendUsage(b []byte, c *compactMetric, om, omFloat bool) []byte {
+	b = append(b, c.info.name...)
 	if names := c.info.names; len(names) > 0 {
 		b = append(b, '{')
 		for i, n := range names {
-			b = appendLabel(b, i > 0, n, c.values[i])
+			b = appendLabel(b, i > 0, n, c.label(i))
 		}
 		b = append(b, '}')
 	}
 	b = append(b, ' ')
-	if om && f.omFloat {
+	if om && omFloat {
 		b = appendOMFloat(b, c.value)
 	} else {
 		b = appendFloat(b, c.value)
@@ -308,18 +321,22 @@ func (x *exposition) writeTo(w io.Writer, om bool) error {
 			return err
 		}
 		for _, uf := range f.usage {
+			if uf.slow != nil {
+				body := uf.slow.body
+				if om {
+					body = uf.slow.omBody
+				}
+				if _, err := io.WriteString(w, body); err != nil {
+					return err
+				}
+				continue
+			}
+			omFloat := uf.headers().omFloat
 			for i := range uf.metrics {
-				x.line = appendUsage(x.line[:0], uf, &uf.metrics[i], om)
+				x.line = appendUsage(x.line[:0], &uf.metrics[i], om, omFloat)
 				if _, err := w.Write(x.line); err != nil {
 					return err
 				}
-			}
-			body := uf.body
-			if om {
-				body = uf.omBody
-			}
-			if _, err := io.WriteString(w, body); err != nil {
-				return err
 			}
 		}
 	}

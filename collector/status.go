@@ -64,18 +64,34 @@ func (w *statusWriter) flush() {
 	q := w.queue
 	w.queue = map[string]store.Status{}
 	w.mu.Unlock()
-	for id, s := range q {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		// The store keeps a newer decision taken elsewhere since this
-		// collection started (a deauthorize callback, a reconnect): the
-		// check and the write are one step there, never a read then a write.
-		err := w.st.SetStatus(ctx, id, s)
-		cancel()
-		if err != nil && err != store.ErrNotFound {
-			w.log.Warn("cannot save connection status", "id", id, "err", err)
-		}
+	// Several at once: a store may then write them in one transaction
+	// (bolt batches concurrent writes into one sync).
+	var wg sync.WaitGroup
+	ids := make(chan string)
+	for range min(len(q), flushWorkers) {
+		wg.Go(func() {
+			for id := range ids {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				// The store keeps a newer decision taken elsewhere since this
+				// collection started (a deauthorize callback, a reconnect): the
+				// check and the write are one step there, never a read then a write.
+				err := w.st.SetStatus(ctx, id, q[id])
+				cancel()
+				if err != nil && err != store.ErrNotFound {
+					w.log.Warn("cannot save connection status", "id", id, "err", err)
+				}
+			}
+		})
 	}
+	for id := range q {
+		ids <- id
+	}
+	close(ids)
+	wg.Wait()
 }
+
+// flushWorkers bounds the status writes in flight.
+const flushWorkers = 32
 
 func (w *statusWriter) close() {
 	w.mu.Lock()

@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"NameTaken", testNameTaken},
 		{"ListOrder", testListOrder},
 		{"SetStatus", testSetStatus},
+		{"SetStatusConcurrent", testSetStatusConcurrent},
 		{"SetSecret", testSetSecret},
 		{"Delete", testDelete},
 		{"DeepCopy", testDeepCopy},
@@ -279,6 +280,36 @@ func testListOrder(t *testing.T, s store.Store) {
 	want := []string{"Mid", "alpha", "alpha-2", "beta", "zeta"}
 	if !slices.Equal(got, want) {
 		t.Errorf("List names = %v, want %v (ordered by name, bytewise)", got, want)
+	}
+}
+
+// testSetStatusConcurrent: statuses written at once (the collector's
+// status writer does, and a store may batch them) each land on their own
+// record, which keeps its secret and the rest.
+func testSetStatusConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const n = 40
+	want := make([]store.Connection, n)
+	for i := range n {
+		want[i] = Sample(fmt.Sprintf("c%02d", i), fmt.Sprintf("prod-%02d", i))
+		want[i].AccountID = fmt.Sprintf("acct-%02d", i)
+		want[i].Secret = map[string]string{"api_key": fmt.Sprintf("key-%02d", i)}
+		mustPut(t, s, want[i])
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		want[i].Status = store.Status{State: store.StateActive, LastSuccess: ts(time.Hour + time.Duration(i)*time.Second), Updated: ts(time.Hour + time.Duration(i)*time.Second)}
+		st := want[i].Status
+		id := want[i].ID
+		wg.Go(func() {
+			if err := s.SetStatus(ctx, id, st); err != nil {
+				t.Errorf("SetStatus %s: %v", id, err)
+			}
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		checkConn(t, "after concurrent SetStatus", mustGet(t, s, want[i].ID), want[i])
 	}
 }
 
