@@ -2,7 +2,7 @@ package provider
 
 import (
 	"bytes"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +10,10 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
 // maxBody bounds what is read of one vendor response.
@@ -24,31 +28,126 @@ const maxPooledBody = 1 << 20
 // ErrorParser extracts a vendor's error code and message from an error body.
 type ErrorParser func(body []byte) (code, message string)
 
-// MayHaveKey reports whether body could hold key as an object key, as
-// encoding/json matches keys (any case). false is certain: an error
-// parser can skip decoding every good answer a second time. A body with
-// \u escapes or bytes outside ASCII (where json folds more letters) is
-// always a maybe.
-func MayHaveKey(body []byte, key string) bool {
-	for _, c := range body {
-		if c >= 0x80 {
-			return true
+// decodeOptions are the one set of options every vendor answer is
+// decoded with (encoding/json/v2 through go-json-experiment/json, which
+// scans a body once where v1 scanned it twice). They keep what v1 did
+// that vendors' answers rely on:
+//   - names match case-insensitively, as strings.EqualFold (v2 alone
+//     would also ignore '_' and '-': "owner_account_sid" would match
+//     a field "ownerAccountSid");
+//   - a duplicate name is accepted, the last one wins (v2 rejects the
+//     answer; a vendor's quirk should not lose a whole section);
+//   - invalid UTF-8 in a string becomes U+FFFD (v2 rejects it; labels
+//     are made valid UTF-8 anyway, see Label).
+//
+// Null leaves a fresh value at its zero value and numbers decode into
+// any as float64 in both versions, so nothing is needed for those.
+var decodeOptions = json.JoinOptions(
+	json.MatchCaseInsensitiveNames(true),
+	jsonv1.MatchCaseSensitiveDelimiter(true),
+	jsontext.AllowDuplicateNames(true),
+	jsontext.AllowInvalidUTF8(true),
+)
+
+// Unmarshal decodes a vendor's JSON into out with the exporter's options;
+// every vendor decodes through it (or DecodeFunc) rather than picking
+// its own.
+func Unmarshal(data []byte, out any) error {
+	return json.Unmarshal(data, out, decodeOptions)
+}
+
+// UnmarshalDecode decodes the next value of dec into out (inside a
+// DecodeFunc): dec carries the options of Unmarshal.
+func UnmarshalDecode(dec *jsontext.Decoder, out any) error {
+	return json.UnmarshalDecode(dec, out)
+}
+
+// DecodeFunc is an out for DoJSON that walks the answer itself, for a
+// shape a struct cannot state (a list under a name known at run time).
+// An error it returns that is not a syntax error is shown as it is, so it
+// should say which part of the answer was wrong.
+type DecodeFunc func(dec *jsontext.Decoder) error
+
+// decoders are reused by DecodeJSON: a Decoder keeps its buffer.
+var decoders = sync.Pool{New: func() any { return new(pooledDecoder) }}
+
+type pooledDecoder struct {
+	b   bytes.Buffer // a Decoder reads a bytes.Buffer in place, without a copy
+	dec jsontext.Decoder
+}
+
+// DecodeJSON runs f over data, which must hold exactly one JSON value,
+// with the options of Unmarshal.
+func DecodeJSON(data []byte, f DecodeFunc) error {
+	pd := decoders.Get().(*pooledDecoder)
+	pd.b = *bytes.NewBuffer(data) // only read: data is not written to
+	pd.dec.Reset(&pd.b, decodeOptions)
+	err := f(&pd.dec)
+	if err == nil {
+		// As Unmarshal: nothing may follow the value.
+		if _, err2 := pd.dec.ReadToken(); err2 == nil {
+			err = &jsontext.SyntacticError{ByteOffset: pd.dec.InputOffset(), Err: errors.New("more than one JSON value")}
+		} else if err2 != io.EOF {
+			err = err2
 		}
 	}
-	if bytes.Contains(body, []byte(`\u`)) {
-		return true
-	}
+	pd.b = bytes.Buffer{}
+	pd.dec.Reset(&pd.b) // keep no reference to data
+	decoders.Put(pd)
+	return err
+}
+
+// MayHaveKey reports whether body could hold key as an object key, as
+// Unmarshal matches keys (any case, strings.EqualFold). false is certain:
+// an error parser can skip decoding every good answer a second time.
+// key must be ASCII letters. A string with \ escapes or bytes
+// outside ASCII (where folding matches more letters) is a maybe when its
+// length allows it to decode to len(key) characters.
+func MayHaveKey(body []byte, key string) bool {
 	k := []byte(key)
-	for i := 0; ; {
-		j := bytes.IndexByte(body[i:], '"')
-		if j < 0 {
+	// Most answers are plain ASCII: then no string needs a closer look.
+	plain := bytes.IndexByte(body, '\\') < 0 && isASCII(body)
+	// Every '"' is tried as the start of a string (a closing one too:
+	// that only adds maybes), in one pass. A key that decodes to key
+	// holds no '"', so its string ends at the next '"'.
+	for q := bytes.IndexByte(body, '"'); q >= 0; {
+		rest := body[q+1:]
+		n := bytes.IndexByte(rest, '"')
+		if n < 0 {
+			return false // an unterminated string: not JSON
+		}
+		s := rest[:n]
+		switch {
+		case len(s) == len(k):
+			// An escape or a byte outside ASCII makes a string decode
+			// to fewer characters than its length.
+			if bytes.EqualFold(s, k) {
+				return true
+			}
+		case !plain && len(s) > len(k) && len(s) <= 12*len(k) && (!isASCII(s) || bytes.IndexByte(s, '\\') >= 0):
+			// Each character of the decoded string takes 1 to 12
+			// bytes of JSON (\uXXXX\uXXXX for a surrogate pair).
+			return true
+		}
+		q += 1 + n
+	}
+	return false
+}
+
+// isASCII reports whether b has no byte outside ASCII, 8 bytes a step.
+func isASCII(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
 			return false
 		}
-		i += j + 1
-		if len(body)-i > len(k) && body[i+len(k)] == '"' && bytes.EqualFold(body[i:i+len(k)], k) {
-			return true
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
 		}
 	}
+	return true
 }
 
 // DoJSON sends req with hc and decodes a 2xx JSON answer into out. A non-2xx
@@ -61,9 +160,9 @@ func DoJSON(hc *http.Client, req *http.Request, vendor string, parse ErrorParser
 	}
 	defer resp.Body.Close()
 	// Read into a pooled buffer sized by Content-Length: nothing decoded
-	// from it keeps a reference (encoding/json copies strings and raw
-	// values), and growing a fresh slice for every answer was a tenth of a
-	// collection's allocations.
+	// from it keeps a reference (Unmarshal copies strings and raw values;
+	// a DecodeFunc must copy what it keeps), and growing a fresh slice for
+	// every answer was a tenth of a collection's allocations.
 	buf := bodies.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer func() {
@@ -100,14 +199,34 @@ func DoJSON(hc *http.Client, req *http.Request, vendor string, parse ErrorParser
 	if out == nil {
 		return nil
 	}
-	if err := json.Unmarshal(body, out); err != nil {
+	f, own := out.(DecodeFunc)
+	if own {
+		err = DecodeJSON(body, f)
+	} else {
+		err = Unmarshal(body, out)
+	}
+	if err != nil {
 		ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 		if ct != "" && ct != "application/json" && !strings.HasSuffix(ct, "+json") { // +json: RFC 6839, e.g. a versioned media type
-			return fmt.Errorf("%s %s %s: expected JSON, got %q (%d bytes): %v", vendor, req.Method, req.URL.Path, ct, len(body), err)
+			return fmt.Errorf("%s %s %s: expected JSON, got %q (%d bytes): %w", vendor, req.Method, req.URL.Path, ct, len(body), err)
 		}
-		return fmt.Errorf("%s %s %s: response is not valid JSON (%d bytes): %v", vendor, req.Method, req.URL.Path, len(body), err)
+		switch {
+		case IsSyntaxError(err):
+			return fmt.Errorf("%s %s %s: response is not valid JSON (%d bytes): %w", vendor, req.Method, req.URL.Path, len(body), err)
+		case own:
+			return fmt.Errorf("%s %s %s: %w", vendor, req.Method, req.URL.Path, err) // says which part
+		default:
+			return fmt.Errorf("%s %s %s: response is JSON but not the expected shape (%d bytes): %w", vendor, req.Method, req.URL.Path, len(body), err)
+		}
 	}
 	return nil
+}
+
+// IsSyntaxError reports whether err says the bytes are not JSON (or end
+// too soon), rather than JSON of another shape.
+func IsSyntaxError(err error) bool {
+	var se *jsontext.SyntacticError
+	return errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // stripURL drops the URL from a *url.Error: the message stays, and a

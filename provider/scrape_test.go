@@ -52,53 +52,6 @@ func TestScrapeBoundsLabels(t *testing.T) {
 	}
 }
 
-// MayHaveKey never says no where encoding/json would find the key.
-func TestMayHaveKey(t *testing.T) {
-	type errs struct {
-		Errors []any `json:"errors"`
-	}
-	for _, c := range []struct {
-		body string
-		want bool
-	}{
-		{`{"errors":[{"message":"x"}]}`, true},
-		{`{"ERRORS":[{"message":"x"}]}`, true}, // json matches any case
-		{` { "Errors" : [] }`, true},
-		{`{"data":{"errors_total":1,"x":"errors"}}`, true}, // a value: a maybe
-		{`{"data":{"errors_total":1}}`, false},
-		{`{"\u0065rrors":[1]}`, true}, // an escape: a maybe
-		{`{"errorſ":[1]}`, true},      // json folds ſ to s
-		{`{"result":[1,2,3]}`, false},
-		{`not json`, false},
-		{``, false},
-		{`"errors`, false},
-	} {
-		if got := MayHaveKey([]byte(c.body), "errors"); got != c.want {
-			t.Errorf("MayHaveKey(%q) = %v, want %v", c.body, got, c.want)
-		}
-		var e errs
-		if json.Unmarshal([]byte(c.body), &e) == nil && e.Errors != nil && !MayHaveKey([]byte(c.body), "errors") {
-			t.Errorf("%q: encoding/json finds errors, MayHaveKey says no", c.body)
-		}
-	}
-}
-
-// FuzzMayHaveKey: whenever encoding/json finds "errors" in a body,
-// MayHaveKey says it may be there.
-func FuzzMayHaveKey(f *testing.F) {
-	for _, b := range []string{`{"errors":[1]}`, `{"ERRORS":[]}`, `{"a":{"errors":1}}`, `{"\u0065rrors":[1]}`, `{"x":"y"}`} {
-		f.Add([]byte(b))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		var e struct {
-			Errors json.RawMessage `json:"errors"`
-		}
-		if json.Unmarshal(body, &e) == nil && e.Errors != nil && !MayHaveKey(body, "errors") {
-			t.Errorf("%q: encoding/json finds errors, MayHaveKey says no", body)
-		}
-	})
-}
-
 // DoJSON reuses its read buffers: nothing it decoded may change when the
 // next answer is read into the same memory.
 func TestDoJSONDecodedValuesOutliveTheBuffer(t *testing.T) {

@@ -1,8 +1,8 @@
 package segment
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/saas-exporter/saas_exporter/provider"
@@ -255,17 +256,19 @@ func classify(errs []error, oauth bool) error {
 }
 
 // page fetches the first page of count items of a list.
-func (c *client) page(ctx context.Context, path, key string, query url.Values, count int, each func(items json.RawMessage) error) error {
-	return c.list(ctx, path, key, query, count, 1, each)
+func page[T any](ctx context.Context, c *client, path, key string, query url.Values, count int, what string, each func(x *T) error) error {
+	return list(ctx, c, path, key, query, count, 1, what, each)
 }
 
-// pages fetches a cursor-paged list to its end; each gets the raw items
-// array of one page (data.<key>).
-func (c *client) pages(ctx context.Context, path, key string, query url.Values, each func(items json.RawMessage) error) error {
-	return c.list(ctx, path, key, query, pageCount, maxPages, each)
+// pages fetches a cursor-paged list to its end. each gets every item of
+// data.<key> as it is decoded (x is reused: each copies what it keeps);
+// after an error, what each was given is to be dropped. what says what
+// is wrong when an item does not decode as T ("is not a list of users").
+func pages[T any](ctx context.Context, c *client, path, key string, query url.Values, what string, each func(x *T) error) error {
+	return list(ctx, c, path, key, query, pageCount, maxPages, what, each)
 }
 
-func (c *client) list(ctx context.Context, path, key string, query url.Values, count, most int, each func(items json.RawMessage) error) error {
+func list[T any](ctx context.Context, c *client, path, key string, query url.Values, count, most int, what string, each func(x *T) error) error {
 	cursor := ""
 	for range most {
 		q := url.Values{}
@@ -276,34 +279,20 @@ func (c *client) list(ctx context.Context, path, key string, query url.Values, c
 		if cursor != "" {
 			q.Set("pagination.cursor", cursor)
 		}
-		var r struct {
-			Data map[string]json.RawMessage `json:"data"`
-		}
-		if err := c.get(ctx, path, q, &r); err != nil {
+		pg := listPage[T]{key: key, what: what, each: each}
+		if err := c.get(ctx, path, q, provider.DecodeFunc(pg.decode)); err != nil {
 			return err
 		}
-		items, ok := r.Data[key]
-		if !ok {
+		if !pg.found {
 			return fmt.Errorf("segment GET %s: the answer has no data.%s", path, key)
 		}
-		if err := each(items); err != nil {
-			return fmt.Errorf("segment GET %s: %w", path, err)
-		}
-		var pg struct {
-			Next *string `json:"next"`
-		}
-		if raw, ok := r.Data["pagination"]; ok {
-			if err := json.Unmarshal(raw, &pg); err != nil {
-				return fmt.Errorf("segment GET %s: data.pagination does not parse: %v", path, err)
-			}
-		}
-		if pg.Next == nil || *pg.Next == "" {
+		if pg.next == nil || *pg.next == "" {
 			return nil
 		}
-		if *pg.Next == cursor {
+		if *pg.next == cursor {
 			return fmt.Errorf("segment GET %s: pagination.next repeats the cursor just used", path)
 		}
-		cursor = *pg.Next
+		cursor = *pg.next
 	}
 	if most < maxPages {
 		return nil // only the first pages were asked for
@@ -311,16 +300,180 @@ func (c *client) list(ctx context.Context, path, key string, query url.Values, c
 	return fmt.Errorf("segment GET %s: the list did not end after %d pages", path, maxPages)
 }
 
+// listPage decodes one page of a list, {"data":{"<key>":[…],"pagination":
+// {"next":…}}}, in one pass: each item straight into T and to each,
+// with no slice of the page's items. It reads the answer as the struct
+// with "data" and a map under it that it replaced did: "data" in any
+// case, the last of duplicate names wins (a second "data" merges into
+// the first), a null data is an empty one, other names are skipped.
+// One exception: a second data.<key> in one answer is an error, as its
+// items were already counted (the old decoding kept the last list).
+type listPage[T any] struct {
+	key, what string
+	each      func(x *T) error
+
+	found bool // data.<key> was there (null counts: no items)
+	next  *string
+}
+
+func (pg *listPage[T]) decode(dec *jsontext.Decoder) error {
+	if ok, err := openObject(dec, "the answer"); !ok {
+		return err
+	}
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadValue()
+		if err != nil {
+			return err
+		}
+		if !nameIs(name, "data", true) {
+			if err := dec.SkipValue(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := pg.decodeData(dec); err != nil {
+			return err
+		}
+	}
+	_, err := dec.ReadToken()
+	return err
+}
+
+func (pg *listPage[T]) decodeData(dec *jsontext.Decoder) error {
+	if ok, err := openObject(dec, "data"); !ok {
+		pg.found, pg.next = false, nil
+		return err
+	}
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadValue()
+		if err != nil {
+			return err
+		}
+		switch {
+		case nameIs(name, pg.key, false):
+			if pg.found {
+				return fmt.Errorf("data.%s appears twice in the answer", pg.key)
+			}
+			pg.found = true
+			if err := pg.decodeItems(dec); err != nil {
+				return err
+			}
+		case nameIs(name, "pagination", false):
+			var p struct {
+				Next *string `json:"next"`
+			}
+			if err := provider.UnmarshalDecode(dec, &p); err != nil {
+				if provider.IsSyntaxError(err) {
+					return err
+				}
+				return fmt.Errorf("data.pagination does not parse: %w", err)
+			}
+			pg.next = p.Next
+		default:
+			if err := dec.SkipValue(); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := dec.ReadToken()
+	return err
+}
+
+func (pg *listPage[T]) decodeItems(dec *jsontext.Decoder) error {
+	switch k := dec.PeekKind(); k {
+	case 'n': // no items
+		_, err := dec.ReadToken()
+		return err
+	case '[':
+		if _, err := dec.ReadToken(); err != nil {
+			return err
+		}
+	default:
+		if _, err := dec.ReadValue(); err != nil {
+			return err
+		}
+		return fmt.Errorf("data.%s %s: it is %s, not an array", pg.key, pg.what, kindName(k))
+	}
+	var x, zero T
+	for dec.PeekKind() != ']' {
+		x = zero // decoding merges into what is there
+		if err := provider.UnmarshalDecode(dec, &x); err != nil {
+			if provider.IsSyntaxError(err) {
+				return err
+			}
+			return fmt.Errorf("data.%s %s: %w", pg.key, pg.what, err)
+		}
+		if err := pg.each(&x); err != nil {
+			return err
+		}
+	}
+	_, err := dec.ReadToken()
+	return err
+}
+
+// openObject reads the '{' that starts an object. A null is read and
+// reported as no object (ok false, no error); any other value is an error
+// naming what, after a syntax check of the value.
+func openObject(dec *jsontext.Decoder, what string) (ok bool, err error) {
+	switch k := dec.PeekKind(); k {
+	case '{':
+		_, err := dec.ReadToken()
+		return err == nil, err
+	case 'n':
+		_, err := dec.ReadToken()
+		return false, err
+	default:
+		if _, err := dec.ReadValue(); err != nil {
+			return false, err
+		}
+		return false, fmt.Errorf("%s is %s, not an object", what, kindName(k))
+	}
+}
+
+// nameIs reports whether the quoted object name raw is name: exactly, or
+// as strings.EqualFold when fold is set.
+func nameIs(raw jsontext.Value, name string, fold bool) bool {
+	var buf [64]byte
+	s := []byte(raw)
+	if len(s) >= 2 && bytes.IndexByte(s, '\\') < 0 {
+		s = s[1 : len(s)-1] // no escapes: the text between the quotes
+	} else {
+		var err error
+		if s, err = jsontext.AppendUnquote(buf[:0], raw); err != nil {
+			return false // invalid UTF-8: U+FFFD matches none of our names
+		}
+	}
+	if fold {
+		return bytes.EqualFold(s, []byte(name))
+	}
+	return string(s) == name
+}
+
+// kindName names a JSON kind in an error.
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case 'n':
+		return "null"
+	case 't', 'f':
+		return "a boolean"
+	case '"':
+		return "a string"
+	case '0':
+		return "a number"
+	case '[':
+		return "an array"
+	case '{':
+		return "an object"
+	}
+	return "not a JSON value"
+}
+
 // countSection counts a list's items into d.
 func countSection(path, key string, d *prometheus.Desc) func(context.Context, *client, *provider.Scrape) error {
 	return func(ctx context.Context, c *client, s *provider.Scrape) error {
 		n := 0
-		err := c.pages(ctx, path, key, nil, func(items json.RawMessage) error {
-			var xs []json.RawMessage
-			if err := json.Unmarshal(items, &xs); err != nil {
-				return fmt.Errorf("data.%s is not a list: %v", key, err)
-			}
-			n += len(xs)
+		err := pages(ctx, c, path, key, nil, "is not a list", func(*item) error {
+			n++
 			return nil
 		})
 		if err != nil {
@@ -331,20 +484,21 @@ func countSection(path, key string, d *prometheus.Desc) func(context.Context, *c
 	}
 }
 
+// item is any JSON value of a list that is only counted: skipped, not
+// decoded (invites are strings, most lists objects).
+type item struct{}
+
+func (*item) UnmarshalJSONFrom(dec *jsontext.Decoder) error { return dec.SkipValue() }
+
 // sourceNames lists the workspace's sources: id → name (bounded).
 func (c *client) sourceNames(ctx context.Context) (map[string]string, error) {
 	names := map[string]string{}
-	err := c.pages(ctx, "/sources", "sources", nil, func(items json.RawMessage) error {
-		var xs []struct {
-			ID   string `json:"id"`
-			Name string `json:"name"`
-		}
-		if err := json.Unmarshal(items, &xs); err != nil {
-			return fmt.Errorf("data.sources is not a list of sources: %v", err)
-		}
-		for _, x := range xs {
-			names[x.ID] = provider.Label(x.Name)
-		}
+	type source struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	}
+	err := pages(ctx, c, "/sources", "sources", nil, "is not a list of sources", func(x *source) error {
+		names[x.ID] = provider.Label(x.Name)
 		return nil
 	})
 	return names, err
@@ -383,24 +537,19 @@ var roleRank = func() map[string]int {
 // collectUsers counts seats by role.
 func collectUsers(ctx context.Context, c *client, s *provider.Scrape) error {
 	counts := make([]int, len(roles))
-	err := c.pages(ctx, "/users", "users", nil, func(items json.RawMessage) error {
-		var users []struct {
-			Permissions []struct {
-				RoleName string `json:"roleName"`
-			} `json:"permissions"`
-		}
-		if err := json.Unmarshal(items, &users); err != nil {
-			return fmt.Errorf("data.users is not a list of users: %v", err)
-		}
-		for _, u := range users {
-			best := len(roles) - 1 // other
-			for _, perm := range u.Permissions {
-				if i, ok := roleRank[strings.ToLower(strings.TrimSpace(perm.RoleName))]; ok && i < best {
-					best = i
-				}
+	type user struct {
+		Permissions []struct {
+			RoleName string `json:"roleName"`
+		} `json:"permissions"`
+	}
+	err := pages(ctx, c, "/users", "users", nil, "is not a list of users", func(u *user) error {
+		best := len(roles) - 1 // other
+		for _, perm := range u.Permissions {
+			if i, ok := roleRank[strings.ToLower(strings.TrimSpace(perm.RoleName))]; ok && i < best {
+				best = i
 			}
-			counts[best]++
 		}
+		counts[best]++
 		return nil
 	})
 	if err != nil {

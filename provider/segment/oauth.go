@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -187,7 +186,7 @@ func (a *oauthApp) fetch(ctx context.Context, hc *http.Client, now time.Time) (*
 			Error       string `json:"error"`
 			Description string `json:"error_description"`
 		}
-		if json.Unmarshal(body, &e) == nil {
+		if provider.Unmarshal(body, &e) == nil {
 			re.ErrorCode, re.ErrorDescription = e.Error, e.Description
 		}
 		var err error = re
@@ -202,7 +201,7 @@ func (a *oauthApp) fetch(ctx context.Context, hc *http.Client, now time.Time) (*
 		TokenType   string  `json:"token_type"`
 		ExpiresIn   float64 `json:"expires_in"`
 	}
-	if err := json.Unmarshal(body, &t); err != nil || t.AccessToken == "" {
+	if err := provider.Unmarshal(body, &t); err != nil || t.AccessToken == "" {
 		ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 		return nil, &tokenError{url: a.region.tokenURL, status: resp.StatusCode,
 			err: fmt.Errorf("the answer (%s, %d bytes) holds no access_token", ct, len(body))}

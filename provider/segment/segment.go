@@ -6,7 +6,6 @@ package segment
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -344,7 +343,7 @@ func parseError(body []byte) (code, message string, msBeforeNext *float64) {
 	}
 	// Every good answer is checked too (a gateway's 200 with an error
 	// body): a body without the key is not decoded twice.
-	if !provider.MayHaveKey(body, "errors") || json.Unmarshal(body, &e) != nil {
+	if !provider.MayHaveKey(body, "errors") || provider.Unmarshal(body, &e) != nil {
 		return "", "", nil
 	}
 	var msgs []string

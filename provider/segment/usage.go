@@ -1,16 +1,17 @@
 package segment
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
-	"math/big"
 	"net/url"
 	"slices"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/saas-exporter/saas_exporter/provider"
 )
@@ -50,15 +51,15 @@ const maxLabelLen = provider.MaxLabelLen
 
 // usageSnapshot is one daily item of any of the four usage lists.
 type usageSnapshot struct {
-	SourceID            string          `json:"sourceId"`
-	PeriodStart         *float64        `json:"periodStart"`
-	PeriodEnd           *float64        `json:"periodEnd"`
-	Identified          json.RawMessage `json:"identified"`
-	Anonymous           json.RawMessage `json:"anonymous"`
-	AnonymousIdentified json.RawMessage `json:"anonymousIdentified"`
-	NeverIdentified     json.RawMessage `json:"neverIdentified"`
-	APICalls            json.RawMessage `json:"apiCalls"`
-	Timestamp           string          `json:"timestamp"`
+	SourceID            string   `json:"sourceId"`
+	PeriodStart         *float64 `json:"periodStart"`
+	PeriodEnd           *float64 `json:"periodEnd"`
+	Identified          count    `json:"identified"`
+	Anonymous           count    `json:"anonymous"`
+	AnonymousIdentified count    `json:"anonymousIdentified"`
+	NeverIdentified     count    `json:"neverIdentified"`
+	APICalls            count    `json:"apiCalls"`
+	Timestamp           string   `json:"timestamp"`
 
 	at time.Time
 }
@@ -80,29 +81,26 @@ var (
 func (c *client) latest(ctx context.Context, l usageList, period time.Time, count int) (map[string]*usageSnapshot, error) {
 	best := map[string]*usageSnapshot{}
 	q := url.Values{"period": {period.Format(time.DateOnly)}}
-	each := func(items json.RawMessage) error {
-		var snaps []usageSnapshot
-		if err := json.Unmarshal(items, &snaps); err != nil {
-			return fmt.Errorf("data.%s does not parse: %v", l.key, err)
+	each := func(sn *usageSnapshot) error {
+		t, err := time.Parse(time.RFC3339, sn.Timestamp)
+		if err != nil {
+			return fmt.Errorf("data.%s: timestamp %s is not an ISO-8601 time", l.key, quote(sn.Timestamp))
 		}
-		for i := range snaps {
-			sn := &snaps[i]
-			t, err := time.Parse(time.RFC3339, sn.Timestamp)
-			if err != nil {
-				return fmt.Errorf("data.%s: timestamp %s is not an ISO-8601 time", l.key, quote(sn.Timestamp))
-			}
-			sn.at = t
-			if b := best[sn.SourceID]; b == nil || !t.Before(b.at) {
-				best[sn.SourceID] = sn
-			}
+		sn.at = t
+		switch b := best[sn.SourceID]; {
+		case b == nil:
+			cp := *sn // sn is reused for the next item
+			best[sn.SourceID] = &cp
+		case !t.Before(b.at):
+			*b = *sn
 		}
 		return nil
 	}
 	var err error
 	if count > 0 {
-		err = c.page(ctx, l.path, l.key, q, count, each)
+		err = page(ctx, c, l.path, l.key, q, count, "does not parse", each)
 	} else {
-		err = c.pages(ctx, l.path, l.key, q, each)
+		err = pages(ctx, c, l.path, l.key, q, "does not parse", each)
 	}
 	return best, err
 }
@@ -298,8 +296,8 @@ func noSnapshot(l usageList, period time.Time) error {
 // mtuCounts parses the four kinds of a snapshot, in mtuKinds order.
 func mtuCounts(l usageList, sn *usageSnapshot) ([]float64, error) {
 	out := make([]float64, len(mtuKinds))
-	for i, raw := range []json.RawMessage{sn.Identified, sn.Anonymous, sn.AnonymousIdentified, sn.NeverIdentified} {
-		v, err := parseCount(raw)
+	for i, c := range []count{sn.Identified, sn.Anonymous, sn.AnonymousIdentified, sn.NeverIdentified} {
+		v, err := c.value()
 		if err != nil {
 			return nil, fmt.Errorf("segment GET %s: %s of %s %w", l.path, mtuKinds[i], sn.Timestamp, err)
 		}
@@ -358,7 +356,7 @@ func (p *Provider) collectWorkspaceUsage(ctx context.Context, c *client, s *prov
 	if sn = calls[""]; sn == nil {
 		return noSnapshot(workspaceCalls, period)
 	}
-	n, err := parseCount(sn.APICalls)
+	n, err := sn.APICalls.value()
 	if err != nil {
 		return fmt.Errorf("segment GET %s: apiCalls of %s %w", workspaceCalls.path, sn.Timestamp, err)
 	}
@@ -396,7 +394,7 @@ func emitSourceUsage(s *provider.Scrape, mtu, calls map[string]*usageSnapshot, n
 		}
 	}
 	for id, sn := range calls {
-		v, err := parseCount(sn.APICalls)
+		v, err := sn.APICalls.value()
 		if err != nil {
 			return fmt.Errorf("segment GET %s: apiCalls of source %s on %s %w", sourceCalls.path, quote(id), sn.Timestamp, err)
 		}
@@ -422,27 +420,60 @@ func unixTime(sec float64) time.Time {
 	return time.Unix(int64(whole), int64(frac*1e9)).UTC()
 }
 
+// count is one of Segment's bigint counts, parsed as it is decoded (no
+// copy of the text is kept); an error is kept, not returned, so that a
+// bad count fails only the figure that uses it.
+type count struct {
+	v   float64
+	err error
+	set bool
+}
+
+func (c *count) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	raw, err := dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	c.v, c.err = parseCount(raw)
+	c.set = true
+	return nil
+}
+
+// value is the count, or why there is none.
+func (c count) value() (float64, error) {
+	if !c.set {
+		return parseCount(nil)
+	}
+	return c.v, c.err
+}
+
 // parseCount reads one of Segment's bigint counts, sent as a JSON string
-// of decimal digits (a bare JSON integer is accepted too). It is parsed
-// exactly, then rounded once to the float64 of the sample value.
-func parseCount(raw json.RawMessage) (float64, error) {
-	s := strings.TrimSpace(string(raw))
-	if s == "" || s == "null" {
+// of decimal digits (a bare JSON integer is accepted too), rounded once
+// to the float64 of the sample value (ParseFloat rounds the exact
+// decimal correctly, however long).
+func parseCount(raw []byte) (float64, error) {
+	b := bytes.TrimSpace(raw)
+	if len(b) == 0 || string(b) == "null" {
 		return 0, fmt.Errorf("is missing")
 	}
-	if strings.HasPrefix(s, `"`) {
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return 0, fmt.Errorf("is %s, not a JSON string", quote(string(raw)))
+	if b[0] == '"' {
+		if len(b) >= 2 && b[len(b)-1] == '"' && bytes.IndexByte(b, '\\') < 0 {
+			b = b[1 : len(b)-1]
+		} else {
+			var s string
+			if err := provider.Unmarshal(b, &s); err != nil {
+				return 0, fmt.Errorf("is %s, not a JSON string", quote(string(raw)))
+			}
+			b = []byte(s)
 		}
 	}
-	if s == "" || len(s) > 100 || strings.ContainsFunc(s, func(r rune) bool { return r < '0' || r > '9' }) {
-		return 0, fmt.Errorf("is %s, not a whole number", quote(s))
+	if len(b) == 0 || len(b) > 100 || bytes.ContainsFunc(b, func(r rune) bool { return r < '0' || r > '9' }) {
+		return 0, fmt.Errorf("is %s, not a whole number", quote(string(b)))
 	}
-	n, ok := new(big.Int).SetString(s, 10)
-	if !ok {
-		return 0, fmt.Errorf("is %s, not a whole number", quote(s))
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return 0, fmt.Errorf("is %s, not a whole number", quote(string(b)))
 	}
-	f, _ := new(big.Float).SetInt(n).Float64()
 	return f, nil
 }
 

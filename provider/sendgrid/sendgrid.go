@@ -4,7 +4,6 @@ package sendgrid
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -273,7 +272,7 @@ func parseError(body []byte) (code, message string) {
 	}
 	// Every good answer is checked too (a gateway's 200 with an error
 	// body): a body without the key is not decoded twice.
-	if !provider.MayHaveKey(body, "errors") || json.Unmarshal(body, &e) != nil {
+	if !provider.MayHaveKey(body, "errors") || provider.Unmarshal(body, &e) != nil {
 		return "", ""
 	}
 	var msgs []string

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	twclient "github.com/twilio/twilio-go/client"
 	openapi "github.com/twilio/twilio-go/rest/api/v2010"
 
@@ -174,7 +175,7 @@ func (c *client) sdkError(ctx context.Context, rw *rewriter, fallbackPath string
 	if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}
-	var se *json.SyntaxError
+	var se *json.SyntaxError // twilio-go decodes with encoding/json
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &se) || errors.As(err, &te) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("%s GET %s: HTTP %d: the answer is not the JSON Twilio sends: %v", vendor, path, status, err)
@@ -229,15 +230,23 @@ func (c *client) fetchBalance(ctx context.Context) (balance, currency string, er
 // parseError reads Twilio's {"code":20003,"message":"Authenticate",…}.
 func parseError(body []byte) (code, message string) {
 	var e struct {
-		Code    json.Number `json:"code"`
-		Message string      `json:"message"`
+		Code    jsontext.Value `json:"code"`
+		Message string         `json:"message"`
 	}
 	// Every Twilio error carries a code; a body without one is not an
 	// error (and, checked by MayHaveKey, is not decoded twice).
-	if !provider.MayHaveKey(body, "code") || json.Unmarshal(body, &e) != nil || e.Code == "" {
+	if !provider.MayHaveKey(body, "code") || provider.Unmarshal(body, &e) != nil {
 		return "", ""
 	}
-	return e.Code.String(), e.Message
+	// A number, or a string holding one (as json.Number took it).
+	code = string(e.Code)
+	if e.Code.Kind() == '"' && provider.Unmarshal(e.Code, &code) != nil {
+		return "", ""
+	}
+	if jsontext.Value(code).Kind() != '0' || !jsontext.Value(code).IsValid() {
+		return "", ""
+	}
+	return code, e.Message
 }
 
 // get is GET api_url + uri (a path with query, as in next_page_uri) with

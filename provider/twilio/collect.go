@@ -3,7 +3,6 @@ package twilio
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -15,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -190,24 +190,42 @@ type decimal struct {
 	bad string // the text, when it is not a number
 }
 
-func (d *decimal) UnmarshalJSON(b []byte) error {
+func (d *decimal) UnmarshalJSON(b []byte) error { return d.parse(b) }
+
+// UnmarshalJSONFrom reads the value in place (encoding/json/v2 would
+// copy it for UnmarshalJSON); a usage page holds three per record.
+func (d *decimal) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	b, err := dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	return d.parse(b)
+}
+
+func (d *decimal) parse(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if bytes.Equal(b, []byte("null")) {
 		return nil
 	}
-	text := string(b)
+	text := b
 	if len(b) > 0 && b[0] == '"' {
-		if err := json.Unmarshal(b, &text); err != nil {
-			return err
+		if len(b) >= 2 && b[len(b)-1] == '"' && bytes.IndexByte(b, '\\') < 0 {
+			text = b[1 : len(b)-1]
+		} else {
+			var s string
+			if err := provider.Unmarshal(b, &s); err != nil {
+				return err
+			}
+			text = []byte(s)
 		}
-		text = strings.TrimSpace(text)
-		if text == "" {
+		text = bytes.TrimSpace(text)
+		if len(text) == 0 {
 			return nil
 		}
 	}
-	v, err := strconv.ParseFloat(text, 64)
+	v, err := strconv.ParseFloat(string(text), 64)
 	if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
-		d.bad = text
+		d.bad = string(text)
 		return nil
 	}
 	d.v, d.ok = v, true

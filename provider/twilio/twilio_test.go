@@ -229,10 +229,13 @@ func TestPricePrecision(t *testing.T) {
 	}
 	var sdk openapi.ListUsageRecordThisMonthResponse
 	var ours usagePage
-	for _, out := range []any{&raw, &sdk, &ours} {
+	for _, out := range []any{&raw, &sdk} {
 		if err := json.Unmarshal(body, out); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := provider.Unmarshal(body, &ours); err != nil {
+		t.Fatal(err)
 	}
 	if string(raw.UsageRecords[0].Price) != `"302.85563"` {
 		t.Fatalf("the simulator's price is %s, want the JSON string \"302.85563\"", raw.UsageRecords[0].Price)
@@ -257,10 +260,40 @@ func TestDecimal(t *testing.T) {
 		`""`:           {},
 		`"n/a"`:        {bad: "n/a"},
 		`"NaN"`:        {bad: "NaN"},
+		`"\u0031.5"`:   {v: 1.5, ok: true},
+		`"1e400"`:      {bad: "1e400"},
+		`-1e400`:       {bad: "-1e400"},
+		`true`:         {bad: "true"},
 	} {
 		var d decimal
 		if err := d.UnmarshalJSON([]byte(in)); err != nil || d != want {
 			t.Errorf("%s: got %+v (%v), want %+v", in, d, err, want)
+		}
+		// As a field, decoded by the provider's decoder (UnmarshalJSONFrom).
+		var r usageRecord
+		if err := provider.Unmarshal([]byte(`{"price":`+in+`}`), &r); err != nil || r.Price != want {
+			t.Errorf("price %s: got %+v (%v), want %+v", in, r.Price, err, want)
+		}
+	}
+}
+
+// Twilio's error code is a JSON number; a numeric string is taken too (as
+// json.Number did), anything else is no code, so no error body.
+func TestParseErrorCode(t *testing.T) {
+	for body, want := range map[string][2]string{
+		`{"code":20003,"message":"Authenticate","more_info":"https://www.twilio.com/docs/errors/20003","status":401}`: {"20003", "Authenticate"},
+		`{"CODE":20404,"Message":"Not found"}`:      {"20404", "Not found"},
+		`{"code":"20003","message":"m"}`:            {"20003", "m"},
+		`{"code":1,"code":2,"message":"last wins"}`: {"2", "last wins"},
+		`{"code":"abc","message":"m"}`:              {"", ""},
+		`{"code":null,"message":"m"}`:               {"", ""},
+		`{"code":{},"message":"m"}`:                 {"", ""},
+		`{"message":"m"}`:                           {"", ""},
+		`{"code":1`:                                 {"", ""},
+	} {
+		code, msg := parseError([]byte(body))
+		if code != want[0] || msg != want[1] {
+			t.Errorf("%s: %q %q, want %q", body, code, msg, want)
 		}
 	}
 }
