@@ -483,10 +483,59 @@ type subuserSum struct {
 	metrics map[string]float64
 }
 
-// topSubusers reads GET /v3/subusers/stats/sums over q: the maxSubusers
+// topMemo shares a collection's GET /v3/subusers/stats/sums of one
+// period: the subuser stats and the subuser credits sections both want
+// this month's top subusers, and run at once.
+type topMemo struct {
+	mu    sync.Mutex
+	calls map[period]*topCall
+}
+
+type topCall struct {
+	done chan struct{}
+	top  []subuserSum // read only once done
+	err  error
+}
+
+// topSubusers returns the maxSubusers subusers with the most requests in
+// q, asked once per collection (c).
+func (p *Provider) topSubusers(ctx context.Context, c *client, q period) ([]subuserSum, error) {
+	c.tops.mu.Lock()
+	call := c.tops.calls[q]
+	if call == nil {
+		if c.tops.calls == nil {
+			c.tops.calls = map[period]*topCall{}
+		}
+		call = &topCall{done: make(chan struct{})}
+		c.tops.calls[q] = call
+		c.tops.mu.Unlock()
+		func() {
+			defer close(call.done)
+			defer provider.Recover("sendgrid GET /v3/subusers/stats/sums", &call.err)
+			call.top, call.err = p.askTopSubusers(ctx, c, q)
+		}()
+		if call.err != nil {
+			// Those waiting share the failure; a later attempt (after
+			// a token refresh) asks again.
+			c.tops.mu.Lock()
+			delete(c.tops.calls, q)
+			c.tops.mu.Unlock()
+		}
+		return call.top, call.err
+	}
+	c.tops.mu.Unlock()
+	select {
+	case <-call.done:
+		return call.top, call.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// askTopSubusers reads GET /v3/subusers/stats/sums over q: the maxSubusers
 // subusers with the most requests, most first. SendGrid sorts and cuts
 // (one call); names that are empty or equal once bounded are left out.
-func (p *Provider) topSubusers(ctx context.Context, c *client, q period) ([]subuserSum, error) {
+func (p *Provider) askTopSubusers(ctx context.Context, c *client, q period) ([]subuserSum, error) {
 	var r struct {
 		Stats []struct {
 			Name    string             `json:"name"`

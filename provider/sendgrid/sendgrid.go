@@ -244,6 +244,7 @@ type client struct {
 	hc     *http.Client
 	apiURL string
 	key    string
+	tops   topMemo // one collection's top subusers by period
 }
 
 // get builds the request with sendgrid-go (auth and headers) and sends it
