@@ -46,6 +46,7 @@ type options struct {
 	SkipShared      bool
 	KeepDir         bool
 	ProfileCold     string
+	Rest            time.Duration
 	ExporterEnv     []string // KEY=VALUE added to the exporter's environment
 }
 
@@ -75,6 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.Replot, "replot", "", "only redraw --plot and reprint the table from a .json a --scale run wrote")
 	fs.BoolVar(&o.SkipShared, "skip-shared", false, "skip the shared-round-trip phase")
 	fs.BoolVar(&o.KeepDir, "keep-dir", false, "keep the temporary directory (config, data, exporter log)")
+	fs.DurationVar(&o.Rest, "rest", 0, "wait this long after the warm scrapes before reading the exporter's memory (0: read it at once), e.g. 20s: memory at rest, after a cold scrape's burst")
 	fs.StringVar(&o.ProfileCold, "profile-cold", "", "directory for CPU profiles of each cold scrape: the exporter's by perf (perf-N.data), the simulator's and driver's by runtime/pprof (sim-N.pprof)")
 	fs.Func("exporter-env", "KEY=VALUE added to the exporter's environment (repeatable), e.g. GOMEMLIMIT=200MiB", func(v string) error {
 		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {

@@ -296,6 +296,14 @@ func (b *bench) measureColdWarm(ctx context.Context, r *sizeResult) error {
 	}
 	r.WarmSpan = time.Since(coldStart)
 	r.WarmCalls = sumCalls(callsByVendor(b))
+	if b.o.Rest > 0 {
+		// Memory at rest: the exporter has had time to give back what
+		// the cold scrape's burst no longer needs.
+		time.Sleep(b.o.Rest)
+		if _, st, err := b.scrape(ctx); err == nil {
+			r.WarmStats.ProcessRSS, r.WarmStats.GoMem = st.ProcessRSS, st.GoMem
+		}
+	}
 	r.Mem = b.memoryNow(r.WarmStats.ProcessRSS)
 	b.logf("%d connections: warm median %s p90 %s max %s (to the last byte: median %s), RSS %.1f MiB", r.Connections,
 		percentile(r.Warm, 50).Round(time.Microsecond), percentile(r.Warm, 90).Round(time.Microsecond),

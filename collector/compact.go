@@ -2,7 +2,6 @@ package collector
 
 import (
 	"errors"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -163,19 +162,16 @@ func (b *tableBuilder) seal() {
 	for _, v := range b.tab.vals {
 		n += len(v)
 	}
-	var text strings.Builder
-	text.Grow(n)
-	for _, v := range b.tab.vals {
-		text.WriteString(v)
-	}
-	arena := text.String()
-	vals := make([]string, len(b.tab.vals))
+	arena := joinText(textChunks, b.tab.vals, n)
+	vals := valueChunks.make(len(b.tab.vals))
 	o := 0
 	for i, v := range b.tab.vals {
 		vals[i] = arena[o : o+len(v)]
 		o += len(v)
 	}
-	b.tab.vals, b.tab.idx = vals, slices.Clone(b.tab.idx)
+	idx := indexChunks.make(len(b.tab.idx))
+	copy(idx, b.tab.idx)
+	b.tab.vals, b.tab.idx = vals, idx
 	b.at = nil
 }
 
@@ -247,7 +243,7 @@ type collected struct {
 	others   []prometheus.Metric // not compact: the collection's (nslow), then section-only ones
 	nall     int
 	nslow    int
-	sections map[string]packedSection // nil if the provider ran none
+	sections []packedSection // nil if the provider ran none
 	families []usageFamily
 	err      error // metrics groupUsage left out, and why
 }
@@ -255,6 +251,7 @@ type collected struct {
 // packedSection is a section's metrics as indices: r ≥ 0 is slab[r],
 // r < 0 is others[-r-1].
 type packedSection struct {
+	name string
 	refs []int32
 	at   time.Time
 }
@@ -284,12 +281,12 @@ func (c *collected) sectionResults() map[string]provider.SectionResult {
 		return nil
 	}
 	out := make(map[string]provider.SectionResult, len(c.sections))
-	for name, s := range c.sections {
+	for _, s := range c.sections {
 		ms := make([]prometheus.Metric, len(s.refs))
 		for i, r := range s.refs {
 			ms[i] = c.ref(r)
 		}
-		out[name] = provider.SectionResult{Metrics: ms, At: s.at}
+		out[s.name] = provider.SectionResult{Metrics: ms, At: s.at}
 	}
 	return out
 }
@@ -328,7 +325,7 @@ func pack(secs map[string]provider.SectionResult, all []prometheus.Metric) *coll
 	}
 	b.seal()
 	order, starts, err := groupUsage(tmp[:out.nall])
-	out.slab = make([]compactMetric, len(tmp))
+	out.slab = slabChunks.make(len(tmp))
 	pos := make([]int32, len(tmp)) // input index → slab index
 	for i := range tmp {
 		j := i
@@ -338,9 +335,9 @@ func pack(secs map[string]provider.SectionResult, all []prometheus.Metric) *coll
 		out.slab[i] = tmp[j]
 		pos[j] = int32(i)
 	}
-	fams := make([]usageFamily, 0, len(starts)+1)
-	for k := 0; k+1 < len(starts); k++ {
-		fams = append(fams, usageFamily{metrics: out.slab[starts[k]:starts[k+1]:starts[k+1]]})
+	fams := familyChunks.make(len(starts) - 1)
+	for k := range fams {
+		fams[k].metrics = out.slab[starts[k]:starts[k+1]:starts[k+1]]
 	}
 	if out.nslow > 0 {
 		sf, serr := renderSlow(out.others[:out.nslow])
@@ -349,9 +346,9 @@ func pack(secs map[string]provider.SectionResult, all []prometheus.Metric) *coll
 	}
 	out.families, out.err = fams, err
 	if secs != nil {
-		out.sections = make(map[string]packedSection, len(secs))
+		out.sections = sectionChunks.make(len(secs))[:0]
 		for name, r := range secs {
-			refs := make([]int32, len(r.Metrics))
+			refs := refChunks.make(len(r.Metrics))
 			for i, m := range r.Metrics {
 				if a := at[m]; a >= 0 {
 					refs[i] = pos[a]
@@ -359,7 +356,7 @@ func pack(secs map[string]provider.SectionResult, all []prometheus.Metric) *coll
 					refs[i] = int32(a)
 				}
 			}
-			out.sections[name] = packedSection{refs: refs, at: r.At}
+			out.sections = append(out.sections, packedSection{name: name, refs: refs, at: r.At})
 		}
 	}
 	return out

@@ -81,6 +81,9 @@ const unsetDuration = time.Duration(math.MinInt64)
 const (
 	DefaultExternalURL = "http://localhost:9888"
 	DefaultDataDir     = "./data"
+	// DefaultConcurrency is scrape.concurrency's default; the engine's
+	// (collector.DefaultConcurrency, which says why) is the same.
+	DefaultConcurrency = 1024
 )
 
 // Load reads, expands and validates a config file.
@@ -150,7 +153,7 @@ func (c *Config) applyDefaults() {
 		c.Scrape.MinInterval = 30 * time.Second
 	}
 	if c.Scrape.Concurrency == 0 {
-		c.Scrape.Concurrency = 256
+		c.Scrape.Concurrency = DefaultConcurrency
 	}
 	// vendor_concurrency 0 stays 0: each vendor's documented bound.
 	if c.Invites.DefaultTTL == 0 {

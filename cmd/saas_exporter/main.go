@@ -158,6 +158,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, h hooks) 
 		h.ready(listeners[0].Addr().String())
 	}
 
+	go trimMemory(ctx, trimEvery, debug.FreeOSMemory)
 	errc := make(chan error, 1)
 	go func() { errc <- serveWeb(listeners, srv, *webFlags.WebConfigFile, logger) }()
 	select {
