@@ -40,14 +40,15 @@ func TestTrimMemoryAfterBurst(t *testing.T) {
 	var trims atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go trimMemory(ctx, 20*time.Millisecond, func() { trims.Add(1) })
-	time.Sleep(200 * time.Millisecond)
+	go trimMemory(ctx, 100*time.Millisecond, func() { trims.Add(1) })
+	time.Sleep(500 * time.Millisecond)
 	if n := trims.Load(); n != 0 {
 		t.Fatalf("%d trims while idle", n)
 	}
-	// A burst: allocation for 300 ms, far above quietBelow per interval.
+	// A burst: allocation for 1 s, far above quietBelow per interval even
+	// on a busy machine (1 MiB takes microseconds).
 	var sink []byte
-	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+	for end := time.Now().Add(time.Second); time.Now().Before(end); {
 		sink = make([]byte, 1<<20)
 	}
 	runtime.KeepAlive(sink)
