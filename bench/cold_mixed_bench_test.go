@@ -22,16 +22,7 @@ import (
 //	go test ./bench -run '^$' -bench ColdMixed -cpuprofile cpu.out
 //	go tool pprof -top -focus 'saas_exporter/(collector|provider)' bench.test cpu.out
 func BenchmarkColdMixed(b *testing.B) {
-	r := newDepthRig(b, 0)
-	for _, v := range []string{"sendgrid", "twilio", "segment"} {
-		for n := 1; n <= 100; n++ {
-			r.connect(b, v, n)
-		}
-	}
-	r.engine.Close()
-	r.engine = collector.New(collector.Options{Store: r.store, Providers: r.providers, Timeout: time.Minute,
-		MinInterval: time.Nanosecond, Transport: newInProcess(r.sim.Handler())})
-	b.Cleanup(r.engine.Close)
+	r := mixedRig(b, 100, time.Nanosecond)
 	h := r.engine.MetricsHandler(prometheus.NewRegistry())
 	b.ReportAllocs()
 	for b.Loop() {
@@ -51,15 +42,7 @@ func BenchmarkColdMixed(b *testing.B) {
 //	go test ./bench -run '^$' -bench RetainedHeap -benchtime 1x
 func BenchmarkRetainedHeap(b *testing.B) {
 	for b.Loop() {
-		r := newDepthRig(b, 0)
-		for _, v := range []string{"sendgrid", "twilio", "segment"} {
-			for n := 1; n <= 1000; n++ {
-				r.connect(b, v, n)
-			}
-		}
-		r.engine.Close()
-		r.engine = collector.New(collector.Options{Store: r.store, Providers: r.providers, Timeout: time.Minute,
-			MinInterval: time.Hour, Transport: newInProcess(r.sim.Handler())})
+		r := mixedRig(b, 1000, time.Hour)
 		var before runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
@@ -76,4 +59,20 @@ func BenchmarkRetainedHeap(b *testing.B) {
 		b.ReportMetric(float64(series), "series")
 		runtime.KeepAlive(r)
 	}
+}
+
+// mixedRig connects perVendor synthetic accounts of each vendor and
+// collects them with a minute's timeout and minInterval.
+func mixedRig(b *testing.B, perVendor int, minInterval time.Duration) *depthRig {
+	r := newDepthRig(b, 0)
+	for _, v := range []string{"sendgrid", "twilio", "segment"} {
+		for n := 1; n <= perVendor; n++ {
+			r.connect(b, v, n)
+		}
+	}
+	r.engine.Close()
+	r.engine = collector.New(collector.Options{Store: r.store, Providers: r.providers, Timeout: time.Minute,
+		MinInterval: minInterval, Transport: newInProcess(r.sim.Handler())})
+	b.Cleanup(r.engine.Close)
+	return r
 }
