@@ -25,8 +25,9 @@ type chunks[T any] struct {
 	size int // elements per chunk
 }
 
-func newChunks[T any](elemBytes int) *chunks[T] {
-	return &chunks[T]{size: chunkBytes / elemBytes}
+func newChunks[T any]() *chunks[T] {
+	var zero T
+	return &chunks[T]{size: chunkBytes / int(unsafe.Sizeof(zero))}
 }
 
 // make returns a zeroed slice of n elements whose capacity is n: an
@@ -63,11 +64,11 @@ func joinText(c *chunks[byte], vals []string, n int) string {
 }
 
 var (
-	textChunks    = newChunks[byte](1)
-	sectionChunks = newChunks[packedSection](64)
-	slabChunks    = newChunks[compactMetric](32)
-	indexChunks   = newChunks[uint32](4)
-	valueChunks   = newChunks[string](16)
-	familyChunks  = newChunks[usageFamily](32)
-	refChunks     = newChunks[int32](4)
+	textChunks    = newChunks[byte]()
+	sectionChunks = newChunks[packedSection]()
+	slabChunks    = newChunks[compactMetric]()
+	indexChunks   = newChunks[uint32]()
+	valueChunks   = newChunks[string]()
+	familyChunks  = newChunks[usageFamily]()
+	refChunks     = newChunks[int32]()
 )

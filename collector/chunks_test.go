@@ -5,7 +5,7 @@ import "testing"
 // Slices cut from one chunk are zeroed, hold exactly what was asked, and
 // an append to one never writes into the next.
 func TestChunksDoNotOverlap(t *testing.T) {
-	c := newChunks[uint32](4)
+	c := newChunks[uint32]()
 	a := c.make(3)
 	b := c.make(2)
 	if len(a) != 3 || cap(a) != 3 || len(b) != 2 || cap(b) != 2 {
@@ -47,7 +47,7 @@ func TestChunksDoNotOverlap(t *testing.T) {
 
 // Texts joined into one chunk keep their bytes when the next is joined.
 func TestJoinTextKeepsItsBytes(t *testing.T) {
-	c := newChunks[byte](1)
+	c := newChunks[byte]()
 	a := joinText(c, []string{"ab", "", "c"}, 3)
 	b := joinText(c, []string{"xyz"}, 3)
 	if a != "abc" || b != "xyz" || joinText(c, nil, 0) != "" {
