@@ -22,13 +22,13 @@ import (
 
 // scrapeStats is what one /metrics answer says.
 type scrapeStats struct {
-	Series     int                // sample lines
-	Success    map[string][2]int  // by vendor: saas_scrape_success 1, all
-	ProcessRSS float64            // process_resident_memory_bytes
+	Series     int               // sample lines
+	Success    map[string][2]int // by vendor: saas_scrape_success 1, all
+	ProcessRSS float64           // process_resident_memory_bytes
 	// GoMem: the exporter's go_memstats_* gauges that explain its RSS
 	// (heap in use and allocated, stacks, heap idle and released).
-	GoMem map[string]float64
-	Requests   map[string]float64 // saas_vendor_requests_total by vendor
+	GoMem    map[string]float64
+	Requests map[string]float64 // saas_vendor_requests_total by vendor
 	// Durations: saas_scrape_duration_seconds by vendor (sum, count, max).
 	Durations map[string][3]float64
 }
