@@ -49,9 +49,13 @@ func (c *chunks[T]) make(n int) []T {
 	return s
 }
 
-// joinText writes vals one after another into n bytes cut from c and
+// joinText writes vals one after another into bytes cut from c and
 // returns them as one string. Those bytes are never written again.
-func joinText(c *chunks[byte], vals []string, n int) string {
+func joinText(c *chunks[byte], vals []string) string {
+	n := 0
+	for _, v := range vals {
+		n += len(v)
+	}
 	if n == 0 {
 		return ""
 	}

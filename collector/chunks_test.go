@@ -48,9 +48,9 @@ func TestChunksDoNotOverlap(t *testing.T) {
 // Texts joined into one chunk keep their bytes when the next is joined.
 func TestJoinTextKeepsItsBytes(t *testing.T) {
 	c := newChunks[byte]()
-	a := joinText(c, []string{"ab", "", "c"}, 3)
-	b := joinText(c, []string{"xyz"}, 3)
-	if a != "abc" || b != "xyz" || joinText(c, nil, 0) != "" {
+	a := joinText(c, []string{"ab", "", "c"})
+	b := joinText(c, []string{"xyz"})
+	if a != "abc" || b != "xyz" || joinText(c, nil) != "" {
 		t.Errorf("joined %q and %q, want \"abc\" and \"xyz\"", a, b)
 	}
 }

@@ -158,11 +158,7 @@ func (b *tableBuilder) add(v string) {
 // string kept from the vendor's decoded JSON pins its memory, and trims
 // the slices to their length.
 func (b *tableBuilder) seal() {
-	n := 0
-	for _, v := range b.tab.vals {
-		n += len(v)
-	}
-	arena := joinText(textChunks, b.tab.vals, n)
+	arena := joinText(textChunks, b.tab.vals)
 	vals := valueChunks.make(len(b.tab.vals))
 	o := 0
 	for i, v := range b.tab.vals {
@@ -214,21 +210,6 @@ func compactInto(m prometheus.Metric, b *tableBuilder) (compactMetric, bool) {
 	return c, true
 }
 
-// compactOf returns m as a compactMetric with a table of its own, or m
-// itself if it is one already or carries more than a plain sample.
-func compactOf(m prometheus.Metric) prometheus.Metric {
-	if _, ok := m.(*compactMetric); ok {
-		return m
-	}
-	b := newTableBuilder()
-	c, ok := compactInto(m, b)
-	if !ok {
-		return m
-	}
-	b.seal()
-	return &c
-}
-
 // collected is one collection's metrics, packed: every compact sample of
 // the collection (its sections', kept ones included, and the rest) in one
 // slice sorted by family and label values, their label values in one
@@ -263,9 +244,12 @@ func (c *collected) ref(r int32) prometheus.Metric {
 	return c.others[-r-1]
 }
 
+// empty: the collection produced no metric.
+func (c *collected) empty() bool { return c == nil || c.nall+c.nslow == 0 }
+
 // latest returns every metric of the collection, sections' included.
 func (c *collected) latest() []prometheus.Metric {
-	if c == nil || c.nall+c.nslow == 0 {
+	if c.empty() {
 		return nil
 	}
 	out := make([]prometheus.Metric, 0, c.nall+c.nslow)

@@ -52,13 +52,13 @@ func (ent *entry) skipped(why string) {
 
 // remember records an attempt; latest replaces the kept metrics when the
 // collection produced any (a failed one keeps the last good values).
-func (d *detail) remember(a Attempt, latest *collected, any bool) {
+func (d *detail) remember(a Attempt, latest *collected) {
 	d.seq++
 	d.history = append(d.history, a)
 	if over := len(d.history) - HistoryLen; over > 0 {
 		d.history = append(d.history[:0:0], d.history[over:]...)
 	}
-	if any {
+	if !latest.empty() {
 		d.latest = latest
 	}
 }

@@ -657,7 +657,7 @@ func (ent *entry) record(e *Engine, c store.Connection, start time.Time, dur tim
 	if err != nil {
 		outcome = state
 	}
-	ent.detail.remember(Attempt{At: start, Duration: dur, Outcome: outcome, Error: msg}, got, len(usage) > 0)
+	ent.detail.remember(Attempt{At: start, Duration: dur, Outcome: outcome, Error: msg}, got)
 	st := store.Status{State: state, LastSuccess: ent.lastSuccess, LastError: msg, Updated: start}
 	ent.mu.Unlock()
 
