@@ -2,6 +2,8 @@ package collector
 
 import (
 	"errors"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -184,6 +186,11 @@ func compactInto(m prometheus.Metric, b *tableBuilder) (compactMetric, bool) {
 		}
 		return out, true
 	}
+	if e, ok := m.(*provider.Emitted); ok {
+		if c, ok := compactEmitted(e, b); ok {
+			return c, true
+		}
+	}
 	var pb dto.Metric
 	if m.Write(&pb) != nil || pb.TimestampMs != nil {
 		return compactMetric{}, false
@@ -208,6 +215,90 @@ func compactInto(m prometheus.Metric, b *tableBuilder) (compactMetric, bool) {
 		b.add(l.GetValue())
 	}
 	return c, true
+}
+
+// emittedLayout maps an Emitted's label values (the desc's order) to its
+// compact form's (sorted by name, const labels among them): sorted label
+// j is values[src[j]], or consts[j] where src[j] < 0.
+type emittedLayout struct {
+	info   *descInfo
+	nvals  int
+	src    []int
+	consts []string
+}
+
+var emittedLayouts sync.Map // *prometheus.Desc → *emittedLayout
+
+// compactEmitted compacts e without building its label pairs; false if
+// its desc's layout cannot be learnt (compactInto then writes it).
+func compactEmitted(e *provider.Emitted, b *tableBuilder) (compactMetric, bool) {
+	var c compactMetric
+	switch e.ValueType() {
+	case prometheus.GaugeValue:
+		c.typ = dto.MetricType_GAUGE
+	case prometheus.CounterValue:
+		c.typ = dto.MetricType_COUNTER
+	case prometheus.UntypedValue:
+		c.typ = dto.MetricType_UNTYPED
+	default:
+		return c, false
+	}
+	vals := e.LabelValues()
+	l := layoutOf(e.Desc(), len(vals))
+	if l == nil {
+		return c, false
+	}
+	c.info, c.tab, c.first, c.value = l.info, b.tab, uint32(len(b.tab.idx)), e.Value()
+	for j, k := range l.src {
+		if k >= 0 {
+			b.add(vals[k])
+		} else {
+			b.add(l.consts[j])
+		}
+	}
+	return c, true
+}
+
+// layoutOf learns d's layout once, from a const metric whose label values
+// are markers that tell each sorted pair's source.
+func layoutOf(d *prometheus.Desc, nvals int) *emittedLayout {
+	if v, ok := emittedLayouts.Load(d); ok {
+		if l := v.(*emittedLayout); l.nvals == nvals {
+			return l
+		}
+		return nil
+	}
+	markers := make([]string, nvals)
+	for i := range markers {
+		markers[i] = "\x00saas_exporter_label_" + strconv.Itoa(i)
+	}
+	m, err := prometheus.NewConstMetric(d, prometheus.GaugeValue, 0, markers...)
+	if err != nil {
+		return nil
+	}
+	var pb dto.Metric
+	if m.Write(&pb) != nil {
+		return nil
+	}
+	info, ok := infoOf(m, pb.Label)
+	if !ok {
+		return nil
+	}
+	l := &emittedLayout{info: info, nvals: nvals, src: make([]int, len(pb.Label)), consts: make([]string, len(pb.Label))}
+	used := 0
+	for j, p := range pb.Label {
+		l.src[j] = slices.Index(markers, p.GetValue())
+		if l.src[j] >= 0 {
+			used++
+		} else {
+			l.consts[j] = p.GetValue()
+		}
+	}
+	if used != nvals {
+		return nil
+	}
+	v, _ := emittedLayouts.LoadOrStore(d, l)
+	return v.(*emittedLayout)
 }
 
 // collected is one collection's metrics, packed: every compact sample of

@@ -181,3 +181,38 @@ func TestNonCompactMetricsWrittenByExpfmt(t *testing.T) {
 		t.Errorf("OpenMetrics:\n%s", om)
 	}
 }
+
+// A series emitted through Scrape is compacted without its label pairs
+// into what the const metric it stands for compacts into: the desc's
+// labels reordered by name, const labels among them.
+func TestEmittedCompactsAsConstMetric(t *testing.T) {
+	descs := []*prometheus.Desc{
+		prometheus.NewDesc("saas_test_order", "Order.", []string{"connection", "zeta", "alpha"}, prometheus.Labels{"middle": "m", "aaa": "first"}),
+		provider.NewDesc("test_plain", "Plain.", "kind"),
+		provider.NewDesc("test_conn_only", "Connection only."),
+	}
+	s := &provider.Scrape{Conn: provider.Connection{Name: "prod"}}
+	var want []prometheus.Metric
+	for i, d := range descs {
+		labels := []string{"z-value", "a-value"}[:2-i]
+		s.Gauge(d, float64(i)+0.5, labels...)
+		want = append(want, prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(i)+0.5, append([]string{"prod"}, labels...)...))
+	}
+	s.Counter(descs[1], 3, "k")
+	want = append(want, prometheus.MustNewConstMetric(descs[1], prometheus.CounterValue, 3, "prod", "k"))
+	got, _, _ := s.Result()
+	b, bw := newTableBuilder(), newTableBuilder()
+	for i, m := range got {
+		if _, ok := m.(*provider.Emitted); !ok {
+			t.Fatalf("Scrape emitted a %T, not *provider.Emitted: this test checks nothing", m)
+		}
+		c, ok := compactInto(m, b)
+		w, okw := compactInto(want[i], bw)
+		if !ok || !okw {
+			t.Fatalf("metric %d not compacted (%v, %v)", i, ok, okw)
+		}
+		if c.info != w.info || c.typ != w.typ || c.value != w.value || !slices.Equal(c.labels(), w.labels()) {
+			t.Errorf("metric %d compacts to %v %v %g, want %v %v %g", i, c.labels(), c.typ, c.value, w.labels(), w.typ, w.value)
+		}
+	}
+}

@@ -65,6 +65,7 @@ type Scrape struct {
 	parent     *Scrape // a section's Scrape reports scopes and credentials to its collection's
 	sections   map[string]SectionResult
 	mu         sync.Mutex
+	alloc      emitted
 	metrics    []prometheus.Metric
 	missing    []string
 	scopesSeen bool
@@ -83,15 +84,16 @@ func (s *Scrape) Counter(d *prometheus.Desc, v float64, labels ...string) {
 }
 
 func (s *Scrape) emit(d *prometheus.Desc, t prometheus.ValueType, v float64, labels []string) {
-	values := make([]string, 0, len(labels)+1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, values := s.alloc.next(len(labels) + 1)
 	values = append(values, s.Conn.Name)
 	for _, l := range labels {
 		values = append(values, Label(l)) // vendor text: bounded, valid UTF-8
 	}
-	m := prometheus.MustNewConstMetric(d, t, v, values...)
-	s.mu.Lock()
+	check(d, t, v, values)
+	*m = Emitted{desc: d, typ: t, value: v, labels: values}
 	s.metrics = append(s.metrics, m)
-	s.mu.Unlock()
 }
 
 // MissingScopes reports the recommended scopes the credential lacks, as
