@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -52,6 +53,43 @@ func TestQueuedCollectionGetsItsWholeTimeout(t *testing.T) {
 			if !s.success {
 				d, _ := e.Detail(s.conn.ID)
 				t.Errorf("%s: not collected after waiting for its slot: %+v", s.conn.Name, d.History)
+			}
+		}
+	})
+}
+
+// A scrape of many connections holds goroutines for the ones being
+// collected, not one or two parked for each connection still waiting for
+// a scrape.concurrency slot: 5,000 of those were about 60 MiB of stacks,
+// scanned by every GC of a cold scrape.
+func TestWaitingConnectionsHoldNoGoroutines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const conns, concurrency = 40, 4
+		st := store.NewMemory()
+		for i := range conns {
+			if err := st.Put(context.Background(), store.Connection{ID: fmt.Sprintf("id%d", i), Vendor: "fake", Name: fmt.Sprintf("c%d", i),
+				AuthMethod: "api_key", Secret: map[string]string{"key": "k"}, Status: store.Status{State: store.StateActive}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e := New(Options{Store: st, Providers: []provider.Provider{&sleepyProvider{d: time.Second}},
+			Timeout: 20 * time.Second, MinInterval: time.Minute, Concurrency: concurrency})
+		defer e.Close()
+		synctest.Wait()
+		before := runtime.NumGoroutine()
+		done := make(chan []*snapshot)
+		go func() {
+			snaps, _ := e.collectAll(context.Background(), nil)
+			done <- snaps
+		}()
+		synctest.Wait() // every goroutine of the scrape is parked
+		// The scrape itself, a worker and a flight per slot.
+		if n := runtime.NumGoroutine() - before; n > 1+2*concurrency {
+			t.Errorf("%d goroutines while collecting %d connections %d at a time; want at most %d", n, conns, concurrency, 1+2*concurrency)
+		}
+		for _, s := range <-done {
+			if !s.success {
+				t.Errorf("%s not collected", s.conn.Name)
 			}
 		}
 	})
