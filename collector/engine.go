@@ -132,20 +132,24 @@ func New(o Options) *Engine {
 	return e
 }
 
-// DefaultConcurrency is scrape.concurrency's default (see BENCHMARKS.md).
-// Vendor calls in flight are bounded to 2 × this. 5,000 cold connections
-// are about 62,000 calls of about 100 ms each: within the 8 s deadline
-// that is about 800 calls in flight on average, more at the start and
-// end. 256 (512 calls) needed 12 s at best; 1,024 collected all 5,000 in
-// 7.4 s on 2 CPUs. Fewer connections never use the slots they do not need.
-const DefaultConcurrency = 1024
+// DefaultConcurrency is scrape.concurrency's default (see BENCHMARKS.md,
+// round 4). 5,000 cold connections are about 62,000 calls of about 100 ms
+// each, CPU-bound on 2 CPUs. What bounds the wall time is the vendor calls
+// in flight (callsPerCollection × this), not the collections: 1,024
+// collections with 2,048 calls left 7,800 calls parked for a slot (60 MiB
+// of stacks, scanned by every GC) and peaked above 500 MiB; 384 with 1,536
+// calls did as well per CPU second and peaked at 330 MiB. Fewer
+// connections never use the slots they do not need.
+const DefaultConcurrency = 384
 
 // callsPerCollection bounds the vendor calls in flight across all
 // connections to this many times scrape.concurrency. One connection may
 // use its whole per-account bound (a lone cold collection in two round
 // trips), but thousands at once would hold thousands of sockets and
-// starve the CPU: past this, calls queue, oldest collection first (callGate).
-const callsPerCollection = 2
+// starve the CPU: past this, calls queue, oldest collection first
+// (callGate). A cold collection has 5 to 14 calls it could make at once;
+// 4 on average keeps about 1,500 in flight at the default concurrency.
+const callsPerCollection = 4
 
 // callBound is how many calls one account of vendor may have in flight.
 func (e *Engine) callBound(vendor string) int {
