@@ -46,7 +46,7 @@ func init() {
 }
 
 func main() {
-	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, hooks{}))
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, hooks{setMemoryLimit: debug.SetMemoryLimit}))
 }
 
 // hooks are what an in-process caller (a test) may give run.
@@ -60,6 +60,10 @@ type hooks struct {
 	// admission, if set, receives the gate (tests watch its slots).
 	limits    limitOptions
 	admission func(*admission)
+	// setMemoryLimit, if set, is given the soft memory limit derived from
+	// the container's (main passes debug.SetMemoryLimit; in-process tests
+	// leave the test binary's alone).
+	setMemoryLimit func(int64) int64
 }
 
 // run is main without the process around it, so tests can start the
@@ -105,6 +109,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, h hooks) 
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if h.setMemoryLimit != nil {
+		setMemoryLimit(logger, "/", os.Getenv, h.setMemoryLimit)
+	}
 
 	now := h.now
 	if now == nil {
