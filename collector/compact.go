@@ -118,6 +118,18 @@ func sameNames(names []string, labels []*dto.LabelPair) bool {
 
 func (m *compactMetric) Desc() *prometheus.Desc { return m.info.desc }
 
+// LabelValue and Value answer provider.LabelValue without a Write.
+func (m *compactMetric) LabelValue(name string) (string, bool) {
+	for i, n := range m.info.names {
+		if n == name {
+			return m.label(i), true
+		}
+	}
+	return "", false
+}
+
+func (m *compactMetric) Value() float64 { return m.value }
+
 func (m *compactMetric) Write(pb *dto.Metric) error {
 	names := m.info.names
 	pb.Label = make([]*dto.LabelPair, len(names))

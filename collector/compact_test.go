@@ -216,3 +216,29 @@ func TestEmittedCompactsAsConstMetric(t *testing.T) {
 		}
 	}
 }
+
+// provider.LabelValue reads a kept sample's labels and value without
+// writing it out, and says what Write says.
+func TestCompactLabelValueAsWritten(t *testing.T) {
+	got := pack(nil, testMetrics())
+	for _, m := range got.latest() {
+		c, ok := m.(*compactMetric)
+		if !ok {
+			continue
+		}
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		want := pb.GetGauge().GetValue() + pb.GetCounter().GetValue() + pb.GetUntyped().GetValue()
+		for _, lp := range pb.GetLabel() {
+			v, val, ok := provider.LabelValue(c, lp.GetName())
+			if !ok || v != lp.GetValue() || !(val == want || math.IsNaN(val) && math.IsNaN(want)) {
+				t.Errorf("%s: LabelValue(%q) = %q %g %v; Write gives %q %g", c.info.name, lp.GetName(), v, val, ok, lp.GetValue(), want)
+			}
+		}
+		if _, _, ok := provider.LabelValue(c, "no_such_label"); ok {
+			t.Errorf("%s: a label it does not have was found", c.info.name)
+		}
+	}
+}

@@ -76,3 +76,36 @@ func (a *emitted) next(nlabels int) (*Emitted, []string) {
 	a.strs = a.strs[nlabels:]
 	return m, vals
 }
+
+// LabelValue returns m's value of label name and m's sample value (gauge,
+// counter or untyped); ok is false if m has no such label or cannot be
+// written. The samples the engine keeps between collections (Previous)
+// answer without writing themselves out: a provider that reads a label
+// of each previous series does not build every series' label pairs.
+func LabelValue(m prometheus.Metric, name string) (value string, v float64, ok bool) {
+	if s, is := m.(interface {
+		LabelValue(string) (string, bool)
+		Value() float64
+	}); is {
+		value, ok = s.LabelValue(name)
+		return value, s.Value(), ok
+	}
+	var pb dto.Metric
+	if m.Write(&pb) != nil {
+		return "", 0, false
+	}
+	switch {
+	case pb.Gauge != nil:
+		v = pb.Gauge.GetValue()
+	case pb.Counter != nil:
+		v = pb.Counter.GetValue()
+	case pb.Untyped != nil:
+		v = pb.Untyped.GetValue()
+	}
+	for _, lp := range pb.GetLabel() {
+		if lp.GetName() == name {
+			return lp.GetValue(), v, true
+		}
+	}
+	return "", v, false
+}

@@ -60,3 +60,22 @@ func TestEmitPanicsOnWrongLabelCount(t *testing.T) {
 		t.Errorf("%d metrics kept, want the one good one", len(ms))
 	}
 }
+
+// LabelValue reads any metric: one that cannot answer by itself is
+// written out.
+func TestLabelValueWritesOthers(t *testing.T) {
+	d := prometheus.NewDesc("saas_test_lv", "Test.", []string{"connection", "kind"}, prometheus.Labels{"fixed": "f"})
+	s := &Scrape{Conn: Connection{Name: "prod"}}
+	s.Gauge(d, 2.5, "x")
+	ms, _, _ := s.Result()
+	for _, m := range []prometheus.Metric{ms[0], prometheus.MustNewConstMetric(d, prometheus.CounterValue, 2.5, "prod", "x")} {
+		for name, want := range map[string]string{"connection": "prod", "kind": "x", "fixed": "f"} {
+			if v, val, ok := LabelValue(m, name); !ok || v != want || val != 2.5 {
+				t.Errorf("%T: LabelValue(%q) = %q %g %v, want %q 2.5", m, name, v, val, ok, want)
+			}
+		}
+		if _, _, ok := LabelValue(m, "other"); ok {
+			t.Errorf("%T: a label it does not have was found", m)
+		}
+	}
+}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/saas-exporter/saas_exporter/provider"
 )
@@ -342,14 +341,8 @@ func labelValues(r provider.SectionResult, desc *prometheus.Desc, l string, nonZ
 		if desc != nil && d != desc || desc == nil && d != descUsageEvents && d != descUsage && d != descUsagePrice {
 			continue
 		}
-		var pb dto.Metric
-		if m.Write(&pb) != nil || (nonZero && pb.GetGauge().GetValue() == 0) {
-			continue
-		}
-		for _, lp := range pb.GetLabel() {
-			if lp.GetName() == l {
-				out[lp.GetValue()] = true
-			}
+		if v, val, ok := provider.LabelValue(m, l); ok && (!nonZero || val != 0) {
+			out[v] = true
 		}
 	}
 	return out
