@@ -352,6 +352,50 @@ func (s *Bolt) List(ctx context.Context) ([]Connection, error) {
 	return out, nil
 }
 
+func (s *Bolt) Matching(ctx context.Context, vendor, accountID, name string) ([]Connection, error) {
+	out := []Connection{}
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketConnections)
+		// An index entry is checked against the record it names: a
+		// damaged record's old name may linger in it.
+		add := func(id []byte, matches func(Connection) bool) {
+			if id == nil {
+				return
+			}
+			v := b.Get(id)
+			if v == nil {
+				return
+			}
+			c, err := s.decodeConn(id, v)
+			if err != nil {
+				c = damagedConn(c, string(id), err)
+			}
+			for _, o := range out {
+				if o.ID == c.ID {
+					return
+				}
+			}
+			if matches(c) {
+				out = append(out, c)
+			}
+		}
+		if accountID != "" {
+			add(tx.Bucket(bucketAccounts).Get(accountKey(vendor, accountID)), func(c Connection) bool {
+				return c.Vendor == vendor && c.AccountID == accountID
+			})
+		}
+		if name != "" {
+			add(tx.Bucket(bucketNames).Get([]byte(name)), func(c Connection) bool { return c.Name == name })
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sortConnections(out)
+	return out, nil
+}
+
 func (s *Bolt) Get(ctx context.Context, id string) (Connection, error) {
 	var c Connection
 	err := s.view(ctx, func(tx *bolt.Tx) error {

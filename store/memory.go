@@ -63,6 +63,21 @@ func (m *Memory) List(ctx context.Context) ([]Connection, error) {
 	return out, nil
 }
 
+func (m *Memory) Matching(ctx context.Context, vendor, accountID, name string) ([]Connection, error) {
+	if err := m.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	out := []Connection{}
+	for _, c := range m.conns {
+		if name != "" && c.Name == name || accountID != "" && c.Vendor == vendor && c.AccountID == accountID {
+			out = append(out, c.Clone())
+		}
+	}
+	sortConnections(out)
+	return out, nil
+}
+
 func (m *Memory) Get(ctx context.Context, id string) (Connection, error) {
 	if err := m.lock(ctx); err != nil {
 		return Connection{}, err

@@ -678,14 +678,30 @@ func (s *Postgres) decodeConn(id string, record, sealed []byte) (Connection, err
 }
 
 func (s *Postgres) List(parent context.Context) ([]Connection, error) {
+	out, err := s.query(parent, "listing connections", "SELECT id, record, sealed_secret FROM connections")
+	if err != nil {
+		return nil, err
+	}
+	ids := make(map[string]bool, len(out))
+	for _, c := range out {
+		ids[c.ID] = true
+	}
+	s.secrets.keepOnly(ids)
+	sortConnections(out)
+	return out, nil
+}
+
+// query reads connections (id, record, sealed_secret rows); a damaged
+// one is returned as an error connection, the others work.
+func (s *Postgres) query(parent context.Context, what, sql string, args ...any) ([]Connection, error) {
 	if err := s.open(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.call(parent)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, "SELECT id, record, sealed_secret FROM connections")
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, s.fail(parent, "listing connections", err)
+		return nil, s.fail(parent, what, err)
 	}
 	out := []Connection{}
 	var id string
@@ -693,19 +709,23 @@ func (s *Postgres) List(parent context.Context) ([]Connection, error) {
 	_, err = pgx.ForEachRow(rows, []any{&id, &record, &sealed}, func() error {
 		c, err := s.decodeConn(id, record, sealed)
 		if err != nil {
-			c = damagedConn(c, id, err) // listed as an error; the others work
+			c = damagedConn(c, id, err)
 		}
 		out = append(out, c)
 		return nil
 	})
 	if err != nil {
-		return nil, s.fail(parent, "listing connections", err)
+		return nil, s.fail(parent, what, err)
 	}
-	ids := make(map[string]bool, len(out))
-	for _, c := range out {
-		ids[c.ID] = true
+	return out, nil
+}
+
+func (s *Postgres) Matching(parent context.Context, vendor, accountID, name string) ([]Connection, error) {
+	out, err := s.query(parent, "reading matching connections", `SELECT id, record, sealed_secret FROM connections
+WHERE (name = $3 AND $3 <> '') OR (vendor = $1 AND record->>'account_id' = $2 AND $2 <> '')`, vendor, accountID, name)
+	if err != nil {
+		return nil, err
 	}
-	s.secrets.keepOnly(ids)
 	sortConnections(out)
 	return out, nil
 }

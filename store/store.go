@@ -154,6 +154,14 @@ type Store interface {
 	List(ctx context.Context) ([]Connection, error)
 	// Get returns one connection or ErrNotFound.
 	Get(ctx context.Context, id string) (Connection, error)
+	// Matching returns the connections a connection of vendor with
+	// accountID and name would collide with: the one named name (""
+	// matches none) and the one of vendor with accountID ("" matches
+	// none; of duplicates stored before the account rule, at least one),
+	// secrets opened, damaged ones as List gives them, ordered by name. It
+	// reads the store's indexes, not every record: connecting does not
+	// slow down as connections are added.
+	Matching(ctx context.Context, vendor, accountID, name string) ([]Connection, error)
 	// Put creates or replaces the connection with c.ID. It returns
 	// ErrAccountTaken if another connection holds c's (Vendor, AccountID)
 	// (checked in the same transaction as the write), or ErrNameTaken if

@@ -54,7 +54,7 @@ func (s *Service) CheckTarget(ctx context.Context, p provider.Provider, t Target
 		f.Field = "name"
 		return f
 	}
-	conns, err := s.c.Store.List(ctx)
+	conns, err := s.c.Store.Matching(ctx, p.Vendor(), "", t.Name)
 	if err != nil {
 		return err
 	}
@@ -148,7 +148,7 @@ func (s *Service) Save(ctx context.Context, p provider.Provider, method string, 
 	var inv store.Invite
 	consumed := false
 	for try := 0; ; try++ {
-		existing, kind, conns, err := s.decide(ctx, p, cred, t)
+		existing, kind, err := s.decide(ctx, p, cred, t)
 		if err != nil {
 			return Saved{}, err
 		}
@@ -185,7 +185,11 @@ func (s *Service) Save(ctx context.Context, p provider.Provider, method string, 
 		}
 		var c store.Connection
 		if existing == nil {
-			c = store.Connection{ID: s.unusedID(conns), Vendor: p.Vendor(), Name: t.Name, Created: now}
+			var id string
+			if id, err = s.unusedID(ctx); err != nil {
+				return Saved{}, err
+			}
+			c = store.Connection{ID: id, Vendor: p.Vendor(), Name: t.Name, Created: now}
 			apply(&c)
 			err = s.c.Store.Put(ctx, c)
 		} else {
@@ -236,63 +240,66 @@ func (s *Service) Save(ctx context.Context, p provider.Provider, method string, 
 // before it could be written.
 var errChanged = errors.New("the connection changed meanwhile")
 
-// decide lists the store and says what Save writes: an existing connection
-// (reconnected, or the same vendor account connected again: updated) or a
-// new one (connected), refusing names and accounts already taken.
-func (s *Service) decide(ctx context.Context, p provider.Provider, cred *provider.Credential, t Target) (*store.Connection, string, []store.Connection, error) {
-	conns, err := s.c.Store.List(ctx)
-	if err != nil {
-		return nil, "", nil, err
-	}
-	var existing *store.Connection
-	kind := "connected"
+// decide reads the connections the credential and target could collide
+// with (Matching: the store's indexes, not a list of every connection) and
+// says what Save writes: an existing connection (reconnected, or the same
+// vendor account connected again: updated) or a new one (connected),
+// refusing names and accounts already taken.
+func (s *Service) decide(ctx context.Context, p provider.Provider, cred *provider.Credential, t Target) (*store.Connection, string, error) {
 	sameAccount := func(c *store.Connection) bool {
 		return cred.AccountID != "" && c.Vendor == p.Vendor() && c.AccountID == cred.AccountID
 	}
 	if t.Reconnect != "" {
-		kind = "reconnected"
-		for i := range conns {
-			if conns[i].ID == t.Reconnect {
-				existing = &conns[i]
-			}
+		existing, err := s.c.Store.Get(ctx, t.Reconnect)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, "", Fail(http.StatusNotFound, "The connection being reconnected no longer exists (it was disconnected meanwhile). Nothing was stored; connect it as a new connection instead.")
 		}
-		if existing == nil {
-			return nil, "", nil, Fail(http.StatusNotFound, "The connection being reconnected no longer exists (it was disconnected meanwhile). Nothing was stored; connect it as a new connection instead.")
+		if err != nil {
+			return nil, "", err
 		}
 		if existing.Vendor != p.Vendor() {
-			return nil, "", nil, Fail(http.StatusBadRequest, "Connection “%s” is a %s connection, not %s.", existing.Name, existing.Vendor, p.Title())
+			return nil, "", Fail(http.StatusBadRequest, "Connection “%s” is a %s connection, not %s.", existing.Name, existing.Vendor, p.Title())
 		}
-		for i := range conns {
-			if conns[i].ID != t.Reconnect && sameAccount(&conns[i]) {
-				return nil, "", nil, Fail(http.StatusConflict, "This %s account (%s) is already connected as “%s”. Nothing was stored; reconnect or disconnect that connection instead.", p.Title(), cred.Account, conns[i].Name)
+		others, err := s.c.Store.Matching(ctx, p.Vendor(), cred.AccountID, "")
+		if err != nil {
+			return nil, "", err
+		}
+		for i := range others {
+			if others[i].ID != t.Reconnect && sameAccount(&others[i]) {
+				return nil, "", Fail(http.StatusConflict, "This %s account (%s) is already connected as “%s”. Nothing was stored; reconnect or disconnect that connection instead.", p.Title(), cred.Account, others[i].Name)
 			}
 		}
-		return existing, kind, conns, nil
+		return &existing, "reconnected", nil
+	}
+	conns, err := s.c.Store.Matching(ctx, p.Vendor(), cred.AccountID, t.Name)
+	if err != nil {
+		return nil, "", err
 	}
 	for i := range conns {
 		if sameAccount(&conns[i]) {
-			return &conns[i], "updated", conns, nil
+			return &conns[i], "updated", nil
 		}
 	}
 	// Strict now that dedupe is decided, so a doomed Put never consumes
 	// an invite.
 	for _, o := range conns {
 		if o.Name == t.Name {
-			return nil, "", nil, nameTaken(t.Name)
+			return nil, "", nameTaken(t.Name)
 		}
 	}
-	return nil, kind, conns, nil
+	return nil, "connected", nil
 }
 
-func (s *Service) unusedID(conns []store.Connection) string {
+// unusedID returns a new connection id no stored connection has.
+func (s *Service) unusedID(ctx context.Context) (string, error) {
 	for {
 		id := session.NewID()
-		clash := false
-		for _, c := range conns {
-			clash = clash || c.ID == id
+		_, err := s.c.Store.Get(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return id, nil
 		}
-		if !clash {
-			return id
+		if err != nil {
+			return "", err
 		}
 	}
 }

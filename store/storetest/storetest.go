@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PutEmptyID", testPutEmptyID},
 		{"NameTaken", testNameTaken},
 		{"ListOrder", testListOrder},
+		{"Matching", testMatching},
 		{"SetStatus", testSetStatus},
 		{"SetStatusConcurrent", testSetStatusConcurrent},
 		{"SetSecret", testSetSecret},
@@ -1196,4 +1197,51 @@ func CheckLegacyDuplicates(t *testing.T, s store.Store) {
 	if err := s.Put(ctx, c); !errors.Is(err, store.ErrAccountTaken) {
 		t.Errorf("moving back into a held account: err = %v, want ErrAccountTaken", err)
 	}
+}
+
+// Matching finds by name and by (vendor, account id), opened, by name.
+func testMatching(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a := Sample("id-a", "alpha")
+	a.AccountID = "acc1"
+	b := Sample("id-b", "beta")
+	b.Vendor, b.AccountID = "twilio", "acc1"
+	c := Sample("id-c", "gamma")
+	c.AccountID = ""
+	d := Sample("id-d", "delta")
+	d.AccountID = "acc2"
+	for _, x := range []store.Connection{d, c, b, a} {
+		mustPut(t, s, x)
+	}
+	match := func(vendor, account, name string, want ...store.Connection) {
+		t.Helper()
+		got, err := s.Matching(ctx, vendor, account, name)
+		if err != nil {
+			t.Fatalf("Matching(%q, %q, %q): %v", vendor, account, name, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("Matching(%q, %q, %q) = %v, want %v", vendor, account, name, ids(got), ids(want))
+		}
+		for i := range want {
+			checkConn(t, fmt.Sprintf("Matching(%q, %q, %q)[%d]", vendor, account, name, i), got[i], want[i])
+		}
+	}
+	match("sendgrid", "acc1", "", a)
+	match("sendgrid", "acc1", "beta", a, b)
+	match("twilio", "acc1", "alpha", a, b)
+	match("sendgrid", "", "gamma", c)
+	match("sendgrid", "acc1", "alpha", a)
+	match("sendgrid", "acc9", "nobody")
+	match("sendgrid", "", "") // an empty account id is no account
+	match("segment", "acc1", "")
+
+	// A renamed or deleted connection is found under what it is now.
+	a.Name = "alpha2"
+	mustPut(t, s, a)
+	match("sendgrid", "", "alpha")
+	match("sendgrid", "", "alpha2", a)
+	if err := s.Delete(ctx, d.ID); err != nil {
+		t.Fatal(err)
+	}
+	match("sendgrid", "acc2", "delta")
 }
