@@ -6,12 +6,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/saas-exporter/saas_exporter/auth/api"
 	"github.com/saas-exporter/saas_exporter/store"
+	"github.com/saas-exporter/saas_exporter/store/storetest"
 )
 
 func decode[T any](t *testing.T, r resp) T {
@@ -294,31 +294,20 @@ func TestAPIInvites(t *testing.T) {
 	}
 }
 
-// listCounter counts the calls that read every connection.
-type listCounter struct {
-	store.Store
-	lists atomic.Int64
-}
-
-func (l *listCounter) List(ctx context.Context) ([]store.Connection, error) {
-	l.lists.Add(1)
-	return l.Store.List(ctx)
-}
-
 // Connecting, connecting the same account again and reconnecting read the
 // connections they could collide with, not every connection: with
 // thousands connected, each connect listed and decoded all of them (the
 // bench's 5,000 took minutes to connect).
 func TestConnectDoesNotListTheStore(t *testing.T) {
-	var lc *listCounter
-	e := newEnv(t, func(o *Options) { lc = &listCounter{Store: o.Store}; o.Store = lc })
+	var lc *storetest.ListCounter
+	e := newEnv(t, func(o *Options) { lc = &storetest.ListCounter{Store: o.Store}; o.Store = lc })
 	r := e.api("POST", "/api/v1/connections", map[string]string{"vendor": "keyco", "name": "prod", "api_key": goodKey})
 	wantStatus(t, r, http.StatusCreated)
 	id := decode[api.Connection](t, r).ID
 	wantStatus(t, e.api("POST", "/api/v1/connections", map[string]string{"vendor": "keyco", "name": "prod-2", "api_key": goodKey}), http.StatusOK)
 	wantStatus(t, e.api("POST", "/api/v1/connections", map[string]string{"vendor": "keyco", "name": "prod", "api_key": goodKey2}), http.StatusConflict)
 	wantStatus(t, e.api("POST", "/api/v1/connections/"+id+"/reconnect", map[string]string{"api_key": goodKey}), http.StatusOK)
-	if n := lc.lists.Load(); n != 0 {
+	if n := lc.Lists(); n != 0 {
 		t.Errorf("%d lists of every connection for 4 connects", n)
 	}
 	if cs := e.conns(); len(cs) != 1 || cs[0].ID != id || cs[0].Name != "prod" {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/saas-exporter/saas_exporter/provider"
 	"github.com/saas-exporter/saas_exporter/store"
+	"github.com/saas-exporter/saas_exporter/store/storetest"
 )
 
 // fakeVendor answers /usage with a status chosen per connection.
@@ -543,22 +544,11 @@ func TestManyConnections(t *testing.T) {
 	}
 }
 
-// listCounter counts the listings (each opens every sealed secret).
-type listCounter struct {
-	store.Store
-	n atomic.Int64
-}
-
-func (l *listCounter) List(ctx context.Context) ([]store.Connection, error) {
-	l.n.Add(1)
-	return l.Store.List(ctx)
-}
-
 // /sd polls answer from the list the scrapes use: polls within the list's
 // freshness (and a scrape with them) list the store once.
 func TestSDReusesTheList(t *testing.T) {
 	_, v, st, clk := setup(t, "prod", "dev")
-	counter := &listCounter{Store: st}
+	counter := &storetest.ListCounter{Store: st}
 	e := New(Options{Store: counter, Providers: []provider.Provider{&fakeProvider{url: v.srv.URL}}, Timeout: 2 * time.Second,
 		MinInterval: 30 * time.Second, Now: clk.now})
 	t.Cleanup(e.Close)
@@ -570,7 +560,7 @@ func TestSDReusesTheList(t *testing.T) {
 		}
 	}
 	gather(t, scrapeOf(e, nil))
-	if n := counter.n.Load(); n != 1 {
+	if n := counter.Lists(); n != 1 {
 		t.Errorf("three /sd polls and a scrape listed the store %d times, want 1", n)
 	}
 }

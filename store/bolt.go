@@ -343,13 +343,7 @@ func (s *Bolt) List(ctx context.Context) ([]Connection, error) {
 	if out == nil {
 		out = []Connection{}
 	}
-	ids := make(map[string]bool, len(out))
-	for _, c := range out {
-		ids[c.ID] = true
-	}
-	s.secrets.keepOnly(ids)
-	sortConnections(out)
-	return out, nil
+	return s.secrets.listed(out), nil
 }
 
 func (s *Bolt) Matching(ctx context.Context, vendor, accountID, name string) ([]Connection, error) {

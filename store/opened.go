@@ -55,6 +55,18 @@ func (o *openedSecrets) open(kr *Keyring, id string, sealed []byte) (map[string]
 	return secret, nil
 }
 
+// listed ends a List of out, every stored connection: it forgets the
+// secrets of connections no longer stored, and sorts out by name.
+func (o *openedSecrets) listed(out []Connection) []Connection {
+	ids := make(map[string]bool, len(out))
+	for _, c := range out {
+		ids[c.ID] = true
+	}
+	o.keepOnly(ids)
+	sortConnections(out)
+	return out
+}
+
 // keepOnly forgets every connection not in ids (deleted ones).
 func (o *openedSecrets) keepOnly(ids map[string]bool) {
 	o.mu.Lock()

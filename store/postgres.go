@@ -682,13 +682,7 @@ func (s *Postgres) List(parent context.Context) ([]Connection, error) {
 	if err != nil {
 		return nil, err
 	}
-	ids := make(map[string]bool, len(out))
-	for _, c := range out {
-		ids[c.ID] = true
-	}
-	s.secrets.keepOnly(ids)
-	sortConnections(out)
-	return out, nil
+	return s.secrets.listed(out), nil
 }
 
 // query reads connections (id, record, sealed_secret rows); a damaged

@@ -1245,3 +1245,18 @@ func testMatching(t *testing.T, s store.Store) {
 	}
 	match("sendgrid", "acc2", "delta")
 }
+
+// ListCounter is a store that counts its List calls: the reads of every
+// connection (each decodes every record).
+type ListCounter struct {
+	store.Store
+	n atomic.Int64
+}
+
+func (l *ListCounter) List(ctx context.Context) ([]store.Connection, error) {
+	l.n.Add(1)
+	return l.Store.List(ctx)
+}
+
+// Lists is how many times List was called.
+func (l *ListCounter) Lists() int64 { return l.n.Load() }
