@@ -300,7 +300,7 @@ func closedErr(err error) error {
 func (s *Bolt) decodeConn(k, v []byte) (Connection, error) {
 	var rec boltConn
 	if err := json.Unmarshal(v, &rec); err != nil {
-		return Connection{}, fmt.Errorf("store: connection %q is damaged: %v", k, err)
+		return Connection{}, fmt.Errorf("store: connection %q is %w: %v", k, ErrDamaged, err)
 	}
 	c := rec.Connection
 	secret, err := s.secrets.open(s.kr, string(k), rec.SealedSecret)

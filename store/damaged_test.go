@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -147,6 +148,12 @@ func TestBoltDamagedRecord(t *testing.T) {
 	}
 	if byID["b"].Name != "conn-b" {
 		t.Errorf("damaged secret: the rest of the record is lost: %+v", byID["b"])
+	}
+	// Get says so (reconnecting is the remedy), with what it could read.
+	for _, id := range []string{"b", "c"} {
+		if c, err := s.Get(ctx, id); !errors.Is(err, ErrDamaged) || id == "b" && c.Name != "conn-b" {
+			t.Errorf("Get of damaged %s: %v (name %q), want ErrDamaged", id, err, c.Name)
+		}
 	}
 	// A migration refuses to copy it: its sealed secret would be lost.
 	if _, err := Migrate(ctx, s, NewMemory()); err == nil || !strings.Contains(err.Error(), "cannot be read") {

@@ -25,7 +25,10 @@ type openedSecret struct {
 	secret map[string]string
 }
 
-var errSecretDamaged = errors.New("damaged")
+// ErrDamaged is wrapped by the error of a connection whose stored record
+// or secret cannot be read (Get returns what could be read beside it).
+// Reconnecting replaces such a record.
+var ErrDamaged = errors.New("damaged")
 
 // open returns connection id's secret from sealed.
 func (o *openedSecrets) open(kr *Keyring, id string, sealed []byte) (map[string]string, error) {
@@ -38,13 +41,13 @@ func (o *openedSecrets) open(kr *Keyring, id string, sealed []byte) (map[string]
 	o.opened.Add(1)
 	pt, err := kr.Open(sealed)
 	if err != nil {
-		return nil, fmt.Errorf("store: opening the secret of connection %q: %w", id, err)
+		return nil, fmt.Errorf("store: opening the secret of connection %q: %w (%w)", id, err, ErrDamaged)
 	}
 	var secret map[string]string
 	err = json.Unmarshal(pt, &secret)
 	clear(pt)
 	if err != nil {
-		return nil, fmt.Errorf("store: the secret of connection %q is %w", id, errSecretDamaged)
+		return nil, fmt.Errorf("store: the secret of connection %q is %w", id, ErrDamaged)
 	}
 	o.mu.Lock()
 	if o.m == nil {

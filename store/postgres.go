@@ -666,7 +666,7 @@ func (s *Postgres) encodeConn(c Connection) (record, sealed []byte, err error) {
 func (s *Postgres) decodeConn(id string, record, sealed []byte) (Connection, error) {
 	var c Connection
 	if err := json.Unmarshal(record, &c); err != nil {
-		return Connection{}, fmt.Errorf("store: connection %q is damaged: %v", id, err)
+		return Connection{}, fmt.Errorf("store: connection %q is %w: %v", id, ErrDamaged, err)
 	}
 	secret, err := s.secrets.open(s.kr, id, sealed)
 	if err != nil {

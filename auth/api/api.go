@@ -391,9 +391,25 @@ func (s *Handler) apiReconnect(w http.ResponseWriter, r *http.Request, _ string)
 		return
 	}
 	c, err := s.c.Store.Get(r.Context(), r.PathValue("id"))
-	if err != nil {
+	damaged := errors.Is(err, store.ErrDamaged)
+	if err != nil && !damaged {
 		writeConnFailure(w, r, err)
 		return
+	}
+	if damaged {
+		// Reconnecting is what a damaged record needs: what could be
+		// read of it is kept; if not even its vendor could, the request
+		// names it.
+		c.ID = r.PathValue("id")
+		if c.Vendor == "" {
+			if c.Vendor = obj["vendor"]; c.Vendor == "" {
+				writeJSON(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("connection %s cannot be read (its stored record is damaged): give its vendor to reconnect it", c.ID), Field: "vendor"})
+				return
+			}
+		}
+		if c.Name == "" {
+			c.Name = c.ID
+		}
 	}
 	// A script may send the same body as for create; only matching values are accepted.
 	if v, ok := obj["vendor"]; ok && v != c.Vendor {

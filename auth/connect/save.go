@@ -38,10 +38,10 @@ func (s *Service) CheckTarget(ctx context.Context, p provider.Provider, t Target
 		if errors.Is(err, store.ErrNotFound) {
 			return Fail(http.StatusNotFound, "There is no connection with id %s (it may have been disconnected). Connect it as a new connection instead.", t.Reconnect)
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, store.ErrDamaged) { // a damaged record is what reconnecting is for
 			return err
 		}
-		if c.Vendor != p.Vendor() {
+		if c.Vendor != p.Vendor() && c.Vendor != "" {
 			return Fail(http.StatusBadRequest, "Connection “%s” is a %s connection, not %s.", c.Name, c.Vendor, p.Title())
 		}
 		return nil
@@ -184,7 +184,8 @@ func (s *Service) Save(ctx context.Context, p provider.Provider, method string, 
 			consumed = true
 		}
 		var c store.Connection
-		if existing == nil {
+		switch {
+		case existing == nil:
 			var id string
 			if id, err = s.unusedID(ctx); err != nil {
 				return Saved{}, err
@@ -192,7 +193,20 @@ func (s *Service) Save(ctx context.Context, p provider.Provider, method string, 
 			c = store.Connection{ID: id, Vendor: p.Vendor(), Name: t.Name, Created: now}
 			apply(&c)
 			err = s.c.Store.Put(ctx, c)
-		} else {
+		case existing.Damaged != "":
+			// A damaged record cannot be read under the lock: the new
+			// credential replaces it, keeping its id, name and created time
+			// where they could be read (List names it by its id otherwise).
+			c = store.Connection{ID: existing.ID, Vendor: p.Vendor(), Name: existing.Name, Created: existing.Created}
+			if c.Name == "" {
+				c.Name = existing.ID
+			}
+			if c.Created.IsZero() {
+				c.Created = now
+			}
+			apply(&c)
+			err = s.c.Store.Put(ctx, c)
+		default:
 			err = s.c.Store.UpdateLocked(ctx, existing.ID, func(cur store.Connection) (*store.Connection, error) {
 				if cur.Vendor != p.Vendor() || (kind == "updated" && cur.AccountID != cred.AccountID) {
 					return nil, errChanged // changed since listed: decide again
@@ -254,10 +268,14 @@ func (s *Service) decide(ctx context.Context, p provider.Provider, cred *provide
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, "", Fail(http.StatusNotFound, "The connection being reconnected no longer exists (it was disconnected meanwhile). Nothing was stored; connect it as a new connection instead.")
 		}
-		if err != nil {
+		if errors.Is(err, store.ErrDamaged) {
+			// Save replaces it: what could be read of it (name, created)
+			// is kept.
+			existing.ID, existing.Damaged = t.Reconnect, err.Error()
+		} else if err != nil {
 			return nil, "", err
 		}
-		if existing.Vendor != p.Vendor() {
+		if existing.Vendor != p.Vendor() && existing.Vendor != "" {
 			return nil, "", Fail(http.StatusBadRequest, "Connection “%s” is a %s connection, not %s.", existing.Name, existing.Vendor, p.Title())
 		}
 		others, err := s.c.Store.Matching(ctx, p.Vendor(), cred.AccountID, "")

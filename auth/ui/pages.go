@@ -183,13 +183,20 @@ func (s *Pages) formPage(w http.ResponseWriter, r *http.Request, a adminCtx) {
 		Form: formView{Method: m.Name(), MethodTitle: m.Title(), Fields: fieldViews(m, nil, ""), IDPrefix: "f-"}, ShowName: true}
 	if id := r.URL.Query().Get("reconnect"); id != "" {
 		c, err := s.c.Store.Get(r.Context(), id)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && c.Vendor != p.Vendor()) {
+		damaged := errors.Is(err, store.ErrDamaged) // what reconnecting is for
+		if errors.Is(err, store.ErrNotFound) || ((err == nil || damaged) && c.Vendor != p.Vendor() && c.Vendor != "") {
 			s.errorPage(w, http.StatusNotFound, "No such connection", "There is no "+p.Title()+" connection with this id; it may have been disconnected.", "/", "Back to connections")
 			return
 		}
-		if err != nil {
+		if err != nil && !damaged {
 			s.storeErrorPage(w, err)
 			return
+		}
+		if damaged {
+			c.ID = id
+			if c.Name == "" {
+				c.Name = id
+			}
 		}
 		d.Title, d.ShowName, d.Reconnect, d.ReconnectName = "Reconnect "+c.Name, false, c.ID, c.Name
 		vals := map[string]string{}

@@ -80,6 +80,15 @@ func TestDamagedRecordFailsOnlyItsConnection(t *testing.T) {
 			t.Errorf("API shows the damaged connection as %q: %q", c.State, c.LastError)
 		}
 	}
+	// What the error says to do works: reconnecting replaces the record.
+	var rc apiConn
+	if code := s.api("POST", "/api/v1/connections/"+bad.ID+"/reconnect", map[string]string{"api_key": vendorsim.SendGridKeyBeta}, &rc); code != 200 {
+		t.Fatalf("reconnecting the damaged connection: %d", code)
+	}
+	m = s.scrape()
+	if got := metricValue(t, m, `saas_scrape_success{connection="bad",vendor="sendgrid"}`); got != "1" {
+		t.Errorf("the reconnected connection: scrape_success %s", got)
+	}
 }
 
 // A 0-byte store file beside the key and admin files of an earlier run
