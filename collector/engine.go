@@ -138,7 +138,7 @@ func New(o Options) *Engine {
 // in flight (callsPerCollection × this), not the collections: 1,024
 // collections with 2,048 calls left 7,800 calls parked for a slot (60 MiB
 // of stacks, scanned by every GC) and peaked above 500 MiB; 384 with 1,536
-// calls did as well per CPU second and peaked at 330 MiB. Fewer
+// calls did as well per CPU second and peaked at 320–370 MiB. Fewer
 // connections never use the slots they do not need.
 const DefaultConcurrency = 384
 
@@ -311,8 +311,8 @@ func (e *Engine) collectAll(ctx context.Context, keep func(store.Connection) boo
 	snaps = make([]*snapshot, len(conns))
 	// scrape.concurrency workers take the connections in store order: no
 	// more can be collected at once, and a goroutine parked per waiting
-	// connection (two, with its flight) cost 5,000 connections about 60 MiB
-	// of stacks, scanned by every GC of a cold scrape. After ctx ends the
+	// connection (two, with its flight) was 10,000 goroutines at the start
+	// of a cold scrape of 5,000, each scanned by every GC. After ctx ends the
 	// workers still start every remaining connection's flight, which runs
 	// on for the scrapes after this one, as before.
 	var (
