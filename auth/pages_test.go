@@ -2,9 +2,11 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -239,5 +241,57 @@ func TestFormBodyLimit(t *testing.T) {
 	wantBody(t, r, "larger than 64 KiB")
 	if len(e.conns()) != 0 {
 		t.Fatal("stored")
+	}
+}
+
+// damagedStore reads one connection as the store reads a record whose
+// secret cannot be opened, until something writes it again.
+type damagedStore struct {
+	store.Store
+	mu sync.Mutex
+	id string
+}
+
+func (d *damagedStore) Get(ctx context.Context, id string) (store.Connection, error) {
+	c, err := d.Store.Get(ctx, id)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err == nil && id == d.id {
+		c.Secret = nil
+		return c, fmt.Errorf("store: the secret of connection %q is %w", id, store.ErrDamaged)
+	}
+	return c, err
+}
+
+func (d *damagedStore) Put(ctx context.Context, c store.Connection) error {
+	d.mu.Lock()
+	if c.ID == d.id {
+		d.id = ""
+	}
+	d.mu.Unlock()
+	return d.Store.Put(ctx, c)
+}
+
+// A connection whose stored secret cannot be read is reconnected from
+// the pages, as its error says: the form opens, and the new credential
+// replaces the record under the same id and name.
+func TestReconnectDamagedFromThePages(t *testing.T) {
+	var ds *damagedStore
+	e := newEnv(t, func(o *Options) { ds = &damagedStore{Store: o.Store}; o.Store = ds })
+	c, csrf := e.admin()
+	wantStatus(t, e.connectKey(c, csrf, "prod", goodKey), http.StatusSeeOther)
+	id := e.connByName("prod").ID
+	ds.mu.Lock()
+	ds.id = id
+	ds.mu.Unlock()
+
+	r := e.do(c, "GET", "/connect/keyco?"+url.Values{"method": {"api_key"}, "reconnect": {id}}.Encode(), nil)
+	wantStatus(t, r, http.StatusOK)
+	wantBody(t, r, "Reconnect prod")
+	r = e.do(c, "POST", "/connect/keyco", url.Values{"csrf": {csrf}, "method": {"api_key"}, "reconnect": {id}, "api_key": {goodKey}, "region": {"us"}})
+	wantStatus(t, r, http.StatusSeeOther)
+	got := e.connByName("prod")
+	if got.ID != id || got.Secret["api_key"] != goodKey || got.Settings["region"] != "us" || got.State != store.StateActive || len(e.conns()) != 1 {
+		t.Errorf("after reconnecting the damaged connection: %+v (%d stored)", got, len(e.conns()))
 	}
 }
