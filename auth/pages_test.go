@@ -257,8 +257,9 @@ func (d *damagedStore) Get(ctx context.Context, id string) (store.Connection, er
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err == nil && id == d.id {
-		c.Secret = nil
-		return c, fmt.Errorf("store: the secret of connection %q is %w", id, store.ErrDamaged)
+		err = fmt.Errorf("store: the secret of connection %q is %w", id, store.ErrDamaged)
+		c.Secret, c.Damaged = nil, err.Error() // as the store shows it
+		return c, err
 	}
 	return c, err
 }

@@ -297,15 +297,18 @@ func closedErr(err error) error {
 	return err
 }
 
+// decodeConn decodes a stored record; one it cannot read comes back as
+// damagedConn, with an error wrapping ErrDamaged.
 func (s *Bolt) decodeConn(k, v []byte) (Connection, error) {
 	var rec boltConn
 	if err := json.Unmarshal(v, &rec); err != nil {
-		return Connection{}, fmt.Errorf("store: connection %q is %w: %v", k, ErrDamaged, err)
+		err = damagedRecord(string(k), err)
+		return damagedConn(Connection{}, string(k), err), err
 	}
 	c := rec.Connection
 	secret, err := s.secrets.open(s.kr, string(k), rec.SealedSecret)
 	if err != nil {
-		return c, err
+		return damagedConn(c, string(k), err), err
 	}
 	c.Secret = secret
 	return c, nil
@@ -329,10 +332,7 @@ func (s *Bolt) List(ctx context.Context) ([]Connection, error) {
 	var out []Connection
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketConnections).ForEach(func(k, v []byte) error {
-			c, err := s.decodeConn(k, v)
-			if err != nil {
-				c = damagedConn(c, string(k), err)
-			}
+			c, _ := s.decodeConn(k, v) // a damaged one is listed as an error; the others work
 			out = append(out, c)
 			return nil
 		})
@@ -360,10 +360,7 @@ func (s *Bolt) Matching(ctx context.Context, vendor, accountID, name string) ([]
 			if v == nil {
 				return
 			}
-			c, err := s.decodeConn(id, v)
-			if err != nil {
-				c = damagedConn(c, string(id), err)
-			}
+			c, _ := s.decodeConn(id, v) // a damaged one as List shows it
 			for _, o := range out {
 				if o.ID == c.ID {
 					return
@@ -672,7 +669,7 @@ func (s *Bolt) SetStatus(ctx context.Context, id string, st Status) error {
 		}
 		var rec boltConn
 		if err := json.Unmarshal(v, &rec); err != nil {
-			return fmt.Errorf("store: connection %q is damaged: %v", id, err)
+			return damagedRecord(id, err)
 		}
 		if statusStale(rec.Status, st) {
 			return nil

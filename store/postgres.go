@@ -663,14 +663,17 @@ func (s *Postgres) encodeConn(c Connection) (record, sealed []byte, err error) {
 	return record, sealed, err
 }
 
+// decodeConn decodes a stored row; one it cannot read comes back as
+// damagedConn, with an error wrapping ErrDamaged.
 func (s *Postgres) decodeConn(id string, record, sealed []byte) (Connection, error) {
 	var c Connection
 	if err := json.Unmarshal(record, &c); err != nil {
-		return Connection{}, fmt.Errorf("store: connection %q is %w: %v", id, ErrDamaged, err)
+		err = damagedRecord(id, err)
+		return damagedConn(Connection{}, id, err), err
 	}
 	secret, err := s.secrets.open(s.kr, id, sealed)
 	if err != nil {
-		return c, err
+		return damagedConn(c, id, err), err
 	}
 	c.Secret = secret
 	c.ID = id
@@ -701,10 +704,7 @@ func (s *Postgres) query(parent context.Context, what, sql string, args ...any) 
 	var id string
 	var record, sealed []byte
 	_, err = pgx.ForEachRow(rows, []any{&id, &record, &sealed}, func() error {
-		c, err := s.decodeConn(id, record, sealed)
-		if err != nil {
-			c = damagedConn(c, id, err)
-		}
+		c, _ := s.decodeConn(id, record, sealed) // a damaged one is listed as an error; the others work
 		out = append(out, c)
 		return nil
 	})

@@ -5,6 +5,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"time"
 )
@@ -63,8 +64,13 @@ type Connection struct {
 	Damaged string `json:"-"`
 }
 
-// damagedConn is how List shows a record it cannot read: whatever it could
-// decode, no secret, state error with the reason.
+// damagedRecord is the error of a connection record that cannot be decoded.
+func damagedRecord(id string, err error) error {
+	return fmt.Errorf("store: connection %q is %w: %v", id, ErrDamaged, err)
+}
+
+// damagedConn is how List and Get show a record they cannot read: whatever
+// could be decoded, no secret, state error with the reason.
 func damagedConn(c Connection, id string, err error) Connection {
 	c.ID, c.Secret = id, nil
 	if c.Name == "" {
@@ -152,7 +158,8 @@ func cloneSlice(s []string) []string {
 type Store interface {
 	// List returns every connection with its secret opened, ordered by name.
 	List(ctx context.Context) ([]Connection, error)
-	// Get returns one connection or ErrNotFound.
+	// Get returns one connection or ErrNotFound. A record it cannot read
+	// comes back as List shows it, with an error wrapping ErrDamaged.
 	Get(ctx context.Context, id string) (Connection, error)
 	// Matching returns the connections a connection of vendor with
 	// accountID and name would collide with: the one named name (""

@@ -396,19 +396,12 @@ func (s *Handler) apiReconnect(w http.ResponseWriter, r *http.Request, _ string)
 		writeConnFailure(w, r, err)
 		return
 	}
-	if damaged {
-		// Reconnecting is what a damaged record needs: what could be
-		// read of it is kept; if not even its vendor could, the request
-		// names it.
-		c.ID = r.PathValue("id")
-		if c.Vendor == "" {
-			if c.Vendor = obj["vendor"]; c.Vendor == "" {
-				writeJSON(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("connection %s cannot be read (its stored record is damaged): give its vendor to reconnect it", c.ID), Field: "vendor"})
-				return
-			}
-		}
-		if c.Name == "" {
-			c.Name = c.ID
+	if damaged && c.Vendor == "" {
+		// Reconnecting is what a damaged record needs; if not even its
+		// vendor could be read, the request names it.
+		if c.Vendor = obj["vendor"]; c.Vendor == "" {
+			writeJSON(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("connection %s cannot be read (its stored record is damaged): give its vendor to reconnect it", c.ID), Field: "vendor"})
+			return
 		}
 	}
 	// A script may send the same body as for create; only matching values are accepted.

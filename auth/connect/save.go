@@ -195,12 +195,9 @@ func (s *Service) Save(ctx context.Context, p provider.Provider, method string, 
 			err = s.c.Store.Put(ctx, c)
 		case existing.Damaged != "":
 			// A damaged record cannot be read under the lock: the new
-			// credential replaces it, keeping its id, name and created time
-			// where they could be read (List names it by its id otherwise).
+			// credential replaces it, keeping its id, name (its id if none
+			// could be read) and created time.
 			c = store.Connection{ID: existing.ID, Vendor: p.Vendor(), Name: existing.Name, Created: existing.Created}
-			if c.Name == "" {
-				c.Name = existing.ID
-			}
 			if c.Created.IsZero() {
 				c.Created = now
 			}
@@ -268,11 +265,7 @@ func (s *Service) decide(ctx context.Context, p provider.Provider, cred *provide
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, "", Fail(http.StatusNotFound, "The connection being reconnected no longer exists (it was disconnected meanwhile). Nothing was stored; connect it as a new connection instead.")
 		}
-		if errors.Is(err, store.ErrDamaged) {
-			// Save replaces it: what could be read of it (name, created)
-			// is kept.
-			existing.ID, existing.Damaged = t.Reconnect, err.Error()
-		} else if err != nil {
+		if err != nil && !errors.Is(err, store.ErrDamaged) { // Save replaces a damaged one
 			return nil, "", err
 		}
 		if existing.Vendor != p.Vendor() && existing.Vendor != "" {

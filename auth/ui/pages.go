@@ -192,12 +192,6 @@ func (s *Pages) formPage(w http.ResponseWriter, r *http.Request, a adminCtx) {
 			s.storeErrorPage(w, err)
 			return
 		}
-		if damaged {
-			c.ID = id
-			if c.Name == "" {
-				c.Name = id
-			}
-		}
 		d.Title, d.ShowName, d.Reconnect, d.ReconnectName = "Reconnect "+c.Name, false, c.ID, c.Name
 		vals := map[string]string{}
 		for k, v := range c.Settings {
