@@ -94,14 +94,7 @@ func LabelValue(m prometheus.Metric, name string) (value string, v float64, ok b
 	if m.Write(&pb) != nil {
 		return "", 0, false
 	}
-	switch {
-	case pb.Gauge != nil:
-		v = pb.Gauge.GetValue()
-	case pb.Counter != nil:
-		v = pb.Counter.GetValue()
-	case pb.Untyped != nil:
-		v = pb.Untyped.GetValue()
-	}
+	v, _ = sampleValue(&pb)
 	for _, lp := range pb.GetLabel() {
 		if lp.GetName() == name {
 			return lp.GetValue(), v, true

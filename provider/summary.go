@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Summarizer is implemented by providers that say what a person reads on a
@@ -63,20 +64,28 @@ func SamplesOf(ms []prometheus.Metric) Samples {
 					s.Labels[l.GetName()] = l.GetValue()
 				}
 			}
-			switch {
-			case m.Gauge != nil:
-				s.Value = m.GetGauge().GetValue()
-			case m.Counter != nil:
-				s.Value = m.GetCounter().GetValue()
-			case m.Untyped != nil:
-				s.Value = m.GetUntyped().GetValue()
-			default:
+			var ok bool
+			if s.Value, ok = sampleValue(m); !ok {
 				continue
 			}
 			out = append(out, s)
 		}
 	}
 	return out
+}
+
+// sampleValue is a gauge's, counter's or untyped sample's value; false
+// for other kinds.
+func sampleValue(m *dto.Metric) (float64, bool) {
+	switch {
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue(), true
+	case m.Counter != nil:
+		return m.GetCounter().GetValue(), true
+	case m.Untyped != nil:
+		return m.GetUntyped().GetValue(), true
+	}
+	return 0, false
 }
 
 // Metrics is a collector of a fixed list of metrics (unchecked: it
