@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +112,19 @@ func TestBrowserEndToEnd(t *testing.T) {
 	s.Sim.RevokeSendGridKey(vendorsim.SendGridKeyBeta)
 	// The engine collects on a scrape; the page then shows last success.
 	s.scrape()
+	// The page lists the store, and the engine writes a state change to
+	// it behind the scrape (bbolt batches writes for up to 10 ms): wait
+	// for the write, not for a guess at its time.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var list []apiConn
+		s.api("GET", "/api/v1/connections", nil, &list)
+		if slices.ContainsFunc(list, func(c apiConn) bool { return c.Name == "sg-beta" && c.State == "revoked" }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sg-beta not stored revoked 10 s after the scrape: %+v", list)
+		}
+	}
 	run("connections page",
 		chromedp.Navigate(s.URL+"/"),
 		chromedp.WaitVisible(`//td[.//strong[text()="seg-us"]]`),
