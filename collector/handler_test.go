@@ -153,3 +153,56 @@ func grepText(body, word string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestBlockBuffer: what is written comes back whole and in order, in
+// blocks that never exceed maxBlock, whatever the sizes of the writes.
+func TestBlockBuffer(t *testing.T) {
+	var want bytes.Buffer
+	var b blockBuffer
+	for i := range 2000 {
+		p := bytes.Repeat([]byte{byte(i)}, (i*7919)%3001)
+		want.Write(p)
+		if n, err := b.Write(p); n != len(p) || err != nil {
+			t.Fatalf("Write(%d bytes) = %d, %v", len(p), n, err)
+		}
+	}
+	var got bytes.Buffer
+	if n, err := b.WriteTo(&got); err != nil || n != int64(want.Len()) {
+		t.Fatalf("WriteTo = %d, %v; want %d bytes", n, err, want.Len())
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatal("the bytes read back differ from the bytes written")
+	}
+	for i, blk := range b.blocks {
+		if cap(blk) > maxBlock || (i < len(b.blocks)-1 && len(blk) != cap(blk)) {
+			t.Fatalf("block %d: %d of %d bytes used (at most %d, full unless last)", i, len(blk), cap(blk), maxBlock)
+		}
+	}
+}
+
+// TestHealthLinesStreamed: the connections' health lines go straight to
+// the writer as each family is written, and are not held beside the
+// connections while the exposition is assembled.
+func TestHealthLinesStreamed(t *testing.T) {
+	e, _, _, _ := setup(t, "a", "b", "c")
+	snaps, storeOK := e.collectAll(context.Background(), nil)
+	x := e.exposition(snaps, storeOK, true)
+	up := x.fams["saas_connection_up"]
+	if up == nil || up.streamed != mUp {
+		t.Fatalf("saas_connection_up is not written by the connections' pass: %+v", up)
+	}
+	for name, f := range x.fams {
+		if f.streamed != nil && f.body.Len() > 0 {
+			t.Errorf("%s holds %d bytes of lines before it is written", name, f.body.Len())
+		}
+	}
+	var out bytes.Buffer
+	if err := x.writeTo(&out, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		if line := `saas_connection_up{connection="` + n + `",vendor="fake"} 1`; !strings.Contains(out.String(), line+"\n") {
+			t.Errorf("the exposition lacks %s:\n%s", line, out.String())
+		}
+	}
+}
