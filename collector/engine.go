@@ -133,14 +133,16 @@ func New(o Options) *Engine {
 }
 
 // DefaultConcurrency is scrape.concurrency's default (see BENCHMARKS.md,
-// round 4). 5,000 cold connections are about 62,000 calls of about 100 ms
-// each, CPU-bound on 2 CPUs. What bounds the wall time is the vendor calls
-// in flight (callsPerCollection × this), not the collections: 1,024
-// collections with 2,048 calls left 7,800 calls parked for a slot (60 MiB
-// of stacks, scanned by every GC) and peaked above 500 MiB; 384 with 1,536
-// calls did as well per CPU second and peaked at 320–370 MiB. Fewer
-// connections never use the slots they do not need.
-const DefaultConcurrency = 384
+// rounds 4 and 5). 5,000 cold connections are about 62,000 calls of
+// about 100 ms each, CPU-bound on 2 CPUs. What bounds the wall time is the
+// vendor calls in flight (callsPerCollection × this), not the
+// collections: 1,024 collections with 2,048 calls left 7,800 calls parked
+// for a slot (60 MiB of stacks, scanned by every GC) and peaked above
+// 500 MiB; 384 with 1,536 calls and 256 with 1,024 did as well per CPU
+// second, and 256 peaked about 45 MiB lower; 192 with 768 calls left the
+// CPU idle (62,000 calls of 100 ms in 8 s need about 800 in flight).
+// Fewer connections never use the slots they do not need.
+const DefaultConcurrency = 256
 
 // callsPerCollection bounds the vendor calls in flight across all
 // connections to this many times scrape.concurrency. One connection may
@@ -174,6 +176,10 @@ func NewTransport() *http.Transport {
 	t.IdleConnTimeout = 90 * time.Second
 	t.TLSHandshakeTimeout = 10 * time.Second
 	t.ResponseHeaderTimeout = 30 * time.Second
+	// A request is a GET or a small form: 1 KiB holds it. Each socket
+	// has this buffer, and a cold scrape of thousands holds a thousand
+	// sockets (4 KiB each by default).
+	t.WriteBufferSize = 1 << 10
 	return t
 }
 

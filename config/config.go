@@ -83,7 +83,7 @@ const (
 	DefaultDataDir     = "./data"
 	// DefaultConcurrency is scrape.concurrency's default; the engine's
 	// (collector.DefaultConcurrency, which says why) is the same.
-	DefaultConcurrency = 384
+	DefaultConcurrency = 256
 )
 
 // Load reads, expands and validates a config file.

@@ -21,7 +21,7 @@ func TestDefaults(t *testing.T) {
 	if c.Scrape.Timeout != 8*time.Second || c.Scrape.MinInterval != 30*time.Second || c.Invites.DefaultTTL != 72*time.Hour {
 		t.Errorf("scrape defaults: %+v %+v", c.Scrape, c.Invites)
 	}
-	if c.Scrape.Concurrency != 384 || c.Scrape.VendorConcurrency != 0 {
+	if c.Scrape.Concurrency != 256 || c.Scrape.VendorConcurrency != 0 {
 		t.Errorf("concurrency defaults: %+v", c.Scrape)
 	}
 	if c.Store.Postgres != nil || len(c.Admins) != 0 || c.SecretKeyFile != "" {
