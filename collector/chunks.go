@@ -70,7 +70,7 @@ func joinText(c *chunks[byte], vals []string) string {
 var (
 	textChunks    = newChunks[byte]()
 	sectionChunks = newChunks[packedSection]()
-	slabChunks    = newChunks[compactMetric]()
+	slabChunks    = newChunks[packedMetric]()
 	indexChunks   = newChunks[uint32]()
 	valueChunks   = newChunks[string]()
 	familyChunks  = newChunks[usageFamily]()

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,64 @@ type compactMetric struct {
 	first uint32 // its values are tab.vals[tab.idx[first+i]], i < len(info.names)
 	typ   dto.MetricType
 	value float64
+}
+
+// packedMetric is a compactMetric as a collection keeps it: 16 bytes and
+// no pointer, so the GC never scans the samples of thousands of
+// connections. Its desc and type are kinds[kind]; its label values are in
+// its collection's table (collected.tab).
+type packedMetric struct {
+	value float64
+	first uint32
+	kind  uint32
+}
+
+// view returns p as a compactMetric (a prometheus.Metric) over tab.
+func (p *packedMetric) view(tab *labelTable) compactMetric {
+	k := kindAt(p.kind)
+	return compactMetric{info: k.info, tab: tab, first: p.first, typ: k.typ, value: p.value}
+}
+
+// kindEntry is a desc and a type; kinds holds every one met so far, and
+// only grows (a few hundred at most: one per metric and type).
+type kindEntry struct {
+	info *descInfo
+	typ  dto.MetricType
+}
+
+var kinds struct {
+	mu  sync.Mutex
+	tab atomic.Pointer[[]kindEntry] // copied on each addition
+}
+
+func kindAt(k uint32) kindEntry { return (*kinds.tab.Load())[k] }
+
+// kind returns the index of d's metrics of type t in kinds.
+func (d *descInfo) kind(t dto.MetricType) uint32 {
+	i := typeIndex(t)
+	d.kindOnce[i].Do(func() {
+		kinds.mu.Lock()
+		defer kinds.mu.Unlock()
+		var tab []kindEntry
+		if p := kinds.tab.Load(); p != nil {
+			tab = *p
+		}
+		tab = append(slices.Clip(tab), kindEntry{info: d, typ: t})
+		d.kinds[i] = uint32(len(tab) - 1)
+		kinds.tab.Store(&tab)
+	})
+	return d.kinds[i]
+}
+
+// typeIndex numbers the types a compactMetric can have.
+func typeIndex(t dto.MetricType) int {
+	switch t {
+	case dto.MetricType_COUNTER:
+		return 0
+	case dto.MetricType_GAUGE:
+		return 1
+	}
+	return 2
 }
 
 // labelTable holds one collection's label values: each distinct value
@@ -74,6 +133,8 @@ type descInfo struct {
 	names      []string
 	once       sync.Once
 	hdrs       [3]familyHeaders // by type: counter, gauge, untyped (headers)
+	kindOnce   [3]sync.Once
+	kinds      [3]uint32 // by type, as hdrs: the index in kinds
 }
 
 var descInfos sync.Map // *prometheus.Desc → *descInfo
@@ -323,7 +384,8 @@ func layoutOf(d *prometheus.Desc, nvals int) *emittedLayout {
 // collection's garbage. A previous collection's samples are copied too,
 // so nothing keeps its slices alive.
 type collected struct {
-	slab     []compactMetric     // the collection's (nall), then section-only ones
+	slab     []packedMetric      // the collection's (nall), then section-only ones
+	tab      *labelTable         // the label values of slab
 	others   []prometheus.Metric // not compact: the collection's (nslow), then section-only ones
 	nall     int
 	nslow    int
@@ -340,9 +402,14 @@ type packedSection struct {
 	at   time.Time
 }
 
-func (c *collected) ref(r int32) prometheus.Metric {
+// ref returns metric r; a packed one is viewed in views[0], and views
+// advanced past it (one allocation for many).
+func (c *collected) ref(r int32, views *[]compactMetric) prometheus.Metric {
 	if r >= 0 {
-		return &c.slab[r]
+		v := &(*views)[0]
+		*v = c.slab[r].view(c.tab)
+		*views = (*views)[1:]
+		return v
 	}
 	return c.others[-r-1]
 }
@@ -356,8 +423,10 @@ func (c *collected) latest() []prometheus.Metric {
 		return nil
 	}
 	out := make([]prometheus.Metric, 0, c.nall+c.nslow)
-	for i := range c.slab[:c.nall] {
-		out = append(out, &c.slab[i])
+	views := make([]compactMetric, c.nall)
+	for i := range views {
+		views[i] = c.slab[i].view(c.tab)
+		out = append(out, &views[i])
 	}
 	return append(out, c.others[:c.nslow]...)
 }
@@ -370,8 +439,9 @@ func (c *collected) sectionResults() map[string]provider.SectionResult {
 	out := make(map[string]provider.SectionResult, len(c.sections))
 	for _, s := range c.sections {
 		ms := make([]prometheus.Metric, len(s.refs))
+		views := make([]compactMetric, len(s.refs))
 		for i, r := range s.refs {
-			ms[i] = c.ref(r)
+			ms[i] = c.ref(r, &views)
 		}
 		out[s.name] = provider.SectionResult{Metrics: ms, At: s.at}
 	}
@@ -412,19 +482,21 @@ func pack(secs map[string]provider.SectionResult, all []prometheus.Metric) *coll
 	}
 	b.seal()
 	order, starts, err := groupUsage(tmp[:out.nall])
-	out.slab = slabChunks.make(len(tmp))
+	out.slab, out.tab = slabChunks.make(len(tmp)), b.tab
 	pos := make([]int32, len(tmp)) // input index → slab index
 	for i := range tmp {
 		j := i
 		if i < len(order) {
 			j = order[i]
 		}
-		out.slab[i] = tmp[j]
+		t := &tmp[j]
+		out.slab[i] = packedMetric{value: t.value, first: t.first, kind: t.info.kind(t.typ)}
 		pos[j] = int32(i)
 	}
 	fams := familyChunks.make(len(starts) - 1)
 	for k := range fams {
 		fams[k].metrics = out.slab[starts[k]:starts[k+1]:starts[k+1]]
+		fams[k].tab = b.tab
 	}
 	if out.nslow > 0 {
 		sf, serr := renderSlow(out.others[:out.nslow])

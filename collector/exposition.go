@@ -54,8 +54,10 @@ func omHeader(name, typ, help string) string {
 // not served from the body cache; no rendered copy is kept beside them.
 type usageFamily struct {
 	// metrics are the family's samples, a run of the collection's packed
-	// samples; the first one's desc gives the family's name and headers.
-	metrics []compactMetric
+	// samples, their label values in tab; the first one's desc gives the
+	// family's name and headers.
+	metrics []packedMetric
+	tab     *labelTable
 	// slow is a family of metrics that are not compact (none a provider
 	// can emit today), rendered; see renderSlow.
 	slow *slowFamily
@@ -73,14 +75,15 @@ func (f *usageFamily) name() string {
 	if f.slow != nil {
 		return f.slow.name
 	}
-	return f.metrics[0].info.name
+	return kindAt(f.metrics[0].kind).info.name
 }
 
 func (f *usageFamily) headers() familyHeaders {
 	if f.slow != nil {
 		return familyHeaders{text: f.slow.header, om: f.slow.omHeader}
 	}
-	return f.metrics[0].info.headers(f.metrics[0].typ)
+	k := kindAt(f.metrics[0].kind)
+	return k.info.headers(k.typ)
 }
 
 // headers interns family headers: every connection of a vendor has the
@@ -377,7 +380,8 @@ func (x *exposition) writeTo(w io.Writer, om bool) error {
 			}
 			omFloat := uf.headers().omFloat
 			for i := range uf.metrics {
-				x.line = appendUsage(x.line[:0], &uf.metrics[i], om, omFloat)
+				c := uf.metrics[i].view(uf.tab)
+				x.line = appendUsage(x.line[:0], &c, om, omFloat)
 				if _, err := w.Write(x.line); err != nil {
 					return err
 				}
