@@ -68,11 +68,12 @@ func joinText(c *chunks[byte], vals []string) string {
 }
 
 var (
-	textChunks    = newChunks[byte]()
-	sectionChunks = newChunks[packedSection]()
-	slabChunks    = newChunks[packedMetric]()
-	indexChunks   = newChunks[uint32]()
-	valueChunks   = newChunks[string]()
-	familyChunks  = newChunks[usageFamily]()
-	refChunks     = newChunks[int32]()
+	textChunks       = newChunks[byte]()
+	sectionChunks    = newChunks[packedSection]()
+	slabChunks       = newChunks[packedMetric]()
+	indexChunks      = newChunks[uint32]()
+	shortIndexChunks = newChunks[uint16]()
+	valueChunks      = newChunks[string]()
+	familyChunks     = newChunks[usageFamily]()
+	refChunks        = newChunks[int32]()
 )

@@ -31,7 +31,7 @@ import (
 type compactMetric struct {
 	info  *descInfo
 	tab   *labelTable
-	first uint32 // its values are tab.vals[tab.idx[first+i]], i < len(info.names)
+	first uint32 // its values are tab.val(first+i), i < len(info.names)
 	typ   dto.MetricType
 	value float64
 }
@@ -96,13 +96,23 @@ func typeIndex(t dto.MetricType) int {
 
 // labelTable holds one collection's label values: each distinct value
 // once, all in one string (vals), and each sample's values as indices
-// into vals, one sample after another (idx).
+// into vals, one sample after another (idx). Indices take 2 bytes: a
+// collection has a few hundred distinct values, and its samples several
+// values each; one with more than 65,536 distinct values takes 4 (wide).
 type labelTable struct {
 	vals []string
-	idx  []uint32
+	idx  []uint16
+	wide []uint32 // instead of idx, when vals does not fit it
 }
 
-func (m *compactMetric) label(i int) string { return m.tab.vals[m.tab.idx[int(m.first)+i]] }
+func (t *labelTable) val(j int) string {
+	if t.wide != nil {
+		return t.vals[t.wide[j]]
+	}
+	return t.vals[t.idx[j]]
+}
+
+func (m *compactMetric) label(i int) string { return m.tab.val(int(m.first) + i) }
 
 // labels returns the label values as a slice (for error messages).
 func (m *compactMetric) labels() []string {
@@ -195,7 +205,8 @@ func (m *compactMetric) Write(pb *dto.Metric) error {
 	names := m.info.names
 	pb.Label = make([]*dto.LabelPair, len(names))
 	for i := range names {
-		pb.Label[i] = &dto.LabelPair{Name: &names[i], Value: &m.tab.vals[m.tab.idx[int(m.first)+i]]}
+		v := m.label(i)
+		pb.Label[i] = &dto.LabelPair{Name: &names[i], Value: &v}
 	}
 	v := m.value
 	switch m.typ {
@@ -209,11 +220,14 @@ func (m *compactMetric) Write(pb *dto.Metric) error {
 	return nil
 }
 
-// tableBuilder fills one labelTable.
+// tableBuilder fills one labelTable (its indices wide until seal).
 type tableBuilder struct {
 	tab *labelTable
 	at  map[string]uint32
 }
+
+// next is the index the next sample's first value will have.
+func (b *tableBuilder) next() uint32 { return uint32(len(b.tab.wide)) }
 
 func newTableBuilder() *tableBuilder {
 	return &tableBuilder{tab: &labelTable{}, at: map[string]uint32{}}
@@ -226,7 +240,7 @@ func (b *tableBuilder) add(v string) {
 		b.at[v] = i
 		b.tab.vals = append(b.tab.vals, v)
 	}
-	b.tab.idx = append(b.tab.idx, i)
+	b.tab.wide = append(b.tab.wide, i)
 }
 
 // seal copies the distinct values into one string, so that no small
@@ -240,9 +254,16 @@ func (b *tableBuilder) seal() {
 		vals[i] = arena[o : o+len(v)]
 		o += len(v)
 	}
-	idx := indexChunks.make(len(b.tab.idx))
-	copy(idx, b.tab.idx)
-	b.tab.vals, b.tab.idx = vals, idx
+	b.tab.vals = vals
+	if wide := b.tab.wide; len(vals) <= 1<<16 {
+		b.tab.idx, b.tab.wide = shortIndexChunks.make(len(wide)), nil
+		for i, v := range wide {
+			b.tab.idx[i] = uint16(v)
+		}
+	} else {
+		b.tab.wide = indexChunks.make(len(wide))
+		copy(b.tab.wide, wide)
+	}
 	b.at = nil
 }
 
@@ -253,7 +274,7 @@ func (b *tableBuilder) seal() {
 func compactInto(m prometheus.Metric, b *tableBuilder) (compactMetric, bool) {
 	if c, ok := m.(*compactMetric); ok {
 		out := *c
-		out.tab, out.first = b.tab, uint32(len(b.tab.idx))
+		out.tab, out.first = b.tab, b.next()
 		for i := range c.info.names {
 			b.add(c.label(i))
 		}
@@ -283,7 +304,7 @@ func compactInto(m prometheus.Metric, b *tableBuilder) (compactMetric, bool) {
 	if !ok {
 		return compactMetric{}, false
 	}
-	c.info, c.tab, c.first = info, b.tab, uint32(len(b.tab.idx))
+	c.info, c.tab, c.first = info, b.tab, b.next()
 	for _, l := range pb.Label {
 		b.add(l.GetValue())
 	}
@@ -321,7 +342,7 @@ func compactEmitted(e *provider.Emitted, b *tableBuilder) (compactMetric, bool) 
 	if l == nil {
 		return c, false
 	}
-	c.info, c.tab, c.first, c.value = l.info, b.tab, uint32(len(b.tab.idx)), e.Value()
+	c.info, c.tab, c.first, c.value = l.info, b.tab, b.next(), e.Value()
 	for j, k := range l.src {
 		if k >= 0 {
 			b.add(vals[k])

@@ -5,6 +5,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -262,5 +263,32 @@ func TestPackedMetricHoldsNoPointer(t *testing.T) {
 	}
 	if typ.Size() != 16 {
 		t.Errorf("packedMetric is %d bytes, want 16", typ.Size())
+	}
+}
+
+// TestWideLabelTable: a collection with more distinct label values than
+// 2-byte indices can tell apart keeps 4-byte ones, and every sample keeps
+// its own values either way.
+func TestWideLabelTable(t *testing.T) {
+	d := provider.NewDesc("test_wide", "Many values.", "item", "period")
+	for _, n := range []int{10, 70000} {
+		ms := make([]prometheus.Metric, n)
+		for i := range ms {
+			ms[i] = prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(i), "prod", "item-"+strconv.Itoa(i), "today")
+		}
+		got := pack(nil, ms)
+		if got.err != nil {
+			t.Fatal(got.err)
+		}
+		if wide := got.tab.wide != nil; wide != (n > 1<<16) || (got.tab.idx == nil) == (n <= 1<<16) {
+			t.Errorf("%d values: wide indices %v, 2-byte indices %d", n, wide, len(got.tab.idx))
+		}
+		for _, m := range got.latest() {
+			item, v, _ := provider.LabelValue(m, "item")
+			period, _, _ := provider.LabelValue(m, "period")
+			if want := "item-" + strconv.FormatFloat(v, 'f', -1, 64); item != want || period != "today" {
+				t.Fatalf("%d values: the sample of value %v has item=%q period=%q, want %q and today", n, v, item, period, want)
+			}
+		}
 	}
 }
