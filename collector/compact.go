@@ -410,17 +410,26 @@ type collected struct {
 	others   []prometheus.Metric // not compact: the collection's (nslow), then section-only ones
 	nall     int
 	nslow    int
-	sections []packedSection // nil if the provider ran none
+	sections []packedSection // by name; nil if the provider ran none
+	refs     []int32         // the sections' metrics
 	families []usageFamily
 	err      error // metrics groupUsage left out, and why
 }
 
-// packedSection is a section's metrics as indices: r ≥ 0 is slab[r],
-// r < 0 is others[-r-1].
+// packedSection is a section's metrics as indices, refs[start:start+n]
+// of its collection: r ≥ 0 is slab[r], r < 0 is others[-r-1]. at is when
+// it completed (Unix nanoseconds; 0: never).
 type packedSection struct {
-	name string
-	refs []int32
-	at   time.Time
+	name     string
+	at       int64
+	start, n uint32
+}
+
+func (s *packedSection) time() time.Time {
+	if s.at == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, s.at)
 }
 
 // ref returns metric r; a packed one is viewed in views[0], and views
@@ -452,6 +461,14 @@ func (c *collected) latest() []prometheus.Metric {
 	return append(out, c.others[:c.nslow]...)
 }
 
+// sectionList returns the sections, by name; nil without any.
+func (c *collected) sectionList() []packedSection {
+	if c == nil {
+		return nil
+	}
+	return c.sections
+}
+
 // sectionResults returns the sections as providers read them (Previous).
 func (c *collected) sectionResults() map[string]provider.SectionResult {
 	if c == nil || c.sections == nil {
@@ -459,12 +476,13 @@ func (c *collected) sectionResults() map[string]provider.SectionResult {
 	}
 	out := make(map[string]provider.SectionResult, len(c.sections))
 	for _, s := range c.sections {
-		ms := make([]prometheus.Metric, len(s.refs))
-		views := make([]compactMetric, len(s.refs))
-		for i, r := range s.refs {
+		refs := c.refs[s.start : s.start+s.n]
+		ms := make([]prometheus.Metric, len(refs))
+		views := make([]compactMetric, len(refs))
+		for i, r := range refs {
 			ms[i] = c.ref(r, &views)
 		}
-		out[s.name] = provider.SectionResult{Metrics: ms, At: s.at}
+		out[s.name] = provider.SectionResult{Metrics: ms, At: s.time()}
 	}
 	return out
 }
@@ -526,18 +544,26 @@ func pack(secs map[string]provider.SectionResult, all []prometheus.Metric) *coll
 	}
 	out.families, out.err = fams, err
 	if secs != nil {
-		out.sections = sectionChunks.make(len(secs))[:0]
+		n := 0
+		for _, r := range secs {
+			n += len(r.Metrics)
+		}
+		out.sections, out.refs = sectionChunks.make(len(secs))[:0], refChunks.make(n)[:0]
 		for name, r := range secs {
-			refs := refChunks.make(len(r.Metrics))
-			for i, m := range r.Metrics {
+			sec := packedSection{name: name, start: uint32(len(out.refs)), n: uint32(len(r.Metrics))}
+			if !r.At.IsZero() {
+				sec.at = r.At.UnixNano()
+			}
+			for _, m := range r.Metrics {
 				if a := at[m]; a >= 0 {
-					refs[i] = pos[a]
+					out.refs = append(out.refs, pos[a])
 				} else {
-					refs[i] = int32(a)
+					out.refs = append(out.refs, int32(a))
 				}
 			}
-			out.sections = append(out.sections, packedSection{name: name, refs: refs, at: r.At})
+			out.sections = append(out.sections, sec)
 		}
+		slices.SortFunc(out.sections, func(a, b packedSection) int { return strings.Compare(a.name, b.name) })
 	}
 	return out
 }

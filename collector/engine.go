@@ -87,7 +87,6 @@ type entry struct {
 	remaining   float64
 	usage       []usageFamily // the last usage, grouped once
 	sections    *collected    // the collection holding each section's last good metrics
-	sectionAt   []sectionAt   // when each completed last, by name
 	lastErr     string
 	expiry      time.Time // the credential's expiry after the last attempt renewed it
 	renewed     bool
@@ -516,7 +515,6 @@ func (e *Engine) attempt(ctx context.Context, c store.Connection, ent *entry) {
 	ent.expiry, ent.renewed = expiry, renewed
 	if secs != nil {
 		ent.sections = got
-		ent.sectionAt = sectionTimes(secs)
 	}
 	ent.mu.Unlock()
 	if errors.Is(err, store.ErrLocked) {
@@ -717,20 +715,8 @@ func (ent *entry) snapshot(c store.Connection) *snapshot {
 		missing:     ent.missing,
 		remaining:   ent.remaining,
 		usage:       ent.usage,
-		sections:    ent.sectionAt,
+		sections:    ent.sections.sectionList(),
 	}
-}
-
-// sectionTimes lists the sections that ever completed, by name.
-func sectionTimes(secs map[string]provider.SectionResult) []sectionAt {
-	out := make([]sectionAt, 0, len(secs))
-	for name, r := range secs {
-		if !r.At.IsZero() {
-			out = append(out, sectionAt{name: provider.Label(name), at: r.At})
-		}
-	}
-	slices.SortFunc(out, func(a, b sectionAt) int { return strings.Compare(a.name, b.name) })
-	return out
 }
 
 // redact removes every secret value from a message, in case a vendor or a

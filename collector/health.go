@@ -54,13 +54,7 @@ type snapshot struct {
 	missing     []string
 	remaining   float64
 	usage       []usageFamily
-	sections    []sectionAt
-}
-
-// sectionAt is when one section of a connection last completed.
-type sectionAt struct {
-	name string
-	at   time.Time
+	sections    []packedSection // of the last collection that ran sections
 }
 
 // write adds the connection's health samples and its last usage to x.
@@ -91,7 +85,9 @@ func (s *snapshot) write(x *exposition) {
 		x.sample(mCollected, unix(s.collectedAt), "connection", n, "vendor", v)
 	}
 	for _, sec := range s.sections {
-		x.sample(mSectionCollected, unix(sec.at), "connection", n, "section", sec.name, "vendor", v)
+		if sec.at != 0 {
+			x.sample(mSectionCollected, float64(sec.at)/1e9, "connection", n, "section", provider.Label(sec.name), "vendor", v)
+		}
 	}
 	if !math.IsNaN(s.remaining) {
 		x.sample(mRateRemaining, s.remaining, "connection", n, "vendor", v)
