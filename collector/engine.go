@@ -137,10 +137,9 @@ func New(o Options) *Engine {
 // vendor calls in flight (callsPerCollection × this), not the
 // collections: 1,024 collections with 2,048 calls left 7,800 calls parked
 // for a slot (60 MiB of stacks, scanned by every GC) and peaked above
-// 500 MiB; 384 with 1,536 calls and 256 with 1,024 did as well per CPU
-// second, and 256 peaked about 45 MiB lower; 192 with 768 calls left the
-// CPU idle (62,000 calls of 100 ms in 8 s need about 800 in flight).
-// Fewer connections never use the slots they do not need.
+// 500 MiB; with the same 1,536 calls, 256 collections were as fast as 384
+// and peaked about 45 MiB lower. Fewer connections never use the slots
+// they do not need.
 const DefaultConcurrency = 256
 
 // callsPerCollection bounds the vendor calls in flight across all
@@ -149,8 +148,10 @@ const DefaultConcurrency = 256
 // trips), but thousands at once would hold thousands of sockets and
 // starve the CPU: past this, calls queue, oldest collection first
 // (callGate). A cold collection has 5 to 14 calls it could make at once;
-// 4 on average keeps about 1,500 in flight at the default concurrency.
-const callsPerCollection = 4
+// 6 on average keeps 1,536 in flight at the default concurrency (at 5,000
+// cold connections, 1,024 left the CPU waiting: 8.1–8.6 s instead of
+// 6.7–7.6 s; BENCHMARKS.md, round 5).
+const callsPerCollection = 6
 
 // callBound is how many calls one account of vendor may have in flight.
 func (e *Engine) callBound(vendor string) int {
@@ -175,10 +176,13 @@ func NewTransport() *http.Transport {
 	t.IdleConnTimeout = 90 * time.Second
 	t.TLSHandshakeTimeout = 10 * time.Second
 	t.ResponseHeaderTimeout = 30 * time.Second
-	// A request is a GET or a small form: 1 KiB holds it. Each socket
-	// has this buffer, and a cold scrape of thousands holds a thousand
-	// sockets (4 KiB each by default).
+	// Every socket has these two buffers, and a cold scrape of thousands
+	// of connections holds about 1,800 sockets (4 KiB each by default).
+	// A request is a GET or a small form: 1 KiB holds it. An answer's
+	// headers fit 2 KiB, and a longer line is still read whole; a JSON
+	// body is read in the decoder's own, larger reads.
 	t.WriteBufferSize = 1 << 10
+	t.ReadBufferSize = 2 << 10
 	return t
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -794,6 +795,31 @@ func TestAccountLabelIsBounded(t *testing.T) {
 	for k := range gather(t, scrapeOf(e, nil)) {
 		if len(k) > 1000 {
 			t.Errorf("series of %d bytes: %.80s…", len(k), k)
+		}
+	}
+}
+
+// TestTransportReadsLongHeaders: the shared transport's small socket
+// buffers (2 KiB for reading) still read an answer whose header lines are
+// longer than that, whole.
+func TestTransportReadsLongHeaders(t *testing.T) {
+	long := strings.Repeat("x", 6<<10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Long", long)
+		w.Header().Set("Link", "<"+long+">; rel=next")
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	}))
+	defer srv.Close()
+	c := &http.Client{Transport: NewTransport()}
+	for range 3 { // a new socket, then a kept-alive one
+		resp, err := c.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.Header.Get("X-Long") != long || resp.Header.Get("Link") != "<"+long+">; rel=next" || string(body) != `{"ok":true}` {
+			t.Fatalf("headers of %d and %d bytes, body %q", len(resp.Header.Get("X-Long")), len(resp.Header.Get("Link")), body)
 		}
 	}
 }
