@@ -204,6 +204,19 @@ func BenchmarkWarmScrape(b *testing.B) {
 	}
 }
 
+// BenchmarkRewrittenScrape is a /metrics answer when every connection's
+// result is reused but the body cache is not (something changed since the
+// last answer, as after any collection): every line is written and
+// compressed again. The store is listed again too.
+func BenchmarkRewrittenScrape(b *testing.B) {
+	f := warmFleet(b, 1000)
+	b.ReportAllocs()
+	for b.Loop() {
+		f.engine.Forget("no-such-connection")
+		f.scrape(b, true)
+	}
+}
+
 // BenchmarkStoreList is the store read every scrape starts with.
 func BenchmarkStoreList(b *testing.B) {
 	for _, n := range []int{100, 1000} {

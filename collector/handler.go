@@ -142,6 +142,65 @@ func (c *crcWriter) Write(p []byte) (int, error) {
 	return c.w.Write(p)
 }
 
+// asyncWriter hands what is written to another goroutine in chunks, so
+// writing the lines and compressing them run at once: at 5,000
+// connections each takes about a quarter of a second of CPU, after the
+// last collection and before the answer.
+type asyncWriter struct {
+	buf  []byte
+	full chan []byte // chunks to write, in order
+	free chan []byte // chunks written, to fill again
+	done chan struct{}
+	err  error // of w; read after done
+}
+
+const (
+	asyncChunk  = 64 << 10
+	asyncChunks = 3
+)
+
+func newAsyncWriter(w io.Writer) *asyncWriter {
+	a := &asyncWriter{full: make(chan []byte, asyncChunks), free: make(chan []byte, asyncChunks+1), done: make(chan struct{})}
+	for range asyncChunks {
+		a.free <- make([]byte, 0, asyncChunk)
+	}
+	a.buf = make([]byte, 0, asyncChunk)
+	go func() {
+		defer close(a.done)
+		for b := range a.full {
+			if a.err == nil {
+				_, a.err = w.Write(b)
+			}
+			a.free <- b[:0]
+		}
+	}()
+	return a
+}
+
+// Write never fails: an error of the underlying writer is Close's.
+func (a *asyncWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if len(a.buf) == cap(a.buf) {
+			a.full <- a.buf
+			a.buf = <-a.free
+		}
+		c := copy(a.buf[len(a.buf):cap(a.buf)], p)
+		a.buf, p = a.buf[:len(a.buf)+c], p[c:]
+	}
+	return n, nil
+}
+
+// Close writes what is left and waits until everything is written.
+func (a *asyncWriter) Close() error {
+	if len(a.buf) > 0 {
+		a.full <- a.buf
+	}
+	close(a.full)
+	<-a.done
+	return a.err
+}
+
 // connectionsPart is /metrics' compressed body of the connections in one
 // format, from the cache when nothing changed since it was made.
 func (e *Engine) connectionsPart(ctx context.Context, om bool) *cachedPart {
@@ -162,9 +221,9 @@ func (e *Engine) connectionsPart(ctx context.Context, om bool) *cachedPart {
 	fw := flateWriters.Get().(*flate.Writer)
 	fw.Reset(&p.deflate)
 	cw := &crcWriter{w: fw}
-	bw := bufio.NewWriterSize(cw, 64<<10)
-	_ = e.exposition(snaps, storeOK, true).writeTo(bw, om) // a blockBuffer does not fail
-	_ = bw.Flush()
+	aw := newAsyncWriter(cw)
+	_ = e.exposition(snaps, storeOK, true).writeTo(aw, om) // a blockBuffer does not fail
+	_ = aw.Close()
 	_ = fw.Flush() // byte-aligned, not final: the process metrics follow
 	flateWriters.Put(fw)
 	p.crc, p.size = cw.crc, cw.size

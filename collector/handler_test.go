@@ -206,3 +206,33 @@ func TestHealthLinesStreamed(t *testing.T) {
 		}
 	}
 }
+
+// TestAsyncWriter: everything written reaches the writer whole and in
+// order once Close returns, whatever the sizes of the writes, and the
+// writer's error is Close's.
+func TestAsyncWriter(t *testing.T) {
+	var want, got bytes.Buffer
+	a := newAsyncWriter(&got)
+	for i := range 300 {
+		p := bytes.Repeat([]byte{byte(i)}, (i*7919)%(3*asyncChunk/2))
+		want.Write(p)
+		if n, err := a.Write(p); n != len(p) || err != nil {
+			t.Fatalf("Write(%d bytes) = %d, %v", len(p), n, err)
+		}
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatalf("%d bytes arrived, %d written, or not in order", got.Len(), want.Len())
+	}
+	failing := newAsyncWriter(errWriter{})
+	_, _ = failing.Write(make([]byte, 3*asyncChunk))
+	if err := failing.Close(); err == nil {
+		t.Error("Close did not return the writer's error")
+	}
+}
+
+type errWriter struct{}
+
+func (errWriter) Write([]byte) (int, error) { return 0, io.ErrClosedPipe }
