@@ -221,9 +221,12 @@ func (e *Engine) connectionsPart(ctx context.Context, om bool) *cachedPart {
 	fw := flateWriters.Get().(*flate.Writer)
 	fw.Reset(&p.deflate)
 	cw := &crcWriter{w: fw}
-	aw := newAsyncWriter(cw)
-	_ = e.exposition(snaps, storeOK, true).writeTo(aw, om) // a blockBuffer does not fail
-	_ = aw.Close()
+	x := e.exposition(snaps, storeOK, true)
+	func() {
+		aw := newAsyncWriter(cw)
+		defer aw.Close() // its goroutine ends even if writing panics
+		_ = x.writeTo(aw, om) // a blockBuffer does not fail
+	}()
 	_ = fw.Flush() // byte-aligned, not final: the process metrics follow
 	flateWriters.Put(fw)
 	p.crc, p.size = cw.crc, cw.size
