@@ -73,6 +73,23 @@ func (f *fakeCollections) Detail(id string) (collector.Detail, bool) {
 	return d, ok
 }
 
+func (f *fakeCollections) Latest(id string) (collector.Latest, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d, ok := f.details[id]
+	if !ok || len(d.History) == 0 {
+		return collector.Latest{}, false
+	}
+	l := collector.Latest{At: d.History[0].At, State: d.State, Error: d.History[0].Error}
+	for _, a := range d.History {
+		if a.Outcome == collector.OutcomeSuccess {
+			l.LastSuccess = a.At
+			break
+		}
+	}
+	return l, true
+}
+
 func (f *fakeCollections) callCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -355,4 +372,36 @@ func TestConnectionPageNewerThanStore(t *testing.T) {
 	if got := decode[api.ConnectionDetail](t, e.api("GET", "/api/v1/connections/"+prod.ID, nil)); got.State != store.StateRevoked {
 		t.Errorf("API state %q after a newer revocation", got.State)
 	}
+}
+
+// The connections list and the API's list show this process's attempt
+// when it is newer than the stored status (written behind the
+// collection), as the connection page does.
+func TestConnectionsListNewerThanStore(t *testing.T) {
+	e, fc, prod := newConnEnv(t)
+	if err := e.st.SetStatus(context.Background(), prod.ID, store.Status{State: store.StateError, LastError: "old stored error"}); err != nil {
+		t.Fatal(err)
+	}
+	later := e.clk.Now().Add(time.Hour).UTC()
+	fc.mu.Lock()
+	fc.details[prod.ID] = collector.Detail{State: store.StateActive, History: []collector.Attempt{{At: later, Outcome: collector.OutcomeSuccess}}}
+	fc.mu.Unlock()
+	c, _ := e.admin()
+	r := e.do(c, "GET", "/", nil)
+	wantBody(t, r, `<span class="badge state-active">active</span>`)
+	if strings.Contains(r.body, "old stored error") || strings.Contains(r.body, `"badge state-error"`) {
+		t.Error("the list shows the stored error after a newer success")
+	}
+	list := decode[[]api.Connection](t, e.api("GET", "/api/v1/connections", nil))
+	for _, got := range list {
+		if got.ID == prod.ID && (got.State != store.StateActive || got.LastError != "") {
+			t.Errorf("API list: state %q, last error %q after a newer success", got.State, got.LastError)
+		}
+	}
+	// A newer stored status (a revocation elsewhere) wins.
+	if err := e.st.SetStatus(context.Background(), prod.ID, store.Status{State: store.StateRevoked, Updated: later.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	r = e.do(c, "GET", "/", nil)
+	wantBody(t, r, `<span class="badge state-revoked">revoked</span>`)
 }

@@ -112,6 +112,34 @@ func (e *Engine) Detail(id string) (d Detail, ok bool) {
 	return d, true
 }
 
+// Latest is this process's last attempt at a connection: what Detail
+// tells of it, without copying the history or the metrics, so a list can
+// ask it of every connection.
+type Latest struct {
+	At          time.Time // when the attempt started
+	State       string    // the state it left
+	Error       string    // its error; "" if it succeeded
+	LastSuccess time.Time // this process's last successful attempt
+}
+
+// Latest returns the last attempt at connection id; false before any.
+func (e *Engine) Latest(id string) (Latest, bool) {
+	e.mu.Lock()
+	ent := e.entries[id]
+	e.mu.Unlock()
+	if ent == nil {
+		return Latest{}, false
+	}
+	ent.mu.Lock()
+	defer ent.mu.Unlock()
+	h := ent.detail.history
+	if len(h) == 0 {
+		return Latest{}, false
+	}
+	a := h[len(h)-1]
+	return Latest{At: a.At, State: ent.state, Error: a.Error, LastSuccess: ent.lastSuccess}, true
+}
+
 // NotCollectedError says why CollectNow called no vendor.
 type NotCollectedError struct {
 	State  string    // rate_limited, revoked, expired, or "" (see Reason)

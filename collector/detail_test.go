@@ -159,3 +159,28 @@ func TestCollectNowLockedOrStoreDown(t *testing.T) {
 		t.Errorf("store back: %+v %v", a, err)
 	}
 }
+
+// TestLatestFollowsTheLastAttempt: Latest tells what Detail's newest
+// attempt tells (state, error, when) and the last success, and nothing
+// before the first attempt.
+func TestLatestFollowsTheLastAttempt(t *testing.T) {
+	e, v, _, clk := setup(t, "prod")
+	if _, ok := e.Latest("id0"); ok {
+		t.Fatal("Latest before any attempt")
+	}
+	gather(t, scrapeOf(e, nil))
+	l, ok := e.Latest("id0")
+	if !ok || l.State != store.StateActive || l.Error != "" || !l.At.Equal(t0) || !l.LastSuccess.Equal(t0) {
+		t.Fatalf("after a success: %+v %v", l, ok)
+	}
+	clk.add(time.Minute)
+	v.set("secret-prod", 401, nil)
+	if _, err := e.CollectNow(context.Background(), "id0"); err != nil {
+		t.Fatal(err)
+	}
+	l, _ = e.Latest("id0")
+	d, _ := e.Detail("id0")
+	if l.State != store.StateRevoked || l.State != d.State || l.Error == "" || l.Error != d.History[0].Error || !l.At.Equal(d.History[0].At) || !l.LastSuccess.Equal(t0) {
+		t.Errorf("after a revocation: %+v; detail %+v", l, d.History[0])
+	}
+}

@@ -224,7 +224,7 @@ func (e *Engine) connectionsPart(ctx context.Context, om bool) *cachedPart {
 	x := e.exposition(snaps, storeOK, true)
 	func() {
 		aw := newAsyncWriter(cw)
-		defer aw.Close() // its goroutine ends even if writing panics
+		defer aw.Close()      // its goroutine ends even if writing panics
 		_ = x.writeTo(aw, om) // a blockBuffer does not fail
 	}()
 	_ = fw.Flush() // byte-aligned, not final: the process metrics follow

@@ -345,7 +345,7 @@ func (s *Handler) apiList(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	out := make([]Connection, 0, len(conns))
 	for _, c := range conns {
-		out = append(out, s.toAPIConn(c))
+		out = append(out, s.toAPIConn(s.c.Connect.Live(c)))
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -32,12 +32,11 @@ type ConnectionDetail struct {
 
 func (s *Handler) connectionDetail(c store.Connection) ConnectionDetail {
 	d, _ := s.c.Connect.Detail(c.ID)
-	out := ConnectionDetail{Connection: s.toAPIConn(c), CollectedAt: timePtr(d.CollectedAt), RateLimitedUntil: timePtr(d.RateLimitedUntil),
+	out := ConnectionDetail{Connection: s.toAPIConn(s.c.Connect.Live(c)), CollectedAt: timePtr(d.CollectedAt), RateLimitedUntil: timePtr(d.RateLimitedUntil),
 		Summary: s.c.Connect.SummaryOf(c, d), History: make([]Attempt, 0, len(d.History))}
 	if out.Summary == nil {
 		out.Summary = []provider.SummaryItem{}
 	}
-	out.State = connect.LiveState(c, d)
 	for _, a := range d.History {
 		out.History = append(out.History, Attempt{Time: a.At.UTC(), Duration: a.Duration.Seconds(), Outcome: a.Outcome, Error: a.Error})
 	}

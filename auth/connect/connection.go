@@ -19,6 +19,29 @@ import (
 type Collections interface {
 	CollectNow(ctx context.Context, id string) (collector.Attempt, error)
 	Detail(id string) (collector.Detail, bool)
+	Latest(id string) (collector.Latest, bool)
+}
+
+// Live returns c with this process's last attempt over its stored status
+// when that attempt is as new or newer (the status is written behind a
+// collection; another replica or a revocation callback may have written a
+// newer one): state, last error and last success, as the connection page
+// shows them. A damaged record keeps what the store says of it.
+func (s *Service) Live(c store.Connection) store.Connection {
+	if s.c.Collections == nil || c.Damaged != "" {
+		return c
+	}
+	l, ok := s.c.Collections.Latest(c.ID)
+	if !ok {
+		return c
+	}
+	if l.State != "" && !l.At.Before(c.Updated) {
+		c.State, c.LastError = l.State, l.Error
+	}
+	if l.LastSuccess.After(c.LastSuccess) {
+		c.LastSuccess = l.LastSuccess
+	}
+	return c
 }
 
 // Detail is this process's collection detail of connection id; canCollect
@@ -67,16 +90,6 @@ func (s *Service) SummaryOf(c store.Connection, d collector.Detail) []provider.S
 		items = sp.Summary(collector.View(c), provider.SamplesOf(d.Latest))
 	}()
 	return items
-}
-
-// LiveState is the newer of the stored state and this process's last
-// attempt: the status is written behind a collection, and another replica
-// (or a vendor's revocation callback) may have changed it since.
-func LiveState(c store.Connection, d collector.Detail) string {
-	if len(d.History) > 0 && d.State != "" && !d.History[0].At.Before(c.Updated) {
-		return d.State
-	}
-	return c.State
 }
 
 // CollectNow runs Collect now and names its outcome: collected,

@@ -199,23 +199,9 @@ func (s *Pages) renderConnection(w http.ResponseWriter, r *http.Request, a admin
 		return
 	}
 	d, canCollect := s.c.Connect.Detail(c.ID)
-	data := connectionData{base: base{Title: c.Name, User: a.User, CSRF: a.CSRF}, Conn: c, VTitle: s.c.Connect.Title(c.Vendor),
-		State: c.State, CanCollect: canCollect, RateLimited: d.RateLimitedUntil, NewName: newName, NameError: nameErr, Notice: notice}
-	data.State = connect.LiveState(c, d)
-	data.StateClass = stateClass(data.State)
-	// The stored status is written behind the collection: this process's
-	// own attempts are newer.
-	if len(d.History) > 0 && !d.History[0].At.Before(c.Updated) {
-		data.Conn.LastError = d.History[0].Error
-	}
-	for _, at := range d.History {
-		if at.Outcome == collector.OutcomeSuccess {
-			if at.At.After(data.Conn.LastSuccess) {
-				data.Conn.LastSuccess = at.At
-			}
-			break
-		}
-	}
+	live := s.c.Connect.Live(c)
+	data := connectionData{base: base{Title: c.Name, User: a.User, CSRF: a.CSRF}, Conn: live, VTitle: s.c.Connect.Title(c.Vendor),
+		State: live.State, StateClass: stateClass(live.State), CanCollect: canCollect, RateLimited: d.RateLimitedUntil, NewName: newName, NameError: nameErr, Notice: notice}
 	if notice == "" {
 		text, isNotice := connectionMsg(r.URL.Query().Get("msg"), d)
 		if isNotice {

@@ -77,6 +77,7 @@ func (s *Pages) connectionsPage(w http.ResponseWriter, r *http.Request, a adminC
 		d.Warn, d.WarnLink = s.c.Connect.WrongHostMessage(r), u
 	}
 	for _, c := range conns {
+		c = s.c.Connect.Live(c)
 		row := connRow{Connection: c, Title: s.c.Connect.Title(c.Vendor), StateClass: stateClass(c.State), BudgetInfo: s.c.Connect.BudgetView(c)}
 		if c.Budget != nil {
 			row.BudgetValue = connect.FmtBudget(*c.Budget)
