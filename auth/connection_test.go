@@ -374,9 +374,9 @@ func TestConnectionPageNewerThanStore(t *testing.T) {
 	}
 }
 
-// The connections list and the API's list show this process's attempt
-// when it is newer than the stored status (written behind the
-// collection), as the connection page does.
+// The connections page lists this process's attempt when it is newer
+// than the stored status (written behind the collection), as the
+// connection page and the API's detail do.
 func TestConnectionsListNewerThanStore(t *testing.T) {
 	e, fc, prod := newConnEnv(t)
 	if err := e.st.SetStatus(context.Background(), prod.ID, store.Status{State: store.StateError, LastError: "old stored error"}); err != nil {
@@ -392,10 +392,13 @@ func TestConnectionsListNewerThanStore(t *testing.T) {
 	if strings.Contains(r.body, "old stored error") || strings.Contains(r.body, `"badge state-error"`) {
 		t.Error("the list shows the stored error after a newer success")
 	}
-	list := decode[[]api.Connection](t, e.api("GET", "/api/v1/connections", nil))
-	for _, got := range list {
-		if got.ID == prod.ID && (got.State != store.StateActive || got.LastError != "") {
-			t.Errorf("API list: state %q, last error %q after a newer success", got.State, got.LastError)
+	if got := decode[api.ConnectionDetail](t, e.api("GET", "/api/v1/connections/"+prod.ID, nil)); got.State != store.StateActive || got.LastError != "" {
+		t.Errorf("API detail: state %q, last error %q after a newer success", got.State, got.LastError)
+	}
+	// The API's list is the stored status every replica shares.
+	for _, got := range decode[[]api.Connection](t, e.api("GET", "/api/v1/connections", nil)) {
+		if got.ID == prod.ID && got.State != store.StateError {
+			t.Errorf("API list: state %q, want the stored error", got.State)
 		}
 	}
 	// A newer stored status (a revocation elsewhere) wins.

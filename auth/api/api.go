@@ -344,8 +344,10 @@ func (s *Handler) apiList(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	out := make([]Connection, 0, len(conns))
+	// The stored status: what every replica shares (the detail shows this
+	// replica's newer attempt).
 	for _, c := range conns {
-		out = append(out, s.toAPIConn(s.c.Connect.Live(c)))
+		out = append(out, s.toAPIConn(c))
 	}
 	writeJSON(w, http.StatusOK, out)
 }

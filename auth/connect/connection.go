@@ -23,10 +23,12 @@ type Collections interface {
 }
 
 // Live returns c with this process's last attempt over its stored status
-// when that attempt is as new or newer (the status is written behind a
-// collection; another replica or a revocation callback may have written a
-// newer one): state, last error and last success, as the connection page
-// shows them. A damaged record keeps what the store says of it.
+// when that attempt started after the status was written (the status is
+// written behind a collection; another replica, a reconnect or a
+// revocation callback may have written a newer one): state, last error and
+// last success. At the same instant the store wins: it then holds that
+// attempt's status, or a decision taken at that moment. A damaged record
+// keeps what the store says of it.
 func (s *Service) Live(c store.Connection) store.Connection {
 	if s.c.Collections == nil || c.Damaged != "" {
 		return c
@@ -35,7 +37,7 @@ func (s *Service) Live(c store.Connection) store.Connection {
 	if !ok {
 		return c
 	}
-	if l.State != "" && !l.At.Before(c.Updated) {
+	if l.State != "" && l.At.After(c.Updated) {
 		c.State, c.LastError = l.State, l.Error
 	}
 	if l.LastSuccess.After(c.LastSuccess) {
