@@ -345,10 +345,11 @@ func TestAPIConnectionDetail(t *testing.T) {
 	wantBody(t, r, `"summary": []`, `"history": []`, `"collected_at": null`)
 }
 
-// The stored status is written behind the collection; the page shows this
-// process's newer attempt.
-func TestConnectionPageNewerThanStore(t *testing.T) {
-	e, fc, prod := newConnEnv(t)
+// staleStoredStatus stores an error for prod, then gives this process a
+// success an hour later (the status written behind it not yet stored),
+// and returns that time.
+func staleStoredStatus(t *testing.T, e *env, fc *fakeCollections, prod store.Connection) time.Time {
+	t.Helper()
 	if err := e.st.SetStatus(context.Background(), prod.ID, store.Status{State: store.StateError, LastError: "old stored error"}); err != nil {
 		t.Fatal(err)
 	}
@@ -356,6 +357,14 @@ func TestConnectionPageNewerThanStore(t *testing.T) {
 	fc.mu.Lock()
 	fc.details[prod.ID] = collector.Detail{State: store.StateActive, History: []collector.Attempt{{At: later, Outcome: collector.OutcomeSuccess}}}
 	fc.mu.Unlock()
+	return later
+}
+
+// The stored status is written behind the collection; the page shows this
+// process's newer attempt.
+func TestConnectionPageNewerThanStore(t *testing.T) {
+	e, fc, prod := newConnEnv(t)
+	later := staleStoredStatus(t, e, fc, prod)
 	c, _ := e.admin()
 	r := e.do(c, "GET", "/connections/"+prod.ID, nil)
 	wantBody(t, r, `<span class="badge state-active">active</span>`, "<dt>Last success</dt><dd>"+later.Format("2006-01-02 15:04 UTC")+"</dd>")
@@ -379,13 +388,7 @@ func TestConnectionPageNewerThanStore(t *testing.T) {
 // connection page and the API's detail do.
 func TestConnectionsListNewerThanStore(t *testing.T) {
 	e, fc, prod := newConnEnv(t)
-	if err := e.st.SetStatus(context.Background(), prod.ID, store.Status{State: store.StateError, LastError: "old stored error"}); err != nil {
-		t.Fatal(err)
-	}
-	later := e.clk.Now().Add(time.Hour).UTC()
-	fc.mu.Lock()
-	fc.details[prod.ID] = collector.Detail{State: store.StateActive, History: []collector.Attempt{{At: later, Outcome: collector.OutcomeSuccess}}}
-	fc.mu.Unlock()
+	later := staleStoredStatus(t, e, fc, prod)
 	c, _ := e.admin()
 	r := e.do(c, "GET", "/", nil)
 	wantBody(t, r, `<span class="badge state-active">active</span>`)

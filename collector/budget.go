@@ -34,9 +34,7 @@ func (e *Engine) Relist() {
 // reported as its month-to-date usage: known is false before a collection
 // with usage, reported false if that collection had no such figure.
 func (e *Engine) MonthToDate(id string) (v float64, reported, known bool) {
-	e.mu.Lock()
-	ent := e.entries[id]
-	e.mu.Unlock()
+	ent := e.known(id)
 	if ent == nil {
 		return 0, false, false
 	}

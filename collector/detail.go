@@ -92,12 +92,17 @@ type Detail struct {
 	RateLimitedUntil time.Time
 }
 
+// known returns connection id's entry; nil if this process has not seen it.
+func (e *Engine) known(id string) *entry {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.entries[id]
+}
+
 // Detail returns what the engine knows of connection id; ok is false if
 // this process has not seen it since it started (or since it was deleted).
 func (e *Engine) Detail(id string) (d Detail, ok bool) {
-	e.mu.Lock()
-	ent := e.entries[id]
-	e.mu.Unlock()
+	ent := e.known(id)
 	if ent == nil {
 		return Detail{}, false
 	}
@@ -124,9 +129,7 @@ type Latest struct {
 
 // Latest returns the last attempt at connection id; false before any.
 func (e *Engine) Latest(id string) (Latest, bool) {
-	e.mu.Lock()
-	ent := e.entries[id]
-	e.mu.Unlock()
+	ent := e.known(id)
 	if ent == nil {
 		return Latest{}, false
 	}
