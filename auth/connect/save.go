@@ -31,20 +31,30 @@ func nameTaken(name string) *Failure {
 	return f
 }
 
+// ReconnectTarget reads connection id for a reconnect through p. A damaged
+// record counts (reconnecting is what replaces it, which Save does); a
+// record of another vendor is refused with a Failure, unless not even its
+// vendor could be read. Store errors, ErrNotFound among them, come back
+// as they are.
+func (s *Service) ReconnectTarget(ctx context.Context, p provider.Provider, id string) (store.Connection, error) {
+	c, err := s.c.Store.Get(ctx, id)
+	if err != nil && !errors.Is(err, store.ErrDamaged) {
+		return c, err
+	}
+	if c.Vendor != p.Vendor() && c.Vendor != "" {
+		return c, Fail(http.StatusBadRequest, "Connection “%s” is a %s connection, not %s.", c.Name, c.Vendor, p.Title())
+	}
+	return c, nil
+}
+
 // CheckTarget checks what can be checked before the vendor is contacted.
 func (s *Service) CheckTarget(ctx context.Context, p provider.Provider, t Target) error {
 	if t.Reconnect != "" {
-		c, err := s.c.Store.Get(ctx, t.Reconnect)
+		_, err := s.ReconnectTarget(ctx, p, t.Reconnect)
 		if errors.Is(err, store.ErrNotFound) {
 			return Fail(http.StatusNotFound, "There is no connection with id %s (it may have been disconnected). Connect it as a new connection instead.", t.Reconnect)
 		}
-		if err != nil && !errors.Is(err, store.ErrDamaged) { // a damaged record is what reconnecting is for
-			return err
-		}
-		if c.Vendor != p.Vendor() && c.Vendor != "" {
-			return Fail(http.StatusBadRequest, "Connection “%s” is a %s connection, not %s.", c.Name, c.Vendor, p.Title())
-		}
-		return nil
+		return err
 	}
 	if !ValidName(t.Name) {
 		f := Fail(http.StatusBadRequest, "The connection name must be %s.", NameRule)
@@ -261,15 +271,12 @@ func (s *Service) decide(ctx context.Context, p provider.Provider, cred *provide
 		return cred.AccountID != "" && c.Vendor == p.Vendor() && c.AccountID == cred.AccountID
 	}
 	if t.Reconnect != "" {
-		existing, err := s.c.Store.Get(ctx, t.Reconnect)
+		existing, err := s.ReconnectTarget(ctx, p, t.Reconnect)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, "", Fail(http.StatusNotFound, "The connection being reconnected no longer exists (it was disconnected meanwhile). Nothing was stored; connect it as a new connection instead.")
 		}
-		if err != nil && !errors.Is(err, store.ErrDamaged) { // Save replaces a damaged one
+		if err != nil {
 			return nil, "", err
-		}
-		if existing.Vendor != p.Vendor() && existing.Vendor != "" {
-			return nil, "", Fail(http.StatusBadRequest, "Connection “%s” is a %s connection, not %s.", existing.Name, existing.Vendor, p.Title())
 		}
 		others, err := s.c.Store.Matching(ctx, p.Vendor(), cred.AccountID, "")
 		if err != nil {

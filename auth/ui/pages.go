@@ -183,13 +183,13 @@ func (s *Pages) formPage(w http.ResponseWriter, r *http.Request, a adminCtx) {
 	d := formData{base: base{Title: "Connect " + p.Title(), User: a.User, CSRF: a.CSRF}, Action: "/connect/" + p.Vendor(), VendorTitle: p.Title(),
 		Form: formView{Method: m.Name(), MethodTitle: m.Title(), Fields: fieldViews(m, nil, ""), IDPrefix: "f-"}, ShowName: true}
 	if id := r.URL.Query().Get("reconnect"); id != "" {
-		c, err := s.c.Store.Get(r.Context(), id)
-		damaged := errors.Is(err, store.ErrDamaged) // what reconnecting is for
-		if errors.Is(err, store.ErrNotFound) || ((err == nil || damaged) && c.Vendor != p.Vendor() && c.Vendor != "") {
+		c, err := s.c.Connect.ReconnectTarget(r.Context(), p, id)
+		var other *connect.Failure // of another vendor
+		if errors.Is(err, store.ErrNotFound) || errors.As(err, &other) {
 			s.errorPage(w, http.StatusNotFound, "No such connection", "There is no "+p.Title()+" connection with this id; it may have been disconnected.", "/", "Back to connections")
 			return
 		}
-		if err != nil && !damaged {
+		if err != nil {
 			s.storeErrorPage(w, err)
 			return
 		}
